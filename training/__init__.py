@@ -1,0 +1,9 @@
+"""VAE and Ladder VAE (Sønderby et al. 2016) with batch normalization, KL warm-up and the IW bound.
+
+Imports only torch, numpy, scipy, scikit-learn, safetensors and tqdm, so it runs
+on GPU machines without the app's packages.
+"""
+from .config import RunConfig
+from .errors import CheckpointError, DataError, UserError
+
+__all__ = ["RunConfig", "UserError", "DataError", "CheckpointError"]

@@ -1,0 +1,108 @@
+"""python -m training {train,eval,demo}: user errors end in one line on stderr and exit code 2."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .config import DATASETS, DEVICES, LIKELIHOODS, MODELS, RunConfig
+from .errors import UserError
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse that reports a bad argument in one line (no usage dump) with exit code 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"error: {message} (see 'python -m training {self.prog.split()[-1]} --help')\n")
+
+
+def _sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(s) for s in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, got {text!r}") from None
+    return sizes
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = OneLineParser(prog="python -m training", description="Train and evaluate VAEs and Ladder VAEs (Sønderby et al. 2016).")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+
+    t = sub.add_parser("train", help="train a VAE or LVAE into a run folder")
+    t.add_argument("--model", choices=MODELS, required=True)
+    t.add_argument("--layers", type=int, required=True, help="stochastic layers (1..5 with the default sizes)")
+    t.add_argument("--no-bn", action="store_true", help="no batch normalization")
+    t.add_argument("--no-warmup", action="store_true", help="beta = 1 from the first epoch")
+    t.add_argument("--warmup-epochs", type=int, default=200, help="epochs for beta to rise from 0 to 1 (paper: 200)")
+    t.add_argument("--dataset", choices=DATASETS, required=True)
+    t.add_argument("--data-dir", default="data", help="folder with the dataset's files (not needed for digits)")
+    t.add_argument("--likelihood", choices=LIKELIHOODS, default="bernoulli", help="p(x|z_1); bernoulli binarizes the data")
+    t.add_argument("--hidden-sizes", type=_sizes, default=None, help="deterministic units per layer, e.g. 512,256,128")
+    t.add_argument("--latent-sizes", type=_sizes, default=None, help="stochastic units per layer, e.g. 64,32,16")
+    t.add_argument("--epochs", type=int, required=True)
+    t.add_argument("--batch-size", type=int, default=256)
+    t.add_argument("--lr", type=float, default=2e-3)
+    t.add_argument("--iw-samples", type=int, default=1, help="K of the importance-weighted bound to train on")
+    t.add_argument("--grad-clip", type=float, default=0.0, help="clip the gradient norm (the authors used 4); 0 = off")
+    t.add_argument("--eval-every", type=int, default=10, help="epochs between test-set evaluations")
+    t.add_argument("--snapshot-every", type=int, default=0, help="epochs between latent snapshots (0: ten per run)")
+    t.add_argument("--checkpoint-every", type=int, default=0, help="epochs between checkpoints (0: fifty per run)")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--device", choices=DEVICES, default="auto")
+    t.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    t.add_argument("--out", type=Path, required=True, help="run folder to write")
+    t.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bar (default: on a terminal, off in CI)")
+
+    e = sub.add_parser("eval", help="test-set ELBO, IW log-likelihood, active units and KL of a run")
+    e.add_argument("run_dir", type=Path)
+    e.add_argument("--iw-samples", type=int, default=5000, help="importance samples (paper: 5000)")
+    e.add_argument("--data-dir", default=None, help="dataset folder (default: the one the run was trained with)")
+    e.add_argument("--device", choices=DEVICES, default="auto")
+    e.add_argument("--json", action="store_true", help="print one JSON object")
+
+    d = sub.add_parser("demo", help="train the app's default pair: VAE+BN+WU and LVAE+BN+WU, 5 layers, digits")
+    d.add_argument("--out", type=Path, default=Path("runs"))
+    d.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
+    return p
+
+
+def config_from_args(a: argparse.Namespace) -> RunConfig:
+    return RunConfig(
+        model=a.model, layers=a.layers, dataset=a.dataset,
+        hidden_sizes=a.hidden_sizes or [], latent_sizes=a.latent_sizes or [],
+        batch_norm=not a.no_bn, warmup_epochs=0 if a.no_warmup else a.warmup_epochs,
+        likelihood=a.likelihood, data_dir=a.data_dir, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr,
+        iw_samples=a.iw_samples, grad_clip=a.grad_clip, eval_every=a.eval_every,
+        snapshot_every=a.snapshot_every, checkpoint_every=a.checkpoint_every, seed=a.seed, device=a.device)
+
+
+def run(argv: list[str] | None = None) -> int:
+    a = build_parser().parse_args(argv)
+    if a.command == "train":
+        from .train import train
+        out = train(config_from_args(a), a.out, resume=a.resume, progress=a.progress)
+        print(f"trained {out}")
+    elif a.command == "eval":
+        from .evaluate import evaluate_run, format_report
+        if a.iw_samples < 1:
+            raise UserError("--iw-samples must be at least 1")
+        result = evaluate_run(a.run_dir, a.iw_samples, a.data_dir, a.device)
+        print(json.dumps(result) if a.json else format_report(result))
+    elif a.command == "demo":
+        from .demo import run_demo
+        for path in run_demo(a.out, progress=a.progress):
+            print(f"demo run ready: {path}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        return run(argv)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; the last checkpoint is intact, continue with --resume", file=sys.stderr)
+        return 130

@@ -1,0 +1,120 @@
+"""RunConfig: the one description of a run, saved as the run folder's config.json."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import UserError
+
+MODELS = ("vae", "lvae")
+DATASETS = ("digits", "mnist", "fashion-mnist", "omniglot")
+LIKELIHOODS = ("bernoulli", "gaussian")
+DEVICES = ("auto", "cpu", "cuda")
+FORMAT_VERSION = 1
+
+# Sønderby et al. 2016, Sec. 3: MNIST sizes for layers 1..5 (a model with L
+# layers takes the first L of each).
+PAPER_HIDDEN = (512, 256, 128, 64, 32)
+PAPER_LATENT = (64, 32, 16, 8, 4)
+# For 8x8 `digits` (64 pixels, 1,437 training images) the paper's 512-unit
+# first layer is wider than the input and overfits in a few epochs; these keep
+# the same shrinking shape at a scale that trains in seconds on a CPU.
+SMALL_HIDDEN = (128, 64, 32, 32, 16)
+SMALL_LATENT = (16, 8, 8, 4, 2)
+MAX_LAYERS = len(PAPER_HIDDEN)
+
+
+def default_sizes(dataset: str, layers: int) -> tuple[list[int], list[int]]:
+    hidden, latent = (SMALL_HIDDEN, SMALL_LATENT) if dataset == "digits" else (PAPER_HIDDEN, PAPER_LATENT)
+    return list(hidden[:layers]), list(latent[:layers])
+
+
+@dataclass
+class RunConfig:
+    model: str = "lvae"
+    layers: int = 5
+    dataset: str = "digits"
+    hidden_sizes: list[int] = field(default_factory=list)   # empty: default_sizes()
+    latent_sizes: list[int] = field(default_factory=list)
+    batch_norm: bool = True
+    warmup_epochs: int = 200        # 0: no warm-up, beta = 1 throughout
+    likelihood: str = "bernoulli"
+    data_dir: str = "data"
+    epochs: int = 2000
+    batch_size: int = 256
+    lr: float = 2e-3
+    iw_samples: int = 1             # K of the IW bound used for training
+    grad_clip: float = 0.0          # max gradient norm; 0 = off (the authors used 4)
+    eval_every: int = 10
+    snapshot_every: int = 0         # 0: about ten snapshots a run
+    checkpoint_every: int = 0       # 0: about fifty checkpoints a run (and always the last epoch)
+    seed: int = 0
+    device: str = "auto"
+    input_dim: int = 0              # filled in from the dataset when training starts
+    format_version: int = FORMAT_VERSION
+
+    def __post_init__(self) -> None:
+        if not self.hidden_sizes or not self.latent_sizes:
+            hidden, latent = default_sizes(self.dataset, min(max(self.layers, 1), MAX_LAYERS))
+            self.hidden_sizes = self.hidden_sizes or hidden
+            self.latent_sizes = self.latent_sizes or latent
+        self.validate()
+
+    def validate(self) -> None:
+        def need(ok: bool, msg: str) -> None:
+            if not ok:
+                raise UserError(msg)
+        need(self.model in MODELS, f"model must be one of {', '.join(MODELS)}, not {self.model!r}")
+        need(self.dataset in DATASETS, f"dataset must be one of {', '.join(DATASETS)}, not {self.dataset!r}")
+        need(self.likelihood in LIKELIHOODS, f"likelihood must be one of {', '.join(LIKELIHOODS)}")
+        need(self.device in DEVICES, f"device must be one of {', '.join(DEVICES)}, not {self.device!r}")
+        need(isinstance(self.layers, int) and 1 <= self.layers, "layers must be a whole number of at least 1")
+        need(len(self.hidden_sizes) == self.layers and len(self.latent_sizes) == self.layers,
+             f"need {self.layers} hidden and latent sizes (one per layer); the defaults cover up to {MAX_LAYERS} layers")
+        need(all(isinstance(n, int) and n > 0 for n in self.hidden_sizes + self.latent_sizes),
+             "layer sizes must be positive whole numbers")
+        need(self.epochs >= 1, "epochs must be at least 1")
+        need(self.batch_size >= 2, "batch size must be at least 2 (batch normalization needs two examples)")
+        need(self.lr > 0, "learning rate must be positive")
+        need(self.iw_samples >= 1, "iw-samples must be at least 1")
+        need(self.warmup_epochs >= 0, "warmup-epochs must be 0 or more")
+        need(self.grad_clip >= 0, "grad-clip must be 0 (off) or positive")
+        need(self.eval_every >= 1, "eval-every must be at least 1")
+        need(self.snapshot_every >= 0 and self.checkpoint_every >= 0, "snapshot/checkpoint intervals must be 0 or more")
+
+    @property
+    def snapshot_interval(self) -> int:
+        return self.snapshot_every or max(1, self.epochs // 10)
+
+    @property
+    def checkpoint_interval(self) -> int:
+        return self.checkpoint_every or max(1, self.epochs // 50)
+
+    @property
+    def label(self) -> str:
+        """The paper's name for this configuration, e.g. 'LVAE+BN+WU'."""
+        parts = [self.model.upper()] + (["BN"] if self.batch_norm else []) + (["WU"] if self.warmup_epochs else [])
+        return "+".join(parts)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "RunConfig":
+        if not isinstance(data, dict):
+            raise UserError("config.json must hold a JSON object")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise UserError(f"config.json has unknown keys: {', '.join(unknown)}")
+        for key in ("model", "layers", "dataset", "hidden_sizes", "latent_sizes", "input_dim"):
+            if key not in data:
+                raise UserError(f"config.json is missing the key {key!r}")
+        if data.get("format_version", FORMAT_VERSION) != FORMAT_VERSION:
+            raise UserError(f"config.json has format_version {data['format_version']}, this version reads {FORMAT_VERSION}")
+        try:
+            return cls(**data)
+        except TypeError as e:  # wrong value types, e.g. a string where a list belongs
+            raise UserError(f"config.json has a bad value: {e}") from None

@@ -1,0 +1,13 @@
+"""Errors a user can cause; the CLI prints them as one line and exits 2."""
+
+
+class UserError(Exception):
+    """A bad argument, path, file or run folder: the message says which and why."""
+
+
+class DataError(UserError):
+    """A data file that is missing, truncated or not what its name says."""
+
+
+class CheckpointError(UserError):
+    """A run folder whose checkpoint or config cannot be used."""

@@ -1,0 +1,158 @@
+"""Training objectives and evaluation measures: ELBO with warm-up, the IW bound, active units.
+
+All functions return device tensors and never call .item(): the training loop
+reads its metrics once per epoch, so a step never waits on the GPU.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from .distributions import log_mean_exp
+from .model import ForwardPass, HierarchicalVAE
+
+ACTIVE_UNIT_THRESHOLD = 0.01
+
+
+@dataclass
+class BatchStats:
+    """Sums over the rows of a batch (divide by the row count for means)."""
+    elbo: torch.Tensor             # beta = 1 ELBO estimate
+    recon: torch.Tensor            # log p(x|z_1)
+    kl_per_unit: list[torch.Tensor]  # one (units,) tensor per layer
+
+    def kl_per_layer(self) -> torch.Tensor:
+        return torch.stack([k.sum() for k in self.kl_per_unit])
+
+
+def log_importance_weights(fp: ForwardPass, beta: float = 1.0) -> torch.Tensor:
+    """log w = log p(x|z) + beta * sum_i [log p(z_i|z_{i+1}) - log q(z_i|.)], one per row."""
+    latent = sum(layer.log_ratio().sum(-1) for layer in fp.layers)
+    return fp.log_px - beta * latent
+
+
+def importance_weighted_bound(log_w: torch.Tensor) -> torch.Tensor:
+    """L_K = log (1/K) sum_k w_k per example, from log_w of shape (K, batch).
+
+    Burda et al. 2016, eq. (8); K = 1 is the ELBO's single-sample estimate.
+    """
+    return log_mean_exp(log_w, dim=0)
+
+
+def elbo_loss(model: HierarchicalVAE, x: torch.Tensor, beta: float, iw_samples: int = 1) -> tuple[torch.Tensor, BatchStats]:
+    """The training loss (mean over the batch) and the batch's statistics.
+
+    K = 1: -(E_q[log p(x|z)] - beta * KL), Sønderby et al. 2016 Sec. 2.3, with the
+    KL per layer analytic where the sampling order allows it. K > 1: -L_K with
+    beta on the latent terms of each importance weight.
+    """
+    fp = model(x, n_samples=iw_samples)
+    if iw_samples == 1:
+        kl_units = [layer.kl() for layer in fp.layers]
+        kl = sum(k.sum(-1) for k in kl_units)
+        loss = -(fp.log_px - beta * kl).mean()
+        elbo = (fp.log_px - kl).sum()
+        recon = fp.log_px.sum()
+    else:
+        kl_units = [layer.log_ratio() for layer in fp.layers]
+        log_w = log_importance_weights(fp, beta).view(iw_samples, -1)
+        loss = -importance_weighted_bound(log_w).mean()
+        # Per-example statistics average over the K samples.
+        elbo = log_importance_weights(fp).sum() / iw_samples
+        recon = fp.log_px.sum() / iw_samples
+    kl_per_unit = [k.detach().sum(0) / iw_samples for k in kl_units]
+    return loss, BatchStats(elbo.detach(), recon.detach(), kl_per_unit)
+
+
+def _batches(n: int, size: int):
+    for start in range(0, n, size):
+        yield slice(start, min(n, start + size))
+
+
+@torch.inference_mode()
+def evaluate_elbo(model: HierarchicalVAE, x: torch.Tensor, batch_size: int = 1000) -> BatchStats:
+    """Single-sample ELBO statistics summed over x (beta = 1)."""
+    total: BatchStats | None = None
+    for s in _batches(x.shape[0], batch_size):
+        _, stats = elbo_loss(model, x[s], beta=1.0)
+        if total is None:
+            total = stats
+        else:
+            total = BatchStats(total.elbo + stats.elbo, total.recon + stats.recon,
+                               [a + b for a, b in zip(total.kl_per_unit, stats.kl_per_unit)])
+    assert total is not None
+    return total
+
+
+@torch.inference_mode()
+def iw_log_likelihood(model: HierarchicalVAE, x: torch.Tensor, k: int, max_rows: int = 100_000,
+                      batch_size: int | None = None) -> torch.Tensor:
+    """log p(x) estimated by L_K for every row of x, batched over examples and samples.
+
+    Each forward pass holds at most `max_rows` (sample, example) rows; the
+    log-sum-exp over K is accumulated across sample chunks, so any K fits in
+    memory and the result equals the one-pass bound up to float rounding.
+    """
+    n = x.shape[0]
+    batch_size = batch_size or max(1, min(n, max_rows // min(k, max_rows)))
+    chunk = max(1, min(k, max_rows // batch_size))
+    out = []
+    for s in _batches(n, batch_size):
+        xb = x[s]
+        acc = torch.full((xb.shape[0],), -math.inf, device=x.device)
+        done = 0
+        while done < k:
+            c = min(chunk, k - done)
+            log_w = log_importance_weights(model(xb, n_samples=c)).view(c, -1)
+            acc = torch.logaddexp(acc, torch.logsumexp(log_w, dim=0))
+            done += c
+        out.append(acc - math.log(k))
+    return torch.cat(out)
+
+
+@torch.inference_mode()
+def posterior_means(model: HierarchicalVAE, x: torch.Tensor, n_samples: int = 1,
+                    batch_size: int = 1000) -> list[torch.Tensor]:
+    """Monte-Carlo estimates of E_q[z_i|x] for every layer: the mean of mu_q over n_samples parents."""
+    per_layer: list[list[torch.Tensor]] = [[] for _ in model.cfg.latent_sizes]
+    for s in _batches(x.shape[0], batch_size):
+        layers = model.inference(x[s], model.generative, n_samples)
+        for i, layer in enumerate(layers):
+            per_layer[i].append(layer.mu_q.view(n_samples, -1, layer.mu_q.shape[-1]).mean(0))
+    return [torch.cat(m) for m in per_layer]
+
+
+@torch.inference_mode()
+def unit_activity(model: HierarchicalVAE, x: torch.Tensor, n_samples: int = 10,
+                  batch_size: int = 1000) -> list[torch.Tensor]:
+    """A_u = Cov_x(E_{q(u|x)}[u]) for every unit of every layer (Burda et al. 2016, Sec. 5.2).
+
+    E_q[u|x] of a layer below the sampling order's first is an average over
+    its sampled parents (mu_q depends on them): we average mu_q over n_samples
+    and subtract the Monte-Carlo noise that adds to the covariance
+    (mean over x of the within-x variance / n_samples), so the estimate is unbiased.
+    """
+    sums: list[list[torch.Tensor]] = [[] for _ in model.cfg.latent_sizes]
+    noise: list[list[torch.Tensor]] = [[] for _ in model.cfg.latent_sizes]
+    for s in _batches(x.shape[0], batch_size):
+        layers = model.inference(x[s], model.generative, n_samples)
+        for i, layer in enumerate(layers):
+            mu = layer.mu_q.view(n_samples, -1, layer.mu_q.shape[-1])
+            sums[i].append(mu.mean(0))
+            if n_samples > 1:
+                noise[i].append(mu.var(0) / n_samples)
+    activity = []
+    for i in range(len(sums)):
+        means = torch.cat(sums[i])
+        a = means.var(0)
+        if noise[i]:
+            a = a - torch.cat(noise[i]).mean(0)
+        activity.append(a.clamp_min(0.0))
+    return activity
+
+
+def count_active_units(activity: list[torch.Tensor], threshold: float = ACTIVE_UNIT_THRESHOLD) -> list[int]:
+    """Units with A_u > 0.01 per layer: Burda et al.'s active-unit criterion."""
+    return [int((a > threshold).sum()) for a in activity]

@@ -1,0 +1,205 @@
+"""The training loop: data resident on the device, metrics read once per epoch, atomic checkpoints."""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from . import checkpoint as ckpt
+from .config import RunConfig
+from .data import Dataset, binarize, load_dataset
+from .distributions import warmup_beta
+from .errors import UserError
+from .model import HierarchicalVAE
+from .objectives import (BatchStats, count_active_units, elbo_loss, evaluate_elbo, posterior_means,
+                         unit_activity)
+
+# All runs evaluate on the same binarized test set, whatever their training seed.
+TEST_BINARIZATION_SEED = 123
+SNAPSHOT_POINTS = 1000
+
+
+class TrainingError(UserError):
+    """Training cannot go on (e.g. the loss became NaN); the last good checkpoint is kept."""
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda asked for, but this machine has no CUDA GPU that torch can use")
+    return torch.device(name)
+
+
+@contextmanager
+def eval_mode(model: torch.nn.Module):
+    """BN in eval mode (running statistics) for the duration, then back to what it was."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
+def test_tensors(data: Dataset, cfg: RunConfig, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The test set as the model sees it: binarized once with a fixed seed for Bernoulli data."""
+    x = binarize(data.test_x, TEST_BINARIZATION_SEED) if cfg.likelihood == "bernoulli" else data.test_x
+    return torch.as_tensor(x, device=device), torch.as_tensor(data.test_y, device=device)
+
+
+def evaluate_test(model: HierarchicalVAE, x_test: torch.Tensor) -> dict:
+    """test_elbo, active_units and KL per layer/unit on the test set, BN in eval mode."""
+    with eval_mode(model):
+        stats = evaluate_elbo(model, x_test)
+        activity = unit_activity(model, x_test)
+    n = x_test.shape[0]
+    return {
+        "test_elbo": float(stats.elbo) / n,
+        "test_recon": float(stats.recon) / n,
+        "test_kl_per_layer": [float(k) / n for k in stats.kl_per_layer()],
+        "active_units": count_active_units(activity),
+        "kl_per_unit": [[float(v) / n for v in k] for k in stats.kl_per_unit],
+    }
+
+
+class EpochMeter:
+    """Sums of a epoch's batch statistics, kept on the device until read."""
+
+    def __init__(self) -> None:
+        self.stats: BatchStats | None = None
+        self.rows = 0
+
+    def add(self, stats: BatchStats, rows: int) -> None:
+        self.rows += rows
+        if self.stats is None:
+            self.stats = stats
+        else:
+            s = self.stats
+            self.stats = BatchStats(s.elbo + stats.elbo, s.recon + stats.recon,
+                                    [a + b for a, b in zip(s.kl_per_unit, stats.kl_per_unit)])
+
+    def read(self) -> dict:
+        assert self.stats is not None
+        s, n = self.stats, self.rows
+        packed = torch.cat([s.elbo.view(1), s.recon.view(1), s.kl_per_layer()]).tolist()  # the epoch's one sync
+        return {"train_elbo": packed[0] / n, "recon": packed[1] / n, "kl_per_layer": [k / n for k in packed[2:]]}
+
+
+def _rng_state(gen: torch.Generator, device: torch.device) -> dict[str, torch.Tensor]:
+    state = {"data": gen.get_state(), "torch_cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["torch_cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(state: dict[str, torch.Tensor], gen: torch.Generator, device: torch.device) -> None:
+    if "data" in state:
+        gen.set_state(state["data"])
+    if "torch_cpu" in state:
+        torch.set_rng_state(state["torch_cpu"])
+    if device.type == "cuda" and "torch_cuda" in state:
+        torch.cuda.set_rng_state(state["torch_cuda"], device)
+
+
+def prepare_run(cfg: RunConfig, out: Path, resume: bool) -> RunConfig:
+    """The config to train with: cfg for a new run, the saved one (epochs and device from cfg) on resume."""
+    out = Path(out)
+    existing = (out / ckpt.CONFIG).is_file()
+    if resume:
+        if not existing:
+            raise UserError(f"{out}: nothing to resume (no {ckpt.CONFIG}); drop --resume to start a new run")
+        saved = ckpt.load_config(out)
+        return replace(saved, epochs=max(cfg.epochs, 1), device=cfg.device)
+    if existing or (out.is_dir() and any(out.iterdir())):
+        raise UserError(f"{out}: already holds files; use --resume to continue that run or choose another --out")
+    return cfg
+
+
+def train(cfg: RunConfig, out: Path, resume: bool = False, progress: bool | None = None) -> Path:
+    """Train (or resume) a run into `out` and return the run folder."""
+    out = Path(out)
+    cfg = prepare_run(cfg, out, resume)
+    device = resolve_device(cfg.device)
+    data = load_dataset(cfg.dataset, cfg.data_dir)
+    if cfg.input_dim and cfg.input_dim != data.input_dim:
+        raise UserError(f"{out}: the run was trained on {cfg.input_dim}-pixel data, {cfg.dataset} has {data.input_dim}")
+    cfg = replace(cfg, input_dim=data.input_dim)
+
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator(device=device)
+    gen.manual_seed(cfg.seed)
+    model = HierarchicalVAE(cfg).to(device)
+    # foreach keeps Adam to a few kernels per step; the fused variant arrives with the fast path.
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, foreach=True)
+
+    start = 0
+    if resume and (out / ckpt.CHECKPOINT).is_file():
+        loaded, _, start = ckpt.load_model(out, device)
+        model.load_state_dict(loaded.state_dict())
+        state = ckpt.load_training_state(out)
+        if state.optimizer is not None:
+            optimizer.load_state_dict(state.optimizer)
+        _set_rng_state(state.rng, gen, device)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt.save_config(out, cfg)
+    ckpt.truncate_history(out, start)
+    ckpt.remove_snapshots_after(out, start)
+    if start >= cfg.epochs:
+        return out
+
+    train_x = torch.as_tensor(data.train_x, device=device)
+    x_test, y_test = test_tensors(data, cfg, device)
+    points = torch.randperm(x_test.shape[0], generator=torch.Generator().manual_seed(0))[:SNAPSHOT_POINTS].to(device)
+    if start == 0:
+        ckpt.save_snapshot_points(out, points, y_test[points], x_test[points])
+        with eval_mode(model):
+            ckpt.save_snapshot(out, 0, posterior_means(model, x_test[points]))
+
+    n_batches = train_x.shape[0] // cfg.batch_size  # drop the ragged last batch: fixed shapes, full BN batches
+    if n_batches == 0:
+        raise UserError(f"batch size {cfg.batch_size} is larger than the {train_x.shape[0]} training images")
+    show = progress if progress is not None else (sys.stderr.isatty() and not os.environ.get("CI"))
+    bar = tqdm(range(start, cfg.epochs), initial=start, total=cfg.epochs, disable=not show,
+               desc=f"{cfg.label} L={cfg.layers}", unit="epoch", dynamic_ncols=True)
+    model.train()
+    for epoch in bar:
+        t0 = time.perf_counter()
+        beta = warmup_beta(epoch, cfg.warmup_epochs)
+        order = torch.randperm(train_x.shape[0], generator=gen, device=device)
+        # Dynamic binarization: a fresh Bernoulli(pixel) sample of every training image each epoch.
+        xs = torch.bernoulli(train_x, generator=gen) if cfg.likelihood == "bernoulli" else train_x
+        meter = EpochMeter()
+        for b in range(n_batches):
+            x = xs[order[b * cfg.batch_size:(b + 1) * cfg.batch_size]]
+            loss, stats = elbo_loss(model, x, beta, cfg.iw_samples)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip, foreach=True)
+            optimizer.step()
+            meter.add(stats, x.shape[0])
+        record = {"epoch": epoch + 1, "beta": beta, **meter.read()}
+        if not all(map(ckpt.is_finite_number, [record["train_elbo"], record["recon"], *record["kl_per_layer"]])):
+            last = ckpt.load_training_state(out).epoch if (out / ckpt.CHECKPOINT).is_file() else 0
+            raise TrainingError(f"epoch {epoch + 1}: the loss became NaN or infinite; stopped, the last good checkpoint "
+                                f"(epoch {last}) is intact; try --grad-clip 4 or a lower --lr")
+        record["seconds"] = time.perf_counter() - t0
+        last_epoch = epoch + 1 == cfg.epochs
+        if (epoch + 1) % cfg.eval_every == 0 or last_epoch:
+            record.update(evaluate_test(model, x_test))
+        ckpt.append_history(out, record)
+        if (epoch + 1) % cfg.snapshot_interval == 0 or last_epoch:
+            with eval_mode(model):
+                ckpt.save_snapshot(out, epoch + 1, posterior_means(model, x_test[points]))
+        if (epoch + 1) % cfg.checkpoint_interval == 0 or last_epoch:
+            ckpt.save_checkpoint(out, model, optimizer, epoch + 1, _rng_state(gen, device))
+        bar.set_postfix(elbo=f"{record['train_elbo']:.2f}", beta=f"{beta:.2f}")
+    bar.close()
+    return out
