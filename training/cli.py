@@ -14,7 +14,7 @@ class OneLineParser(argparse.ArgumentParser):
     """argparse that reports a bad argument in one line (no usage dump) with exit code 2."""
 
     def error(self, message: str):  # type: ignore[override]
-        self.exit(2, f"error: {message} (see 'python -m training {self.prog.split()[-1]} --help')\n")
+        self.exit(2, f"error: {message} (see '{self.prog} --help')\n")
 
 
 def _sizes(text: str) -> list[int]:
@@ -79,7 +79,10 @@ def config_from_args(a: argparse.Namespace) -> RunConfig:
 
 
 def run(argv: list[str] | None = None) -> int:
-    a = build_parser().parse_args(argv)
+    try:
+        a = build_parser().parse_args(argv)
+    except SystemExit as e:  # argparse has printed its one line (or --help)
+        return e.code if isinstance(e.code, int) else 2
     if a.command == "train":
         from .train import train
         out = train(config_from_args(a), a.out, resume=a.resume, progress=a.progress)

@@ -1,0 +1,94 @@
+"""The command line: exit codes, one-line errors, eval --json."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from training.cli import main
+from training_fixtures import digits_runs  # noqa: F401 (fixture)
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    env = {**os.environ, "LVAE_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "training", *args], capture_output=True, text=True, cwd=cwd, env=env,
+                          timeout=300)
+
+
+TRAIN = ["train", "--model", "lvae", "--layers", "2", "--dataset", "digits", "--epochs", "1", "--batch-size", "64",
+         "--device", "cpu"]
+
+
+@pytest.mark.parametrize("args,match", [
+    ([], "required"),
+    (["train", "--model", "gan", "--layers", "2", "--dataset", "digits", "--epochs", "1", "--out", "x"], "invalid choice"),
+    (["train", "--model", "vae", "--layers", "two", "--dataset", "digits", "--epochs", "1", "--out", "x"], "invalid int"),
+    (["train", "--model", "vae", "--layers", "0", "--dataset", "digits", "--epochs", "1", "--out", "x"], "layers"),
+    (["train", "--model", "vae", "--layers", "6", "--dataset", "digits", "--epochs", "1", "--out", "x"], "sizes"),
+    (["train", "--model", "vae", "--layers", "2", "--dataset", "digits", "--epochs", "0", "--out", "x"], "epochs"),
+    (["train", "--model", "vae", "--layers", "2", "--dataset", "digits", "--epochs", "1", "--lr", "-1", "--out", "x"], "learning rate"),
+    (["train", "--model", "vae", "--layers", "2", "--dataset", "digits", "--epochs", "1", "--hidden-sizes", "a,b", "--out", "x"], "comma"),
+    (["train", "--model", "vae", "--layers", "2", "--dataset", "digits", "--epochs", "1", "--batch-size", "5000", "--out", "x"], "batch size"),
+    (["eval", "does/not/exist"], "no such run folder"),
+    (["eval", "."], "not a run folder"),
+    (["frobnicate"], "invalid choice"),
+])
+def test_bad_arguments_exit_2_with_one_line(args, match, tmp_path, capsys):
+    args = [str(tmp_path / a) if a == "x" else a for a in args]
+    code = main(args)
+    err = capsys.readouterr().err
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1, err
+    assert match in err
+
+
+def test_help_exits_0(capsys):
+    assert main(["train", "--help"]) == 0
+    assert "--warmup-epochs" in capsys.readouterr().out
+
+
+def test_missing_mnist_files_exit_2_naming_the_files(tmp_path):
+    r = run_cli("train", "--model", "vae", "--layers", "1", "--dataset", "mnist", "--data-dir", str(tmp_path),
+                "--epochs", "1", "--out", str(tmp_path / "run"))
+    assert r.returncode == 2
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "train-images-idx3-ubyte" in r.stderr and "t10k-labels-idx1-ubyte" in r.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_train_then_eval_json_and_resume(tmp_path):
+    out = tmp_path / "run"
+    r = run_cli(*TRAIN, "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    again = run_cli(*TRAIN, "--out", str(out))
+    assert again.returncode == 2 and "--resume" in again.stderr
+    more = run_cli(*[a if a != "1" or i != TRAIN.index("--epochs") + 1 else "2" for i, a in enumerate(TRAIN)],
+                   "--out", str(out), "--resume")
+    assert more.returncode == 0, more.stderr
+    r = run_cli("eval", str(out), "--iw-samples", "10", "--json", "--device", "cpu")
+    assert r.returncode == 0, r.stderr
+    result = json.loads(r.stdout)
+    assert {"elbo", "iw_ll", "iw_samples", "active_units", "kl_per_layer"} <= set(result)
+    assert result["iw_samples"] == 10 and result["epochs"] == 2
+    assert len(result["active_units"]) == len(result["kl_per_layer"]) == 2
+    assert result["iw_ll"] > result["elbo"] - 1.0
+
+
+def test_eval_of_a_broken_run_exits_2(digits_runs, tmp_path):
+    import shutil
+    run = tmp_path / "b"
+    shutil.copytree(digits_runs["vae"], run)
+    (run / "checkpoint.safetensors").write_bytes(b"\x00\x01garbage")
+    r = run_cli("eval", str(run), "--iw-samples", "2")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "safetensors" in r.stderr
+
+
+def test_training_package_imports_no_app_packages():
+    code = ("import sys, training.cli, training.train, training.evaluate, training.demo; "
+            "bad = [m for m in ('streamlit', 'plotly', 'pandas') if m in sys.modules]; print(bad); sys.exit(bool(bad))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stdout + r.stderr

@@ -1,0 +1,133 @@
+"""The two models: one shared generative model, the LVAE's merge, the bounds they give."""
+import pytest
+import torch
+
+from training.config import RunConfig
+from training_fixtures import digits_runs, digits_test  # noqa: F401 (fixtures)
+from training.distributions import precision_weighted_merge
+from training.model import GenerativeModel, HierarchicalVAE
+from training.objectives import (count_active_units, elbo_loss, evaluate_elbo, importance_weighted_bound,
+                                 iw_log_likelihood, log_importance_weights, unit_activity)
+
+
+def small_cfg(model: str, layers: int = 3, **kw) -> RunConfig:
+    return RunConfig(model=model, layers=layers, dataset="digits", input_dim=64, epochs=1, **kw)
+
+
+def test_vae_and_lvae_share_one_generative_model():
+    vae, lvae = HierarchicalVAE(small_cfg("vae")), HierarchicalVAE(small_cfg("lvae"))
+    assert type(vae.generative) is type(lvae.generative) is GenerativeModel
+    v, l = vae.generative.state_dict(), lvae.generative.state_dict()
+    assert {k: t.shape for k, t in v.items()} == {k: t.shape for k, t in l.items()}
+    # with the same weights, both compute the same p(x|z_1) and p(z_i|z_{i+1})
+    lvae.generative.load_state_dict(v)
+    vae.eval(), lvae.eval()
+    z = [torch.randn(5, n) for n in vae.cfg.latent_sizes]
+    x = torch.rand(5, 64).bernoulli()
+    assert torch.equal(vae.generative.log_likelihood(x, z[0]), lvae.generative.log_likelihood(x, z[0]))
+    for i in range(2):
+        assert all(torch.equal(a, b) for a, b in zip(vae.generative.prior(i, z[i + 1]), lvae.generative.prior(i, z[i + 1])))
+
+
+@pytest.mark.parametrize("layers", [1, 2, 5])
+@pytest.mark.parametrize("model", ["vae", "lvae"])
+@pytest.mark.parametrize("bn", [True, False])
+def test_any_depth_with_and_without_bn(model, layers, bn):
+    net = HierarchicalVAE(small_cfg(model, layers, batch_norm=bn))
+    x = torch.rand(8, 64).bernoulli()
+    loss, stats = elbo_loss(net, x, beta=0.5)
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert len(stats.kl_per_unit) == layers
+    assert [k.shape[0] for k in stats.kl_per_unit] == net.cfg.latent_sizes
+    assert any(isinstance(m, torch.nn.BatchNorm1d) for m in net.modules()) == bn
+
+
+def test_lvae_posterior_is_the_merge_of_upward_estimate_and_prior_at_the_sampled_parent():
+    net = HierarchicalVAE(small_cfg("lvae")).eval()
+    x = torch.rand(6, 64).bernoulli()
+    torch.manual_seed(0)
+    layers = net.inference(x, net.generative)
+    up = net.inference.upward(x)
+    top = len(layers) - 1
+    assert torch.equal(layers[top].mu_q, up[top][0]) and torch.equal(layers[top].var_q, up[top][1])
+    assert torch.equal(layers[top].mu_p, torch.zeros_like(layers[top].mu_p))
+    for i in range(top):
+        mu_p, var_p = net.generative.prior(i, layers[i + 1].z)
+        assert torch.allclose(layers[i].mu_p, mu_p) and torch.allclose(layers[i].var_p, var_p)
+        mu_q, var_q = precision_weighted_merge(up[i][0], up[i][1], mu_p, var_p)
+        assert torch.allclose(layers[i].mu_q, mu_q) and torch.allclose(layers[i].var_q, var_q)
+
+
+def test_vae_priors_are_evaluated_at_the_posterior_samples():
+    net = HierarchicalVAE(small_cfg("vae")).eval()
+    layers = net.inference(torch.rand(6, 64).bernoulli(), net.generative)
+    for i in range(len(layers) - 1):
+        mu_p, _ = net.generative.prior(i, layers[i + 1].z)
+        assert torch.allclose(layers[i].mu_p, mu_p)
+    # only the top layer's KL can be analytic: its parent is not sampled from it
+    assert [l.analytic_kl_valid for l in layers] == [False, False, True]
+
+
+@pytest.fixture(scope="module")
+def trained_pair(digits_runs):
+    from training.checkpoint import load_model
+    return {name: load_model(path)[0] for name, path in digits_runs.items()}
+
+
+@pytest.mark.parametrize("name", ["vae", "lvae"])
+def test_iw_bound_is_above_the_elbo_and_grows_with_k(trained_pair, digits_test, name):
+    model = trained_pair[name]
+    x = digits_test[:200]
+    torch.manual_seed(1)
+    elbo = float(evaluate_elbo(model, x).elbo) / x.shape[0]
+    bounds = {k: float(iw_log_likelihood(model, x, k).mean()) for k in (1, 5, 50)}
+    # E[L_1] is the ELBO: the analytic-KL ELBO and the sampled one agree up to Monte-Carlo noise
+    assert bounds[1] == pytest.approx(elbo, abs=0.5)
+    assert elbo < bounds[5] < bounds[50]
+
+
+def test_elbo_estimator_is_unbiased_against_the_single_sample_iw_weight(trained_pair, digits_test):
+    # For the VAE only the top layer's KL is analytic; the training ELBO must
+    # still have the expectation of log w (K = 1). Averaged over many draws the
+    # two agree closely; a biased analytic KL at a sampled parent would not.
+    x = digits_test[:100]
+    for model in trained_pair.values():
+        torch.manual_seed(2)
+        elbos, log_ws = [], []
+        with torch.inference_mode():
+            for _ in range(40):
+                elbos.append(float(evaluate_elbo(model, x).elbo) / x.shape[0])
+                log_ws.append(float(log_importance_weights(model(x)).mean()))
+        assert sum(elbos) / 40 == pytest.approx(sum(log_ws) / 40, abs=0.15)
+
+
+def test_chunked_iw_evaluation_agrees_with_one_pass(trained_pair, digits_test):
+    model, x = trained_pair["lvae"], digits_test[:40]
+    torch.manual_seed(3)
+    one = iw_log_likelihood(model, x, 64, max_rows=10_000)
+    chunked = iw_log_likelihood(model, x, 64, max_rows=50)  # 40 examples x 1 sample per pass
+    assert one.shape == chunked.shape == (40,)
+    assert float(one.mean()) == pytest.approx(float(chunked.mean()), abs=0.3)
+
+
+def test_iw_bound_from_log_weights():
+    log_w = torch.log(torch.tensor([[1.0, 2.0], [3.0, 4.0]]))
+    assert torch.allclose(importance_weighted_bound(log_w), torch.log(torch.tensor([2.0, 3.0])))
+
+
+def test_active_units_criterion():
+    assert count_active_units([torch.tensor([0.0, 0.009, 0.011, 2.0]), torch.tensor([0.5])]) == [2, 1]
+
+
+def test_unit_activity_sees_collapsed_and_used_units():
+    net = HierarchicalVAE(small_cfg("lvae", layers=2, batch_norm=False)).eval()
+    with torch.no_grad():
+        net.inference.heads[1].mu.weight.zero_()      # top layer: E_q[z|x] no longer depends on x
+        net.inference.heads[0].mu.weight.mul_(20.0)   # bottom layer: strongly x-dependent
+        net.inference.heads[0].var.bias.fill_(-10.0)  # ... and confident, so the merge follows it
+    x = torch.rand(300, 64).bernoulli()
+    activity = unit_activity(net, x, n_samples=10)
+    counts = count_active_units(activity)
+    assert counts[1] == 0
+    assert counts[0] == net.cfg.latent_sizes[0]

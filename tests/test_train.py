@@ -1,0 +1,181 @@
+"""Training loop, run folder, checkpoints and resume."""
+import json
+
+import pytest
+import torch
+
+from training import checkpoint as ckpt
+from training.errors import CheckpointError, UserError
+from training.train import TrainingError, train
+from training_fixtures import EPOCHS, digits_cfg, digits_runs, digits_test  # noqa: F401 (fixtures)
+
+
+def test_run_folder_contents(digits_runs):
+    run = digits_runs["lvae"]
+    hist = ckpt.read_history(run)
+    assert [h["epoch"] for h in hist] == list(range(1, EPOCHS + 1))
+    for h in hist:
+        assert {"epoch", "beta", "train_elbo", "recon", "kl_per_layer", "seconds"} <= set(h)
+        assert len(h["kl_per_layer"]) == 3
+    evals = [h for h in hist if "test_elbo" in h]
+    assert [h["epoch"] for h in evals] == [5, 10, 15]
+    for h in evals:
+        assert len(h["active_units"]) == 3
+        assert [len(u) for u in h["kl_per_unit"]] == [16, 8, 8]
+        assert sum(map(sum, h["kl_per_unit"])) == pytest.approx(sum(h["test_kl_per_layer"]), rel=1e-4)
+    # snapshots: epoch 0, every 5 epochs; fixed points, float16, one tensor per layer
+    assert ckpt.snapshot_epochs(run) == [0, 5, 10, 15]
+    snap = ckpt.load_snapshot(run, 15)
+    points = ckpt.load_snapshot_points(run)
+    assert [s.shape for s in snap] == [(360, 16), (360, 8), (360, 8)]
+    assert points["image"].dtype == torch.uint8 and points["image"].shape == (360, 64)
+    assert json.loads((run / ckpt.CONFIG).read_text())["input_dim"] == 64
+
+
+def test_beta_in_history_follows_the_warmup_schedule(digits_runs):
+    betas = [h["beta"] for h in ckpt.read_history(digits_runs["vae"])]
+    assert betas[:6] == pytest.approx([0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
+    assert all(b == 1.0 for b in betas[5:])
+
+
+def test_training_improves_the_elbo(digits_runs):
+    hist = ckpt.read_history(digits_runs["lvae"])
+    assert hist[-1]["train_elbo"] > hist[0]["train_elbo"] + 5
+
+
+def test_checkpoint_round_trip_gives_identical_outputs(digits_runs, digits_test, tmp_path):
+    model, cfg, epoch = ckpt.load_model(digits_runs["lvae"])
+    assert epoch == EPOCHS and not model.training
+    ckpt.save_config(tmp_path, cfg)
+    ckpt.save_checkpoint(tmp_path, model, None, epoch, {})
+    again, _, _ = ckpt.load_model(tmp_path)
+    x = digits_test[:50]
+    with torch.inference_mode():
+        for a, b in zip(model.encode(x, sample=False), again.encode(x, sample=False)):
+            assert torch.equal(a, b)
+        torch.manual_seed(0)
+        lp1 = model(x).log_px
+        torch.manual_seed(0)
+        lp2 = again(x).log_px
+    assert torch.equal(lp1, lp2)
+
+
+def test_resume_continues_exactly(tmp_path):
+    cfg = digits_cfg("lvae", epochs=4, eval_every=2, snapshot_every=2, checkpoint_every=1)
+    straight = train(cfg, tmp_path / "straight", progress=False)
+    half = train(digits_cfg("lvae", epochs=2, eval_every=2, snapshot_every=2, checkpoint_every=1),
+                 tmp_path / "resumed", progress=False)
+    train(cfg, half, resume=True, progress=False)
+    a, _, ea = ckpt.load_model(straight)
+    b, _, eb = ckpt.load_model(half)
+    assert ea == eb == 4
+    for (name, ta), tb in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(ta, tb), name
+    h1, h2 = ckpt.read_history(straight), ckpt.read_history(half)
+    assert [h["epoch"] for h in h2] == [1, 2, 3, 4]
+    assert [h["train_elbo"] for h in h1] == [h["train_elbo"] for h in h2]
+
+
+def test_resume_drops_torn_and_uncheckpointed_history_lines(tmp_path):
+    run = train(digits_cfg("vae", epochs=2, checkpoint_every=1), tmp_path / "r", progress=False)
+    with open(run / ckpt.HISTORY, "a") as f:
+        f.write(json.dumps({"epoch": 3, "beta": 1.0}) + "\n")  # an epoch whose checkpoint never landed
+        f.write('{"epoch": 4, "be')                              # a torn line
+    train(digits_cfg("vae", epochs=3, checkpoint_every=1), run, resume=True, progress=False)
+    hist = ckpt.read_history(run)
+    assert [h["epoch"] for h in hist] == [1, 2, 3]
+    assert "train_elbo" in hist[2]
+
+
+def test_new_run_refuses_a_folder_that_holds_files(digits_runs):
+    with pytest.raises(UserError, match="--resume"):
+        train(digits_cfg("lvae"), digits_runs["lvae"], progress=False)
+
+
+def test_non_finite_loss_stops_with_the_epoch_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    import training.train as tr
+    real = tr.elbo_loss
+    calls = {"n": 0}
+
+    def poisoned(model, x, beta, iw_samples=1):
+        calls["n"] += 1
+        loss, stats = real(model, x, beta, iw_samples)
+        if calls["n"] > 22 * 2:  # 22 batches an epoch: poison epoch 3
+            stats.elbo = stats.elbo * float("nan")
+        return loss, stats
+
+    monkeypatch.setattr(tr, "elbo_loss", poisoned)
+    run = tmp_path / "nan"
+    with pytest.raises(TrainingError, match=r"epoch 3: .*NaN.*epoch 2\)"):
+        train(digits_cfg("lvae", epochs=5, checkpoint_every=1), run, progress=False)
+    model, _, epoch = ckpt.load_model(run)
+    assert epoch == 2
+    assert [h["epoch"] for h in ckpt.read_history(run)] == [1, 2]
+
+
+def test_gradient_clipping_runs(tmp_path):
+    run = train(digits_cfg("lvae", epochs=1, grad_clip=4.0), tmp_path / "clip", progress=False)
+    assert ckpt.load_model(run)[2] == 1
+
+
+def test_iw_training_runs(tmp_path):
+    run = train(digits_cfg("vae", epochs=1, iw_samples=3), tmp_path / "iw", progress=False)
+    hist = ckpt.read_history(run)
+    assert len(hist) == 1 and hist[0]["train_elbo"] < 0
+
+
+def test_pickle_checkpoints_are_refused_without_being_unpickled(tmp_path):
+    import pickle
+
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    run = tmp_path / "evil"
+    run.mkdir()
+    ckpt.save_config(run, digits_cfg("lvae", input_dim=64))
+    (run / "model.pt").write_bytes(pickle.dumps(Evil()))
+    with pytest.raises(CheckpointError, match="pickle"):
+        ckpt.load_model(run)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("damage,match", [
+    ("truncate", "not a readable safetensors"),
+    ("nan", "NaN"),
+    ("shape", "shape|do not fit"),
+    ("config_model", "model must be one of"),
+    ("config_missing", "missing the key"),
+    ("config_unknown", "unknown keys"),
+    ("config_json", "not valid JSON"),
+])
+def test_broken_run_folders_give_one_clear_error(digits_runs, tmp_path, damage, match):
+    import shutil
+    run = tmp_path / "broken"
+    shutil.copytree(digits_runs["vae"], run)
+    cfg = json.loads((run / ckpt.CONFIG).read_text())
+    if damage == "truncate":
+        data = (run / ckpt.CHECKPOINT).read_bytes()
+        (run / ckpt.CHECKPOINT).write_bytes(data[: len(data) // 2])
+    elif damage == "nan":
+        model, cfg_obj, epoch = ckpt.load_model(run)
+        with torch.no_grad():
+            next(model.parameters()).fill_(float("nan"))
+        ckpt.save_checkpoint(run, model, None, epoch, {})
+    elif damage == "shape":
+        cfg["latent_sizes"] = [16, 8, 9]
+    elif damage == "config_model":
+        cfg["model"] = "gan"
+    elif damage == "config_missing":
+        del cfg["input_dim"]
+    elif damage == "config_unknown":
+        cfg["colour"] = "blue"
+    if damage.startswith("config_") or damage == "shape":
+        (run / ckpt.CONFIG).write_text(json.dumps(cfg))
+    if damage == "config_json":
+        (run / ckpt.CONFIG).write_text("{not json")
+    with pytest.raises(CheckpointError, match=match) as e:
+        ckpt.load_model(run)
+    assert "\n" not in str(e.value)
