@@ -93,8 +93,8 @@ def test_new_run_refuses_a_folder_that_holds_files(digits_runs):
 
 
 def test_non_finite_loss_stops_with_the_epoch_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
-    import training.train as tr
-    real = tr.elbo_loss
+    import training.step as st
+    real = st.elbo_loss
     calls = {"n": 0}
 
     def poisoned(model, x, beta, iw_samples=1):
@@ -104,7 +104,7 @@ def test_non_finite_loss_stops_with_the_epoch_and_keeps_the_last_good_checkpoint
             stats.elbo = stats.elbo * float("nan")
         return loss, stats
 
-    monkeypatch.setattr(tr, "elbo_loss", poisoned)
+    monkeypatch.setattr(st, "elbo_loss", poisoned)
     run = tmp_path / "nan"
     with pytest.raises(TrainingError, match=r"epoch 3: .*NaN.*epoch 2\)"):
         train(digits_cfg("lvae", epochs=5, checkpoint_every=1), run, progress=False)
@@ -179,3 +179,38 @@ def test_broken_run_folders_give_one_clear_error(digits_runs, tmp_path, damage, 
     with pytest.raises(CheckpointError, match=match) as e:
         ckpt.load_model(run)
     assert "\n" not in str(e.value)
+
+
+def test_static_buffer_step_equals_the_plain_pytorch_loop(tmp_path):
+    """TrainStep (the code a CUDA graph captures) computes exactly the textbook eager step."""
+    from training.model import HierarchicalVAE
+    from training.objectives import elbo_loss
+    from training.step import TrainStep, make_optimizer
+
+    cfg = digits_cfg("lvae", input_dim=64, grad_clip=4.0)
+    torch.manual_seed(0)
+    a = HierarchicalVAE(cfg)
+    b = HierarchicalVAE(cfg)
+    b.load_state_dict(a.state_dict())
+    opt_a, opt_b = make_optimizer(a, cfg.lr, graph=False), torch.optim.Adam(b.parameters(), lr=cfg.lr)
+    step = TrainStep(a, opt_a, batch_size=32, grad_clip=4.0)
+    g = torch.Generator().manual_seed(1)
+    for i in range(5):
+        x, beta = torch.rand(32, 64, generator=g).bernoulli(generator=g), i / 4
+        torch.manual_seed(i)
+        sa = step(x, beta)
+        torch.manual_seed(i)
+        loss, sb = elbo_loss(b, x, beta)
+        opt_b.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(b.parameters(), 4.0)
+        opt_b.step()
+        assert torch.allclose(sa.elbo, sb.elbo)
+    for (name, ta), tb in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.allclose(ta, tb, atol=1e-6), name
+
+
+def test_graph_step_mode_falls_back_to_eager_on_cpu(tmp_path, capsys):
+    run = train(digits_cfg("vae", epochs=1, step_mode="graph"), tmp_path / "g", progress=False)
+    assert "needs a CUDA device" in capsys.readouterr().err
+    assert ckpt.load_model(run)[2] == 1

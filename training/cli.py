@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from .config import DATASETS, DEVICES, LIKELIHOODS, MODELS, RunConfig
+from .config import DATASETS, DEVICES, LIKELIHOODS, MODELS, STEP_MODES, RunConfig
 from .errors import UserError
 
 
@@ -50,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--checkpoint-every", type=int, default=0, help="epochs between checkpoints (0: fifty per run)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", choices=DEVICES, default="auto")
+    t.add_argument("--step-mode", choices=STEP_MODES, default="auto",
+                   help="graph: capture each training step as one CUDA graph (auto: on a GPU); eager: plain PyTorch")
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     t.add_argument("--out", type=Path, required=True, help="run folder to write")
     t.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
@@ -75,7 +77,7 @@ def config_from_args(a: argparse.Namespace) -> RunConfig:
         batch_norm=not a.no_bn, warmup_epochs=0 if a.no_warmup else a.warmup_epochs,
         likelihood=a.likelihood, data_dir=a.data_dir, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr,
         iw_samples=a.iw_samples, grad_clip=a.grad_clip, eval_every=a.eval_every,
-        snapshot_every=a.snapshot_every, checkpoint_every=a.checkpoint_every, seed=a.seed, device=a.device)
+        snapshot_every=a.snapshot_every, checkpoint_every=a.checkpoint_every, seed=a.seed, device=a.device, step_mode=a.step_mode)
 
 
 def run(argv: list[str] | None = None) -> int:

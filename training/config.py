@@ -12,6 +12,7 @@ MODELS = ("vae", "lvae")
 DATASETS = ("digits", "mnist", "fashion-mnist", "omniglot")
 LIKELIHOODS = ("bernoulli", "gaussian")
 DEVICES = ("auto", "cpu", "cuda")
+STEP_MODES = ("auto", "eager", "graph")
 FORMAT_VERSION = 1
 
 # Sønderby et al. 2016, Sec. 3: MNIST sizes for layers 1..5 (a model with L
@@ -52,6 +53,7 @@ class RunConfig:
     checkpoint_every: int = 0       # 0: about fifty checkpoints a run (and always the last epoch)
     seed: int = 0
     device: str = "auto"
+    step_mode: str = "auto"         # auto: one CUDA graph per step on a GPU, eager on a CPU
     input_dim: int = 0              # filled in from the dataset when training starts
     format_version: int = FORMAT_VERSION
 
@@ -69,6 +71,7 @@ class RunConfig:
         need(self.model in MODELS, f"model must be one of {', '.join(MODELS)}, not {self.model!r}")
         need(self.dataset in DATASETS, f"dataset must be one of {', '.join(DATASETS)}, not {self.dataset!r}")
         need(self.likelihood in LIKELIHOODS, f"likelihood must be one of {', '.join(LIKELIHOODS)}")
+        need(self.step_mode in STEP_MODES, f"step mode must be one of {', '.join(STEP_MODES)}")
         need(self.device in DEVICES, f"device must be one of {', '.join(DEVICES)}, not {self.device!r}")
         need(isinstance(self.layers, int) and 1 <= self.layers, "layers must be a whole number of at least 1")
         need(len(self.hidden_sizes) == self.layers and len(self.latent_sizes) == self.layers,

@@ -46,9 +46,9 @@ def precision_weighted_merge(mu_hat: torch.Tensor, var_hat: torch.Tensor,
     return mu_q, var_q
 
 
-def sample_gaussian(mu: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
-    """Reparameterised sample z = mu + sqrt(var) * eps (Kingma & Welling 2014)."""
-    return mu + torch.sqrt(var) * torch.randn_like(mu)
+def sample_gaussian(mu: torch.Tensor, var: torch.Tensor, eps: torch.Tensor | None = None) -> torch.Tensor:
+    """Reparameterised sample z = mu + sqrt(var) * eps, eps ~ N(0, I) unless given (Kingma & Welling 2014)."""
+    return mu + torch.sqrt(var) * (torch.randn_like(mu) if eps is None else eps)
 
 
 def bernoulli_log_likelihood(x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:

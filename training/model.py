@@ -153,13 +153,13 @@ class BottomUpInference(nn.Module):
         self.steps = nn.ModuleList(GaussianLayer(inputs[i], h[i], z[i], cfg.batch_norm) for i in range(cfg.layers))
 
     def forward(self, x: torch.Tensor, gen: GenerativeModel, n_samples: int = 1,
-                sample: bool = True) -> list[LatentLayer]:
+                sample: bool = True, eps: list[torch.Tensor] | None = None) -> list[LatentLayer]:
         qs, y = [], x
         for i, step in enumerate(self.steps):
             mu, var = step(y)
             if i == 0 and n_samples > 1:  # x-dependent part computed once, then one row per sample
                 mu, var = mu.repeat(n_samples, 1), var.repeat(n_samples, 1)
-            y = sample_gaussian(mu, var) if sample else mu
+            y = sample_gaussian(mu, var, eps[i] if eps else None) if sample else mu
             qs.append((y, mu, var))
         top = len(qs) - 1
         layers = []
@@ -188,7 +188,7 @@ class LadderInference(nn.Module):
         return out
 
     def forward(self, x: torch.Tensor, gen: GenerativeModel, n_samples: int = 1,
-                sample: bool = True) -> list[LatentLayer]:
+                sample: bool = True, eps: list[torch.Tensor] | None = None) -> list[LatentLayer]:
         up = [(m.repeat(n_samples, 1), v.repeat(n_samples, 1)) for m, v in self.upward(x)]
         layers: list[LatentLayer] = [None] * len(up)  # type: ignore[list-item]
         z_above = None
@@ -200,7 +200,7 @@ class LadderInference(nn.Module):
             else:
                 mu_p, var_p = gen.prior(i, z_above)
                 mu_q, var_q = precision_weighted_merge(mu_hat, var_hat, mu_p, var_p)
-            z = sample_gaussian(mu_q, var_q) if sample else mu_q
+            z = sample_gaussian(mu_q, var_q, eps[i] if eps else None) if sample else mu_q
             layers[i] = LatentLayer(z, mu_q, var_q, mu_p, var_p, analytic_kl_valid=True)
             z_above = z
         return layers
@@ -223,16 +223,16 @@ class HierarchicalVAE(nn.Module):
         self.generative = GenerativeModel(cfg)
         self.inference = LadderInference(cfg) if cfg.model == "lvae" else BottomUpInference(cfg)
 
-    def forward(self, x: torch.Tensor, n_samples: int = 1) -> ForwardPass:
-        """Encode x with n_samples posterior samples each (rows: sample-major, n_samples * batch)."""
-        layers = self.inference(x, self.generative, n_samples)
+    def forward(self, x: torch.Tensor, n_samples: int = 1, eps: list[torch.Tensor] | None = None) -> ForwardPass:
+        """Encode x with n_samples posterior samples each (rows: sample-major, n_samples * batch).
+
+        eps: the standard-normal noise of each layer, (n_samples * batch, units), when the
+        caller needs to control the draws (e.g. to compare two evaluation paths exactly).
+        """
+        layers = self.inference(x, self.generative, n_samples, eps=eps)
         x_rep = x.repeat(n_samples, 1) if n_samples > 1 else x
         return ForwardPass(layers, self.generative.log_likelihood(x_rep, layers[0].z))
 
     def encode(self, x: torch.Tensor, sample: bool = True) -> list[torch.Tensor]:
         """One z per layer for each row of x (the posterior means along the way when sample=False)."""
         return [layer.z for layer in self.inference(x, self.generative, 1, sample=sample)]
-
-    def posterior_mean_layers(self, x: torch.Tensor, n_samples: int) -> list[LatentLayer]:
-        """n_samples passes of the inference network, for estimates of E_q[z_i|x] (rows sample-major)."""
-        return self.inference(x, self.generative, n_samples)

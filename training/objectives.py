@@ -88,12 +88,13 @@ def evaluate_elbo(model: HierarchicalVAE, x: torch.Tensor, batch_size: int = 100
 
 @torch.inference_mode()
 def iw_log_likelihood(model: HierarchicalVAE, x: torch.Tensor, k: int, max_rows: int = 100_000,
-                      batch_size: int | None = None) -> torch.Tensor:
+                      batch_size: int | None = None, eps: list[torch.Tensor] | None = None) -> torch.Tensor:
     """log p(x) estimated by L_K for every row of x, batched over examples and samples.
 
     Each forward pass holds at most `max_rows` (sample, example) rows; the
     log-sum-exp over K is accumulated across sample chunks, so any K fits in
     memory and the result equals the one-pass bound up to float rounding.
+    eps: optional noise per layer of shape (k, n, units), to fix the draws.
     """
     n = x.shape[0]
     batch_size = batch_size or max(1, min(n, max_rows // min(k, max_rows)))
@@ -105,7 +106,8 @@ def iw_log_likelihood(model: HierarchicalVAE, x: torch.Tensor, k: int, max_rows:
         done = 0
         while done < k:
             c = min(chunk, k - done)
-            log_w = log_importance_weights(model(xb, n_samples=c)).view(c, -1)
+            noise = [e[done:done + c, s].reshape(-1, e.shape[-1]) for e in eps] if eps is not None else None
+            log_w = log_importance_weights(model(xb, n_samples=c, eps=noise)).view(c, -1)
             acc = torch.logaddexp(acc, torch.logsumexp(log_w, dim=0))
             done += c
         out.append(acc - math.log(k))

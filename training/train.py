@@ -17,8 +17,8 @@ from .data import Dataset, binarize, load_dataset
 from .distributions import warmup_beta
 from .errors import UserError
 from .model import HierarchicalVAE
-from .objectives import (BatchStats, count_active_units, elbo_loss, evaluate_elbo, posterior_means,
-                         unit_activity)
+from .objectives import BatchStats, count_active_units, evaluate_elbo, posterior_means, unit_activity
+from .step import TrainStep, make_optimizer, use_graph
 
 # All runs evaluate on the same binarized test set, whatever their training seed.
 TEST_BINARIZATION_SEED = 123
@@ -78,8 +78,8 @@ class EpochMeter:
 
     def add(self, stats: BatchStats, rows: int) -> None:
         self.rows += rows
-        if self.stats is None:
-            self.stats = stats
+        if self.stats is None:  # clone: with a CUDA graph, `stats` is a buffer the next replay overwrites
+            self.stats = BatchStats(stats.elbo.clone(), stats.recon.clone(), [k.clone() for k in stats.kl_per_unit])
         else:
             s = self.stats
             self.stats = BatchStats(s.elbo + stats.elbo, s.recon + stats.recon,
@@ -136,8 +136,10 @@ def train(cfg: RunConfig, out: Path, resume: bool = False, progress: bool | None
     gen = torch.Generator(device=device)
     gen.manual_seed(cfg.seed)
     model = HierarchicalVAE(cfg).to(device)
-    # foreach keeps Adam to a few kernels per step; the fused variant arrives with the fast path.
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, foreach=True)
+    graph = use_graph(cfg.step_mode, device)
+    if cfg.step_mode == "graph" and not graph:
+        print("warning: --step-mode graph needs a CUDA device; training eagerly", file=sys.stderr)
+    optimizer = make_optimizer(model, cfg.lr, graph)
 
     start = 0
     if resume and (out / ckpt.CHECKPOINT).is_file():
@@ -168,6 +170,7 @@ def train(cfg: RunConfig, out: Path, resume: bool = False, progress: bool | None
     show = progress if progress is not None else (sys.stderr.isatty() and not os.environ.get("CI"))
     bar = tqdm(range(start, cfg.epochs), initial=start, total=cfg.epochs, disable=not show,
                desc=f"{cfg.label} L={cfg.layers}", unit="epoch", dynamic_ncols=True)
+    step = TrainStep(model, optimizer, cfg.batch_size, cfg.iw_samples, cfg.grad_clip, graph)
     model.train()
     for epoch in bar:
         t0 = time.perf_counter()
@@ -177,14 +180,8 @@ def train(cfg: RunConfig, out: Path, resume: bool = False, progress: bool | None
         xs = torch.bernoulli(train_x, generator=gen) if cfg.likelihood == "bernoulli" else train_x
         meter = EpochMeter()
         for b in range(n_batches):
-            x = xs[order[b * cfg.batch_size:(b + 1) * cfg.batch_size]]
-            loss, stats = elbo_loss(model, x, beta, cfg.iw_samples)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip, foreach=True)
-            optimizer.step()
-            meter.add(stats, x.shape[0])
+            stats = step(xs[order[b * cfg.batch_size:(b + 1) * cfg.batch_size]], beta)
+            meter.add(stats, cfg.batch_size)
         record = {"epoch": epoch + 1, "beta": beta, **meter.read()}
         if not all(map(ckpt.is_finite_number, [record["train_elbo"], record["recon"], *record["kl_per_layer"]])):
             last = ckpt.load_training_state(out).epoch if (out / ckpt.CHECKPOINT).is_file() else 0
