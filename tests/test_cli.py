@@ -92,3 +92,14 @@ def test_training_package_imports_no_app_packages():
             "bad = [m for m in ('streamlit', 'plotly', 'pandas') if m in sys.modules]; print(bad); sys.exit(bool(bad))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_train_command_round_trips_every_config_field():
+    from training.cli import build_parser, config_from_args, train_command
+    from training.config import RunConfig
+    cfg = RunConfig(model="vae", layers=2, dataset="mnist", data_dir="d", hidden_sizes=[7, 5], latent_sizes=[3, 2],
+                    batch_norm=False, warmup_epochs=0, likelihood="gaussian", epochs=9, batch_size=17, lr=0.01,
+                    lr_decay=0.75, lr_decay_every=200, init_from="runs/a", iw_samples=4, grad_clip=4.0,
+                    eval_every=3, snapshot_every=2, checkpoint_every=5, seed=7, device="cpu", step_mode="eager")
+    argv = train_command(cfg, Path("out"))[3:]  # drop "python -m training"
+    assert config_from_args(build_parser().parse_args(argv)) == cfg

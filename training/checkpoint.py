@@ -118,7 +118,8 @@ def save_checkpoint(run_dir: Path, model: HierarchicalVAE, optimizer: torch.opti
         for idx, per_param in state["state"].items():
             for name, value in per_param.items():
                 tensors[f"optim.{idx}.{name}"] = value if torch.is_tensor(value) else torch.tensor(value)
-        meta["param_groups"] = json.dumps(state["param_groups"])
+        groups = [{k: float(v) if torch.is_tensor(v) else v for k, v in g.items()} for g in state["param_groups"]]
+        meta["param_groups"] = json.dumps(groups)
     tensors.update({f"rng.{k}": v for k, v in rng.items()})
     save_tensors(Path(run_dir) / CHECKPOINT, tensors, meta)
 

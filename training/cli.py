@@ -25,6 +25,10 @@ def _sizes(text: str) -> list[int]:
     return sizes
 
 
+def _names(text: str) -> list[str]:
+    return [s.strip().lower() for s in text.split(",") if s.strip()]
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="python -m training", description="Train and evaluate VAEs and Ladder VAEs (Sønderby et al. 2016).")
     sub = p.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
@@ -43,6 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--epochs", type=int, required=True)
     t.add_argument("--batch-size", type=int, default=256)
     t.add_argument("--lr", type=float, default=2e-3)
+    t.add_argument("--lr-decay", type=float, default=1.0, help="multiply lr by this every --lr-decay-every epochs")
+    t.add_argument("--lr-decay-every", type=int, default=0)
+    t.add_argument("--init-from", default="", help="start from the weights of this run folder (fine-tuning)")
+    t.add_argument("--time-limit", type=float, default=None,
+                   help="seconds; then checkpoint after the current epoch and stop (continue with --resume)")
     t.add_argument("--iw-samples", type=int, default=1, help="K of the importance-weighted bound to train on")
     t.add_argument("--grad-clip", type=float, default=0.0, help="clip the gradient norm (the authors used 4); 0 = off")
     t.add_argument("--eval-every", type=int, default=10, help="epochs between test-set evaluations")
@@ -64,6 +73,25 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--device", choices=DEVICES, default="auto")
     e.add_argument("--json", action="store_true", help="print one JSON object")
 
+    r = sub.add_parser("reproduce", help="train and evaluate the paper's grid (VAE, VAE+BN, VAE+BN+WU, LVAE+BN+WU x 1-5 layers)")
+    r.add_argument("--dataset", choices=DATASETS, default="mnist")
+    r.add_argument("--data-dir", default="data")
+    r.add_argument("--out", type=Path, default=Path("results"))
+    r.add_argument("--models", type=_names, default="vae,vae+bn,vae+bn+wu,lvae+bn+wu",
+                   help="comma-separated subset of vae,vae+bn,vae+bn+wu,lvae+bn+wu")
+    r.add_argument("--layers", type=_sizes, default=[1, 2, 3, 4, 5], help="comma-separated, e.g. 5 or 1,2,3,4,5")
+    r.add_argument("--seeds", type=int, default=1, help="seeds per configuration, for error bars")
+    r.add_argument("--epochs", type=int, default=2000)
+    r.add_argument("--warmup-epochs", type=int, default=200)
+    r.add_argument("--iw-samples", type=int, default=1, help="K to train with (paper's IW training: 10)")
+    r.add_argument("--finetune-epochs", type=int, default=0, help="continue each model this long, lr x0.75 every 200 epochs")
+    r.add_argument("--finetune-iw-samples", type=int, default=10)
+    r.add_argument("--eval-samples", type=int, default=5000, help="importance samples for the test log-likelihood")
+    r.add_argument("--eval-every", type=int, default=100)
+    r.add_argument("--jobs", type=int, default=1, help="models trained at once (separate processes; on one GPU too)")
+    r.add_argument("--device", choices=DEVICES, default="auto")
+    r.add_argument("--time-limit", type=float, default=None, help="seconds; stop cleanly, run again to resume")
+
     d = sub.add_parser("demo", help="train the app's default pair: VAE+BN+WU and LVAE+BN+WU, 5 layers, digits")
     d.add_argument("--out", type=Path, default=Path("runs"))
     d.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
@@ -76,8 +104,25 @@ def config_from_args(a: argparse.Namespace) -> RunConfig:
         hidden_sizes=a.hidden_sizes or [], latent_sizes=a.latent_sizes or [],
         batch_norm=not a.no_bn, warmup_epochs=0 if a.no_warmup else a.warmup_epochs,
         likelihood=a.likelihood, data_dir=a.data_dir, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr,
+        lr_decay=a.lr_decay, lr_decay_every=a.lr_decay_every, init_from=a.init_from,
         iw_samples=a.iw_samples, grad_clip=a.grad_clip, eval_every=a.eval_every,
         snapshot_every=a.snapshot_every, checkpoint_every=a.checkpoint_every, seed=a.seed, device=a.device, step_mode=a.step_mode)
+
+
+def train_command(cfg: RunConfig, out: Path, resume: bool = False) -> list[str]:
+    """The `python -m training train` argv that trains cfg into out (the inverse of config_from_args)."""
+    cmd = [sys.executable, "-m", "training", "train", "--model", cfg.model, "--layers", str(cfg.layers),
+           "--dataset", cfg.dataset, "--data-dir", cfg.data_dir, "--likelihood", cfg.likelihood,
+           "--hidden-sizes", ",".join(map(str, cfg.hidden_sizes)), "--latent-sizes", ",".join(map(str, cfg.latent_sizes)),
+           "--epochs", str(cfg.epochs), "--batch-size", str(cfg.batch_size), "--lr", str(cfg.lr),
+           "--lr-decay", str(cfg.lr_decay), "--lr-decay-every", str(cfg.lr_decay_every),
+           "--iw-samples", str(cfg.iw_samples), "--grad-clip", str(cfg.grad_clip), "--eval-every", str(cfg.eval_every),
+           "--snapshot-every", str(cfg.snapshot_every), "--checkpoint-every", str(cfg.checkpoint_every),
+           "--seed", str(cfg.seed), "--device", cfg.device, "--step-mode", cfg.step_mode, "--out", str(out)]
+    cmd += ["--warmup-epochs", str(cfg.warmup_epochs)] if cfg.warmup_epochs else ["--no-warmup"]
+    cmd += [] if cfg.batch_norm else ["--no-bn"]
+    cmd += ["--init-from", cfg.init_from] if cfg.init_from else []
+    return cmd + (["--resume"] if resume else [])
 
 
 def run(argv: list[str] | None = None) -> int:
@@ -87,7 +132,7 @@ def run(argv: list[str] | None = None) -> int:
         return e.code if isinstance(e.code, int) else 2
     if a.command == "train":
         from .train import train
-        out = train(config_from_args(a), a.out, resume=a.resume, progress=a.progress)
+        out = train(config_from_args(a), a.out, resume=a.resume, progress=a.progress, time_limit=a.time_limit)
         print(f"trained {out}")
     elif a.command == "eval":
         from .evaluate import evaluate_run, format_report
@@ -95,6 +140,16 @@ def run(argv: list[str] | None = None) -> int:
             raise UserError("--iw-samples must be at least 1")
         result = evaluate_run(a.run_dir, a.iw_samples, a.data_dir, a.device)
         print(json.dumps(result) if a.json else format_report(result))
+    elif a.command == "reproduce":
+        from .reproduce import reproduce
+        for name, value in (("--seeds", a.seeds), ("--epochs", a.epochs), ("--jobs", a.jobs),
+                            ("--eval-samples", a.eval_samples), ("--iw-samples", a.iw_samples)):
+            if value < 1:
+                raise UserError(f"{name} must be at least 1")
+        path, complete = reproduce(a.dataset, a.data_dir, a.out, a.models, a.layers, a.seeds, a.epochs,
+                                   a.warmup_epochs, a.iw_samples, a.finetune_epochs, a.finetune_iw_samples,
+                                   a.eval_samples, a.jobs, a.device, a.eval_every, a.time_limit)
+        print(f"{'complete' if complete else 'partial (run the same command again to continue)'}: {path}")
     elif a.command == "demo":
         from .demo import run_demo
         for path in run_demo(a.out, progress=a.progress):

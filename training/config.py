@@ -46,6 +46,9 @@ class RunConfig:
     epochs: int = 2000
     batch_size: int = 256
     lr: float = 2e-3
+    lr_decay: float = 1.0           # multiply lr by this every lr_decay_every epochs (paper's fine-tuning: 0.75 / 200)
+    lr_decay_every: int = 0         # 0: constant lr
+    init_from: str = ""             # start from this run folder's weights (fine-tuning); "" = random init
     iw_samples: int = 1             # K of the IW bound used for training
     grad_clip: float = 0.0          # max gradient norm; 0 = off (the authors used 4)
     eval_every: int = 10
@@ -81,6 +84,7 @@ class RunConfig:
         need(self.epochs >= 1, "epochs must be at least 1")
         need(self.batch_size >= 2, "batch size must be at least 2 (batch normalization needs two examples)")
         need(self.lr > 0, "learning rate must be positive")
+        need(0 < self.lr_decay <= 1 and self.lr_decay_every >= 0, "lr decay must be in (0, 1] with a period of 0 or more epochs")
         need(self.iw_samples >= 1, "iw-samples must be at least 1")
         need(self.warmup_epochs >= 0, "warmup-epochs must be 0 or more")
         need(self.grad_clip >= 0, "grad-clip must be 0 (off) or positive")
@@ -94,6 +98,10 @@ class RunConfig:
     @property
     def checkpoint_interval(self) -> int:
         return self.checkpoint_every or max(1, self.epochs // 50)
+
+    def lr_at(self, epoch: int) -> float:
+        """Learning rate in epoch `epoch` (0-based): step decay, as in the paper's fine-tuning stage."""
+        return self.lr * self.lr_decay ** (epoch // self.lr_decay_every) if self.lr_decay_every else self.lr
 
     @property
     def label(self) -> str:

@@ -15,6 +15,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from . import checkpoint as ckpt
+from .cli import train_command
 from .config import RunConfig
 from .errors import UserError
 
@@ -25,21 +26,6 @@ DEMO_RUNS = {
                                         snapshot_every=10, seed=0, device="cpu")
     for model in ("vae", "lvae")
 }
-
-
-def train_command(cfg: RunConfig, out: Path, resume: bool) -> list[str]:
-    """The `python -m training train` command line that trains cfg into out."""
-    cmd = [sys.executable, "-m", "training", "train", "--model", cfg.model, "--layers", str(cfg.layers),
-           "--dataset", cfg.dataset, "--data-dir", cfg.data_dir, "--epochs", str(cfg.epochs),
-           "--batch-size", str(cfg.batch_size), "--lr", str(cfg.lr), "--iw-samples", str(cfg.iw_samples),
-           "--eval-every", str(cfg.eval_every), "--snapshot-every", str(cfg.snapshot_every),
-           "--seed", str(cfg.seed), "--device", cfg.device, "--likelihood", cfg.likelihood,
-           "--hidden-sizes", ",".join(map(str, cfg.hidden_sizes)),
-           "--latent-sizes", ",".join(map(str, cfg.latent_sizes)), "--out", str(out)]
-    cmd += ["--warmup-epochs", str(cfg.warmup_epochs)] if cfg.warmup_epochs else ["--no-warmup"]
-    cmd += [] if cfg.batch_norm else ["--no-bn"]
-    cmd += ["--grad-clip", str(cfg.grad_clip)] if cfg.grad_clip else []
-    return cmd + (["--resume"] if resume else [])
 
 
 def _follow(procs: list[tuple[Path, subprocess.Popen]], progress: bool | None) -> None:

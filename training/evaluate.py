@@ -32,6 +32,7 @@ def evaluate_run(run_dir: Path, iw_samples: int = 5000, data_dir: str | None = N
         "iw_samples": iw_samples,
         "active_units": count_active_units(activity),
         "kl_per_layer": [float(k) / n for k in stats.kl_per_layer()],
+        "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
     }
 
 

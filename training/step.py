@@ -23,6 +23,19 @@ def make_optimizer(model: HierarchicalVAE, lr: float, graph: bool) -> torch.opti
     return torch.optim.Adam(model.parameters(), lr=lr, foreach=True, capturable=graph)
 
 
+def set_lr(optimizer: torch.optim.Optimizer, lr: float, graph: bool) -> None:
+    """Set the learning rate; in a graph it must be a device tensor updated in place,
+    since a Python float would be frozen into the captured kernels."""
+    for group in optimizer.param_groups:
+        if graph:
+            if torch.is_tensor(group["lr"]):
+                group["lr"].fill_(lr)
+            else:
+                group["lr"] = torch.tensor(lr, device=group["params"][0].device)
+        else:
+            group["lr"] = lr
+
+
 def use_graph(mode: str, device: torch.device) -> bool:
     """CUDA graphs need a CUDA device; everywhere else the step runs eagerly."""
     return device.type == "cuda" and mode != "eager"

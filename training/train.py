@@ -18,7 +18,7 @@ from .distributions import warmup_beta
 from .errors import UserError
 from .model import HierarchicalVAE
 from .objectives import BatchStats, count_active_units, evaluate_elbo, posterior_means, unit_activity
-from .step import TrainStep, make_optimizer, use_graph
+from .step import TrainStep, make_optimizer, set_lr, use_graph
 
 # All runs evaluate on the same binarized test set, whatever their training seed.
 TEST_BINARIZATION_SEED = 123
@@ -122,8 +122,14 @@ def prepare_run(cfg: RunConfig, out: Path, resume: bool) -> RunConfig:
     return cfg
 
 
-def train(cfg: RunConfig, out: Path, resume: bool = False, progress: bool | None = None) -> Path:
-    """Train (or resume) a run into `out` and return the run folder."""
+def train(cfg: RunConfig, out: Path, resume: bool = False, progress: bool | None = None,
+          time_limit: float | None = None) -> Path:
+    """Train (or resume) a run into `out` and return the run folder.
+
+    time_limit: seconds after which training checkpoints at the end of the
+    current epoch and returns, to be continued with resume=True.
+    """
+    deadline = time.monotonic() + time_limit if time_limit else None
     out = Path(out)
     cfg = prepare_run(cfg, out, resume)
     device = resolve_device(cfg.device)
@@ -142,6 +148,12 @@ def train(cfg: RunConfig, out: Path, resume: bool = False, progress: bool | None
     optimizer = make_optimizer(model, cfg.lr, graph)
 
     start = 0
+    if cfg.init_from and not (resume and (out / ckpt.CHECKPOINT).is_file()):
+        source, source_cfg, _ = ckpt.load_model(Path(cfg.init_from), device)
+        if (source_cfg.model, source_cfg.hidden_sizes, source_cfg.latent_sizes, source_cfg.batch_norm) != \
+                (cfg.model, cfg.hidden_sizes, cfg.latent_sizes, cfg.batch_norm):
+            raise UserError(f"--init-from {cfg.init_from}: that run's architecture differs from this one")
+        model.load_state_dict(source.state_dict())
     if resume and (out / ckpt.CHECKPOINT).is_file():
         loaded, _, start = ckpt.load_model(out, device)
         model.load_state_dict(loaded.state_dict())
@@ -175,6 +187,7 @@ def train(cfg: RunConfig, out: Path, resume: bool = False, progress: bool | None
     for epoch in bar:
         t0 = time.perf_counter()
         beta = warmup_beta(epoch, cfg.warmup_epochs)
+        set_lr(optimizer, cfg.lr_at(epoch), graph)
         order = torch.randperm(train_x.shape[0], generator=gen, device=device)
         # Dynamic binarization: a fresh Bernoulli(pixel) sample of every training image each epoch.
         xs = torch.bernoulli(train_x, generator=gen) if cfg.likelihood == "bernoulli" else train_x
@@ -195,8 +208,12 @@ def train(cfg: RunConfig, out: Path, resume: bool = False, progress: bool | None
         if (epoch + 1) % cfg.snapshot_interval == 0 or last_epoch:
             with eval_mode(model):
                 ckpt.save_snapshot(out, epoch + 1, posterior_means(model, x_test[points]))
-        if (epoch + 1) % cfg.checkpoint_interval == 0 or last_epoch:
+        out_of_time = deadline is not None and time.monotonic() > deadline
+        if (epoch + 1) % cfg.checkpoint_interval == 0 or last_epoch or out_of_time:
             ckpt.save_checkpoint(out, model, optimizer, epoch + 1, _rng_state(gen, device))
         bar.set_postfix(elbo=f"{record['train_elbo']:.2f}", beta=f"{beta:.2f}")
+        if out_of_time and not last_epoch:
+            print(f"time limit reached after epoch {epoch + 1}; continue with --resume", file=sys.stderr)
+            break
     bar.close()
     return out

@@ -1,0 +1,216 @@
+"""`python -m training reproduce`: the paper's MNIST grid, trained, evaluated and tabulated.
+
+Sønderby et al. 2016, Sec. 3: VAE, VAE+BN, VAE+BN+WU and LVAE+BN+WU with 1..5
+stochastic layers, Adam (lr 2e-3), batch 256, warm-up over 200 epochs, 2000
+epochs, dynamic binarization, evaluated with 5000 importance samples.
+
+Each grid entry trains and evaluates in its own worker process, so `--jobs N`
+trains N models at once (on one GPU too, each with its own CUDA context and
+graph), and a killed command
+loses at most the epochs since each run's last checkpoint. Finished entries are
+kept in results/paper-<dataset>.json; running the same command again skips
+them and resumes the rest.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from . import checkpoint as ckpt
+from .checkpoint import atomic_write
+from .config import RunConfig
+from .errors import UserError
+
+# The paper's four configurations, by the names its figures use.
+GRID_MODELS = {
+    "vae": dict(model="vae", batch_norm=False, warmup=False),
+    "vae+bn": dict(model="vae", batch_norm=True, warmup=False),
+    "vae+bn+wu": dict(model="vae", batch_norm=True, warmup=True),
+    "lvae+bn+wu": dict(model="lvae", batch_norm=True, warmup=True),
+}
+# MNIST test log-likelihoods the paper states in numbers (IW, 5000 samples, 5 layers).
+# Its VAE/LVAE grid at 1..5 layers is only plotted (Fig. 3), so it is not quoted here.
+PAPER_MNIST = {
+    ("lvae+bn+wu", 5, "plain"): -82.12,
+    ("lvae+bn+wu", 5, "finetuned"): -81.84,
+    ("lvae+bn+wu", 5, "finetuned+iw"): -81.74,
+}
+
+
+@dataclass
+class Entry:
+    """One model of the grid: its run folder name, config, and (optionally) the run it fine-tunes."""
+    name: str
+    grid_model: str
+    variant: str        # "plain", "finetuned" or "finetuned+iw"
+    cfg: RunConfig
+
+
+def grid(dataset: str, data_dir: str, models: list[str], layers: list[int], seeds: int, epochs: int,
+         warmup_epochs: int, iw_samples: int, finetune_epochs: int, finetune_iw_samples: int,
+         device: str, eval_every: int) -> list[Entry]:
+    """The entries to run, each fine-tuning entry after the run it starts from."""
+    entries = []
+    for key in models:
+        spec = GRID_MODELS[key]
+        for n in layers:
+            for seed in range(seeds):
+                base = RunConfig(model=spec["model"], layers=n, dataset=dataset, data_dir=data_dir,
+                                 batch_norm=spec["batch_norm"], warmup_epochs=warmup_epochs if spec["warmup"] else 0,
+                                 epochs=epochs, batch_size=256, lr=2e-3, iw_samples=iw_samples,
+                                 eval_every=eval_every, seed=seed, device=device)
+                stem = f"{key.replace('+', '-')}-L{n}" + (f"-iw{iw_samples}" if iw_samples > 1 else "") + f"-s{seed}"
+                entries.append(Entry(stem, key, "plain", base))
+                if finetune_epochs:
+                    ft = replace(base, epochs=finetune_epochs, warmup_epochs=0, iw_samples=finetune_iw_samples,
+                                 lr_decay=0.75, lr_decay_every=200, init_from="")
+                    entries.append(Entry(f"{stem}-ft", key, "finetuned+iw" if iw_samples > 1 else "finetuned", ft))
+    return entries
+
+
+def run_entry(entry: Entry, runs_dir: Path, eval_samples: int, time_limit: float | None,
+              init_from: Path | None) -> dict | None:
+    """Train (or resume) and evaluate one entry; None when the time limit stopped it first."""
+    from .evaluate import evaluate_run
+    from .train import train
+
+    out = runs_dir / entry.name
+    cfg = replace(entry.cfg, init_from=str(init_from)) if init_from else entry.cfg
+    train(cfg, out, resume=(out / ckpt.CONFIG).is_file(), progress=False, time_limit=time_limit)
+    history = ckpt.read_history(out)
+    if not history or history[-1]["epoch"] < cfg.epochs:
+        return None
+    result = evaluate_run(out, eval_samples, device=cfg.device)
+    return {
+        "name": entry.name, "model": entry.grid_model, "variant": entry.variant, "layers": cfg.layers,
+        "bn": cfg.batch_norm, "warmup": bool(cfg.warmup_epochs), "epochs": cfg.epochs,
+        "train_iw_samples": cfg.iw_samples, "seed": cfg.seed, "iw_samples": result["iw_samples"],
+        "iw_ll": result["iw_ll"], "elbo": result["elbo"], "active_units": result["active_units"],
+        "kl_per_layer": result["kl_per_layer"], "seconds": sum(h["seconds"] for h in history),
+        "device": result["device"], "date": dt.date.today().isoformat(), "run": str(out),
+    }
+
+
+def load_results(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        raise UserError(f"{path}: not valid JSON; move it away to start the results afresh") from None
+    return data if isinstance(data, list) else []
+
+
+def save_results(path: Path, results: list[dict]) -> None:
+    atomic_write(path, json.dumps(results, indent=1).encode())
+
+
+def markdown_table(results: list[dict], dataset: str) -> str:
+    """Mean and spread over seeds of each (model, variant, layers), beside the paper's numbers."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in results:
+        groups.setdefault((r["model"], r["variant"], r["layers"], r["train_iw_samples"]), []).append(r)
+    lines = [f"# Sønderby et al. 2016 reproduced on {dataset}", "",
+             f"Test log-likelihood by the importance-weighted bound (nats; higher is better). ± is the standard "
+             f"deviation over seeds. Active units per layer (1..L) by Cov_x(E_q[u|x]) > 0.01.", "",
+             "| model | variant | train K | layers | seeds | IW log-likelihood | ELBO | active units | paper |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    order = list(GRID_MODELS)
+    for key in sorted(groups, key=lambda k: (order.index(k[0]) if k[0] in order else 99, k[1], k[2], k[3])):
+        rs = groups[key]
+        ll = [r["iw_ll"] for r in rs]
+        spread = f" ± {statistics.stdev(ll):.2f}" if len(ll) > 1 else ""
+        units = "/".join(str(round(statistics.mean(u))) for u in zip(*(r["active_units"] for r in rs)))
+        paper = PAPER_MNIST.get((key[0], key[2], key[1])) if dataset == "mnist" else None
+        lines.append(f"| {key[0].upper()} | {key[1]} | {key[3]} | {key[2]} | {len(rs)} | "
+                     f"{statistics.mean(ll):.2f}{spread} (IW-{rs[0]['iw_samples']}) | "
+                     f"{statistics.mean(r['elbo'] for r in rs):.2f} | {units} | "
+                     f"{'' if paper is None else f'{paper:.2f}'} |")
+    return "\n".join(lines) + "\n"
+
+
+def reproduce(dataset: str, data_dir: str, out: Path, models: list[str], layers: list[int], seeds: int = 1,
+              epochs: int = 2000, warmup_epochs: int = 200, iw_samples: int = 1, finetune_epochs: int = 0,
+              finetune_iw_samples: int = 10, eval_samples: int = 5000, jobs: int = 1, device: str = "auto",
+              eval_every: int = 100, time_limit: float | None = None) -> tuple[Path, bool]:
+    """Run what is missing of the grid; returns the results file and whether the grid is complete."""
+    unknown = [m for m in models if m not in GRID_MODELS]
+    if unknown:
+        raise UserError(f"unknown model {unknown[0]!r}: choose from {', '.join(GRID_MODELS)}")
+    if any(not 1 <= n <= 5 for n in layers):
+        raise UserError("--layers takes numbers from 1 to 5")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = out / f"paper-{dataset}.json", out / f"paper-{dataset}.md"
+    runs_dir = out / "runs"
+    results = load_results(json_path)
+    done = {r["name"] for r in results}
+    entries = [e for e in grid(dataset, data_dir, models, layers, seeds, epochs, warmup_epochs, iw_samples,
+                               finetune_epochs, finetune_iw_samples, device, eval_every) if e.name not in done]
+    deadline = time.monotonic() + time_limit if time_limit else None
+    pending = list(entries)
+    running: dict[str, tuple[Entry, subprocess.Popen]] = {}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # Fine-tuning entries wait until the run they start from has its result.
+    while pending or running:
+        ready = [e for e in pending if not e.name.endswith("-ft") or e.name[:-3] in done]
+        while ready and len(running) < jobs and (deadline is None or time.monotonic() < deadline - 30):
+            e = ready.pop(0)
+            pending.remove(e)
+            left = None if deadline is None else deadline - time.monotonic()
+            init = runs_dir / e.name[:-3] if e.name.endswith("-ft") else None
+            args = json.dumps({"entry": e.name, "left": left, "init": str(init) if init else None})
+            # Each worker is this module's `_worker` in its own process (one CUDA context each).
+            proc = subprocess.Popen([sys.executable, "-m", "training.reproduce", args, json.dumps(_entry_dict(e)),
+                                     str(runs_dir), str(eval_samples)], stdout=subprocess.PIPE, text=True, env=env)
+            running[e.name] = (e, proc)
+        if not running:
+            break  # out of time, or only fine-tuning entries whose parents did not finish
+        time.sleep(0.2)
+        for name, (e, proc) in list(running.items()):
+            if proc.poll() is None:
+                continue
+            del running[name]
+            text = proc.stdout.read() if proc.stdout else ""
+            if proc.returncode != 0:
+                raise UserError(f"{name}: {text.strip().splitlines()[-1] if text.strip() else 'worker failed'}")
+            result = json.loads(text) if text.strip() else None
+            if result:
+                results.append(result)
+                done.add(name)
+                save_results(json_path, results)
+                atomic_write(md_path, markdown_table(results, dataset).encode())
+                print(f"{name}: IW-{result['iw_samples']} {result['iw_ll']:.2f} nats, active units "
+                      f"{result['active_units']}", flush=True)
+    atomic_write(md_path, markdown_table(results, dataset).encode())
+    complete = not pending and not running and all(e.name in done for e in entries)
+    return json_path, complete
+
+
+def _entry_dict(e: Entry) -> dict:
+    import dataclasses
+    return {"name": e.name, "grid_model": e.grid_model, "variant": e.variant, "cfg": dataclasses.asdict(e.cfg)}
+
+
+def _worker(argv: list[str]) -> int:
+    """Run one entry (in its own process) and print its result as JSON (nothing if out of time)."""
+    meta, entry_json, runs_dir, eval_samples = json.loads(argv[0]), json.loads(argv[1]), Path(argv[2]), int(argv[3])
+    e = Entry(entry_json["name"], entry_json["grid_model"], entry_json["variant"], RunConfig(**entry_json["cfg"]))
+    try:
+        result = run_entry(e, runs_dir, eval_samples, meta["left"], Path(meta["init"]) if meta["init"] else None)
+    except UserError as err:
+        print(str(err))
+        return 1
+    print(json.dumps(result) if result else "")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_worker(sys.argv[1:]))
