@@ -356,9 +356,9 @@ def _omniglot_images(mat: dict, key: str, path: Path) -> np.ndarray:
         raise DataError(f"{path}: {key!r} holds no images")
     # Each column is one image whose 784 pixels are stored column-major (MATLAB
     # order); this is the IWAE code's conversion to row-major rows.
-    x = arr.T.astype(np.float32).reshape(-1, 28, 28).reshape(-1, 784, order="F")
-    if not np.all((x >= 0) & (x <= 1)):   # also catches NaN
+    if not np.all((arr >= 0) & (arr <= 1)):   # also catches NaN; checked before the float32 cast can overflow
         raise DataError(f"{path}: {key!r} has values outside [0, 1]")
+    x = arr.T.astype(np.float32).reshape(-1, 28, 28).reshape(-1, 784, order="F")
     return np.ascontiguousarray(x)
 
 

@@ -1,0 +1,95 @@
+"""Trying to break it: SIGKILLed training, fuzzed .mat files (IDX fuzzing lives in test_data.py)."""
+import io
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.io
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from training import checkpoint as ckpt
+from training.data import load_dataset
+from training.errors import DataError
+
+ROOT = Path(__file__).resolve().parent.parent
+EPOCHS = 12
+
+
+def _history_lines(run: Path) -> list[dict]:
+    """Every line of history.jsonl must parse: a torn line is a failure here, not skipped."""
+    text = (run / ckpt.HISTORY).read_text() if (run / ckpt.HISTORY).exists() else ""
+    return [json.loads(line) for line in text.splitlines()]
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_moments_loses_nothing(tmp_path):
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "training", "train", "--model", "lvae", "--layers", "3", "--dataset", "digits",
+           "--epochs", str(EPOCHS), "--batch-size", "64", "--eval-every", "2", "--snapshot-every", "1",
+           "--checkpoint-every", "1", "--device", "cpu", "--no-progress", "--out", str(run)]
+    env = {**os.environ, "LVAE_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    rng = random.Random(0)
+    kills = 0
+    for attempt in range(30):
+        resume = ["--resume"] if (run / ckpt.CONFIG).exists() else []
+        proc = subprocess.Popen(cmd + resume, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            proc.wait(timeout=rng.uniform(2.0, 5.0))  # start-up takes ~2 s: kills land in training and in writes
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            kills += 1
+        else:
+            assert proc.returncode == 0, proc.stderr.read().decode()
+        lines = _history_lines(run)
+        epochs = [h["epoch"] for h in lines]
+        assert epochs == list(range(1, len(epochs) + 1)), epochs  # no torn, duplicated or missing line
+        if (run / ckpt.CHECKPOINT).exists():
+            _, _, saved = ckpt.load_model(run)  # always loads
+            assert saved <= len(epochs)  # the history is at most ahead of the checkpoint, never behind
+        if kills >= 10 and proc.returncode == 0:
+            break
+    assert kills >= 10
+    # finish the run if the last attempt was a kill
+    if not (run / ckpt.CHECKPOINT).exists() or ckpt.load_model(run)[2] < EPOCHS:
+        subprocess.run(cmd + ["--resume"], cwd=ROOT, env=env, check=True, capture_output=True)
+    assert [h["epoch"] for h in _history_lines(run)] == list(range(1, EPOCHS + 1))
+    assert ckpt.load_model(run)[2] == EPOCHS
+    assert ckpt.snapshot_epochs(run)[-1] == EPOCHS
+    assert not [p for p in run.rglob("*.tmp")], "temporary files left behind"
+
+
+def _mat_bytes(**arrays) -> bytes:
+    buf = io.BytesIO()
+    scipy.io.savemat(buf, arrays)
+    return buf.getvalue()
+
+
+VALID_MAT = _mat_bytes(data=np.random.default_rng(0).random((784, 6)), testdata=np.random.default_rng(1).random((784, 4)),
+                       target=np.eye(50)[:, :6], testtarget=np.eye(50)[:, :4])
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(payload=st.one_of(
+    st.binary(max_size=3000),
+    st.tuples(st.integers(0, len(VALID_MAT)), st.binary(max_size=64)).map(lambda t: VALID_MAT[:t[0]] + t[1]),
+    st.tuples(st.integers(0, len(VALID_MAT) - 1), st.integers(0, 255)).map(
+        lambda t: VALID_MAT[:t[0]] + bytes([t[1]]) + VALID_MAT[t[0] + 1:]),
+))
+def test_omniglot_reader_fuzz(tmp_path, payload):
+    path = tmp_path / "chardata.mat"
+    path.write_bytes(payload)
+    try:
+        data = load_dataset("omniglot", tmp_path)
+    except DataError as e:
+        assert str(e) and "\n" not in str(e)
+    else:
+        assert data.train_x.shape[1] == 784 and np.all((data.train_x >= 0) & (data.train_x <= 1))
