@@ -1,0 +1,204 @@
+"""Test points, their per-layer latent codes, and a PCA of each latent layer.
+
+The Layers page plots every latent layer z_1..z_L of the same test images in
+its first principal components: in an LVAE (Sønderby et al. 2016, Sec. 3.2)
+the higher layers should still separate the classes, where a plain VAE's
+higher layers often collapse to the prior.
+"""
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.decomposition import PCA
+
+from training import checkpoint as ckpt
+from training.config import RunConfig
+from training.data import load_dataset
+from training.errors import CheckpointError, DataError, UserError
+from training.model import HierarchicalVAE
+from training.train import eval_mode, test_tensors
+
+BATCH = 1000
+# The explorer's forward passes are many small kernels: a second thread gains
+# little on an idle machine, and on a busy one (a training job on the Train
+# page, two cores) OpenMP threads spinning for each other made encoding 10-20x
+# slower in our measurements. So inference runs on at most this many threads.
+# LVAE_EXPLORER_THREADS overrides it (e.g. on a big idle server).
+THREADS_ENV = "LVAE_EXPLORER_THREADS"
+
+
+def _threads_setting() -> int:
+    try:
+        return max(1, int(os.environ.get(THREADS_ENV, "1")))
+    except ValueError:  # a typo in the variable must not stop the app
+        return 1
+
+
+THREADS = _threads_setting()
+IMAGE_SHAPES = {"digits": (8, 8), "mnist": (28, 28), "fashion-mnist": (28, 28), "omniglot": (28, 28)}
+
+
+# ---- torch plumbing shared with traverse.py -----------------------------------
+
+@contextmanager
+def evaluating(model: HierarchicalVAE) -> Iterator[HierarchicalVAE]:
+    """No autograd, BN on its running statistics, at most THREADS threads; all restored after."""
+    threads = torch.get_num_threads()
+    if threads > THREADS:
+        torch.set_num_threads(THREADS)
+    try:
+        with torch.inference_mode(), eval_mode(model):
+            yield model
+    finally:
+        if threads > THREADS:
+            torch.set_num_threads(threads)
+
+
+def device_of(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+@contextmanager
+def seeded(seed: int, device: torch.device) -> Iterator[None]:
+    """Seed torch's global generator(s) for the block, leaving the caller's RNG state untouched."""
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        yield
+
+
+def as_tensor(x: np.ndarray, model: torch.nn.Module) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(x, dtype=np.float32), device=device_of(model))
+
+
+# ---- test points -------------------------------------------------------------------
+
+@dataclass
+class TestPoints:
+    __test__ = False  # not a pytest test class, despite the name
+
+    images: np.ndarray            # (N, D) float32 in [0, 1]: what the model sees (binarized for Bernoulli runs)
+    labels: np.ndarray            # (N,) int64
+    image_shape: tuple[int, int]
+    source: str                   # where they came from, for the page's caption
+
+
+def image_shape(cfg: RunConfig) -> tuple[int, int]:
+    """(height, width) of the run's images; a square guess for an unknown pixel count."""
+    shape = IMAGE_SHAPES.get(cfg.dataset)
+    if shape and shape[0] * shape[1] == cfg.input_dim:
+        return shape
+    side = int(round(cfg.input_dim ** 0.5))
+    return (side, side) if side * side == cfg.input_dim else (1, cfg.input_dim)
+
+
+def test_points(cfg: RunConfig, run_dir: Path, n: int = 5000, data_dir: str | None = None) -> TestPoints:
+    """The first n images of the run's test set, binarized exactly as training evaluated them.
+
+    When the dataset files are not there (a run copied from another machine),
+    the run's own snapshots/points.safetensors (up to 1,000 test images saved
+    at training time) stand in. Raises UserError if neither is available.
+    """
+    try:
+        x, y, shape = _test_set(cfg.dataset, str(data_dir or cfg.data_dir), cfg.likelihood)
+    except DataError as e:
+        return _snapshot_points(cfg, Path(run_dir), n, str(e))
+    if x.shape[1] != cfg.input_dim:
+        raise UserError(f"{cfg.dataset} images have {x.shape[1]} pixels, the run was trained on {cfg.input_dim}")
+    return TestPoints(x[:n].copy(), y[:n].copy(), shape,
+                      f"{cfg.dataset} test set, first {min(n, len(x))} of {len(x)} images")
+
+
+@functools.lru_cache(maxsize=2)
+def _test_set(dataset: str, data_dir: str, likelihood: str) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+    """The whole binarized test set, read once: MNIST's files take a second or more to decompress,
+    and pages ask for different numbers of points and for two runs on the same data."""
+    data = load_dataset(dataset, data_dir)
+    x, y = test_tensors(data, RunConfig(dataset=dataset, likelihood=likelihood, layers=1), torch.device("cpu"))
+    x, y = x.numpy(), y.numpy().astype(np.int64)
+    x.setflags(write=False)
+    y.setflags(write=False)
+    return x, y, data.image_shape
+
+
+test_points.__test__ = False  # type: ignore[attr-defined]  # a pytest importing it must not collect it
+
+
+def _snapshot_points(cfg: RunConfig, run_dir: Path, n: int, why: str) -> TestPoints:
+    try:
+        points = ckpt.load_snapshot_points(run_dir)
+    except CheckpointError as e:
+        raise UserError(f"no test images: {why}; and the run has no snapshot points ({e})") from None
+    images = points["image"].float().numpy() / 255.0
+    if images.ndim != 2 or images.shape[1] != cfg.input_dim:
+        raise UserError(f"{run_dir}: snapshot points do not match the run's {cfg.input_dim} pixels")
+    total = images.shape[0]
+    return TestPoints(images[:n].astype(np.float32), points["label"].numpy()[:n].astype(np.int64), image_shape(cfg),
+                      f"{min(n, total)} of the run's {total} snapshot test images ({cfg.dataset} files not found)")
+
+
+# ---- encoding ----------------------------------------------------------------------
+
+@dataclass
+class Encoding:
+    means: list[np.ndarray]     # per layer (N, units_i): posterior means along the mean path (nothing sampled)
+    samples: list[np.ndarray]   # per layer (N, units_i): one posterior sample z ~ q(z|x)
+
+
+def encode(model: HierarchicalVAE, images: np.ndarray, seed: int = 0) -> Encoding:
+    """Every layer's posterior mean and one (seeded) posterior sample of each image, in batches."""
+    means: list[list[np.ndarray]] = [[] for _ in model.cfg.latent_sizes]
+    samples: list[list[np.ndarray]] = [[] for _ in model.cfg.latent_sizes]
+    with evaluating(model), seeded(seed, device_of(model)):
+        for start in range(0, len(images), BATCH):
+            x = as_tensor(images[start:start + BATCH], model)
+            for i, z in enumerate(model.encode(x, sample=False)):
+                means[i].append(z.cpu().numpy())
+            for i, z in enumerate(model.encode(x, sample=True)):
+                samples[i].append(z.cpu().numpy())
+    empty = [np.zeros((0, u), np.float32) for u in model.cfg.latent_sizes]
+    return Encoding([np.concatenate(m) if m else e for m, e in zip(means, empty)],
+                    [np.concatenate(s) if s else e for s, e in zip(samples, empty)])
+
+
+# ---- PCA of one layer --------------------------------------------------------------
+
+@dataclass
+class LayerPCA:
+    coords: np.ndarray       # (N, k) the points in the first k principal directions
+    explained: np.ndarray    # (k,) fraction of the layer's variance along each
+    components: np.ndarray   # (k, units) unit-length directions in z space
+    mean: np.ndarray         # (units,)
+    sd: np.ndarray           # (k,) standard deviation of each coordinate: the traversal step unit
+
+
+def layer_pca(z: np.ndarray, k: int = 3) -> LayerPCA:
+    """scikit-learn PCA with k = min(k, units, N) components.
+
+    A 1-unit layer gets a zero second column (explained 0, zero direction) so
+    2-D plots still work; a layer without variance (collapsed onto its prior
+    mean) gets zero ratios instead of 0/0.
+    """
+    z = np.asarray(z, dtype=np.float32)
+    n, units = z.shape
+    k_fit = max(0, min(k, units, n))
+    width = max(k_fit, min(k, 2))
+    coords = np.zeros((n, width), np.float32)
+    explained = np.zeros(width, np.float64)
+    components = np.zeros((width, units), np.float32)
+    mean = z.mean(axis=0) if n else np.zeros(units, np.float32)
+    if k_fit and n >= 2:
+        pca = PCA(n_components=k_fit)
+        with np.errstate(divide="ignore", invalid="ignore"):  # 0/0 ratios of a collapsed layer, zeroed below
+            coords[:, :k_fit] = pca.fit_transform(z)
+        explained[:k_fit] = np.nan_to_num(pca.explained_variance_ratio_, nan=0.0, posinf=0.0, neginf=0.0)
+        components[:k_fit] = pca.components_
+        mean = pca.mean_
+    sd = coords.std(axis=0) if n else np.zeros(width, np.float32)
+    return LayerPCA(coords, explained, components, np.asarray(mean, np.float32), sd.astype(np.float32))

@@ -1,0 +1,31 @@
+"""What Sønderby et al. 2016 ("Ladder Variational Autoencoders") report, for side-by-side display.
+
+Only numbers the paper's text and tables give are here. Its comparison of
+VAE / VAE+BN / VAE+BN+WU / LVAE+BN+WU at 1-5 layers is a plot (Fig. 3) with no
+printed values, so none are invented for it.
+"""
+from __future__ import annotations
+
+from training.config import PAPER_HIDDEN, PAPER_LATENT, RunConfig
+
+PAPER = "Sønderby et al. 2016, Ladder Variational Autoencoders"
+
+# Permutation-invariant MNIST, test log-likelihood estimated with 5000 importance samples (nats).
+PAPER_MNIST: dict[str, float] = {
+    "LVAE+BN+WU, 5 layers": -82.12,
+    "LVAE+BN+WU, 5 layers, + fine-tuning": -81.84,
+    "LVAE+BN+WU, 5 layers, + fine-tuning + IW training": -81.74,
+}
+
+
+def paper_reference(cfg: RunConfig) -> float | None:
+    """The paper's MNIST test log p(x) for a run set up as the paper's LVAE+BN+WU, else None.
+
+    Only the plain 5-layer LVAE+BN+WU with the paper's layer sizes and Bernoulli
+    likelihood matches a reported number; fine-tuning is not something a
+    RunConfig describes, so the two fine-tuned results are never returned.
+    """
+    matches = (cfg.dataset == "mnist" and cfg.label == "LVAE+BN+WU" and cfg.layers == 5
+               and cfg.likelihood == "bernoulli" and cfg.iw_samples == 1
+               and list(cfg.hidden_sizes) == list(PAPER_HIDDEN) and list(cfg.latent_sizes) == list(PAPER_LATENT))
+    return PAPER_MNIST["LVAE+BN+WU, 5 layers"] if matches else None

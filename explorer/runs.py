@@ -1,0 +1,169 @@
+"""Finding run folders and telling the usable ones from the broken ones.
+
+A run folder is what `python -m training train --out DIR` writes (see
+training/checkpoint.py). Discovery never raises: a folder that cannot be used
+is still listed, with a one-line reason, so the app can say what is wrong
+with it instead of silently hiding it.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from training import checkpoint as ckpt
+from training.checkpoint import load_model  # noqa: F401  (re-exported: the one loader)
+from training.config import RunConfig
+from training.demo import DEMO_RUNS
+from training.errors import UserError
+
+RUNS_ENV = "LVAE_RUNS_DIR"
+DEFAULT_RUNS_DIR = Path("runs")
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    path: Path
+    name: str
+    config: RunConfig | None
+    error: str | None        # one-line reason the run cannot be explored; None when it can
+    epochs_done: int
+    stamp: float             # checkpoint mtime: a cache key that changes when training saves; 0.0 if none
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def label(self) -> str:
+        """e.g. 'digits-lvae-bn-wu · LVAE+BN+WU, 5 layers, digits'."""
+        if self.config is None:
+            return f"{self.name} · unusable"
+        c = self.config
+        return f"{self.name} · {c.label}, {c.layers} layer{'s' if c.layers != 1 else ''}, {c.dataset}"
+
+
+def runs_dirs(extra: Sequence[str | Path] = ()) -> list[Path]:
+    """./runs, then `extra`, then the folders in $LVAE_RUNS_DIR; resolved, each once."""
+    env = [p for p in os.environ.get(RUNS_ENV, "").split(os.pathsep) if p.strip()]
+    out: list[Path] = []
+    for p in [DEFAULT_RUNS_DIR, *extra, *env]:
+        resolved = Path(p).expanduser().resolve()
+        if resolved not in out:
+            out.append(resolved)
+    return out
+
+
+def _looks_like_run(folder: Path) -> bool:
+    try:
+        return folder.is_dir() and any(
+            p.name in (ckpt.CONFIG, ckpt.CHECKPOINT) or p.suffix in ckpt.PICKLE_SUFFIXES for p in folder.iterdir())
+    except OSError:
+        return False
+
+
+def _one_line(e: BaseException, limit: int = 300) -> str:
+    """The reason on one line; unexpected (non-user) errors keep their type name."""
+    text = " ".join(str(e).split())
+    if not isinstance(e, UserError):
+        text = f"{type(e).__name__}: {text}" if text else type(e).__name__
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+# Full validation loads every weight; runs are small, but discovery happens on
+# every page rerun, so results are kept per (folder, file mtimes and sizes).
+_validated: dict[tuple, tuple[str | None, int]] = {}
+
+
+def _file_key(path: Path) -> tuple[int, int]:
+    try:
+        st = path.stat()
+        return st.st_mtime_ns, st.st_size
+    except OSError:
+        return 0, -1
+
+
+def _validate(folder: Path) -> tuple[str | None, int]:
+    """(error or None, epochs done): the config, a full model load, and the history."""
+    key = (str(folder), *(_file_key(folder / f) for f in (ckpt.CONFIG, ckpt.CHECKPOINT, ckpt.HISTORY)))
+    if key not in _validated:
+        if len(_validated) > 1000:  # a long-lived app sees many checkpoint versions; forget old ones
+            _validated.clear()
+        try:
+            _, _, epochs = ckpt.load_model(folder, "cpu")  # config, pickles, truncation, shapes, NaN
+            ckpt.read_history(folder)                      # unreadable history.jsonl
+            result: tuple[str | None, int] = (None, epochs)
+        except Exception as e:  # noqa: BLE001  discovery must never raise, whatever the folder holds
+            result = (_one_line(e), 0)
+        _validated[key] = result
+    return _validated[key]
+
+
+def inspect_run(folder: Path) -> RunInfo:
+    """One folder's RunInfo; never raises."""
+    folder = Path(folder)
+    try:
+        config: RunConfig | None = ckpt.load_config(folder)
+    except Exception:  # noqa: BLE001  the full validation below reports the reason
+        config = None
+    error, epochs = _validate(folder)
+    return RunInfo(folder, folder.name, config, error, epochs, _mtime(folder / ckpt.CHECKPOINT))
+
+
+def discover_runs(dirs: Sequence[Path]) -> list[RunInfo]:
+    """Every immediate subfolder of `dirs` that looks like a run (a folder of `dirs` itself too).
+
+    Missing or unreadable folders in `dirs` are skipped. Runs are sorted by
+    name within each folder; a folder reached twice is listed once.
+    """
+    seen: set[Path] = set()
+    found: list[RunInfo] = []
+    for d in dirs:
+        d = Path(d)
+        try:
+            candidates = [d] + sorted((p for p in d.iterdir() if p.is_dir()), key=lambda p: p.name)
+        except OSError:
+            continue
+        for folder in candidates:
+            try:
+                key = folder.resolve()
+            except OSError:
+                continue
+            if key in seen or not _looks_like_run(folder):
+                continue
+            seen.add(key)
+            found.append(inspect_run(folder))
+    return found
+
+
+def load_history(path: Path) -> pd.DataFrame:
+    """history.jsonl as one row per epoch (latest line wins); empty DataFrame when there is none.
+
+    Raises CheckpointError (a UserError) if the file exists but cannot be read.
+    """
+    records = ckpt.read_history(Path(path))
+    if not records:
+        return pd.DataFrame()
+    frame = pd.DataFrame(records)
+    return frame.drop_duplicates("epoch", keep="last").sort_values("epoch").reset_index(drop=True)
+
+
+def default_pair(runs: list[RunInfo]) -> tuple[RunInfo | None, RunInfo | None]:
+    """(VAE, LVAE) to compare first: the demo runs if usable, else the first usable run of each model."""
+    ok = [r for r in runs if r.ok and r.config is not None]
+
+    def pick(model: str) -> RunInfo | None:
+        demo = [r for r in ok if r.name in DEMO_RUNS and DEMO_RUNS[r.name].model == model and r.config.model == model]
+        return (demo or [r for r in ok if r.config.model == model] or [None])[0]
+
+    return pick("vae"), pick("lvae")
