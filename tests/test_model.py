@@ -153,3 +153,12 @@ def test_batched_iw_evaluation_equals_the_slow_path(trained_pair, digits_test, n
     for max_rows in (1000, 16, 1):  # one pass; several sample chunks of several examples; one row a pass
         fast = iw_log_likelihood(model, x, k, max_rows=max_rows, eps=eps)
         assert torch.allclose(fast.double(), slow, atol=1e-4), (max_rows, fast, slow)
+
+
+def test_gaussian_likelihood_for_continuous_data():
+    net = HierarchicalVAE(small_cfg("lvae", likelihood="gaussian"))
+    x = torch.rand(8, 64)  # grey levels, not binarized
+    loss, _ = elbo_loss(net, x, beta=1.0)
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert net.generative.decode(torch.randn(3, 16)).shape == (3, 64)

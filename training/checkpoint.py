@@ -15,7 +15,6 @@ killed run leaves either the old file or the new one, never a torn one.
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import tempfile
@@ -258,7 +257,3 @@ def remove_snapshots_after(run_dir: Path, epoch: int) -> None:
     for e in snapshot_epochs(run_dir):
         if e > epoch:
             (Path(run_dir) / SNAPSHOTS / f"epoch_{e:05d}.safetensors").unlink(missing_ok=True)
-
-
-def is_finite_number(value: float) -> bool:
-    return isinstance(value, (int, float)) and math.isfinite(value)

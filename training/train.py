@@ -1,6 +1,7 @@
 """The training loop: data resident on the device, metrics read once per epoch, atomic checkpoints."""
 from __future__ import annotations
 
+import math
 import os
 import sys
 import time
@@ -196,7 +197,7 @@ def train(cfg: RunConfig, out: Path, resume: bool = False, progress: bool | None
             stats = step(xs[order[b * cfg.batch_size:(b + 1) * cfg.batch_size]], beta)
             meter.add(stats, cfg.batch_size)
         record = {"epoch": epoch + 1, "beta": beta, **meter.read()}
-        if not all(map(ckpt.is_finite_number, [record["train_elbo"], record["recon"], *record["kl_per_layer"]])):
+        if not all(map(math.isfinite, [record["train_elbo"], record["recon"], *record["kl_per_layer"]])):
             last = ckpt.load_training_state(out).epoch if (out / ckpt.CHECKPOINT).is_file() else 0
             raise TrainingError(f"epoch {epoch + 1}: the loss became NaN or infinite; stopped, the last good checkpoint "
                                 f"(epoch {last}) is intact; try --grad-clip 4 or a lower --lr")
