@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from training.cli import main
-from training_fixtures import digits_runs  # noqa: F401 (fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
 

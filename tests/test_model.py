@@ -3,7 +3,6 @@ import pytest
 import torch
 
 from training.config import RunConfig
-from training_fixtures import digits_runs, digits_test  # noqa: F401 (fixtures)
 from training.distributions import precision_weighted_merge
 from training.model import GenerativeModel, HierarchicalVAE
 from training.objectives import (count_active_units, elbo_loss, evaluate_elbo, importance_weighted_bound,

@@ -7,7 +7,7 @@ import torch
 from training import checkpoint as ckpt
 from training.errors import CheckpointError, UserError
 from training.train import TrainingError, train
-from training_fixtures import EPOCHS, digits_cfg, digits_runs, digits_test  # noqa: F401 (fixtures)
+from conftest import EPOCHS, digits_cfg
 
 
 def test_run_folder_contents(digits_runs):

@@ -1,0 +1,228 @@
+"""What every page shares: the runs folders, run pickers, cached models/encodings, charts with CSV, images.
+
+Caches are keyed on (run path, checkpoint mtime, ...) so a run that trains on
+in the background is reloaded when it saves, and nothing else ever is.
+Models and arrays are cached as resources (one shared object per process, no
+copies on a hit): callers never modify what they get.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+import torch
+
+from explorer import runs as runs_mod
+from explorer.runs import RunInfo
+
+SELECTED = "selected_run"          # session_state: the run the single-run pages show (its path)
+COMPARED = ("compare_a", "compare_b")  # session_state: the Compare page's two runs (paths)
+TEST_POINTS = 5000                 # test points the Layers/Traverse pages encode (fewer if the test set is smaller)
+
+
+# ---- runs --------------------------------------------------------------------
+
+def cli_runs_dirs() -> list[str]:
+    """`--runs-dir DIR` (repeatable) from `streamlit run app.py -- --runs-dir DIR`; anything else is ignored."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--runs-dir", action="append", default=[])
+    args, _ = parser.parse_known_args(sys.argv[1:])
+    return args.runs_dir
+
+
+def runs_dirs() -> list[Path]:
+    return runs_mod.runs_dirs(cli_runs_dirs())
+
+
+def all_runs() -> list[RunInfo]:
+    """Every run under the runs folders, broken ones included (discovery caches its validation itself)."""
+    return runs_mod.discover_runs(runs_dirs())
+
+
+def ok_runs() -> list[RunInfo]:
+    return [r for r in all_runs() if r.ok]
+
+
+def _option_label(run: RunInfo) -> str:
+    return run.label if run.ok else f"⚠ {run.name} · broken"
+
+
+def pick_run(label: str, key: str, remember: str = SELECTED, default: RunInfo | None = None,
+             container: Any = st) -> RunInfo | None:
+    """A run selectbox over every run (broken ones marked); the choice is remembered across pages.
+
+    Returns None (after a warning) when there are no runs or a broken one is chosen, so the caller shows nothing.
+    """
+    runs = all_runs()
+    if not runs:
+        container.info("No runs yet: train one on the **Train** page (the demo pair trains by itself on first start).")
+        return None
+    paths = [str(r.path) for r in runs]
+    wanted = st.session_state.get(remember) or (str(default.path) if default else None)
+    if wanted not in paths:
+        wanted = next((str(r.path) for r in runs if r.ok), paths[0])
+    by_path = {str(r.path): r for r in runs}
+    choice = container.selectbox(label, paths, index=paths.index(wanted), key=key,
+                                 format_func=lambda p: _option_label(by_path[p]))
+    st.session_state[remember] = choice
+    run = by_path[choice]
+    if not run.ok:
+        container.warning(f"**{run.name}** cannot be shown: {run.error}")
+        return None
+    return run
+
+
+def layer_names(n: int) -> list[str]:
+    return [f"z{i + 1}" for i in range(n)]
+
+
+# ---- cached computations ----------------------------------------------------------
+
+@st.cache_resource(max_entries=8, show_spinner="Loading the model…")
+def model_of(path: str, stamp: float) -> Any:
+    """The run's model in eval mode, loaded once per process per checkpoint version."""
+    model, _, _ = runs_mod.load_model(Path(path), "cpu")
+    return model
+
+
+def model_for(run: RunInfo) -> Any:
+    return model_of(str(run.path), run.stamp)
+
+
+@st.cache_resource(max_entries=8, show_spinner="Loading test images…")
+def points_of(path: str, stamp: float, n: int) -> Any:
+    from explorer.encode import test_points
+    return test_points(model_of(path, stamp).cfg, Path(path), n)
+
+
+@st.cache_resource(max_entries=8, show_spinner="Encoding the test images layer by layer…")
+def encoding_of(path: str, stamp: float, n: int) -> Any:
+    from explorer.encode import encode
+    with torch.inference_mode():
+        return encode(model_of(path, stamp), points_of(path, stamp, n).images)
+
+
+@st.cache_resource(max_entries=16, show_spinner="PCA of every layer…")
+def pcas_of(path: str, stamp: float, n: int, use_means: bool, k: int = 3) -> list:
+    from explorer.encode import layer_pca
+    enc = encoding_of(path, stamp, n)
+    return [layer_pca(z, k) for z in (enc.means if use_means else enc.samples)]
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def history_of(path: str, stamp: float, size: int) -> pd.DataFrame:
+    """history.jsonl as a DataFrame; `size` (the file's size) keys it, as a running job appends lines."""
+    return runs_mod.load_history(Path(path))
+
+
+def history_for(run: RunInfo) -> pd.DataFrame:
+    """The run's history; empty (with a warning) if the file is unreadable."""
+    hist = run.path / "history.jsonl"
+    try:
+        size = hist.stat().st_size
+    except OSError:
+        size = -1
+    try:
+        return history_of(str(run.path), run.stamp, size)
+    except Exception as e:  # noqa: BLE001  an unreadable history must not break a page
+        st.warning(f"{run.name}: history unreadable ({e})")
+        return pd.DataFrame()
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def iw_log_likelihood_of(path: str, stamp: float, k: int, n: int) -> dict:
+    """The IW-k estimate of log p(x) on the run's test points (Burda et al. 2016; the paper uses k = 5000)."""
+    # Local helper: explorer/ has no IW evaluation over its test points, training.objectives has the bound.
+    from training.objectives import iw_log_likelihood
+    model = model_of(path, stamp)
+    pts = points_of(path, stamp, n)
+    torch.manual_seed(0)
+    with torch.inference_mode():
+        ll = iw_log_likelihood(model, torch.as_tensor(pts.images), k, max_rows=50_000)
+    return {"iw_ll": float(ll.mean()), "k": k, "n": int(pts.images.shape[0]), "source": pts.source}
+
+
+def last_with(history: pd.DataFrame, column: str) -> Any:
+    """The latest non-missing value of a history column (evaluations happen every eval_every epochs)."""
+    if column not in history:
+        return None
+    values = history[column].dropna()
+    return None if values.empty else values.iloc[-1]
+
+
+# ---- output helpers ---------------------------------------------------------------
+
+def _frame_from_figure(fig: go.Figure) -> pd.DataFrame:
+    """Fallback CSV: every trace's x/y/z as long rows."""
+    rows = []
+    for trace in fig.data:
+        name = getattr(trace, "name", None) or trace.type
+        xs = list(getattr(trace, "x", None) or [])
+        ys = list(getattr(trace, "y", None) or [])
+        zs = getattr(trace, "z", None)
+        if trace.type == "heatmap" and zs is not None:
+            for r, row in enumerate(zs):
+                for c, v in enumerate(row):
+                    rows.append({"trace": name, "x": xs[c] if c < len(xs) else c, "y": ys[r] if r < len(ys) else r, "z": v})
+            continue
+        zl = list(zs) if zs is not None else []
+        for i in range(max(len(xs), len(ys))):
+            row = {"trace": name, "x": xs[i] if i < len(xs) else None, "y": ys[i] if i < len(ys) else None}
+            if zl:
+                row["z"] = zl[i] if i < len(zl) else None
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def figure_csv(fig: go.Figure, frame: pd.DataFrame | Callable[[], pd.DataFrame] | None = None) -> bytes:
+    if callable(frame):
+        frame = frame()
+    if frame is None:
+        try:
+            from explorer.figures import figure_frame  # the figures helper's tidy numbers, when it has them
+            frame = figure_frame(fig)
+        except (ImportError, AttributeError, TypeError, ValueError, KeyError):
+            frame = _frame_from_figure(fig)
+    return frame.to_csv(index=False).encode()
+
+
+def chart(fig: go.Figure, key: str, csv_name: str, frame: pd.DataFrame | Callable[[], pd.DataFrame] | None = None,
+          **kwargs: Any) -> Any:
+    """A plotly chart with a "numbers (CSV)" download under it; returns the chart's event state."""
+    from explorer.figures import export_config
+    event = st.plotly_chart(fig, key=key, width="stretch", config=export_config(csv_name), **kwargs)
+    st.download_button("Numbers (CSV)", figure_csv(fig, frame), file_name=f"{csv_name}.csv", mime="text/csv",
+                       key=f"{key}_csv", on_click="ignore", icon=":material/download:")
+    return event
+
+
+def image_scale(shape: tuple[int, int], target: int = 112) -> int:
+    """Integer upscaling so a tile is about `target` pixels tall (8x8 digits x14, 28x28 MNIST x4)."""
+    return max(1, round(target / max(shape[0], 1)))
+
+
+def show_images(images: np.ndarray, shape: tuple[int, int], caption: str | None = None, ncols: int | None = None,
+                target: int = 112, container: Any = st) -> bytes:
+    """Pixel vectors as one PNG grid; returns the PNG bytes (tests compare them)."""
+    from explorer.images import image_grid, png_bytes
+    png = png_bytes(image_grid(images, shape, ncols=ncols, scale=image_scale(shape, target)))
+    container.image(png, caption=caption)
+    return png
+
+
+def settings_table(run: RunInfo) -> dict[str, Any]:
+    """The run's settings that matter for the paper's comparison (Sec. 2.3: BN and warm-up)."""
+    c = run.config
+    assert c is not None
+    return {"model": c.model.upper(), "layers": c.layers, "dataset": c.dataset,
+            "batch norm": "yes" if c.batch_norm else "no",
+            "warm-up": f"{c.warmup_epochs} epochs" if c.warmup_epochs else "none (beta = 1)",
+            "latent units": " / ".join(map(str, c.latent_sizes)),
+            "epochs": f"{run.epochs_done} of {c.epochs}", "batch size": c.batch_size, "learning rate": c.lr}

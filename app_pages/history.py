@@ -1,0 +1,93 @@
+"""Training: warm-up curves of several runs, active units and KL per layer over epochs, and a snapshot replay."""
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from app_pages import common
+from explorer.figures import (active_units_curves, kl_heatmap, kl_per_layer_curves, snapshot_animation,
+                              snapshot_scatter, training_curves)
+from explorer.runs import default_pair
+from training import checkpoint as ckpt
+
+METRICS = ["beta", "train_elbo", "recon", "test_elbo"]
+
+
+# Local helpers: explorer/ has no snapshot loader, training.checkpoint reads the files.
+@st.cache_resource(max_entries=8, show_spinner="Loading training snapshots…")
+def snapshots_of(path: str, stamp: float, epochs: tuple[int, ...]) -> tuple[dict[int, list[np.ndarray]], np.ndarray]:
+    """Every snapshot epoch's per-layer posterior means of the fixed test points, and their labels."""
+    points = ckpt.load_snapshot_points(path)
+    snaps = {e: [z.numpy() for z in ckpt.load_snapshot(path, e)] for e in epochs}
+    return snaps, points["label"].numpy()
+
+
+def curves(runs) -> dict:
+    histories = {r.name: common.history_for(r) for r in runs}
+    cols = st.columns(2)
+    for i, metric in enumerate(METRICS):
+        with cols[i % 2]:
+            common.chart(training_curves(histories, metric), f"training_{metric}", f"training-{metric}")
+    c1, c2 = st.columns(2)
+    with c1:
+        test = st.toggle("KL on the test set", key="training_kl_test",
+                         help="training KL is every epoch; test KL at the evaluation epochs")
+        log_y = st.toggle("log scale", key="training_kl_log")
+        common.chart(kl_per_layer_curves(histories, test=test, log_y=log_y), "training_kl", "training-kl-per-layer")
+    with c2:
+        common.chart(active_units_curves(histories), "training_units", "training-active-units")
+    return histories
+
+
+def heatmap(runs, histories) -> None:
+    st.subheader("KL per unit over training")
+    name = st.selectbox("Run", [r.name for r in runs], key="training_heatmap_run")
+    common.chart(kl_heatmap(histories[name]), "training_heatmap", f"{name}-kl-per-unit")
+
+
+def replay(runs) -> None:
+    st.subheader("Replay: the latent layers forming")
+    by_name = {r.name: r for r in runs}
+    name = st.selectbox("Run", list(by_name), key="training_replay_run")
+    run = by_name[name]
+    epochs = tuple(ckpt.snapshot_epochs(run.path))
+    if not epochs:
+        st.info(f"{name} has no snapshots.")
+        return
+    try:
+        snaps, labels = snapshots_of(str(run.path), run.stamp, epochs)
+    except Exception as e:  # noqa: BLE001  a damaged snapshot file: say which, keep the page
+        st.warning(f"{name}: snapshots unreadable ({e})")
+        return
+    mode = st.radio("View", ["epoch slider", "animation (play button)"], horizontal=True, key="training_replay_mode")
+    if mode == "epoch slider":
+        epoch = st.select_slider("Epoch", epochs, value=epochs[-1], key="training_replay_epoch")
+        common.chart(snapshot_scatter(snaps[epoch], labels, epoch), "training_snapshot", f"{name}-snapshot-{epoch}")
+    else:
+        common.chart(snapshot_animation(snaps, labels), "training_animation", f"{name}-snapshots")
+
+
+def main() -> None:
+    st.header("Training: warm-up, KL and active units over epochs")
+    ok = common.ok_runs()
+    if not ok:
+        st.info("No usable runs yet.")
+        return
+    paths = [str(r.path) for r in ok]
+    by_path = {str(r.path): r for r in ok}
+    # Remembered across pages (a widget's own state is dropped while another page shows).
+    remembered = [p for p in st.session_state.get("training_runs_remember", []) if p in by_path]
+    pair = [str(r.path) for r in default_pair(ok) if r is not None]
+    chosen = st.multiselect("Runs", paths, default=remembered or pair or paths[:2], key="training_runs",
+                            format_func=lambda p: by_path[p].label)
+    st.session_state["training_runs_remember"] = chosen
+    runs = [by_path[p] for p in chosen]
+    if not runs:
+        st.info("Pick at least one run.")
+        return
+    histories = curves(runs)
+    heatmap(runs, histories)
+    replay(runs)
+
+
+main()

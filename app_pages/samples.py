@@ -1,0 +1,66 @@
+"""Samples: prior samples at a temperature, reconstructions, and what each layer controls (hierarchy decomposition)."""
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from app_pages import common
+from explorer.traverse import hierarchy_decomposition, prior_samples, reconstruct
+
+N_RECON = 16
+
+
+def samples(model, shape) -> None:
+    st.subheader("Samples from the prior")
+    c1, c2, c3 = st.columns(3)
+    temperature = c1.slider("Temperature", 0.0, 2.0, 1.0, 0.1, key="samples_temperature",
+                            help="scales every sampled layer's standard deviation; 0 = the mean path")
+    n = c2.select_slider("Samples", [16, 36, 64, 100], value=36, key="samples_n")
+    seed = c3.number_input("Seed", 0, 1_000_000, 0, key="samples_seed")
+    common.show_images(prior_samples(model, n, temperature, int(seed)), shape, target=56,
+                       caption=f"{n} samples z_L → … → z_1 → E[x|z_1], temperature {temperature:.1f}")
+
+
+def reconstructions(model, points) -> None:
+    st.subheader("Reconstructions")
+    start = st.number_input("First test image", 0, max(0, len(points.labels) - N_RECON), 0, step=N_RECON,
+                            key="samples_recon_start")
+    x = points.images[start:start + N_RECON]
+    pairs = np.stack([x, reconstruct(model, x)], axis=0)  # (2, n, D): row 1 inputs, row 2 reconstructions
+    common.show_images(pairs, points.image_shape, target=56, caption="top: test images · bottom: reconstructions")
+
+
+def decomposition(model, points) -> None:
+    st.subheader("Hierarchy decomposition: what the top layers decide")
+    layers = model.cfg.layers
+    c1, c2 = st.columns(2)
+    idx = c1.number_input("Test image", 0, len(points.labels) - 1, 0, key="samples_decomp_index")
+    keep = c2.slider("Keep the top k layers of its code", 0, layers, min(1, layers), key="samples_keep_top",
+                     help="the image's posterior sample in z_L..z_{L-k+1}; every layer below resampled from p")
+    image = points.images[idx]
+    out = hierarchy_decomposition(model, image, int(keep), n=8, seed=0)
+    common.show_images(np.concatenate([image[None], out]), points.image_shape, ncols=9, target=56,
+                       caption=f"the test image, then 8 images that share its top {keep} layer(s)")
+    with st.expander("Every k at once"):
+        rows = np.stack([hierarchy_decomposition(model, image, k, n=8, seed=0) for k in range(layers, -1, -1)])
+        common.show_images(rows, points.image_shape, target=40,
+                           caption=f"rows: keep the top {layers} … 0 layers (last row: plain prior samples)")
+
+
+def main() -> None:
+    st.header("Samples")
+    run = common.pick_run("Run", "samples_run")
+    if run is None:
+        return
+    model = common.model_for(run)
+    try:
+        points = common.points_of(str(run.path), run.stamp, common.TEST_POINTS)
+    except Exception as e:  # noqa: BLE001
+        st.error(f"Cannot load test images for {run.name}: {e}")
+        return
+    samples(model, points.image_shape)
+    reconstructions(model, points)
+    decomposition(model, points)
+
+
+main()

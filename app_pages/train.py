@@ -1,0 +1,101 @@
+"""Train: a form that starts `python -m training train` in the background, then its progress and live curves."""
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from app_pages import common
+from explorer import trainer
+from explorer.runs import load_history
+from training.config import DATASETS, DEVICES, MAX_LAYERS, MODELS
+
+POLL_SECONDS = 2.0
+
+
+def free_name(model: str, layers: int) -> str:
+    taken = {r.name for r in common.all_runs()} | set(trainer.jobs)
+    n = 1
+    while f"digits-{model}-{layers}l-{n}" in taken:
+        n += 1
+    return f"digits-{model}-{layers}l-{n}"
+
+
+def form() -> None:
+    dirs = common.runs_dirs()
+    with st.form("train_form"):
+        c1, c2, c3 = st.columns(3)
+        model = c1.selectbox("Model", MODELS, index=MODELS.index("lvae"), key="train_model",
+                             format_func=lambda m: {"vae": "VAE (bottom-up inference)", "lvae": "Ladder VAE"}[m])
+        layers = c1.number_input("Stochastic layers", 1, MAX_LAYERS, 5, key="train_layers")
+        batch_norm = c1.checkbox("Batch normalization", value=True, key="train_bn")
+        warmup = c2.number_input("Warm-up epochs (0 = none, beta = 1 throughout)", 0, 5000, 50, key="train_warmup",
+                                 help="beta rises linearly from 0 to 1 over these epochs (the paper: 200 on MNIST)")
+        epochs = c2.number_input("Epochs", 1, 5000, 150, key="train_epochs")
+        batch_size = c2.number_input("Batch size", 2, 4096, 64, key="train_batch")
+        dataset = c3.selectbox("Dataset", DATASETS, key="train_dataset",
+                               help="digits is built in (8x8, trains in seconds); the others need their files in data/")
+        device = c3.selectbox("Device", DEVICES, key="train_device")
+        name = c3.text_input("Run name", value=free_name("lvae", 5), key="train_name", max_chars=64)
+        out_dir = st.selectbox("Runs folder", [str(d) for d in dirs], key="train_dir") if len(dirs) > 1 else str(dirs[0])
+        submitted = st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:")
+    if not submitted:
+        return
+    request = {"model": model, "layers": int(layers), "batch_norm": batch_norm, "warmup_epochs": int(warmup),
+               "dataset": dataset, "epochs": int(epochs), "batch_size": int(batch_size), "device": device,
+               "name": name.strip()}
+    try:
+        cfg, out = trainer.validate_request(request, out_dir)
+        trainer.start_job(cfg, out)
+    except (ValueError, OSError) as e:
+        st.error(f"Not started: {e}")
+        return
+    st.success(f"Started **{out.name}** ({cfg.label}, {cfg.layers} layers, {cfg.dataset}) into `{out}`.")
+
+
+def show_job(job: trainer.Job) -> None:
+    done, total = job.progress()
+    status = job.status
+    with st.container(border=True):
+        head, stop = st.columns([5, 1])
+        head.markdown(f"**{job.name}** · {job.cfg.label}, {job.cfg.layers} layers, {job.cfg.dataset} · {status}")
+        if status == "running":
+            stop.button("Stop", key=f"train_stop_{job.name}", on_click=job.stop,
+                        help="interrupt; the last checkpoint is kept")
+        st.progress(done / total, text=f"{done} of {total} epochs")
+        if status == "failed":
+            st.error(f"Training failed: {job.error_line()}")
+        elif status == "stopped":
+            st.warning("Stopped; the last checkpoint is kept.")
+        try:
+            hist = load_history(job.out)
+        except Exception:  # noqa: BLE001  a torn file mid-write: next poll
+            hist = pd.DataFrame()
+        if not hist.empty and "train_elbo" in hist:
+            from explorer.figures import training_curves
+            fig = training_curves({job.name: hist}, "train_elbo")
+            fig.update_layout(height=260, margin=dict(t=30, b=10))
+            st.plotly_chart(fig, key=f"train_live_{job.name}", width="stretch")
+
+
+def jobs() -> None:
+    if not trainer.jobs:
+        st.caption("No jobs started from this app yet.")
+        return
+    running = any(j.running for j in trainer.jobs.values())
+
+    @st.fragment(run_every=POLL_SECONDS if running else None)
+    def live() -> None:
+        for job in sorted(trainer.jobs.values(), key=lambda j: -j.started):
+            show_job(job)
+        if running and not any(j.running for j in trainer.jobs.values()):
+            st.rerun()  # a job ended: rerun the app so the new run appears in every list
+
+    live()
+
+
+st.header("Train a model")
+st.caption("Trains in a background process (`python -m training train`); the app stays usable and the new run "
+           "appears in every run list when it has saved a checkpoint.")
+form()
+st.subheader("Jobs")
+jobs()

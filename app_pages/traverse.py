@@ -1,0 +1,104 @@
+"""Traverse: walk one layer's code along its principal directions and decode it live.
+
+The sliders and the decoded image live in a fragment: moving a slider reruns
+only that fragment (one decode from the chosen layer down), not the page.
+"""
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import streamlit as st
+
+from app_pages import common
+from explorer.images import read_upload
+from explorer.traverse import along_directions, decode_layer, encode_one, prior_start, traversal_grid
+
+MAX_DIRECTIONS = 6
+STEPS = np.linspace(-3, 3, 7)
+DECODED = "traverse_decoded_sha1"   # session_state: digest of the last decoded image (for tests and debugging)
+
+
+def start_codes(run, model, points):
+    """Per-layer codes to start from, and a description; None (after a message) if there is none."""
+    c1, c2 = st.columns([2, 1])
+    start = c1.radio("Start from", ["prior sample", "test image", "uploaded image"], horizontal=True,
+                     key="traverse_start")
+    if start == "prior sample":
+        seed = c2.number_input("Seed", 0, 1_000_000, 0, key="traverse_seed")
+        return prior_start(model, int(seed)), f"prior sample, seed {seed}"
+    if start == "test image":
+        idx = c2.number_input("Test image", 0, len(points.labels) - 1, 0, key="traverse_index")
+        return encode_one(model, points.images[idx]), f"test image {idx} (class {int(points.labels[idx])})"
+    upload = c2.file_uploader("Image (PNG or JPEG)", type=["png", "jpg", "jpeg"], key="traverse_upload")
+    if upload is None:
+        st.info("Upload a picture of a digit (any size; it is turned grey and resized to the run's images).")
+        return None, ""
+    try:
+        image = read_upload(upload.getvalue(), points.image_shape)
+    except ValueError as e:  # UploadError: not an image, damaged, too large
+        st.error(f"Cannot use {upload.name}: {e}")
+        return None, ""
+    return encode_one(model, image), f"uploaded {upload.name}"
+
+
+def main() -> None:
+    st.header("Traverse a latent layer")
+    run = common.pick_run("Run", "traverse_run")
+    if run is None:
+        return
+    model = common.model_for(run)
+    layers = model.cfg.layers
+    layer = st.segmented_control("Layer", list(range(layers)), default=layers - 1, key="traverse_layer",
+                                 format_func=lambda i: f"z{i + 1} ({model.cfg.latent_sizes[i]} units)")
+    layer = layers - 1 if layer is None else int(layer)
+    try:
+        points = common.points_of(str(run.path), run.stamp, common.TEST_POINTS)
+        k = min(MAX_DIRECTIONS, model.cfg.latent_sizes[layer])
+        pca = common.pcas_of(str(run.path), run.stamp, common.TEST_POINTS, True, k)[layer]
+    except Exception as e:  # noqa: BLE001
+        st.error(f"Cannot encode {run.name}: {e}")
+        return
+    codes, what = start_codes(run, model, points)
+    if codes is None:
+        return
+    base = codes[layer]
+    shape = points.image_shape
+    n_dirs = pca.components.shape[0]
+    st.caption(f"Start: {what}. Directions: the principal components of z{layer + 1}'s posterior means over "
+               f"{len(points.labels)} test images; one step = one standard deviation of the data along it. "
+               "Layers below are decoded at p's mean.")
+    # Slider keys carry the context, so a new run/layer/start begins at 0 again.
+    ctx = hashlib.sha1(f"{run.path}|{run.stamp}|{layer}|{what}".encode()).hexdigest()[:8]
+    keys = [f"traverse_pc{j}_{ctx}" for j in range(n_dirs)]
+
+    @st.fragment
+    def live() -> None:
+        left, right = st.columns([3, 2], vertical_alignment="top")
+        with left:
+            offsets = []
+            for j, key in enumerate(keys):
+                offsets.append(st.slider(f"PC{j + 1} of z{layer + 1} ({pca.explained[j]:.0%} of its variance)",
+                                         -3.0, 3.0, 0.0, 0.25, key=key, format="%.2f sd"))
+
+            def reset() -> None:
+                for key in keys:
+                    st.session_state[key] = 0.0
+            st.button("Back to the start", key=f"traverse_reset_{ctx}", on_click=reset, icon=":material/restart_alt:")
+        z = along_directions(pca, base, offsets)
+        image = decode_layer(model, layer, z[None])
+        st.session_state[DECODED] = hashlib.sha1(image.tobytes()).hexdigest()
+        with right:
+            common.show_images(image, shape, target=224, caption="decoded E[x|z]")
+
+    sliders, grid_col = st.columns([3, 2], gap="large")
+    with sliders:
+        live()
+    with grid_col:
+        st.markdown("**Traversal grid**")
+        grid = traversal_grid(model, layer, pca, base, STEPS)
+        common.show_images(grid, shape, target=48,
+                           caption=f"rows: PC1..PC{n_dirs} of z{layer + 1}; columns: -3 to +3 sd from the start")
+
+
+main()

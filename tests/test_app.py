@@ -1,0 +1,362 @@
+"""The Streamlit app over tiny real runs, page by page (streamlit.testing.v1.AppTest), and the Train form's checks."""
+from __future__ import annotations
+
+import base64
+import io
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import streamlit as st
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from explorer import trainer
+from explorer.trainer import check_run_name, start_job, validate_request
+
+APP = Path(__file__).resolve().parent.parent / "app.py"
+TIMEOUT = 60
+
+
+# ---- helpers --------------------------------------------------------------------------
+
+def decoded(value):
+    """Plotly's JSON with numpy arrays as {"dtype", "bdata"(, "shape")} turned back into plain lists."""
+    if isinstance(value, dict):
+        if "bdata" in value and "dtype" in value:
+            arr = np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
+            if "shape" in value:
+                arr = arr.reshape([int(n) for n in str(value["shape"]).split(",")])
+            return arr.tolist()
+        return {k: decoded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [decoded(v) for v in value]
+    return value
+
+
+def figures(at: AppTest) -> list[dict]:
+    """Every plotly chart's figure: AppTest has no plotly element, the spec is JSON in the proto."""
+    return [decoded(json.loads(el.proto.spec)) for el in at.get("plotly_chart")]
+
+
+def by_title(at: AppTest, text: str) -> dict:
+    found = [f for f in figures(at) if text in f["layout"].get("title", {}).get("text", "")]
+    assert found, f"no figure titled {text!r} in {[f['layout'].get('title', {}).get('text') for f in figures(at)]}"
+    return found[0]
+
+
+def image_url(at: AppTest, caption: str) -> str:
+    """The URL of the image with this caption (a content hash: different pixels, different URL)."""
+    for img in at.image:
+        if any(caption in c for c in img.captions):
+            return img.value[0]
+    raise AssertionError(f"no image captioned {caption!r}: {[i.captions for i in at.image]}")
+
+
+def no_exceptions(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+@pytest.fixture
+def app(app_env, tmp_path, monkeypatch) -> AppTest:
+    """The app on the fixture runs, from an empty working folder (so ./runs does not exist)."""
+    monkeypatch.chdir(tmp_path)
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.run()
+    no_exceptions(at)
+    return at
+
+
+def page(at: AppTest, name: str) -> AppTest:
+    at.switch_page(f"app_pages/{name}.py").run()
+    no_exceptions(at)
+    return at
+
+
+def select_run(at: AppTest, key: str, name: str) -> AppTest:
+    box = at.selectbox(key=key)  # options are the shown labels: "name · ..." or "⚠ name · broken"
+    box.select_index(next(i for i, o in enumerate(box.options) if o.split(" · ")[0].lstrip("⚠ ") == name)).run()
+    no_exceptions(at)
+    return at
+
+
+# ---- app shell and Compare ------------------------------------------------------------------
+
+def test_compare_is_the_landing_page_with_both_runs(app, tmp_path):
+    assert app.header[0].value.startswith("Compare")
+    assert "3 runs" in app.sidebar.caption[0].value and "1 broken" in app.sidebar.caption[0].value
+    assert not (tmp_path / "runs").exists()  # runs exist, so the first-run demo training did not start
+    assert not app.get("progress")
+    units = by_title(app, "Active units")
+    assert [t["name"] for t in units["data"]] == ["tiny-vae", "tiny-lvae"]
+    assert all(t["type"] == "bar" and t["x"] == ["z1", "z2", "z3"] for t in units["data"])
+    kl = by_title(app, "KL divergence per layer")
+    assert all(len(t["y"]) == 3 and min(t["y"]) >= 0 for t in kl["data"])
+    assert len(app.get("download_button")) == 2
+    assert [m.label for m in app.metric][:1] == ["Test ELBO (nats)"]
+    assert all(m.value != "–" for m in app.metric if m.label.startswith("Test ELBO"))
+
+
+def test_compare_computes_the_iw_log_likelihood(app):
+    app.number_input(key="compare_k").set_value(5)
+    app.number_input(key="compare_n").set_value(50)
+    app.button[0].click().run()  # the form's submit button
+    no_exceptions(app)
+    iw = [m for m in app.metric if m.label == "log p(x), IW-5"]
+    assert len(iw) == 2 and all(float(m.value) < 0 for m in iw)
+
+
+def test_broken_run_is_listed_with_its_reason(app):
+    select_run(app, "compare_run_b", "broken-run")
+    assert any("broken-run" in w.value and "cannot be shown" in w.value for w in app.warning)
+    assert any("Pick two usable runs" in i.value for i in app.info)
+    page(app, "samples")  # other pages still work (and remember nothing broken from Compare)
+    assert app.image
+
+
+def test_runs_dir_argument_adds_a_folder(runs_dir, tmp_path, monkeypatch):
+    monkeypatch.delenv("LVAE_RUNS_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["app.py", "--runs-dir", str(runs_dir)])
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    no_exceptions(at)
+    assert "3 runs" in at.sidebar.caption[0].value and str(runs_dir.resolve()) in at.sidebar.caption[0].value
+
+
+def test_first_start_trains_the_demo_pair_in_the_background(tmp_path, monkeypatch):
+    """No runs anywhere: the app starts `python -m training demo` once (faked here) and shows its progress."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.setenv("LVAE_RUNS_DIR", str(empty))
+    monkeypatch.chdir(tmp_path)
+    started: list[Path] = []
+    procs: list[subprocess.Popen] = []
+
+    def fake_start_demo(out: Path) -> trainer.DemoJob:
+        started.append(Path(out))
+        procs.append(subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]))
+        return trainer.DemoJob(Path(out), procs[-1], tmp_path / "demo.log")
+
+    monkeypatch.setattr(trainer, "start_demo", fake_start_demo)
+    st.cache_resource.clear()  # the demo job is one per process: start from none
+    try:
+        at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+        no_exceptions(at)
+        assert started == [(tmp_path / "runs").resolve()]
+        bar = at.get("progress")
+        assert bar and "training the demo pair" in bar[0].text and "0 of 300 epochs" in bar[0].text
+        page(at, "layers")  # the rest of the app works meanwhile (with no runs)
+        assert any("No runs yet" in i.value for i in at.info)
+        assert len(started) == 1  # one demo job, not one per rerun
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+        st.cache_resource.clear()
+
+
+# ---- Layers ---------------------------------------------------------------------------------
+
+def test_layers_page_plots_every_layer_and_follows_the_selected_point(app):
+    page(app, "layers")
+    grid = by_title(app, "every latent layer")
+    assert {t["type"] for t in grid["data"]} == {"scattergl"}
+    assert {t["meta"] for t in grid["data"]} == {"z1", "z2", "z3"}  # one subplot per layer, one figure
+    assert {t["name"] for t in grid["data"] if t["meta"] == "z1"} >= {str(c) for c in range(10)}
+    highlight = [t for t in grid["data"] if t["name"] == "selected point"]
+    assert len(highlight) == 3 and all(t["customdata"] == [0] for t in highlight)
+    explained = by_title(app, "Variance")
+    assert [t["name"] for t in explained["data"]] == ["PC1", "PC2", "PC3"]
+    before = image_url(app, "reconstruction")
+
+    app.number_input(key="layers_point").set_value(7).run()
+    no_exceptions(app)
+    grid = by_title(app, "every latent layer")
+    assert all(t["customdata"] == [7] for t in grid["data"] if t["name"] == "selected point")
+    assert image_url(app, "reconstruction") != before
+
+    app.toggle(key="layers_3d").set_value(True).run()
+    no_exceptions(app)
+    assert any(t["type"] == "scatter3d" for t in figures(app)[-1]["data"])
+
+
+# ---- Traverse -----------------------------------------------------------------------------
+
+def test_traverse_slider_changes_the_decoded_image(app):
+    page(app, "traverse")
+    sliders = [s for s in app.slider if s.label.startswith("PC")]
+    assert sliders and all(s.value == 0.0 for s in sliders)
+    before = image_url(app, "decoded")
+    grid = image_url(app, "rows: PC1")
+    sliders[0].set_value(2.0).run()
+    no_exceptions(app)
+    assert image_url(app, "decoded") != before
+    assert image_url(app, "rows: PC1") == grid  # the grid depends on the start only
+
+    app.segmented_control(key="traverse_layer").set_value(0).run()
+    no_exceptions(app)
+    assert all(s.value == 0.0 for s in app.slider if s.label.startswith("PC"))  # a new layer starts at 0
+    assert len([s for s in app.slider if s.label.startswith("PC")]) == 6
+
+
+def test_traverse_from_a_test_image_and_uploads(app):
+    page(app, "traverse")
+    app.radio(key="traverse_start").set_value("test image").run()
+    no_exceptions(app)
+    first = image_url(app, "decoded")
+    app.number_input(key="traverse_index").set_value(3).run()
+    assert image_url(app, "decoded") != first
+
+    app.radio(key="traverse_start").set_value("uploaded image").run()
+    app.file_uploader(key="traverse_upload").set_value(("notes.png", b"this is not a picture", "image/png")).run()
+    no_exceptions(app)
+    assert any("notes.png" in e.value and "not an image" in e.value for e in app.error)
+
+    buf = io.BytesIO()
+    Image.new("L", (40, 40), 255).save(buf, format="PNG")
+    app.file_uploader(key="traverse_upload").set_value(("white.png", buf.getvalue(), "image/png")).run()
+    no_exceptions(app)
+    assert not app.error and image_url(app, "decoded")
+
+
+# ---- Training -------------------------------------------------------------------------------
+
+def test_training_page_overlays_runs_and_replays_snapshots(app):
+    page(app, "history")
+    beta = by_title(app, "warm-up")
+    assert [t["name"] for t in beta["data"]] == ["tiny-vae", "tiny-lvae"]
+    assert beta["data"][0]["y"] == pytest.approx([0.0, 0.5])  # warm-up over 2 epochs: beta = 0, 0.5
+    kl = by_title(app, "KL divergence per latent layer")
+    assert len(kl["data"]) == 6 and {t["legendgroup"] for t in kl["data"]} == {"tiny-vae", "tiny-lvae"}
+    units = by_title(app, "Active units")
+    assert len(units["data"]) == 6
+    heat = by_title(app, "KL per latent unit")
+    assert heat["data"][0]["type"] == "heatmap" and len(heat["data"][0]["y"]) == 16 + 8 + 8
+
+    snap = app.select_slider(key="training_replay_epoch")
+    assert list(snap.options) == ["0", "1", "2"]
+    assert "epoch 2" in by_title(app, "snapshot points")["layout"]["title"]["text"]
+    snap.set_value(0).run()
+    no_exceptions(app)
+    assert "epoch 0" in by_title(app, "snapshot points")["layout"]["title"]["text"]
+
+    app.radio(key="training_replay_mode").set_value("animation (play button)").run()
+    no_exceptions(app)
+    anim = by_title(app, "forming during training")
+    assert len(anim["frames"]) == 3
+
+    app.multiselect(key="training_runs").set_value([app.multiselect(key="training_runs").options[0]]).run()
+    no_exceptions(app)
+    assert len(by_title(app, "warm-up")["data"]) == 1
+
+
+# ---- Samples --------------------------------------------------------------------------------
+
+def test_samples_page_widgets_change_the_images(app):
+    page(app, "samples")
+    assert len(app.image) >= 3
+    before = image_url(app, "samples z_L")
+    app.slider(key="samples_temperature").set_value(0.3).run()
+    no_exceptions(app)
+    assert image_url(app, "samples z_L") != before
+
+    recon = image_url(app, "reconstructions")
+    app.number_input(key="samples_recon_start").set_value(16).run()
+    assert image_url(app, "reconstructions") != recon
+
+    decomp = image_url(app, "share its top")
+    app.slider(key="samples_keep_top").set_value(3).run()
+    no_exceptions(app)
+    assert image_url(app, "share its top 3") != decomp
+
+
+# ---- Train ------------------------------------------------------------------------------------
+
+def test_train_form_refuses_bad_names(app, tmp_path):
+    page(app, "train")
+    app.text_input(key="train_name").set_value("../escape")
+    app.button[0].click().run()  # Start training
+    no_exceptions(app)
+    assert any("run name must be" in e.value for e in app.error)
+    assert not trainer.jobs.get("escape") and not (tmp_path.parent / "escape").exists()
+
+
+def test_train_form_starts_a_job_that_appears_in_every_list(app, tmp_path):
+    page(app, "train")
+    app.selectbox(key="train_dir").set_value(str((tmp_path / "runs").resolve()))
+    app.number_input(key="train_layers").set_value(1)
+    app.number_input(key="train_epochs").set_value(1)
+    app.selectbox(key="train_device").set_value("cpu")
+    app.text_input(key="train_name").set_value("fresh-run")
+    app.button[0].click().run()
+    no_exceptions(app)
+    assert any("Started **fresh-run**" in s.value for s in app.success)
+    job = trainer.jobs["fresh-run"]
+    deadline = time.time() + 120
+    while job.running and time.time() < deadline:
+        time.sleep(0.5)
+    assert job.status == "done", job.log_tail()
+    assert (tmp_path / "runs" / "fresh-run" / "train.log").is_file()
+    app.run()
+    no_exceptions(app)
+    assert any(p.value == 100 and "1 of 1 epochs" in p.text for p in app.get("progress"))
+    page(app, "compare")
+    assert any(o.startswith("fresh-run · LVAE") for o in app.selectbox(key="compare_run_a").options)
+
+
+# ---- explorer/trainer.py: the form's checks --------------------------------------------------------
+
+GOOD = {"model": "lvae", "layers": 3, "batch_norm": True, "warmup_epochs": 10, "dataset": "digits", "epochs": 20,
+        "batch_size": 64, "device": "cpu", "name": "my-run_1.b"}
+
+
+def test_validate_request_accepts_a_good_form(tmp_path):
+    cfg, out = validate_request(GOOD, tmp_path)
+    assert out == (tmp_path / "my-run_1.b").resolve()
+    assert (cfg.model, cfg.layers, cfg.dataset, cfg.epochs, cfg.batch_size, cfg.warmup_epochs, cfg.batch_norm) == \
+        ("lvae", 3, "digits", 20, 64, 10, True)
+
+
+@pytest.mark.parametrize("name", [
+    "../x", "..", ".", "/etc/passwd", "a/b", "a\\b", "", " x", "x ", "a;rm -rf ~", "$(id)", "`id`", "a|b", "a&b",
+    "a\nb", "x\n", "-rf", ".hidden", "a" * 65, "ü", "a>b", "*", "~", None, 5])
+def test_run_names_that_could_escape_or_reach_a_shell_are_refused(tmp_path, name):
+    with pytest.raises(ValueError, match="run name"):
+        validate_request({**GOOD, "name": name}, tmp_path)
+
+
+@pytest.mark.parametrize("field,value", [
+    ("layers", 0), ("layers", 6), ("layers", True), ("layers", 2.5), ("layers", "3; ls"), ("epochs", 0),
+    ("epochs", 5001), ("batch_size", 1), ("batch_size", 4097), ("warmup_epochs", -1), ("warmup_epochs", 5001),
+    ("epochs", None), ("epochs", float("nan")), ("model", "gan"), ("model", "vae "), ("dataset", "../data"),
+    ("device", "tpu"), ("batch_norm", "yes")])
+def test_out_of_range_or_unknown_values_are_refused(tmp_path, field, value):
+    with pytest.raises(ValueError):
+        validate_request({**GOOD, field: value}, tmp_path)
+
+
+def test_existing_runs_and_symlinks_out_of_the_folder_are_refused(tmp_path):
+    (tmp_path / "taken").mkdir()
+    with pytest.raises(ValueError, match="already exists"):
+        validate_request({**GOOD, "name": "taken"}, tmp_path)
+    outside = tmp_path.parent / f"{tmp_path.name}-outside"
+    outside.mkdir()
+    (tmp_path / "link").symlink_to(outside)
+    with pytest.raises(ValueError):
+        validate_request({**GOOD, "name": "link"}, tmp_path)
+    assert check_run_name("ok.name-1") == "ok.name-1"
+
+
+def test_a_failing_job_reports_its_one_line_reason(tmp_path, monkeypatch):
+    monkeypatch.setenv("LVAE_OFFLINE", "1")
+    cfg, out = validate_request({**GOOD, "dataset": "mnist", "name": "no-data", "epochs": 1}, tmp_path)
+    cfg.data_dir = str(tmp_path / "missing-data")
+    job = start_job(cfg, out)
+    job.proc.wait(timeout=120)
+    assert job.status == "failed"
+    assert job.error_line().startswith("error:")
+    assert job.progress() == (0, 1)

@@ -1,0 +1,119 @@
+"""End to end in a real headless Chromium: `streamlit run app.py`, open Traverse, move a slider, see the image change.
+
+Uses Debian's chromium (apt-get install chromium chromium-driver) driven by
+Playwright's Python client; no browser is ever downloaded. Skipped only when
+chromium or playwright is not installed.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+APP = Path(__file__).resolve().parent.parent / "app.py"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--headless=new", "--disable-gpu", "--use-gl=swiftshader",
+                 "--enable-unsafe-swiftshader", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+START_TIMEOUT_S = 90
+
+
+def _browser_missing() -> str | None:
+    if not (os.path.exists(CHROMIUM) or shutil.which("chromium")):
+        return "chromium is not installed (apt-get install chromium chromium-driver)"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "playwright is not installed (pip install playwright; never `playwright install`)"
+    return None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen, log: Path) -> None:
+    deadline = time.time() + START_TIMEOUT_S
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"streamlit exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.3)
+    raise AssertionError(f"streamlit did not answer within {START_TIMEOUT_S} s:\n{log.read_text()[-3000:]}")
+
+
+@pytest.fixture
+def server(runs_dir, tmp_path):
+    """The app on a free localhost port, pointed at the fixture runs, from an empty working folder."""
+    missing = _browser_missing()
+    if missing:
+        pytest.skip(missing)
+    port = _free_port()
+    log = tmp_path / "streamlit.log"
+    env = {**os.environ, "LVAE_RUNS_DIR": str(runs_dir), "LVAE_OFFLINE": "1"}
+    cmd = [sys.executable, "-m", "streamlit", "run", str(APP), "--server.headless", "true",
+           "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
+           "--server.fileWatcherType", "none"]
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(url, proc, log)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def test_traverse_slider_in_a_real_browser(server, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    shot = tmp_path / "traverse.png"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM if os.path.exists(CHROMIUM) else shutil.which("chromium"),
+                                    args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(f"{server}/traverse", timeout=60_000)
+            decoded = page.locator('[data-testid="stImage"]').filter(has_text="decoded").locator("img")
+            decoded.wait_for(timeout=60_000)
+            before = decoded.get_attribute("src")
+            thumb = page.get_by_role("slider").first
+            thumb.wait_for(timeout=30_000)
+            assert float(thumb.input_value()) == 0.0  # a visually hidden <input type=range> per thumb
+            thumb.focus()
+            for _ in range(4):
+                thumb.press("ArrowRight")  # 4 steps of 0.25 sd: PC1 = +1 sd
+            deadline = time.time() + 30
+            while decoded.get_attribute("src") == before and time.time() < deadline:
+                time.sleep(0.2)
+            after = decoded.get_attribute("src")
+            assert after and after != before, "the decoded image did not change after moving the slider"
+            assert float(thumb.input_value()) == pytest.approx(1.0)
+            # The new picture is served and drawn (not a broken image).
+            page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=decoded.element_handle(),
+                                   timeout=30_000)
+            assert page.locator('[data-testid="stException"]').count() == 0
+            page.screenshot(path=str(shot), full_page=True)
+        finally:
+            browser.close()
+    print(f"screenshot: {shot}")
+    assert shot.stat().st_size > 10_000
