@@ -10,7 +10,7 @@ import streamlit as st
 
 from app_pages import common
 from explorer.figures import per_layer_bars
-from explorer.paper import PAPER, PAPER_MNIST, paper_reference
+from explorer.paper import PAPER, PAPER_MNIST, paper_reference, reproductions
 from explorer.runs import RunInfo, default_pair
 
 
@@ -76,6 +76,19 @@ def compare(a: RunInfo, b: RunInfo) -> None:
         st.rerun()
 
 
+def reproduction_section() -> None:
+    """The paper's grid as reproduced by `python -m training reproduce`, beside the paper's numbers."""
+    found = reproductions()
+    if not found:
+        return
+    st.subheader("The paper's experiment, reproduced")
+    for dataset, rows in found.items():
+        table = pd.DataFrame([{**r, "active_units": "/".join(map(str, r["active_units"]))} for r in rows])
+        st.caption(f"`results/paper-{dataset}.json`: test log-likelihood (IW, nats, mean over seeds ± sd) per "
+                   f"model and depth; `paper` is {PAPER}'s number where the paper prints one.")
+        st.dataframe(table, hide_index=True, width="stretch")
+
+
 def main() -> None:
     st.header("Compare two runs layer by layer")
     runs = common.all_runs()
@@ -92,6 +105,7 @@ def main() -> None:
         compare(*picked)
     else:
         st.info("Pick two usable runs to compare them.")
+    reproduction_section()
 
 
 main()

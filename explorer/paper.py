@@ -6,8 +6,13 @@ printed values, so none are invented for it.
 """
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from training.config import PAPER_HIDDEN, PAPER_LATENT, RunConfig
+from training.errors import UserError
 from training.reproduce import PAPER_MNIST as _PAPER_BY_KEY
+from training.reproduce import load_results, summarize
 
 PAPER = "Sønderby et al. 2016, Ladder Variational Autoencoders"
 
@@ -31,3 +36,23 @@ def paper_reference(cfg: RunConfig) -> float | None:
                and cfg.likelihood == "bernoulli" and cfg.iw_samples == 1
                and list(cfg.hidden_sizes) == list(PAPER_HIDDEN) and list(cfg.latent_sizes) == list(PAPER_LATENT))
     return PAPER_MNIST["LVAE+BN+WU, 5 layers"] if matches else None
+
+
+RESULTS_ENV = "LVAE_RESULTS_DIR"
+
+
+def reproductions(results_dir: Path | None = None) -> dict[str, list[dict]]:
+    """Summaries of `python -m training reproduce` results (results/paper-<dataset>.json), by dataset.
+
+    Unreadable files are skipped: the Compare page shows what it can.
+    """
+    folder = Path(results_dir or os.environ.get(RESULTS_ENV) or "results")
+    out = {}
+    for path in sorted(folder.glob("paper-*.json")) if folder.is_dir() else []:
+        dataset = path.stem[len("paper-"):]
+        try:
+            results = load_results(path)
+            out[dataset] = summarize(results, dataset) if results else []
+        except (UserError, KeyError, TypeError, ValueError):
+            continue
+    return {d: rows for d, rows in out.items() if rows}

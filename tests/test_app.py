@@ -110,6 +110,23 @@ def test_compare_computes_the_iw_log_likelihood(app):
     assert len(iw) == 2 and all(float(m.value) < 0 for m in iw)
 
 
+def test_compare_shows_the_reproduced_grid_beside_the_paper(app_env, tmp_path, monkeypatch):
+    results = tmp_path / "results"
+    results.mkdir()
+    row = {"name": "lvae-bn-wu-L5-s0", "model": "lvae+bn+wu", "variant": "plain", "layers": 5, "train_iw_samples": 1,
+           "seed": 0, "iw_samples": 5000, "iw_ll": -82.5, "elbo": -84.0, "active_units": [60, 30, 14, 6, 3]}
+    (results / "paper-mnist.json").write_text(json.dumps([row, {**row, "seed": 1, "iw_ll": -82.3}]))
+    monkeypatch.setenv("LVAE_RESULTS_DIR", str(results))
+    monkeypatch.chdir(tmp_path)
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    no_exceptions(at)
+    tables = [t.value for t in at.dataframe if "paper" in t.value.columns]
+    assert len(tables) == 1
+    table = tables[0]
+    assert table.loc[0, "paper"] == -82.12 and table.loc[0, "iw_ll"] == pytest.approx(-82.4)
+    assert table.loc[0, "seeds"] == 2 and table.loc[0, "active_units"] == "60/30/14/6/3"
+
+
 def test_broken_run_is_listed_with_its_reason(app):
     select_run(app, "compare_run_b", "broken-run")
     assert any("broken-run" in w.value and "cannot be shown" in w.value for w in app.warning)

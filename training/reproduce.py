@@ -112,27 +112,39 @@ def save_results(path: Path, results: list[dict]) -> None:
     atomic_write(path, json.dumps(results, indent=1).encode())
 
 
-def markdown_table(results: list[dict], dataset: str) -> str:
-    """Mean and spread over seeds of each (model, variant, layers), beside the paper's numbers."""
+def summarize(results: list[dict], dataset: str) -> list[dict]:
+    """One row per (model, variant, layers, train K): mean and spread over seeds, and the paper's number."""
     groups: dict[tuple, list[dict]] = {}
     for r in results:
         groups.setdefault((r["model"], r["variant"], r["layers"], r["train_iw_samples"]), []).append(r)
-    lines = [f"# Sønderby et al. 2016 reproduced on {dataset}", "",
-             f"Test log-likelihood by the importance-weighted bound (nats; higher is better). ± is the standard "
-             f"deviation over seeds. Active units per layer (1..L) by Cov_x(E_q[u|x]) > 0.01.", "",
-             "| model | variant | train K | layers | seeds | IW log-likelihood | ELBO | active units | paper |",
-             "|---|---|---|---|---|---|---|---|---|"]
     order = list(GRID_MODELS)
+    rows = []
     for key in sorted(groups, key=lambda k: (order.index(k[0]) if k[0] in order else 99, k[1], k[2], k[3])):
         rs = groups[key]
         ll = [r["iw_ll"] for r in rs]
-        spread = f" ± {statistics.stdev(ll):.2f}" if len(ll) > 1 else ""
-        units = "/".join(str(round(statistics.mean(u))) for u in zip(*(r["active_units"] for r in rs)))
-        paper = PAPER_MNIST.get((key[0], key[2], key[1])) if dataset == "mnist" else None
-        lines.append(f"| {key[0].upper()} | {key[1]} | {key[3]} | {key[2]} | {len(rs)} | "
-                     f"{statistics.mean(ll):.2f}{spread} (IW-{rs[0]['iw_samples']}) | "
-                     f"{statistics.mean(r['elbo'] for r in rs):.2f} | {units} | "
-                     f"{'' if paper is None else f'{paper:.2f}'} |")
+        rows.append({
+            "model": key[0].upper(), "variant": key[1], "train K": key[3], "layers": key[2], "seeds": len(rs),
+            "iw_ll": statistics.mean(ll), "iw_ll_sd": statistics.stdev(ll) if len(ll) > 1 else None,
+            "eval K": rs[0]["iw_samples"], "elbo": statistics.mean(r["elbo"] for r in rs),
+            "active_units": [round(statistics.mean(u)) for u in zip(*(r["active_units"] for r in rs))],
+            "paper": PAPER_MNIST.get((key[0], key[2], key[1])) if dataset == "mnist" else None,
+        })
+    return rows
+
+
+def markdown_table(results: list[dict], dataset: str) -> str:
+    """The summary as a markdown table beside the paper's numbers."""
+    lines = [f"# Sønderby et al. 2016 reproduced on {dataset}", "",
+             "Test log-likelihood by the importance-weighted bound (nats; higher is better). ± is the standard "
+             "deviation over seeds. Active units per layer (1..L) by Cov_x(E_q[u|x]) > 0.01.", "",
+             "| model | variant | train K | layers | seeds | IW log-likelihood | ELBO | active units | paper |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for row in summarize(results, dataset):
+        spread = f" ± {row['iw_ll_sd']:.2f}" if row["iw_ll_sd"] is not None else ""
+        paper = "" if row["paper"] is None else f"{row['paper']:.2f}"
+        lines.append(f"| {row['model']} | {row['variant']} | {row['train K']} | {row['layers']} | {row['seeds']} | "
+                     f"{row['iw_ll']:.2f}{spread} (IW-{row['eval K']}) | {row['elbo']:.2f} | "
+                     f"{'/'.join(map(str, row['active_units']))} | {paper} |")
     return "\n".join(lines) + "\n"
 
 
