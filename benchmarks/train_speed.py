@@ -1,6 +1,6 @@
-"""Training-step speed: eager vs one CUDA graph per step, the FLOP floor, and models trained at once.
+"""Training-step speed: eager, torch.compile, one CUDA graph per step, the FLOP floor, models at once.
 
-    python benchmarks/train_speed.py [--model lvae] [--layers 5] [--steps 200] [--concurrent 1,4,8]
+    python benchmarks/train_speed.py [--model lvae] [--layers 5] [--steps 200] [--modes eager,graph] [--concurrent 1,4,8]
 
 Paper sizes (512-256-128-64-32 / 64-32-16-8-4), BN, batch 256, 784 binary pixels
 (random data: the step's cost does not depend on the pixels), fp32. Prints ms per step and
@@ -32,11 +32,16 @@ STEPS_PER_EPOCH = 60_000 // 256
 PEAK_TFLOPS = {"NVIDIA H200": 67.0, "NVIDIA H100 80GB HBM3": 67.0}  # dense fp32 (no tensor cores)
 
 
-def build(model: str, layers: int, device: torch.device, graph: bool, batch: int):
+# mode -> (CUDA graph, torch.compile)
+MODES = {"eager": (False, False), "compile": (False, True), "graph": (True, False), "compile+graph": (True, True)}
+
+
+def build(model: str, layers: int, device: torch.device, mode: str, batch: int):
+    graph, compiled = MODES[mode]
     cfg = RunConfig(model=model, layers=layers, dataset="mnist", input_dim=784, batch_size=batch, epochs=1)
     net = HierarchicalVAE(cfg).to(device).train()
     opt = make_optimizer(net, cfg.lr, graph)
-    return net, TrainStep(net, opt, batch, graph=graph)
+    return net, TrainStep(net, opt, batch, graph=graph, compile=compiled)
 
 
 def time_steps(step: TrainStep, data: torch.Tensor, steps: int, device: torch.device) -> float:
@@ -54,7 +59,7 @@ def time_steps(step: TrainStep, data: torch.Tensor, steps: int, device: torch.de
 
 
 def step_flops(model: str, layers: int, device: torch.device, batch: int) -> int:
-    net, _ = build(model, layers, device, False, batch)
+    net, _ = build(model, layers, device, "eager", batch)
     x = torch.rand(batch, 784, device=device).bernoulli()
     with FlopCounterMode(display=False) as counter:
         loss, _ = elbo_loss(net, x, 0.5)
@@ -64,8 +69,7 @@ def step_flops(model: str, layers: int, device: torch.device, batch: int) -> int
 
 def one_process(args) -> dict:
     device = torch.device(args.device)
-    graph = args.mode == "graph"
-    _, step = build(args.model, args.layers, device, graph, args.batch)
+    _, step = build(args.model, args.layers, device, args.mode, args.batch)
     data = torch.rand(16, args.batch, 784, device=device).bernoulli()
     return {"mode": args.mode, "ms_per_step": 1e3 * time_steps(step, data, args.steps, device)}
 
@@ -89,6 +93,7 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--modes", default="eager,compile,graph,compile+graph", help="which of " + ",".join(MODES))
     p.add_argument("--concurrent", default="", help="comma-separated process counts, e.g. 1,4,8")
     p.add_argument("--json", type=Path, default=None, help="also write the numbers here")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -99,20 +104,23 @@ def main() -> None:
         return
     device = torch.device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
-    modes = ["eager", "graph"] if use_graph("auto", device) else ["eager"]
+    modes = [m for m in args.modes.split(",") if MODES[m][0] <= use_graph("auto", device)]
     print(f"device: {name}; torch {torch.__version__}; {args.model.upper()}+BN, {args.layers} layers, paper sizes, "
           f"batch {args.batch}, fp32; {args.steps} timed steps")
     report: dict = {"device": name, "torch": torch.__version__, "model": args.model, "layers": args.layers,
                     "batch": args.batch, "modes": {}}
     for mode in modes:
-        _, step = build(args.model, args.layers, device, mode == "graph", args.batch)
+        _, step = build(args.model, args.layers, device, mode, args.batch)
         data = torch.rand(16, args.batch, 784, device=device).bernoulli()
+        t0 = time.perf_counter()
+        step(data[0], 0.5)  # the first call compiles in compile modes
+        first = time.perf_counter() - t0
         ms = 1e3 * time_steps(step, data, args.steps, device)
         report["modes"][mode] = ms
-        print(f"  {mode:6s} {ms:8.3f} ms/step  {ms * STEPS_PER_EPOCH / 1e3:7.3f} s/epoch  "
-              f"2000 epochs: {ms * STEPS_PER_EPOCH * 2000 / 6e4:7.1f} min")
-    if "graph" not in modes:
-        print("  graph  (needs a CUDA device: not measured here)")
+        print(f"  {mode:13s} {ms:8.3f} ms/step  {ms * STEPS_PER_EPOCH / 1e3:7.3f} s/epoch  "
+              f"2000 epochs: {ms * STEPS_PER_EPOCH * 2000 / 6e4:7.1f} min   (first step {first:.1f} s)")
+    if not use_graph("auto", device):
+        print("  graph, compile+graph: need a CUDA device, not measured here")
     flops = step_flops(args.model, args.layers, device, args.batch)
     peak = PEAK_TFLOPS.get(name)
     report["gflop_per_step"] = flops / 1e9

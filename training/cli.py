@@ -60,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", choices=DEVICES, default="auto")
     t.add_argument("--step-mode", choices=STEP_MODES, default="auto",
-                   help="graph: capture each training step as one CUDA graph (auto: on a GPU); eager: plain PyTorch")
+                   help="graph: capture each training step as one CUDA graph (auto: on a GPU); compile: torch.compile "
+                        "as well (slow first epoch); eager: plain PyTorch")
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     t.add_argument("--out", type=Path, required=True, help="run folder to write")
     t.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,

@@ -12,7 +12,7 @@ MODELS = ("vae", "lvae")
 DATASETS = ("digits", "mnist", "fashion-mnist", "omniglot")
 LIKELIHOODS = ("bernoulli", "gaussian")
 DEVICES = ("auto", "cpu", "cuda")
-STEP_MODES = ("auto", "eager", "graph")
+STEP_MODES = ("auto", "eager", "graph", "compile")
 FORMAT_VERSION = 1
 
 # Sønderby et al. 2016, Sec. 3: MNIST sizes for layers 1..5 (a model with L
@@ -56,7 +56,7 @@ class RunConfig:
     checkpoint_every: int = 0       # 0: about fifty checkpoints a run (and always the last epoch)
     seed: int = 0
     device: str = "auto"
-    step_mode: str = "auto"         # auto: one CUDA graph per step on a GPU, eager on a CPU
+    step_mode: str = "auto"         # auto: one CUDA graph per step on a GPU, eager on a CPU; compile: torch.compile too
     input_dim: int = 0              # filled in from the dataset when training starts
     format_version: int = FORMAT_VERSION
 

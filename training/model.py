@@ -24,7 +24,9 @@ def mlp_block(n_in: int, n_hidden: int, batch_norm: bool) -> nn.Sequential:
     """Two dense layers, each Linear -> BatchNorm1d (optional) -> LeakyReLU(0.01), as in the authors' code."""
     layers: list[nn.Module] = []
     for n in (n_in, n_hidden):
-        layers.append(nn.Linear(n, n_hidden))
+        # No bias in front of BN: BN subtracts the mean (its own shift replaces the bias), so such
+        # a bias gets only rounding noise as gradient, which Adam would amplify into random steps.
+        layers.append(nn.Linear(n, n_hidden, bias=not batch_norm))
         if batch_norm:
             layers.append(nn.BatchNorm1d(n_hidden))
         layers.append(nn.LeakyReLU(0.01))

@@ -19,7 +19,7 @@ from .distributions import warmup_beta
 from .errors import UserError
 from .model import HierarchicalVAE
 from .objectives import BatchStats, count_active_units, evaluate_elbo, posterior_means, unit_activity
-from .step import TrainStep, make_optimizer, set_lr, use_graph
+from .step import TrainStep, make_optimizer, set_lr, use_compile, use_graph
 
 # All runs evaluate on the same binarized test set, whatever their training seed.
 TEST_BINARIZATION_SEED = 123
@@ -183,7 +183,7 @@ def train(cfg: RunConfig, out: Path, resume: bool = False, progress: bool | None
     show = progress if progress is not None else (sys.stderr.isatty() and not os.environ.get("CI"))
     bar = tqdm(range(start, cfg.epochs), initial=start, total=cfg.epochs, disable=not show,
                desc=f"{cfg.label} L={cfg.layers}", unit="epoch", dynamic_ncols=True)
-    step = TrainStep(model, optimizer, cfg.batch_size, cfg.iw_samples, cfg.grad_clip, graph)
+    step = TrainStep(model, optimizer, cfg.batch_size, cfg.iw_samples, cfg.grad_clip, graph, use_compile(cfg.step_mode))
     model.train()
     for epoch in bar:
         t0 = time.perf_counter()
