@@ -1,15 +1,24 @@
-"""Layers: every latent layer's PCA of the test points in one figure; select a point to follow it through them."""
+"""Layers: every latent layer's PCA of the test points in one figure; select a point to follow it through them.
+
+"Show images on hover" (issue #3) draws the same figure as a self-contained HTML frame
+(explorer.hover) that shows each point's test image on hover: plotly's own hover labels
+are text only and st.plotly_chart reports no hover events.
+"""
 from __future__ import annotations
 
 import numpy as np
 import streamlit as st
 
 from app_pages import common
-from explorer.figures import explained_variance, layer_scatter, layer_scatter_grid
+from explorer.figures import export_config, explained_variance, layer_scatter, layer_scatter_grid
+from explorer.hover import MAX_HOVER_POINTS, first_points, hover_html
+from explorer.images import image_data_uris
 from explorer.traverse import reconstruct
 
 POINT = "layers_point"
 CHART = "layers_grid"
+HOVER = "layers_hover"
+HOVER_HEIGHT = 480  # px: the grid figure's own height, so the frame shows it without scrolling
 
 
 def on_select() -> None:
@@ -35,6 +44,32 @@ def selected_point(run, points) -> None:
                        caption="test image · reconstruction")
 
 
+@st.cache_resource(max_entries=4, show_spinner="Drawing the hover images…")
+def hover_page_of(path: str, stamp: float, n: int, use_means: bool, m: int, highlight: int, name: str) -> str:
+    """The hover-mode HTML of the first m points; cached as a resource (a multi-MB string, never copied)."""
+    points = common.points_of(path, stamp, n)
+    pcas = common.pcas_of(path, stamp, n, use_means)
+    fig = layer_scatter_grid(first_points(pcas, m), points.labels[:m], highlight=highlight)
+    # scale=1: the smallest PNGs; the page scales them up with crisp pixels.
+    uris = image_data_uris(points.images[:m], points.image_shape, scale=1)
+    return hover_html(fig, uris, HOVER_HEIGHT, config=export_config(f"{name}-layers-pca"))
+
+
+def hover_chart(run, points, n: int, use_means: bool) -> None:
+    """The grid figure in a frame that shows the hovered point's image (no click-to-select there)."""
+    count = len(points.labels)
+    m = min(count, MAX_HOVER_POINTS)
+    try:
+        html = hover_page_of(str(run.path), run.stamp, n, use_means, m, int(st.session_state[POINT]), run.name)
+    except Exception as e:  # noqa: BLE001  the plain chart is one untick away: a message, not a traceback
+        st.error(f"Cannot draw the hover images of {run.name}: {e}")
+        return
+    st.iframe(html, height=HOVER_HEIGHT, alt="PCA of every latent layer; hovering a point shows its test image")
+    note = f"the first {m:,} of {count:,} points (hover mode is capped at {MAX_HOVER_POINTS:,} to keep the page light)" \
+        if m < count else f"all {count:,} points"
+    st.caption(f"Hover mode: {note}. Pick a point with the number input; clicking selects nothing here.")
+
+
 def main() -> None:
     st.header("Latent layers in PCA")
     run = common.pick_run("Run", "layers_run")
@@ -55,10 +90,16 @@ def main() -> None:
     st.session_state[POINT] = min(int(st.session_state.get(POINT, 0)), count - 1)
     c3.number_input("Point", 0, count - 1, key=POINT, help="or click a point in the chart")
 
-    fig = layer_scatter_grid(pcas, points.labels, highlight=st.session_state[POINT])
+    hover = st.checkbox("Show images on hover", key=HOVER,
+                        help=f"redraws the chart in a frame that shows each point's test image on hover "
+                             f"(at most the first {MAX_HOVER_POINTS:,} points)")
     left, right = st.columns([4, 1])
     with left:
-        common.chart(fig, CHART, f"{run.name}-layers-pca", on_select=on_select, selection_mode=("points",))
+        if hover:
+            hover_chart(run, points, n, use == "posterior means")
+        else:
+            fig = layer_scatter_grid(pcas, points.labels, highlight=st.session_state[POINT])
+            common.chart(fig, CHART, f"{run.name}-layers-pca", on_select=on_select, selection_mode=("points",))
     with right:
         selected_point(run, points)
     common.chart(explained_variance(pcas), "layers_explained", f"{run.name}-explained-variance")
