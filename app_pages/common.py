@@ -213,7 +213,7 @@ def show_images(images: np.ndarray, shape: tuple[int, int], caption: str | None 
     """Pixel vectors as one PNG grid; returns the PNG bytes (tests compare them)."""
     from explorer.images import image_grid, png_bytes
     png = png_bytes(image_grid(images, shape, ncols=ncols, scale=image_scale(shape, target)))
-    container.image(png, caption=caption)
+    container.image(png, caption=caption, output_format="PNG")  # lossless: st.image would re-encode as JPEG
     return png
 
 

@@ -1,6 +1,7 @@
 """Many users at once: N concurrent sessions move Traverse sliders and switch pages of the running app.
 
     python benchmarks/load_test.py [--sessions 20] [--seconds 60] [--runs-dir DIR] [--think 0.5] [--json OUT]
+                                   [--timeout 60] [--seed 0] [--app PATH]
 
 Starts `streamlit run app.py --server.headless true --server.port <free port>
 --server.address 127.0.0.1 --browser.gatherUsageStats false` from an empty
@@ -25,6 +26,8 @@ and with all N sessions connected, and how often the server opened each run's
 checkpoint.safetensors during the warm-up and under load (watched from
 outside with inotify): the model is loaded once per process when that count
 is 0 under load, however many sessions there are. Exits 1 on any error.
+The client shares the machine's CPUs with the server; the table says how much
+CPU it used and how busy the machine was before the test.
 
 Latency of an action = from sending its BackMsg to receiving script_finished
 (the server has sent every delta of that run, for a slider move the one with
@@ -71,7 +74,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from st_client import FINISHED, Element, ProtocolError, RunReply, StreamlitClient  # noqa: E402
+from st_client import FINISHED, RunReply, StreamlitClient  # noqa: E402
 
 APP = ROOT / "app.py"
 CHECKPOINT = "checkpoint.safetensors"
@@ -107,12 +110,12 @@ def wait_healthy(url: str, proc: subprocess.Popen, log: Path) -> None:
 
 
 @contextmanager
-def streamlit_server(runs_dir: Path, workdir: Path) -> Iterator[tuple[str, subprocess.Popen, Path]]:
+def streamlit_server(runs_dir: Path, workdir: Path, app: Path = APP) -> Iterator[tuple[str, subprocess.Popen, Path]]:
     """`streamlit run app.py` on a free 127.0.0.1 port; stopped (terminate, then kill) on the way out."""
     port = free_port()
     log = workdir / "streamlit.log"
     env = {**os.environ, "LVAE_RUNS_DIR": str(runs_dir), "LVAE_OFFLINE": "1"}
-    cmd = [sys.executable, "-m", "streamlit", "run", str(APP), "--server.headless", "true",
+    cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.headless", "true",
            "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"]
     cwd = workdir / "cwd"  # empty: no ./runs folder joins the runs under test
     cwd.mkdir(exist_ok=True)
@@ -123,13 +126,33 @@ def streamlit_server(runs_dir: Path, workdir: Path) -> Iterator[tuple[str, subpr
         wait_healthy(url, proc, log)
         yield url, proc, log
     finally:
-        if proc.poll() is None:
-            proc.terminate()
+        stop_tree(proc)
+
+
+def _start_time(pid: int) -> str | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]  # field 22: start time since boot
+    except (OSError, IndexError):
+        return None
+
+
+def stop_tree(proc: subprocess.Popen) -> None:
+    """Stop the server, then any process it started (e.g. a training job), each by its own pid."""
+    kids = [(p, _start_time(p)) for p in process_tree(proc.pid)[1:]]
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    for pid, started in kids:
+        if started is not None and _start_time(pid) == started:  # the same process, not a reused pid
             try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+                os.kill(pid, signal.SIGTERM)
+            except OSError:
+                pass
 
 
 def server_tracebacks(log: Path) -> list[str]:
@@ -298,6 +321,10 @@ async def fetch_images(client: StreamlitClient, reply: RunReply) -> list[str]:
     return problems
 
 
+class SessionOver(Exception):
+    """A reply never finished: the session's view of the page is unknown, so it stops (the error is recorded)."""
+
+
 class Session:
     """One simulated user; every action is recorded in `log`."""
 
@@ -321,6 +348,8 @@ class Session:
         self.log.actions.append(action)
         if not problems:
             self.log.rendered += 1
+        if reply.status is None:
+            raise SessionOver
         return reply
 
     async def traverse_visit(self, reply: RunReply, deadline: float, think: float) -> None:
@@ -329,7 +358,9 @@ class Session:
             group = next((e for e in reply.elements if e.kind == "button_group"), None)
             if group is not None:
                 options = [o.content for o in group.proto.options]
-                current = [options[i] for i in group.proto.default] if group.proto.default else []
+                held = self.client.widget_values.get(group.proto.id)
+                current = (list(held.string_array_value.data) if held is not None
+                           else [options[i] for i in group.proto.default])
                 choices = [o for o in options if o not in current] or options
                 option = self.rng.choice(choices)
                 reply = await self.timed("layer", lambda: self.client.set_button_group(group, option))
@@ -351,7 +382,14 @@ class Session:
         if think > 0:
             await asyncio.sleep(max(0.0, min(self.rng.uniform(0, 2 * think), deadline - time.monotonic())))
 
-    async def run(self, start_at: float, deadline: float, think: float) -> None:
+    async def run(self, start_at: float, deadline: float, think: float, budget: float) -> None:
+        """Open the app at `start_at`, act until `deadline`; everything, the last action included, within `budget`."""
+        try:
+            await asyncio.wait_for(self._run(start_at, deadline, think), budget)
+        except TimeoutError:
+            self.log.errors.append(f"session {self.log.index}: still busy {budget:.0f} s after it started")
+
+    async def _run(self, start_at: float, deadline: float, think: float) -> None:
         await asyncio.sleep(max(0.0, start_at - time.monotonic()))
         try:
             await self.client.connect()
@@ -367,7 +405,9 @@ class Session:
                 page = self.rng.choice(others)
                 await self.timed("page", lambda: self.client.switch_page(page), page)
                 await self.pause(deadline, think)
-        except (ProtocolError, OSError, KeyError, ValueError) as e:
+        except SessionOver:
+            pass
+        except Exception as e:  # noqa: BLE001  a dropped socket or a bad answer ends this session, not the test
             self.log.errors.append(f"session {self.log.index}: {type(e).__name__}: {e}")
 
     async def tour(self) -> None:
@@ -379,7 +419,9 @@ class Session:
                 reply = await self.timed("page", lambda: self.client.switch_page(page), page)
                 if page == HOME:
                     await self.traverse_visit_forced(reply)
-        except (ProtocolError, OSError, KeyError, ValueError) as e:
+        except SessionOver:
+            pass
+        except Exception as e:  # noqa: BLE001
             self.log.errors.append(f"warm-up: {type(e).__name__}: {e}")
 
     async def traverse_visit_forced(self, reply: RunReply) -> None:
@@ -409,9 +451,9 @@ async def _load_phase(url: str, pid: int, sessions: int, seconds: float, think: 
                 pass
 
     sampler = asyncio.create_task(sample())
-    # Every action is bounded by `timeout`; the gather by the whole phase plus one action per session and slack.
-    await asyncio.wait_for(asyncio.gather(*(u.run(t0 + i * STAGGER_S, deadline, think) for i, u in enumerate(users))),
-                           seconds + sessions * STAGGER_S + 2 * timeout + 30)
+    # Each action waits at most `timeout` for its reply; a session gets the phase plus two such waits.
+    budget = seconds + sessions * STAGGER_S + 2 * timeout + 10
+    await asyncio.gather(*(u.run(t0 + i * STAGGER_S, deadline, think, budget) for i, u in enumerate(users)))
     rss_all = tree_memory_mib(pid, "VmRSS")[0]
     done.set()
     await sampler
@@ -445,10 +487,11 @@ def summarize(actions: list[Action]) -> dict:
 
 
 def run_load(runs_dir: Path, sessions: int = 20, seconds: float = 60.0, think: float = 0.5, seed: int = 0,
-             timeout: float = 60.0, workdir: Path | None = None) -> dict:
+             timeout: float = 60.0, workdir: Path | None = None, app: Path = APP) -> dict:
     """Start the app on the runs, warm it up with one session, drive `sessions` for `seconds`; the report."""
     import streamlit
 
+    load_before = os.getloadavg()[0]  # other work on the machine skews every latency: say how much there was
     runs_dir = Path(runs_dir).resolve()
     run_dirs = sorted(d for d in runs_dir.iterdir() if (d / CHECKPOINT).is_file())
     model_mib = {d.name: weights_mib(d) for d in run_dirs}  # read before the watch starts: not counted
@@ -457,7 +500,7 @@ def run_load(runs_dir: Path, sessions: int = 20, seconds: float = 60.0, think: f
         work = Path(workdir) if workdir else Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
         try:
-            with streamlit_server(runs_dir, work) as (url, proc, log):
+            with streamlit_server(runs_dir, work, Path(app).resolve()) as (url, proc, log):
                 started = counter.drain()
                 memory: dict[str, float] = {}
                 opens_warm: dict[str, int] = {}
@@ -471,10 +514,11 @@ def run_load(runs_dir: Path, sessions: int = 20, seconds: float = 60.0, think: f
                     memory["rss_one"] = tree_memory_mib(proc.pid, "VmRSS")[0]
                     opens_warm.update({k: started[k] + v for k, v in counter.drain().items()})
                     await warm.client.close()
-                    t1 = time.perf_counter()
+                    t1, cpu1 = time.perf_counter(), time.process_time()
                     users, memory["rss_all"], samples = await _load_phase(url, proc.pid, sessions, seconds, think,
                                                                           seed, timeout)
                     load_seconds = time.perf_counter() - t1
+                    memory["client_cpu_s"] = time.process_time() - cpu1
                     await _close(users)
                     return warm, users, samples, warm_seconds, load_seconds
 
@@ -494,10 +538,10 @@ def run_load(runs_dir: Path, sessions: int = 20, seconds: float = 60.0, think: f
     errors = warm_errors + action_errors + session_errors + [f"server log: {t}" for t in tracebacks]
     sliders = [a for a in actions if a.kind == "slider"]
     return {
-        "streamlit": streamlit.__version__, "runs_dir": str(runs_dir), "sessions": sessions, "seconds": seconds,
-        "think_s": think, "seed": seed,
+        "streamlit": streamlit.__version__, "app": str(app), "runs_dir": str(runs_dir), "sessions": sessions, "seconds": seconds,
+        "think_s": think, "seed": seed, "cpus": os.cpu_count(), "loadavg_1min_before": load_before,
         "warmup": {"seconds": warm_seconds, "actions": len(warm.log.actions), "errors": len(warm_errors)},
-        "load_seconds": load_seconds,
+        "load_seconds": load_seconds, "client_cpu_s": memory["client_cpu_s"],
         "sessions_connected": sum(bool(u.log.actions) for u in users),
         "sessions_rendered": sum(u.log.rendered > 0 for u in users),
         "rendered_per_session": [u.log.rendered for u in users],
@@ -530,6 +574,8 @@ def format_report(r: dict) -> str:
     m, lat = r["memory"], r["latency"]
     lines = [f"load test: {r['sessions']} sessions x {r['seconds']:g} s, think time 0-{2 * r['think_s']:g} s per action, "
              f"streamlit {r['streamlit']}, runs {r['runs_dir']}",
+             f"machine: {r['cpus']} CPUs, 1-min load average {r['loadavg_1min_before']:.1f} before the test "
+             "(the client runs on the same CPUs)",
              f"warm-up (1 session, every page): {r['warmup']['actions']} actions in {r['warmup']['seconds']:.1f} s", "",
              f"{'action':<8}{'count':>7}{'errors':>8}{'p50 ms':>9}{'p95 ms':>9}{'max ms':>9}"
              f"{'p50 +img ms':>13}{'p95 +img ms':>13}"]
@@ -540,7 +586,8 @@ def format_report(r: dict) -> str:
     lines += ["",
               f"sessions: {r['sessions_connected']} connected, {r['sessions_rendered']} with rendered replies "
               f"(min {min(r['rendered_per_session'], default=0)} per session); actions: {r['actions']} "
-              f"({r['actions'] / max(r['load_seconds'], 1e-9):.1f}/s); errors: {r['errors']}",
+              f"({r['actions'] / max(r['load_seconds'], 1e-9):.1f}/s); errors: {r['errors']}; "
+              f"the load-test client itself used {r['client_cpu_s']:.0f} CPU-s in {r['load_seconds']:.0f} s",
               f"slider moves that changed the decoded image: {r['slider_moves_with_new_image']} of {sliders}",
               f"server memory (streamlit + {m['children']} children): peak VmHWM {m['peak_vmhwm_mib']:.0f} MiB; "
               f"RSS after 1 session {m['rss_after_1_session_mib']:.0f} MiB, with {r['sessions']} sessions "
@@ -567,6 +614,11 @@ def train_demo(out: Path) -> None:
                    cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    """SIGTERM ends the test like Ctrl-C, so the `finally` blocks stop the server."""
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sessions", type=int, default=20)
@@ -576,12 +628,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout", type=float, default=60.0, help="longest wait for one action's reply, s")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path, help="write the full report here")
+    ap.add_argument("--app", type=Path, default=APP, help="the app to serve (default: this repo's app.py; "
+                                                          "another copy to compare a change)")
     args = ap.parse_args(argv)
     if not 1 <= args.sessions <= 200 or not 0 < args.seconds <= 3600:
         ap.error("--sessions must be 1..200 and --seconds 0..3600")
+    if args.think < 0 or args.timeout <= 0:
+        ap.error("--think must be >= 0 and --timeout > 0")
+    if not args.app.is_file():
+        ap.error(f"--app {args.app} is not a file")
 
-    # SIGTERM ends like Ctrl-C, so the `finally` blocks stop the server.
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    signal.signal(signal.SIGTERM, _interrupt)
     with tempfile.TemporaryDirectory(prefix="lvae-load-runs-") as tmp:
         runs = args.runs_dir
         if runs is None:
@@ -589,7 +646,7 @@ def main(argv: list[str] | None = None) -> int:
             train_demo(runs)
         elif not runs.is_dir():
             ap.error(f"--runs-dir {runs} is not a folder")
-        report = run_load(runs, args.sessions, args.seconds, args.think, args.seed, args.timeout)
+        report = run_load(runs, args.sessions, args.seconds, args.think, args.seed, args.timeout, app=args.app)
     print(format_report(report))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2, default=str))

@@ -135,7 +135,7 @@ class StreamlitClient:
         try:
             await asyncio.wait_for(self._read_run(reply), self.timeout)
         except TimeoutError:
-            reply.errors.append(f"no script_finished within {self.timeout:.0f} s")
+            reply.errors.append(f"no script_finished within {self.timeout:g} s")
         reply.seconds = time.perf_counter() - start
         if reply.page_hash:
             self.page_hash = reply.page_hash

@@ -16,6 +16,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from explorer import trainer
+from training.demo import DEMO_EPOCHS
 from explorer.trainer import check_run_name, start_job, validate_request
 
 APP = Path(__file__).resolve().parent.parent / "app.py"
@@ -165,7 +166,7 @@ def test_first_start_trains_the_demo_pair_in_the_background(tmp_path, monkeypatc
         no_exceptions(at)
         assert started == [(tmp_path / "runs").resolve()]
         bar = at.get("progress")
-        assert bar and "training the demo pair" in bar[0].text and "0 of 300 epochs" in bar[0].text
+        assert bar and "training the demo pair" in bar[0].text and f"0 of {2 * DEMO_EPOCHS} epochs" in bar[0].text
         page(at, "layers")  # the rest of the app works meanwhile (with no runs)
         assert any("No runs yet" in i.value for i in at.info)
         assert len(started) == 1  # one demo job, not one per rerun

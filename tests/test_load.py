@@ -32,9 +32,9 @@ def test_five_sessions_move_sliders_and_switch_pages(runs_dir, tmp_path):
 
     assert report["errors"] == 0, report["error_samples"]
     assert report["sessions_rendered"] == 5
-    assert min(report["rendered_per_session"]) >= 3  # open, Traverse, at least one more each
+    assert min(report["rendered_per_session"]) >= 2  # at least: open the app, then Traverse
     lat = report["latency"]
-    assert lat["slider"]["count"] > 0 and lat["page"]["count"] > 5
+    assert lat["open"]["count"] == 5 and lat["page"]["count"] >= 5 and lat["slider"]["count"] > 0
     assert lat["all"]["count"] == report["actions"] == sum(report["rendered_per_session"])
 
     mem = report["memory"]

@@ -150,6 +150,7 @@ def test_pickle_checkpoints_are_refused_without_being_unpickled(tmp_path):
     ("config_missing", "missing the key"),
     ("config_unknown", "unknown keys"),
     ("config_json", "not valid JSON"),
+    ("config_version", "format_version 1"),
 ])
 def test_broken_run_folders_give_one_clear_error(digits_runs, tmp_path, damage, match):
     import shutil
@@ -172,6 +173,8 @@ def test_broken_run_folders_give_one_clear_error(digits_runs, tmp_path, damage, 
         del cfg["input_dim"]
     elif damage == "config_unknown":
         cfg["colour"] = "blue"
+    elif damage == "config_version":  # a run from before the model changed shape
+        cfg["format_version"] = 1
     if damage.startswith("config_") or damage == "shape":
         (run / ckpt.CONFIG).write_text(json.dumps(cfg))
     if damage == "config_json":
@@ -245,3 +248,10 @@ def test_compiled_step_equals_the_eager_step(monkeypatch):
     for (name, pa), pb in zip(a.named_parameters(), b.parameters()):
         rel = (pa.grad - pb.grad).norm() / pa.grad.norm().clamp_min(1e-12)  # fused float32 rounding only
         assert rel < 1e-2, (name, float(rel))
+
+
+def test_evaluation_cadence_does_not_change_training(tmp_path):
+    a = train(digits_cfg("lvae", epochs=3, eval_every=1, snapshot_every=1), tmp_path / "a", progress=False)
+    b = train(digits_cfg("lvae", epochs=3, eval_every=3, snapshot_every=3), tmp_path / "b", progress=False)
+    ma, mb = ckpt.load_model(a)[0], ckpt.load_model(b)[0]
+    assert all(torch.equal(x, y) for x, y in zip(ma.state_dict().values(), mb.state_dict().values()))

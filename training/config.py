@@ -13,7 +13,7 @@ DATASETS = ("digits", "mnist", "fashion-mnist", "omniglot")
 LIKELIHOODS = ("bernoulli", "gaussian")
 DEVICES = ("auto", "cpu", "cuda")
 STEP_MODES = ("auto", "eager", "graph", "compile")
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: no Linear bias in front of BatchNorm
 
 # Sønderby et al. 2016, Sec. 3: MNIST sizes for layers 1..5 (a model with L
 # layers takes the first L of each).

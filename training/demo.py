@@ -19,11 +19,11 @@ from .cli import train_command
 from .config import RunConfig
 from .errors import UserError
 
-DEMO_EPOCHS = 150
+DEMO_EPOCHS = 200
 DEMO_RUNS = {
     f"digits-{model}-bn-wu": RunConfig(model=model, layers=5, dataset="digits", epochs=DEMO_EPOCHS,
-                                        warmup_epochs=50, batch_size=64, lr=2e-3, eval_every=10,
-                                        snapshot_every=10, seed=0, device="cpu")
+                                        warmup_epochs=100, batch_size=64, lr=2e-3, eval_every=20,
+                                        snapshot_every=20, seed=0, device="cpu")
     for model in ("vae", "lvae")
 }
 

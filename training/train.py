@@ -40,11 +40,17 @@ def resolve_device(name: str) -> torch.device:
 
 @contextmanager
 def eval_mode(model: torch.nn.Module):
-    """BN in eval mode (running statistics) for the duration, then back to what it was."""
+    """BN in eval mode (running statistics) and a forked RNG for the duration, then back to what they were.
+
+    The fork keeps evaluation's random draws out of training's stream, so a run's
+    weights do not depend on how often it is evaluated or snapshotted.
+    """
     was_training = model.training
+    device = next(model.parameters()).device
     model.eval()
     try:
-        yield model
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else [], device_type=device.type):
+            yield model
     finally:
         model.train(was_training)
 
