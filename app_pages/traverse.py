@@ -49,9 +49,12 @@ def main() -> None:
         return
     model = common.model_for(run)
     layers = model.cfg.layers
-    layer = st.segmented_control("Layer", list(range(layers)), default=layers - 1, key="traverse_layer",
+    # Default: the highest layer with active units (a collapsed layer decodes to the same image everywhere).
+    active = common.last_with(common.history_for(run), "active_units") or []
+    default = max((i for i, n in enumerate(active) if n > 0), default=layers - 1)
+    layer = st.segmented_control("Layer", list(range(layers)), default=default, key="traverse_layer",
                                  format_func=lambda i: f"z{i + 1} ({model.cfg.latent_sizes[i]} units)")
-    layer = layers - 1 if layer is None else int(layer)
+    layer = default if layer is None else int(layer)
     try:
         points = common.points_of(str(run.path), run.stamp, common.TEST_POINTS)
         k = min(MAX_DIRECTIONS, model.cfg.latent_sizes[layer])

@@ -221,6 +221,15 @@ def test_traverse_slider_changes_the_decoded_image(app):
     assert len([s for s in app.slider if s.label.startswith("PC")]) == 6
 
 
+def test_traverse_starts_on_the_highest_layer_with_active_units(app, runs_dir):
+    from training.checkpoint import read_history
+    page(app, "traverse")
+    run = next(r for r in runs_dir.iterdir() if r.name in app.selectbox(key="traverse_run").value)
+    active = [h for h in read_history(run) if "active_units" in h][-1]["active_units"]
+    expected = max((i for i, n in enumerate(active) if n > 0), default=len(active) - 1)
+    assert app.segmented_control(key="traverse_layer").value == expected
+
+
 def test_traverse_from_a_test_image_and_uploads(app):
     page(app, "traverse")
     app.radio(key="traverse_start").set_value("test image").run()
