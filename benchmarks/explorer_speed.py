@@ -128,8 +128,8 @@ def layers_rows(run: RunInfo, repeats: int) -> tuple[list[tuple[str, float, floa
         (f"  load_model ({run.name})", t_load, nan, nan),
         (f"  test_points ({len(pts.images)} points)", t_data, nan, nan),
         (f"  encode {N_POINTS} x {cfg.layers} layers (means + samples)", t_enc, nan, nan),
-        (f"  layer_pca k=3, every layer", t_pca, nan, nan),
-        (f"  figures: scatter grid + explained variance, to_json", t_fig, nan, nan),
+        ("  layer_pca k=3, every layer", t_pca, nan, nan),
+        ("  figures: scatter grid + explained variance, to_json", t_fig, nan, nan),
         (f"Layers page cold: {what}", cold, nan, 1.5),
         ("Layers page cold incl. load_model + test_points", cold + t_load + t_data, nan, nan),
     ]

@@ -8,7 +8,6 @@ import re
 from pathlib import Path
 
 import numpy as np
-import plotly.graph_objects as go
 import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest

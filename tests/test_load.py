@@ -7,26 +7,13 @@ sessions ran (the model is loaded once per server process, not per session).
 """
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
-BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "load_test.py"
-
-
-def _load_test_module():
-    spec = importlib.util.spec_from_file_location("lvae_load_test", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
+from benchmarks import load_test as lt
 
 
 @pytest.mark.slow
 def test_five_sessions_move_sliders_and_switch_pages(runs_dir, tmp_path):
-    lt = _load_test_module()
     report = lt.run_load(runs_dir, sessions=5, seconds=8, think=0.2, seed=1, timeout=30, workdir=tmp_path)
     print(lt.format_report(report))
 
