@@ -22,7 +22,8 @@ from typing import Any
 
 from training import checkpoint as ckpt
 from training.config import DATASETS, DEVICES, MAX_LAYERS, MODELS, RunConfig
-from training.demo import DEMO_RUNS, train_command
+from training.cli import train_command
+from training.demo import DEMO_RUNS
 from training.errors import UserError
 
 ROOT = Path(__file__).resolve().parent.parent  # the repository: `python -m training` runs from here
