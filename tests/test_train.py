@@ -255,3 +255,16 @@ def test_evaluation_cadence_does_not_change_training(tmp_path):
     b = train(digits_cfg("lvae", epochs=3, eval_every=3, snapshot_every=3), tmp_path / "b", progress=False)
     ma, mb = ckpt.load_model(a)[0], ckpt.load_model(b)[0]
     assert all(torch.equal(x, y) for x, y in zip(ma.state_dict().values(), mb.state_dict().values()))
+
+
+def test_demo_refuses_a_broken_existing_run_without_touching_it(digits_runs, tmp_path):
+    import shutil
+
+    from training.demo import run_demo
+    broken = tmp_path / "digits-vae-bn-wu"
+    shutil.copytree(digits_runs["vae"], broken)
+    (broken / ckpt.CONFIG).write_text('{"model": "gan"}')
+    with pytest.raises(UserError, match="move it away"):
+        run_demo(tmp_path, progress=False)
+    assert (broken / ckpt.CONFIG).read_text() == '{"model": "gan"}'
+    assert not (tmp_path / "digits-lvae-bn-wu").exists()

@@ -48,9 +48,14 @@ def run_demo(out: Path = Path("runs"), progress: bool | None = None) -> list[Pat
     for name, cfg in DEMO_RUNS.items():
         path = out / name
         paths.append(path)
-        done = [r["epoch"] for r in ckpt.read_history(path)] if path.is_dir() else []
-        if done and max(done) >= cfg.epochs and (path / ckpt.CHECKPOINT).is_file():
-            continue
+        if (path / ckpt.CHECKPOINT).is_file():
+            # A finished run is kept as it is; one that no longer loads is reported, never overwritten.
+            try:
+                _, _, epochs = ckpt.load_model(path)
+            except UserError as e:
+                raise UserError(f"{path} exists but cannot be used ({e}); move it away to train the demo again") from None
+            if epochs >= cfg.epochs:
+                continue
         resume = (path / ckpt.CONFIG).is_file()
         cmd = train_command(cfg, path, resume) + ["--no-progress"]
         procs.append((path, subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)))
