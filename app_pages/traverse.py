@@ -15,6 +15,7 @@ from explorer.images import read_upload
 from explorer.traverse import along_directions, decode_layer, encode_one, prior_start, traversal_grid
 
 MAX_DIRECTIONS = 6
+MIN_EXPLAINED = 0.01  # directions with less of the layer's variance decode to the same image: no slider for them
 STEPS = np.linspace(-3, 3, 7)
 DECODED = "traverse_decoded_sha1"   # session_state: digest of the last decoded image (for tests and debugging)
 
@@ -67,10 +68,13 @@ def main() -> None:
         return
     base = codes[layer]
     shape = points.image_shape
-    n_dirs = pca.components.shape[0]
+    n_dirs = max(1, int((pca.explained >= MIN_EXPLAINED).sum()))  # PCA sorts them by variance
+    hidden = pca.components.shape[0] - n_dirs
     st.caption(f"Start: {what}. Directions: the principal components of z{layer + 1}'s posterior means over "
                f"{len(points.labels)} test images; one step = one standard deviation of the data along it. "
-               "Layers below are decoded at p's mean.")
+               "Layers below are decoded at p's mean."
+               + (f" {hidden} direction{'s' if hidden > 1 else ''} with under {MIN_EXPLAINED:.0%} of the variance "
+                  "(unused by the data) not shown." if hidden else ""))
     # Slider keys carry the context, so a new run/layer/start begins at 0 again.
     ctx = hashlib.sha1(f"{run.path}|{run.stamp}|{layer}|{what}".encode()).hexdigest()[:8]
     keys = [f"traverse_pc{j}_{ctx}" for j in range(n_dirs)]
@@ -99,7 +103,7 @@ def main() -> None:
         live()
     with grid_col:
         st.markdown("**Traversal grid**")
-        grid = traversal_grid(model, layer, pca, base, STEPS)
+        grid = traversal_grid(model, layer, pca, base, STEPS)[:n_dirs]
         common.show_images(grid, shape, target=48,
                            caption=f"rows: PC1..PC{n_dirs} of z{layer + 1}; columns: -3 to +3 sd from the start")
 

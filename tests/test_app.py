@@ -230,6 +230,21 @@ def test_traverse_starts_on_the_highest_layer_with_active_units(app, runs_dir):
     assert app.segmented_control(key="traverse_layer").value == expected
 
 
+def test_traverse_offers_sliders_only_for_directions_the_data_uses(app, runs_dir):
+    from explorer.encode import encode, layer_pca, test_points
+    from training.checkpoint import load_model
+    page(app, "traverse")
+    run = Path(app.selectbox(key="traverse_run").value)
+    model, cfg, _ = load_model(run)
+    points = test_points(cfg, run)
+    for layer in range(cfg.layers):
+        app.segmented_control(key="traverse_layer").set_value(layer).run()
+        no_exceptions(app)
+        pca = layer_pca(encode(model, points.images).means[layer], k=min(6, cfg.latent_sizes[layer]))
+        expected = max(1, int((pca.explained >= 0.01).sum()))
+        assert len([s for s in app.slider if s.label.startswith("PC")]) == expected, layer
+
+
 def test_traverse_from_a_test_image_and_uploads(app):
     page(app, "traverse")
     app.radio(key="traverse_start").set_value("test image").run()
