@@ -20,10 +20,15 @@ from .config import RunConfig
 from .errors import UserError
 
 DEMO_EPOCHS = 200
+# Warm-up over the first half, as a 3-seed sweep showed the LVAE's upper layers staying active on every
+# seed only with it. Seed 1 is the seed of benchmarks/active_units_digits.py's three (0, 1, 2; all
+# reported in the README) where the difference is clearest, for a newcomer's first look; on seed 0 one
+# borderline unit decides it.
+DEMO_SEED = 1
 DEMO_RUNS = {
     f"digits-{model}-bn-wu": RunConfig(model=model, layers=5, dataset="digits", epochs=DEMO_EPOCHS,
                                         warmup_epochs=100, batch_size=64, lr=2e-3, eval_every=20,
-                                        snapshot_every=20, seed=0, device="cpu")
+                                        snapshot_every=20, seed=DEMO_SEED, device="cpu")
     for model in ("vae", "lvae")
 }
 
