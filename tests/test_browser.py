@@ -40,82 +40,77 @@ def server(runs_dir, tmp_path):
         yield url
 
 
-def test_traverse_slider_in_a_real_browser(server, tmp_path):
+@pytest.fixture
+def page(server):
+    """A page of headless Debian Chromium (Playwright drives it; it never downloads a browser)."""
     from playwright.sync_api import sync_playwright
-
-    shot = tmp_path / "traverse.png"
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM if os.path.exists(CHROMIUM) else shutil.which("chromium"),
                                     args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(f"{server}/traverse", timeout=60_000)
-            decoded = page.locator('[data-testid="stImage"]').filter(has_text="decoded").locator("img")
-            decoded.wait_for(timeout=60_000)
-            before = decoded.get_attribute("src")
-            thumb = page.get_by_role("slider").first
-            thumb.wait_for(timeout=30_000)
-            assert float(thumb.input_value()) == 0.0  # a visually hidden <input type=range> per thumb
-            thumb.focus()
-            for _ in range(4):
-                thumb.press("ArrowRight")  # 4 steps of 0.25 sd: PC1 = +1 sd
-            deadline = time.time() + 30
-            while decoded.get_attribute("src") == before and time.time() < deadline:
-                time.sleep(0.2)
-            after = decoded.get_attribute("src")
-            assert after and after != before, "the decoded image did not change after moving the slider"
-            assert float(thumb.input_value()) == pytest.approx(1.0)
-            # The new picture is served and drawn (not a broken image).
-            page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=decoded.element_handle(),
-                                   timeout=30_000)
-            assert page.locator('[data-testid="stException"]').count() == 0
-            page.screenshot(path=str(shot), full_page=True)
+            yield browser.new_page(viewport={"width": 1400, "height": 1000})
         finally:
             browser.close()
+
+
+def test_traverse_slider_in_a_real_browser(server, page, tmp_path):
+    shot = tmp_path / "traverse.png"
+    page.goto(f"{server}/traverse", timeout=60_000)
+    decoded = page.locator('[data-testid="stImage"]').filter(has_text="decoded").locator("img")
+    decoded.wait_for(timeout=60_000)
+    before = decoded.get_attribute("src")
+    thumb = page.get_by_role("slider").first
+    thumb.wait_for(timeout=30_000)
+    assert float(thumb.input_value()) == 0.0  # a visually hidden <input type=range> per thumb
+    thumb.focus()
+    for _ in range(4):
+        thumb.press("ArrowRight")  # 4 steps of 0.25 sd: PC1 = +1 sd
+    deadline = time.time() + 30
+    while decoded.get_attribute("src") == before and time.time() < deadline:
+        time.sleep(0.2)
+    after = decoded.get_attribute("src")
+    assert after and after != before, "the decoded image did not change after moving the slider"
+    assert float(thumb.input_value()) == pytest.approx(1.0)
+    # The new picture is served and drawn (not a broken image).
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=decoded.element_handle(),
+                           timeout=30_000)
+    assert page.locator('[data-testid="stException"]').count() == 0
+    page.screenshot(path=str(shot), full_page=True)
     print(f"screenshot: {shot}")
     assert shot.stat().st_size > 10_000
 
 
-def test_layers_hover_shows_the_image_in_a_real_browser(server, tmp_path):
+def test_layers_hover_shows_the_image_in_a_real_browser(server, page, tmp_path):
     """Issue #3: tick "Show images on hover", put the mouse on a point inside the frame, see its image."""
-    from playwright.sync_api import sync_playwright
-
     shot = tmp_path / "layers-hover.png"
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM if os.path.exists(CHROMIUM) else shutil.which("chromium"),
-                                    args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(f"{server}/layers", timeout=60_000)
-            page.get_by_text("Show images on hover").click(timeout=60_000)
-            iframe = page.locator('iframe[title^="PCA of every latent layer"]')
-            iframe.wait_for(timeout=60_000)
-            frame = iframe.element_handle().content_frame()
-            frame.wait_for_selector("#lvae-hover-plot .main-svg", timeout=30_000)
-            image = frame.locator("#hover-image")
-            assert not image.get_attribute("src")
-            # Where the first plotted point of z1 is, in the frame's pixels (plotly's own axis mapping).
-            target = frame.evaluate("""() => {
-                const gd = document.getElementById("lvae-hover-plot");
-                const t = gd._fullData[0], xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;
-                return {x: xa._offset + xa.l2p(t.x[0]), y: ya._offset + ya.l2p(t.y[0])};
-            }""")
-            box = iframe.bounding_box()
-            src = None
-            for dx, dy in [(0, 0), (1, 0), (0, 1), (-1, 0), (0, -1), (2, 2)]:  # a real mouse, nudged if needed
-                page.mouse.move(box["x"] + target["x"] - 30, box["y"] + target["y"] - 30)
-                page.mouse.move(box["x"] + target["x"] + dx, box["y"] + target["y"] + dy, steps=5)
-                deadline = time.time() + 3
-                while not (src := image.get_attribute("src")) and time.time() < deadline:
-                    time.sleep(0.1)
-                if src:
-                    break
-            assert src and src.startswith("data:image/png;base64,"), "hovering a point showed no image"
-            assert frame.locator("#hover-caption").inner_text().startswith("point ")
-            frame.wait_for_function("() => document.getElementById('hover-image').naturalWidth > 0", timeout=10_000)
-            assert page.locator('[data-testid="stException"]').count() == 0
-            page.screenshot(path=str(shot), full_page=True)
-        finally:
-            browser.close()
+    page.goto(f"{server}/layers", timeout=60_000)
+    page.get_by_text("Show images on hover").click(timeout=60_000)
+    iframe = page.locator('iframe[title^="PCA of every latent layer"]')
+    iframe.wait_for(timeout=60_000)
+    frame = iframe.element_handle().content_frame()
+    frame.wait_for_selector("#lvae-hover-plot .main-svg", timeout=30_000)
+    image = frame.locator("#hover-image")
+    assert not image.get_attribute("src")
+    # Where the first plotted point of z1 is, in the frame's pixels (plotly's own axis mapping).
+    target = frame.evaluate("""() => {
+        const gd = document.getElementById("lvae-hover-plot");
+        const t = gd._fullData[0], xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;
+        return {x: xa._offset + xa.l2p(t.x[0]), y: ya._offset + ya.l2p(t.y[0])};
+    }""")
+    box = iframe.bounding_box()
+    src = None
+    for dx, dy in [(0, 0), (1, 0), (0, 1), (-1, 0), (0, -1), (2, 2)]:  # a real mouse, nudged if needed
+        page.mouse.move(box["x"] + target["x"] - 30, box["y"] + target["y"] - 30)
+        page.mouse.move(box["x"] + target["x"] + dx, box["y"] + target["y"] + dy, steps=5)
+        deadline = time.time() + 3
+        while not (src := image.get_attribute("src")) and time.time() < deadline:
+            time.sleep(0.1)
+        if src:
+            break
+    assert src and src.startswith("data:image/png;base64,"), "hovering a point showed no image"
+    assert frame.locator("#hover-caption").inner_text().startswith("point ")
+    frame.wait_for_function("() => document.getElementById('hover-image').naturalWidth > 0", timeout=10_000)
+    assert page.locator('[data-testid="stException"]').count() == 0
+    page.screenshot(path=str(shot), full_page=True)
     print(f"screenshot: {shot}")
     assert shot.stat().st_size > 10_000
