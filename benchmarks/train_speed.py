@@ -1,12 +1,14 @@
 """Training-step speed: eager, torch.compile, one CUDA graph per step, the FLOP floor, models at once.
 
-    python benchmarks/train_speed.py [--model lvae] [--layers 5] [--steps 200] [--modes eager,graph] [--concurrent 1,4,8]
+    python benchmarks/train_speed.py [--model lvae] [--layers 5] [--steps 200] [--modes eager,graph]
+                                     [--group 4,8] [--concurrent 1,4,8]
 
 Paper sizes (512-256-128-64-32 / 64-32-16-8-4), BN, batch 256, 784 binary pixels
 (random data: the step's cost does not depend on the pixels), fp32. Prints ms per step and
 seconds per MNIST epoch (234 steps) for each mode, the step's FLOPs (torch.utils.flop_counter)
-and the time that FLOP count needs at the device's peak, and, with --concurrent, the throughput
-of N training processes sharing the device.
+and the time that FLOP count needs at the device's peak; with --group, the cost per model of M
+models stepping in lockstep (one CUDA graph for all in graph modes: `reproduce --group M`); with
+--concurrent, the throughput of N training processes sharing the device (`reproduce --jobs N`).
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from training.config import RunConfig  # noqa: E402
 from training.model import HierarchicalVAE  # noqa: E402
 from training.objectives import elbo_loss  # noqa: E402
-from training.step import TrainStep, make_optimizer, use_graph  # noqa: E402
+from training.step import GroupStep, ModelStep, TrainStep, make_optimizer, use_graph  # noqa: E402
 
 STEPS_PER_EPOCH = 60_000 // 256
 PEAK_TFLOPS = {"NVIDIA H200": 67.0, "NVIDIA H100 80GB HBM3": 67.0}  # dense fp32 (no tensor cores)
@@ -74,6 +76,20 @@ def one_process(args) -> dict:
     return {"mode": args.mode, "ms_per_step": 1e3 * time_steps(step, data, args.steps, device)}
 
 
+def grouped(args, m: int, mode: str, device: torch.device) -> float:
+    """ms per step per model when m models step together in one GroupStep (one CUDA graph in graph modes)."""
+    graph, compiled = MODES[mode]
+    members = []
+    for _ in range(m):
+        cfg = RunConfig(model=args.model, layers=args.layers, dataset="mnist", input_dim=784, batch_size=args.batch, epochs=1)
+        net = HierarchicalVAE(cfg).to(device).train()
+        members.append(ModelStep(net, make_optimizer(net, cfg.lr, graph), args.batch, compile=compiled))
+    group = GroupStep(members, graph=graph)
+    data = torch.rand(16, args.batch, 784, device=device).bernoulli()
+    step = lambda x, beta: group([x] * m, [beta] * m)  # noqa: E731  same batch for all: cost is what counts
+    return 1e3 * time_steps(step, data, args.steps, device) / m
+
+
 def concurrent(args, n: int, mode: str) -> float:
     """Wall seconds per step per model when n processes train at once."""
     cmd = [sys.executable, __file__, "--worker", "--mode", mode, "--steps", str(args.steps), "--model", args.model,
@@ -95,6 +111,7 @@ def main() -> None:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--modes", default="eager,compile,graph,compile+graph", help="which of " + ",".join(MODES))
     p.add_argument("--concurrent", default="", help="comma-separated process counts, e.g. 1,4,8")
+    p.add_argument("--group", default="", help="comma-separated model counts stepping in one GroupStep, e.g. 4,8")
     p.add_argument("--json", type=Path, default=None, help="also write the numbers here")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--mode", default="eager", help=argparse.SUPPRESS)
@@ -129,6 +146,12 @@ def main() -> None:
     if peak:
         best = min(report["modes"].values())
         print(f"  best mode is {best / (flops / (peak * 1e12) * 1e3):.0f}x above the floor")
+    for m in [int(c) for c in args.group.split(",") if c]:
+        for mode in modes:
+            per_model = grouped(args, m, mode, device)
+            report.setdefault("group", []).append({"models": m, "mode": mode, "ms_per_step_per_model": per_model})
+            print(f"  {m} models in one group, {mode}: {per_model:.3f} ms/step per model "
+                  f"({per_model * STEPS_PER_EPOCH / 1e3:.3f} s/epoch per model)")
     for n in [int(c) for c in args.concurrent.split(",") if c]:
         for mode in modes:
             per_model, wall = concurrent(args, n, mode)

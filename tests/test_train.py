@@ -268,3 +268,27 @@ def test_demo_refuses_a_broken_existing_run_without_touching_it(digits_runs, tmp
         run_demo(tmp_path, progress=False)
     assert (broken / ckpt.CONFIG).read_text() == '{"model": "gan"}'
     assert not (tmp_path / "digits-lvae-bn-wu").exists()
+
+
+def test_a_group_trains_in_lockstep_like_each_run_alone(tmp_path, monkeypatch):
+    """train_group: one step of each model per batch; with the sampling noise removed (the only stream the
+    group members share), every run ends exactly as if trained alone, with its own complete run folder."""
+    from training.train import train_group
+    monkeypatch.setattr(torch, "randn_like", lambda t, **kw: torch.zeros_like(t))
+    cfgs = [digits_cfg("vae", epochs=3, eval_every=1), digits_cfg("lvae", epochs=3, eval_every=1, seed=4)]
+    grouped = train_group([(c, tmp_path / f"g{i}") for i, c in enumerate(cfgs)], progress=False)
+    alone = [train(c, tmp_path / f"a{i}", progress=False) for i, c in enumerate(cfgs)]
+    for g, a in zip(grouped, alone):
+        mg, _, eg = ckpt.load_model(g)
+        ma, _, ea = ckpt.load_model(a)
+        assert eg == ea == 3
+        for (name, tg), ta in zip(mg.state_dict().items(), ma.state_dict().values()):
+            assert torch.equal(tg, ta), (g.name, name)
+        assert [h["train_elbo"] for h in ckpt.read_history(g)] == [h["train_elbo"] for h in ckpt.read_history(a)]
+
+
+def test_runs_that_cannot_move_in_lockstep_train_on_their_own(tmp_path):
+    from training.train import train_group
+    a, b = train_group([(digits_cfg("vae", epochs=2), tmp_path / "a"), (digits_cfg("vae", epochs=3), tmp_path / "b")],
+                       progress=False)
+    assert [h["epoch"] for h in ckpt.read_history(a)] == [1, 2] and ckpt.load_model(b)[2] == 3

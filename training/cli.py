@@ -89,7 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--finetune-iw-samples", type=int, default=10)
     r.add_argument("--eval-samples", type=int, default=5000, help="importance samples for the test log-likelihood")
     r.add_argument("--eval-every", type=int, default=100)
-    r.add_argument("--jobs", type=int, default=1, help="models trained at once (separate processes; on one GPU too)")
+    r.add_argument("--jobs", type=int, default=1, help="worker processes at once (on one GPU too)")
+    r.add_argument("--group", type=int, default=1,
+                   help="models each worker trains in lockstep (one CUDA graph for the group on a GPU)")
     r.add_argument("--device", choices=DEVICES, default="auto")
     r.add_argument("--time-limit", type=float, default=None, help="seconds; stop cleanly, run again to resume")
 
@@ -143,13 +145,13 @@ def run(argv: list[str] | None = None) -> int:
         print(json.dumps(result) if a.json else format_report(result))
     elif a.command == "reproduce":
         from .reproduce import reproduce
-        for name, value in (("--seeds", a.seeds), ("--epochs", a.epochs), ("--jobs", a.jobs),
+        for name, value in (("--seeds", a.seeds), ("--epochs", a.epochs), ("--jobs", a.jobs), ("--group", a.group),
                             ("--eval-samples", a.eval_samples), ("--iw-samples", a.iw_samples)):
             if value < 1:
                 raise UserError(f"{name} must be at least 1")
         path, complete = reproduce(a.dataset, a.data_dir, a.out, a.models, a.layers, a.seeds, a.epochs,
                                    a.warmup_epochs, a.iw_samples, a.finetune_epochs, a.finetune_iw_samples,
-                                   a.eval_samples, a.jobs, a.device, a.eval_every, a.time_limit)
+                                   a.eval_samples, a.jobs, a.device, a.eval_every, a.time_limit, a.group)
         print(f"{'complete' if complete else 'partial (run the same command again to continue)'}: {path}")
     elif a.command == "demo":
         from .demo import run_demo

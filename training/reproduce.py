@@ -4,9 +4,10 @@ Sønderby et al. 2016, Sec. 3: VAE, VAE+BN, VAE+BN+WU and LVAE+BN+WU with 1..5
 stochastic layers, Adam (lr 2e-3), batch 256, warm-up over 200 epochs, 2000
 epochs, dynamic binarization, evaluated with 5000 importance samples.
 
-Each grid entry trains and evaluates in its own worker process, so `--jobs N`
-trains N models at once (on one GPU too, each with its own CUDA context and
-graph), and a killed command
+Entries train and evaluate in worker processes: `--jobs N` runs N workers at
+once (on one GPU too, each with its own CUDA context), and each worker trains
+`--group M` entries in lockstep, their steps captured in one CUDA graph on a
+GPU; which mix is fastest is for benchmarks/train_speed.py to say. A killed command
 loses at most the epochs since each run's last checkpoint. Finished entries are
 kept in results/paper-<dataset>.json; running the same command again skips
 them and resumes the rest.
@@ -75,27 +76,38 @@ def grid(dataset: str, data_dir: str, models: list[str], layers: list[int], seed
     return entries
 
 
-def run_entry(entry: Entry, runs_dir: Path, eval_samples: int, time_limit: float | None,
-              init_from: Path | None) -> dict | None:
-    """Train (or resume) and evaluate one entry; None when the time limit stopped it first."""
-    from .evaluate import evaluate_run
-    from .train import train
+def run_entries(entries: list[Entry], runs_dir: Path, eval_samples: int, time_limit: float | None) -> list[dict]:
+    """Train (or resume) entries together (lockstep, one CUDA graph on a GPU) and evaluate the finished ones.
 
-    out = runs_dir / entry.name
-    cfg = replace(entry.cfg, init_from=str(init_from)) if init_from else entry.cfg
-    train(cfg, out, resume=(out / ckpt.CONFIG).is_file(), progress=False, time_limit=time_limit)
-    history = ckpt.read_history(out)
-    if not history or history[-1]["epoch"] < cfg.epochs:
-        return None
-    result = evaluate_run(out, eval_samples, device=cfg.device)
-    return {
-        "name": entry.name, "model": entry.grid_model, "variant": entry.variant, "layers": cfg.layers,
-        "bn": cfg.batch_norm, "warmup": bool(cfg.warmup_epochs), "epochs": cfg.epochs,
-        "train_iw_samples": cfg.iw_samples, "seed": cfg.seed, "iw_samples": result["iw_samples"],
-        "iw_ll": result["iw_ll"], "elbo": result["elbo"], "active_units": result["active_units"],
-        "kl_per_layer": result["kl_per_layer"], "seconds": sum(h["seconds"] for h in history),
-        "device": result["device"], "date": dt.date.today().isoformat(), "run": str(out),
-    }
+    A fine-tuning entry starts from its parent's run folder. Entries the time
+    limit stopped first have no result (they resume next time).
+    """
+    from .evaluate import evaluate_run
+    from .train import train_group
+
+    runs = []
+    for e in entries:
+        out = runs_dir / e.name
+        cfg = replace(e.cfg, init_from=str(runs_dir / e.name[:-3])) if e.name.endswith("-ft") else e.cfg
+        runs.append((cfg, out))
+    # Each run resumes if its folder exists (a half-finished group resumes what exists, starts the rest).
+    train_group(runs, resume=[(out / ckpt.CONFIG).is_file() for _, out in runs], progress=False,
+                time_limit=time_limit)
+    results = []
+    for e, (cfg, out) in zip(entries, runs):
+        history = ckpt.read_history(out)
+        if not history or history[-1]["epoch"] < cfg.epochs:
+            continue
+        r = evaluate_run(out, eval_samples, device=cfg.device)
+        results.append({
+            "name": e.name, "model": e.grid_model, "variant": e.variant, "layers": cfg.layers,
+            "bn": cfg.batch_norm, "warmup": bool(cfg.warmup_epochs), "epochs": cfg.epochs,
+            "train_iw_samples": cfg.iw_samples, "seed": cfg.seed, "iw_samples": r["iw_samples"],
+            "iw_ll": r["iw_ll"], "elbo": r["elbo"], "active_units": r["active_units"],
+            "kl_per_layer": r["kl_per_layer"], "seconds": sum(h["seconds"] for h in history),
+            "device": r["device"], "date": dt.date.today().isoformat(), "run": str(out),
+        })
+    return results
 
 
 def load_results(path: Path) -> list[dict]:
@@ -151,8 +163,11 @@ def markdown_table(results: list[dict], dataset: str) -> str:
 def reproduce(dataset: str, data_dir: str, out: Path, models: list[str], layers: list[int], seeds: int = 1,
               epochs: int = 2000, warmup_epochs: int = 200, iw_samples: int = 1, finetune_epochs: int = 0,
               finetune_iw_samples: int = 10, eval_samples: int = 5000, jobs: int = 1, device: str = "auto",
-              eval_every: int = 100, time_limit: float | None = None) -> tuple[Path, bool]:
-    """Run what is missing of the grid; returns the results file and whether the grid is complete."""
+              eval_every: int = 100, time_limit: float | None = None, group: int = 1) -> tuple[Path, bool]:
+    """Run what is missing of the grid; returns the results file and whether the grid is complete.
+
+    jobs worker processes run at once, each training up to `group` entries in lockstep.
+    """
     unknown = [m for m in models if m not in GRID_MODELS]
     if unknown:
         raise UserError(f"unknown model {unknown[0]!r}: choose from {', '.join(GRID_MODELS)}")
@@ -168,39 +183,41 @@ def reproduce(dataset: str, data_dir: str, out: Path, models: list[str], layers:
                                finetune_epochs, finetune_iw_samples, device, eval_every) if e.name not in done]
     deadline = time.monotonic() + time_limit if time_limit else None
     pending = list(entries)
-    running: dict[str, tuple[Entry, subprocess.Popen]] = {}
+    running: list[tuple[list[Entry], subprocess.Popen]] = []
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     # Fine-tuning entries wait until the run they start from has its result.
     while pending or running:
         ready = [e for e in pending if not e.name.endswith("-ft") or e.name[:-3] in done]
         while ready and len(running) < jobs and (deadline is None or time.monotonic() < deadline - 30):
-            e = ready.pop(0)
-            pending.remove(e)
+            batch = [e for e in ready if e.cfg.epochs == ready[0].cfg.epochs][:group]  # lockstep needs equal epochs
+            for e in batch:
+                ready.remove(e)
+                pending.remove(e)
             left = None if deadline is None else deadline - time.monotonic()
-            init = runs_dir / e.name[:-3] if e.name.endswith("-ft") else None
-            args = json.dumps({"entry": e.name, "left": left, "init": str(init) if init else None})
             # Each worker is this module's `_worker` in its own process (one CUDA context each).
-            proc = subprocess.Popen([sys.executable, "-m", "training.reproduce", args, json.dumps(_entry_dict(e)),
-                                     str(runs_dir), str(eval_samples)], stdout=subprocess.PIPE, text=True, env=env)
-            running[e.name] = (e, proc)
+            proc = subprocess.Popen([sys.executable, "-m", "training.reproduce", json.dumps(left),
+                                     json.dumps([_entry_dict(e) for e in batch]), str(runs_dir), str(eval_samples)],
+                                    stdout=subprocess.PIPE, text=True, env=env)
+            running.append((batch, proc))
         if not running:
             break  # out of time, or only fine-tuning entries whose parents did not finish
         time.sleep(0.2)
-        for name, (e, proc) in list(running.items()):
+        for item in list(running):
+            batch, proc = item
             if proc.poll() is None:
                 continue
-            del running[name]
+            running.remove(item)
             text = proc.stdout.read() if proc.stdout else ""
+            names = ", ".join(e.name for e in batch)
             if proc.returncode != 0:
-                raise UserError(f"{name}: {text.strip().splitlines()[-1] if text.strip() else 'worker failed'}")
-            result = json.loads(text) if text.strip() else None
-            if result:
+                raise UserError(f"{names}: {text.strip().splitlines()[-1] if text.strip() else 'worker failed'}")
+            for result in json.loads(text) if text.strip() else []:
                 results.append(result)
-                done.add(name)
-                save_results(json_path, results)
-                atomic_write(md_path, markdown_table(results, dataset).encode())
-                print(f"{name}: IW-{result['iw_samples']} {result['iw_ll']:.2f} nats, active units "
+                done.add(result["name"])
+                print(f"{result['name']}: IW-{result['iw_samples']} {result['iw_ll']:.2f} nats, active units "
                       f"{result['active_units']}", flush=True)
+            save_results(json_path, results)
+            atomic_write(md_path, markdown_table(results, dataset).encode())
     atomic_write(md_path, markdown_table(results, dataset).encode())
     complete = not pending and not running and all(e.name in done for e in entries)
     return json_path, complete
@@ -212,15 +229,15 @@ def _entry_dict(e: Entry) -> dict:
 
 
 def _worker(argv: list[str]) -> int:
-    """Run one entry (in its own process) and print its result as JSON (nothing if out of time)."""
-    meta, entry_json, runs_dir, eval_samples = json.loads(argv[0]), json.loads(argv[1]), Path(argv[2]), int(argv[3])
-    e = Entry(entry_json["name"], entry_json["grid_model"], entry_json["variant"], RunConfig(**entry_json["cfg"]))
+    """Run a group of entries (in its own process) and print their results as one JSON list."""
+    left, entries_json, runs_dir, eval_samples = json.loads(argv[0]), json.loads(argv[1]), Path(argv[2]), int(argv[3])
+    entries = [Entry(d["name"], d["grid_model"], d["variant"], RunConfig(**d["cfg"])) for d in entries_json]
     try:
-        result = run_entry(e, runs_dir, eval_samples, meta["left"], Path(meta["init"]) if meta["init"] else None)
+        results = run_entries(entries, runs_dir, eval_samples, left)
     except UserError as err:
         print(str(err))
         return 1
-    print(json.dumps(result) if result else "")
+    print(json.dumps(results))
     return 0
 
 

@@ -50,26 +50,27 @@ def use_compile(mode: str) -> bool:
     return mode == "compile"
 
 
-class TrainStep:
-    """Callable (x_batch, beta) -> BatchStats that trains the model one step."""
+class ModelStep:
+    """One model's step on static buffers: its batch `x`, its warm-up weight `beta`."""
 
     def __init__(self, model: HierarchicalVAE, optimizer: torch.optim.Optimizer, batch_size: int,
-                 iw_samples: int = 1, grad_clip: float = 0.0, graph: bool = False, compile: bool = False):
+                 iw_samples: int = 1, grad_clip: float = 0.0, compile: bool = False):
         self.model, self.optimizer = model, optimizer
         self.loss = torch.compile(self._loss) if compile else self._loss
         self.iw_samples, self.grad_clip = iw_samples, grad_clip
         p = next(model.parameters())
         self.x = torch.zeros(batch_size, model.cfg.input_dim, device=p.device)
         self.beta = torch.zeros((), device=p.device)
-        self.graph_wanted = graph
-        self.graph: torch.cuda.CUDAGraph | None = None
-        self.stats: BatchStats | None = None
-        self.calls = 0
 
     def _loss(self, x: torch.Tensor, beta: torch.Tensor) -> tuple[torch.Tensor, BatchStats]:
         return elbo_loss(self.model, x, beta, self.iw_samples)
 
-    def _step(self) -> BatchStats:
+    def load(self, x: torch.Tensor, beta: float) -> None:
+        self.x.copy_(x)
+        self.beta.fill_(beta)
+
+    def step(self) -> BatchStats:
+        """Forward, backward, clipping and Adam; gradients must be None (set) before."""
         loss, stats = self.loss(self.x, self.beta)
         loss.backward()
         if self.grad_clip:
@@ -77,29 +78,45 @@ class TrainStep:
         self.optimizer.step()
         return stats
 
-    def _eager(self) -> BatchStats:
+    def eager(self) -> BatchStats:
         self.optimizer.zero_grad(set_to_none=True)
-        return self._step()
+        return self.step()
+
+
+class GroupStep:
+    """Several models' steps as one callable ([x], [beta]) -> [BatchStats]; on a GPU one CUDA graph.
+
+    Models in a group are independent (own weights, optimizer, data): capturing
+    all their steps in one graph pays the launch overhead once for the group.
+    """
+
+    def __init__(self, members: list[ModelStep], graph: bool = False):
+        self.members = members
+        self.graph_wanted = graph
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.stats: list[BatchStats] | None = None
+        self.calls = 0
 
     def _capture(self) -> None:
-        self.optimizer.zero_grad(set_to_none=True)
+        for m in self.members:
+            m.optimizer.zero_grad(set_to_none=True)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
-            self.stats = self._step()
+            self.stats = [m.step() for m in self.members]
         self.graph = graph
 
-    def __call__(self, x: torch.Tensor, beta: float) -> BatchStats:
-        self.x.copy_(x)
-        self.beta.fill_(beta)
+    def __call__(self, xs: list[torch.Tensor], betas: list[float]) -> list[BatchStats]:
+        for m, x, beta in zip(self.members, xs, betas):
+            m.load(x, beta)
         self.calls += 1
         if not self.graph_wanted:
-            return self._eager()
+            return [m.eager() for m in self.members]
         if self.graph is None:
             if self.calls <= WARMUP_STEPS:  # real steps, on a side stream so capture sees a warm allocator
                 side = torch.cuda.Stream()
                 side.wait_stream(torch.cuda.current_stream())
                 with torch.cuda.stream(side):
-                    stats = self._eager()
+                    stats = [m.eager() for m in self.members]
                 torch.cuda.current_stream().wait_stream(side)
                 return stats
             try:
@@ -108,7 +125,18 @@ class TrainStep:
                 print(f"warning: CUDA graph capture failed ({str(e).splitlines()[0]}); training eagerly",
                       file=sys.stderr)
                 self.graph_wanted, self.graph = False, None
-                return self._eager()
+                return [m.eager() for m in self.members]
         assert self.graph is not None and self.stats is not None
         self.graph.replay()
         return self.stats
+
+
+class TrainStep(GroupStep):
+    """A group of one: (x_batch, beta) -> BatchStats that trains the model one step."""
+
+    def __init__(self, model: HierarchicalVAE, optimizer: torch.optim.Optimizer, batch_size: int,
+                 iw_samples: int = 1, grad_clip: float = 0.0, graph: bool = False, compile: bool = False):
+        super().__init__([ModelStep(model, optimizer, batch_size, iw_samples, grad_clip, compile)], graph)
+
+    def __call__(self, x: torch.Tensor, beta: float) -> BatchStats:  # type: ignore[override]
+        return super().__call__([x], [beta])[0]

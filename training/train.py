@@ -19,7 +19,7 @@ from .distributions import warmup_beta
 from .errors import UserError
 from .model import HierarchicalVAE
 from .objectives import BatchStats, count_active_units, evaluate_elbo, posterior_means, unit_activity
-from .step import TrainStep, make_optimizer, set_lr, use_compile, use_graph
+from .step import GroupStep, ModelStep, make_optimizer, set_lr, use_compile, use_graph
 
 # All runs evaluate on the same binarized test set, whatever their training seed.
 TEST_BINARIZATION_SEED = 123
@@ -129,6 +129,114 @@ def prepare_run(cfg: RunConfig, out: Path, resume: bool) -> RunConfig:
     return cfg
 
 
+class Trainer:
+    """One run being trained: config, model, optimizer, data on the device and run folder.
+
+    `train` drives one Trainer; `train_group` drives several in lockstep so their
+    steps can share one CUDA graph. An epoch is begin_epoch(), a step per batch,
+    end_epoch().
+    """
+
+    def __init__(self, cfg: RunConfig, out: Path, resume: bool = False, deadline: float | None = None):
+        self.deadline = deadline  # time.monotonic() after which the run checkpoints and stops
+        self.out = out = Path(out)
+        cfg = prepare_run(cfg, out, resume)
+        self.device = device = resolve_device(cfg.device)
+        data = load_dataset(cfg.dataset, cfg.data_dir)
+        if cfg.input_dim and cfg.input_dim != data.input_dim:
+            raise UserError(f"{out}: the run was trained on {cfg.input_dim}-pixel data, {cfg.dataset} has {data.input_dim}")
+        self.cfg = cfg = replace(cfg, input_dim=data.input_dim)
+
+        torch.manual_seed(cfg.seed)
+        self.gen = torch.Generator(device=device)
+        self.gen.manual_seed(cfg.seed)
+        self.model = model = HierarchicalVAE(cfg).to(device)
+        self.graph = use_graph(cfg.step_mode, device)
+        if cfg.step_mode == "graph" and not self.graph:
+            print("warning: --step-mode graph needs a CUDA device; training eagerly", file=sys.stderr)
+        self.optimizer = make_optimizer(model, cfg.lr, self.graph)
+
+        start = 0
+        if cfg.init_from and not (resume and (out / ckpt.CHECKPOINT).is_file()):
+            source, source_cfg, _ = ckpt.load_model(Path(cfg.init_from), device)
+            if (source_cfg.model, source_cfg.hidden_sizes, source_cfg.latent_sizes, source_cfg.batch_norm) != \
+                    (cfg.model, cfg.hidden_sizes, cfg.latent_sizes, cfg.batch_norm):
+                raise UserError(f"--init-from {cfg.init_from}: that run's architecture differs from this one")
+            model.load_state_dict(source.state_dict())
+        if resume and (out / ckpt.CHECKPOINT).is_file():
+            loaded, _, start = ckpt.load_model(out, device)
+            model.load_state_dict(loaded.state_dict())
+            state = ckpt.load_training_state(out)
+            if state.optimizer is not None:
+                self.optimizer.load_state_dict(state.optimizer)
+            _set_rng_state(state.rng, self.gen, device)
+        self.start = start
+        out.mkdir(parents=True, exist_ok=True)
+        ckpt.save_config(out, cfg)
+        ckpt.truncate_history(out, start)
+        ckpt.remove_snapshots_after(out, start)
+
+        self.train_x = torch.as_tensor(data.train_x, device=device)
+        self.x_test, y_test = test_tensors(data, cfg, device)
+        self.points = torch.randperm(self.x_test.shape[0], generator=torch.Generator().manual_seed(0))[:SNAPSHOT_POINTS]
+        self.points = self.points.to(device)
+        if start == 0:
+            ckpt.save_snapshot_points(out, self.points, y_test[self.points], self.x_test[self.points])
+            self.snapshot(0)
+        self.n_batches = self.train_x.shape[0] // cfg.batch_size  # drop the ragged last batch: fixed shapes
+        if self.n_batches == 0:
+            raise UserError(f"batch size {cfg.batch_size} is larger than the {self.train_x.shape[0]} training images")
+        self.step = ModelStep(model, self.optimizer, cfg.batch_size, cfg.iw_samples, cfg.grad_clip,
+                              use_compile(cfg.step_mode))
+        model.train()
+
+    def snapshot(self, epoch: int) -> None:
+        with eval_mode(self.model):
+            ckpt.save_snapshot(self.out, epoch, posterior_means(self.model, self.x_test[self.points]))
+
+    def begin_epoch(self, epoch: int) -> None:
+        cfg = self.cfg
+        self.t0 = time.perf_counter()
+        self.beta = warmup_beta(epoch, cfg.warmup_epochs)
+        set_lr(self.optimizer, cfg.lr_at(epoch), self.graph)
+        self.order = torch.randperm(self.train_x.shape[0], generator=self.gen, device=self.device)
+        # Dynamic binarization: a fresh Bernoulli(pixel) sample of every training image each epoch.
+        self.xs = torch.bernoulli(self.train_x, generator=self.gen) if cfg.likelihood == "bernoulli" else self.train_x
+        self.meter = EpochMeter()
+
+    def batch(self, b: int) -> torch.Tensor:
+        size = self.cfg.batch_size
+        return self.xs[self.order[b * size:(b + 1) * size]]
+
+    def end_epoch(self, epoch: int) -> dict:
+        """Record, evaluate, snapshot and checkpoint the finished epoch; returns its history record."""
+        cfg, out = self.cfg, self.out
+        record = {"epoch": epoch + 1, "beta": self.beta, **self.meter.read()}
+        if not all(map(math.isfinite, [record["train_elbo"], record["recon"], *record["kl_per_layer"]])):
+            last = ckpt.load_training_state(out).epoch if (out / ckpt.CHECKPOINT).is_file() else 0
+            raise TrainingError(f"{out.name}, epoch {epoch + 1}: the loss became NaN or infinite; stopped, the last "
+                                f"good checkpoint (epoch {last}) is intact; try --grad-clip 4 or a lower --lr")
+        record["seconds"] = time.perf_counter() - self.t0
+        last_epoch = epoch + 1 == cfg.epochs
+        if (epoch + 1) % cfg.eval_every == 0 or last_epoch:
+            record.update(evaluate_test(self.model, self.x_test))
+        ckpt.append_history(out, record)
+        if (epoch + 1) % cfg.snapshot_interval == 0 or last_epoch:
+            self.snapshot(epoch + 1)
+        if (epoch + 1) % cfg.checkpoint_interval == 0 or last_epoch or self.out_of_time():
+            ckpt.save_checkpoint(out, self.model, self.optimizer, epoch + 1, _rng_state(self.gen, self.device))
+        return record
+
+    def out_of_time(self) -> bool:
+        return self.deadline is not None and time.monotonic() > self.deadline
+
+
+def _progress_bar(show: bool | None, start: int, total: int, desc: str) -> tqdm:
+    show = show if show is not None else (sys.stderr.isatty() and not os.environ.get("CI"))
+    return tqdm(range(start, total), initial=start, total=total, disable=not show, desc=desc, unit="epoch",
+                dynamic_ncols=True)
+
+
 def train(cfg: RunConfig, out: Path, resume: bool = False, progress: bool | None = None,
           time_limit: float | None = None) -> Path:
     """Train (or resume) a run into `out` and return the run folder.
@@ -136,91 +244,47 @@ def train(cfg: RunConfig, out: Path, resume: bool = False, progress: bool | None
     time_limit: seconds after which training checkpoints at the end of the
     current epoch and returns, to be continued with resume=True.
     """
-    deadline = time.monotonic() + time_limit if time_limit else None
-    out = Path(out)
-    cfg = prepare_run(cfg, out, resume)
-    device = resolve_device(cfg.device)
-    data = load_dataset(cfg.dataset, cfg.data_dir)
-    if cfg.input_dim and cfg.input_dim != data.input_dim:
-        raise UserError(f"{out}: the run was trained on {cfg.input_dim}-pixel data, {cfg.dataset} has {data.input_dim}")
-    cfg = replace(cfg, input_dim=data.input_dim)
+    return train_group([(cfg, Path(out))], resume, progress, time_limit)[0]
 
-    torch.manual_seed(cfg.seed)
-    gen = torch.Generator(device=device)
-    gen.manual_seed(cfg.seed)
-    model = HierarchicalVAE(cfg).to(device)
-    graph = use_graph(cfg.step_mode, device)
-    if cfg.step_mode == "graph" and not graph:
-        print("warning: --step-mode graph needs a CUDA device; training eagerly", file=sys.stderr)
-    optimizer = make_optimizer(model, cfg.lr, graph)
 
-    start = 0
-    if cfg.init_from and not (resume and (out / ckpt.CHECKPOINT).is_file()):
-        source, source_cfg, _ = ckpt.load_model(Path(cfg.init_from), device)
-        if (source_cfg.model, source_cfg.hidden_sizes, source_cfg.latent_sizes, source_cfg.batch_norm) != \
-                (cfg.model, cfg.hidden_sizes, cfg.latent_sizes, cfg.batch_norm):
-            raise UserError(f"--init-from {cfg.init_from}: that run's architecture differs from this one")
-        model.load_state_dict(source.state_dict())
-    if resume and (out / ckpt.CHECKPOINT).is_file():
-        loaded, _, start = ckpt.load_model(out, device)
-        model.load_state_dict(loaded.state_dict())
-        state = ckpt.load_training_state(out)
-        if state.optimizer is not None:
-            optimizer.load_state_dict(state.optimizer)
-        _set_rng_state(state.rng, gen, device)
-    out.mkdir(parents=True, exist_ok=True)
-    ckpt.save_config(out, cfg)
-    ckpt.truncate_history(out, start)
-    ckpt.remove_snapshots_after(out, start)
-    if start >= cfg.epochs:
-        return out
+def train_group(runs: list[tuple[RunConfig, Path]], resume: bool | list[bool] = False, progress: bool | None = None,
+                time_limit: float | None = None) -> list[Path]:
+    """Train several runs at once, in lockstep: one step of each per batch, one CUDA graph for all on a GPU.
 
-    train_x = torch.as_tensor(data.train_x, device=device)
-    x_test, y_test = test_tensors(data, cfg, device)
-    points = torch.randperm(x_test.shape[0], generator=torch.Generator().manual_seed(0))[:SNAPSHOT_POINTS].to(device)
-    if start == 0:
-        ckpt.save_snapshot_points(out, points, y_test[points], x_test[points])
-        with eval_mode(model):
-            ckpt.save_snapshot(out, 0, posterior_means(model, x_test[points]))
+    Runs that share the epoch reached, the epoch count, the batch count and the
+    device move together (the paper's grid does); the others train on their
+    own. Each keeps its own data order, history, snapshots and checkpoints,
+    exactly as if trained alone, except that the sampling noise of the models
+    comes from one shared stream.
+    """
+    deadline = time.monotonic() + time_limit if time_limit else None  # one for the group: all stop together
+    resumes = resume if isinstance(resume, list) else [resume] * len(runs)
+    trainers = [Trainer(cfg, out, r, deadline) for (cfg, out), r in zip(runs, resumes)]
+    # Runs that can move in lockstep (same epoch reached, epochs, batches, device) train together.
+    groups: dict[tuple, list[Trainer]] = {}
+    for t in trainers:
+        if t.start < t.cfg.epochs:
+            groups.setdefault((t.start, t.cfg.epochs, t.n_batches, str(t.device)), []).append(t)
+    for members in groups.values():
+        _train_lockstep(members, progress)
+    return [t.out for t in trainers]
 
-    n_batches = train_x.shape[0] // cfg.batch_size  # drop the ragged last batch: fixed shapes, full BN batches
-    if n_batches == 0:
-        raise UserError(f"batch size {cfg.batch_size} is larger than the {train_x.shape[0]} training images")
-    show = progress if progress is not None else (sys.stderr.isatty() and not os.environ.get("CI"))
-    bar = tqdm(range(start, cfg.epochs), initial=start, total=cfg.epochs, disable=not show,
-               desc=f"{cfg.label} L={cfg.layers}", unit="epoch", dynamic_ncols=True)
-    step = TrainStep(model, optimizer, cfg.batch_size, cfg.iw_samples, cfg.grad_clip, graph, use_compile(cfg.step_mode))
-    model.train()
+
+def _train_lockstep(todo: list[Trainer], progress: bool | None) -> None:
+    lead = todo[0]
+    group = GroupStep([t.step for t in todo], graph=all(t.graph for t in todo))
+    desc = f"{lead.cfg.label} L={lead.cfg.layers}" if len(todo) == 1 else f"{len(todo)} models"
+    bar = _progress_bar(progress, lead.start, lead.cfg.epochs, desc)
     for epoch in bar:
-        t0 = time.perf_counter()
-        beta = warmup_beta(epoch, cfg.warmup_epochs)
-        set_lr(optimizer, cfg.lr_at(epoch), graph)
-        order = torch.randperm(train_x.shape[0], generator=gen, device=device)
-        # Dynamic binarization: a fresh Bernoulli(pixel) sample of every training image each epoch.
-        xs = torch.bernoulli(train_x, generator=gen) if cfg.likelihood == "bernoulli" else train_x
-        meter = EpochMeter()
-        for b in range(n_batches):
-            stats = step(xs[order[b * cfg.batch_size:(b + 1) * cfg.batch_size]], beta)
-            meter.add(stats, cfg.batch_size)
-        record = {"epoch": epoch + 1, "beta": beta, **meter.read()}
-        if not all(map(math.isfinite, [record["train_elbo"], record["recon"], *record["kl_per_layer"]])):
-            last = ckpt.load_training_state(out).epoch if (out / ckpt.CHECKPOINT).is_file() else 0
-            raise TrainingError(f"epoch {epoch + 1}: the loss became NaN or infinite; stopped, the last good checkpoint "
-                                f"(epoch {last}) is intact; try --grad-clip 4 or a lower --lr")
-        record["seconds"] = time.perf_counter() - t0
-        last_epoch = epoch + 1 == cfg.epochs
-        if (epoch + 1) % cfg.eval_every == 0 or last_epoch:
-            record.update(evaluate_test(model, x_test))
-        ckpt.append_history(out, record)
-        if (epoch + 1) % cfg.snapshot_interval == 0 or last_epoch:
-            with eval_mode(model):
-                ckpt.save_snapshot(out, epoch + 1, posterior_means(model, x_test[points]))
-        out_of_time = deadline is not None and time.monotonic() > deadline
-        if (epoch + 1) % cfg.checkpoint_interval == 0 or last_epoch or out_of_time:
-            ckpt.save_checkpoint(out, model, optimizer, epoch + 1, _rng_state(gen, device))
-        bar.set_postfix(elbo=f"{record['train_elbo']:.2f}", beta=f"{beta:.2f}")
-        if out_of_time and not last_epoch:
+        for t in todo:
+            t.begin_epoch(epoch)
+        for b in range(lead.n_batches):
+            stats = group([t.batch(b) for t in todo], [t.beta for t in todo])
+            for t, s in zip(todo, stats):
+                t.meter.add(s, t.cfg.batch_size)
+        records = [t.end_epoch(epoch) for t in todo]
+        bar.set_postfix(elbo=f"{records[0]['train_elbo']:.2f}", beta=f"{records[0]['beta']:.2f}")
+        if any(t.out_of_time() for t in todo) and epoch + 1 < lead.cfg.epochs:
             print(f"time limit reached after epoch {epoch + 1}; continue with --resume", file=sys.stderr)
             break
     bar.close()
-    return out
