@@ -78,8 +78,10 @@ def main() -> None:
     c1, c2, c3 = st.columns([2, 2, 1])
     use = c1.radio("Codes", ["posterior means", "posterior samples"], horizontal=True, key="layers_codes",
                    help="means show the structure; samples add q's noise, which hides collapsed layers' emptiness less")
-    n = c2.select_slider("Test points", [500, 1000, 2000, 5000], value=common.TEST_POINTS, key="layers_n")
     try:
+        available = len(common.points_of(str(run.path), run.stamp, common.TEST_POINTS).labels)
+        sizes = [v for v in (500, 1000, 2000) if v < available] + [available]  # never more than the test set has
+        n = sizes[0] if len(sizes) == 1 else c2.select_slider("Test points", sizes, value=sizes[-1], key="layers_n")
         points = common.points_of(str(run.path), run.stamp, n)
         pcas = common.pcas_of(str(run.path), run.stamp, n, use == "posterior means")
     except Exception as e:  # noqa: BLE001  missing data, bad run: a message, not a traceback

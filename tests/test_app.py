@@ -179,6 +179,13 @@ def test_first_start_trains_the_demo_pair_in_the_background(tmp_path, monkeypatc
 
 # ---- Layers ---------------------------------------------------------------------------------
 
+def test_layers_offers_no_more_test_points_than_the_test_set_has(app):
+    page(app, "layers")
+    # digits has 360 test images: no point-count slider (all of them are shown), and the caption says so
+    assert not [sl for sl in app.select_slider if sl.label == "Test points"]
+    assert any(c.value.startswith("360 points") for c in app.caption)
+
+
 def test_layers_page_plots_every_layer_and_follows_the_selected_point(app):
     page(app, "layers")
     grid = by_title(app, "every latent layer")
