@@ -292,3 +292,13 @@ def test_runs_that_cannot_move_in_lockstep_train_on_their_own(tmp_path):
     a, b = train_group([(digits_cfg("vae", epochs=2), tmp_path / "a"), (digits_cfg("vae", epochs=3), tmp_path / "b")],
                        progress=False)
     assert [h["epoch"] for h in ckpt.read_history(a)] == [1, 2] and ckpt.load_model(b)[2] == 3
+
+
+def test_resume_removes_the_temporary_files_a_killed_writer_left(tmp_path):
+    run = train(digits_cfg("vae", epochs=1), tmp_path / "r", progress=False)
+    stale = [run / ".checkpoint.safetensors.abc123.tmp", run / ckpt.SNAPSHOTS / ".epoch_00002.safetensors.x.tmp"]
+    for p in stale:
+        p.write_bytes(b"half a file")
+    train(digits_cfg("vae", epochs=2), run, resume=True, progress=False)
+    assert not any(p.exists() for p in stale)
+    assert ckpt.load_model(run)[2] == 2

@@ -54,6 +54,14 @@ def atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
+def remove_stale_temp_files(run_dir: Path) -> None:
+    """Delete the temporary files a killed writer left (the file they were to replace is intact)."""
+    for folder in (Path(run_dir), Path(run_dir) / SNAPSHOTS):
+        if folder.is_dir():
+            for tmp in folder.glob(".*.tmp"):
+                tmp.unlink(missing_ok=True)
+
+
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
     cpu = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
     atomic_write(path, safetensors_bytes(cpu, metadata=metadata))

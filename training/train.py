@@ -172,6 +172,7 @@ class Trainer:
             _set_rng_state(state.rng, self.gen, device)
         self.start = start
         out.mkdir(parents=True, exist_ok=True)
+        ckpt.remove_stale_temp_files(out)  # one training process per run folder: leftovers are a killed run's
         ckpt.save_config(out, cfg)
         ckpt.truncate_history(out, start)
         ckpt.remove_snapshots_after(out, start)
