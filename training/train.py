@@ -5,6 +5,7 @@ import math
 import os
 import sys
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -137,12 +138,13 @@ class Trainer:
     end_epoch().
     """
 
-    def __init__(self, cfg: RunConfig, out: Path, resume: bool = False, deadline: float | None = None):
+    def __init__(self, cfg: RunConfig, out: Path, resume: bool = False, deadline: float | None = None,
+                 load: Callable[[str, str], Dataset] = load_dataset):
         self.deadline = deadline  # time.monotonic() after which the run checkpoints and stops
         self.out = out = Path(out)
         cfg = prepare_run(cfg, out, resume)
         self.device = device = resolve_device(cfg.device)
-        data = load_dataset(cfg.dataset, cfg.data_dir)
+        data = load(cfg.dataset, cfg.data_dir)
         if cfg.input_dim and cfg.input_dim != data.input_dim:
             raise UserError(f"{out}: the run was trained on {cfg.input_dim}-pixel data, {cfg.dataset} has {data.input_dim}")
         self.cfg = cfg = replace(cfg, input_dim=data.input_dim)
@@ -260,7 +262,15 @@ def train_group(runs: list[tuple[RunConfig, Path]], resume: bool | list[bool] = 
     """
     deadline = time.monotonic() + time_limit if time_limit else None  # one for the group: all stop together
     resumes = resume if isinstance(resume, list) else [resume] * len(runs)
-    trainers = [Trainer(cfg, out, r, deadline) for (cfg, out), r in zip(runs, resumes)]
+    datasets: dict[tuple[str, str], Dataset] = {}  # a group on MNIST reads and unpacks it once
+
+    def load(name: str, data_dir: str) -> Dataset:
+        key = (name, str(data_dir))
+        if key not in datasets:
+            datasets[key] = load_dataset(name, data_dir)
+        return datasets[key]
+
+    trainers = [Trainer(cfg, out, r, deadline, load) for (cfg, out), r in zip(runs, resumes)]
     # Runs that can move in lockstep (same epoch reached, epochs, batches, device) train together.
     groups: dict[tuple, list[Trainer]] = {}
     for t in trainers:
