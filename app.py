@@ -38,6 +38,8 @@ def freeze_heap() -> bool:
     import sklearn.decomposition  # noqa: F401
 
     import explorer.figures  # noqa: F401
+    from explorer.encode import limit_threads
+    limit_threads()  # once per process: per-request thread changes would leak between sessions
     gc.collect()
     gc.freeze()
     return True

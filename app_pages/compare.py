@@ -10,7 +10,7 @@ import streamlit as st
 
 from app_pages import common
 from explorer.figures import per_layer_bars
-from explorer.paper import PAPER, PAPER_MNIST, paper_reference, reproductions
+from explorer.paper import PAPER, PAPER_MNIST, paper_reference, reproductions, scale_note
 from explorer.runs import RunInfo, default_pair
 
 
@@ -32,10 +32,12 @@ def run_column(run: RunInfo, col) -> None:
         col.caption(f"IW over {iw['n']} points: {iw['source']}")
     ref = paper_reference(run.config) if run.config is not None else None
     if ref is not None:
-        col.info(f"Paper: log p(x) = **{ref:.2f}** nats (LVAE+BN+WU, 5 layers, IW-5000, MNIST; {PAPER}).")
+        col.info(f"Paper: log p(x) = **{ref:.2f}** nats (LVAE+BN+WU, 5 layers, IW-5000, MNIST; {PAPER}). "
+                 f"This run: {scale_note(run.config)}.")
     elif run.config is not None and run.config.dataset == "mnist":
         col.caption(f"{PAPER} report for MNIST: " + "; ".join(f"{k}: {v:.2f}" for k, v in PAPER_MNIST.items())
-                    + ". Their VAE vs LVAE grid at 1-5 layers (Fig. 3) has no printed numbers.")
+                    + f". Their VAE vs LVAE grid at 1-5 layers (Fig. 3) has no printed numbers. This run: "
+                    + f"{scale_note(run.config)}.")
     settings = common.settings_table(run)
     col.dataframe(pd.DataFrame({"setting": list(settings), "value": [str(v) for v in settings.values()]}),
                   hide_index=True, width="stretch")
@@ -85,7 +87,8 @@ def reproduction_section() -> None:
     for dataset, rows in found.items():
         table = pd.DataFrame([{**r, "active_units": "/".join(map(str, r["active_units"]))} for r in rows])
         st.caption(f"`results/paper-{dataset}.json`: test log-likelihood (IW, nats, mean over seeds ± sd) per "
-                   f"model and depth; `paper` is {PAPER}'s number where the paper prints one.")
+                   f"model, stage and depth; `paper` is {PAPER}'s number for exactly that model, depth, stage and "
+                   "training samples, else empty. The paper's pixels are bytes/256; see `pixel scale`.")
         st.dataframe(table, hide_index=True, width="stretch")
 
 

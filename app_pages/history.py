@@ -59,6 +59,9 @@ def replay(runs) -> None:
     except Exception as e:  # noqa: BLE001  a damaged snapshot file: say which, keep the page
         st.warning(f"{name}: snapshots unreadable ({e})")
         return
+    st.caption("Each snapshot holds the posterior means along the mean path (each layer's mean given the means of "
+               "the layers it depends on, nothing sampled) of 1,000 fixed test points: the quantity the Layers "
+               "page plots as \"posterior means\", projected here on each epoch's own PCA.")
     mode = st.radio("View", ["epoch slider", "animation (play button)"], horizontal=True, key="training_replay_mode")
     if mode == "epoch slider":
         epoch = st.select_slider("Epoch", epochs, value=epochs[-1], key="training_replay_epoch")

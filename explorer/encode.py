@@ -23,7 +23,7 @@ from training.config import RunConfig
 from training.data import load_dataset
 from training.errors import CheckpointError, DataError, UserError
 from training.model import HierarchicalVAE
-from training.train import eval_mode, test_tensors
+from training.train import test_tensors
 
 BATCH = 1000
 # The explorer's forward passes are many small kernels: a second thread gains
@@ -49,28 +49,30 @@ IMAGE_SHAPES = {"digits": (8, 8), "mnist": (28, 28), "fashion-mnist": (28, 28), 
 
 @contextmanager
 def evaluating(model: HierarchicalVAE) -> Iterator[HierarchicalVAE]:
-    """No autograd, BN on its running statistics, at most THREADS threads; all restored after."""
-    threads = torch.get_num_threads()
-    if threads > THREADS:
+    """No autograd, BN on its running statistics.
+
+    Touches no process-wide state (torch's global RNG, its thread count): the app serves many
+    sessions from threads of one process, so per-request changes would leak between them.
+    The server sets the thread count once (limit_threads) and seeds draws with generators.
+    """
+    model.eval()  # cached models are always in eval mode; this only makes sure
+    with torch.inference_mode():
+        yield model
+
+
+def limit_threads() -> None:
+    """Torch's intra-op threads for the whole app process, set once at start ($LVAE_THREADS, default 1)."""
+    if torch.get_num_threads() > THREADS:
         torch.set_num_threads(THREADS)
-    try:
-        with torch.inference_mode(), eval_mode(model):
-            yield model
-    finally:
-        if threads > THREADS:
-            torch.set_num_threads(threads)
 
 
 def device_of(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
-@contextmanager
-def seeded(seed: int, device: torch.device) -> Iterator[None]:
-    """Seed torch's global generator(s) for the block, leaving the caller's RNG state untouched."""
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(seed)
-        yield
+def generator(seed: int, device: torch.device) -> torch.Generator:
+    """A generator of its own for one request's seeded draws (never torch's global one)."""
+    return torch.Generator(device=device).manual_seed(seed)
 
 
 def as_tensor(x: np.ndarray, model: torch.nn.Module) -> torch.Tensor:
@@ -106,7 +108,7 @@ def test_points(cfg: RunConfig, run_dir: Path, n: int = 5000, data_dir: str | No
     at training time) stand in. Raises UserError if neither is available.
     """
     try:
-        x, y, shape = _test_set(cfg.dataset, str(data_dir or cfg.data_dir), cfg.likelihood)
+        x, y, shape = _test_set(cfg.dataset, str(data_dir or cfg.data_dir), cfg.likelihood, cfg.pixel_scale)
     except DataError as e:
         return _snapshot_points(cfg, Path(run_dir), n, str(e))
     if x.shape[1] != cfg.input_dim:
@@ -116,10 +118,11 @@ def test_points(cfg: RunConfig, run_dir: Path, n: int = 5000, data_dir: str | No
 
 
 @functools.lru_cache(maxsize=2)
-def _test_set(dataset: str, data_dir: str, likelihood: str) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+def _test_set(dataset: str, data_dir: str, likelihood: str,
+              pixel_scale: int) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
     """The whole binarized test set, read once: MNIST's files take a second or more to decompress,
     and pages ask for different numbers of points and for two runs on the same data."""
-    data = load_dataset(dataset, data_dir)
+    data = load_dataset(dataset, data_dir, pixel_scale)
     x, y = test_tensors(data, RunConfig(dataset=dataset, likelihood=likelihood, layers=1), torch.device("cpu"))
     x, y = x.numpy(), y.numpy().astype(np.int64)
     x.setflags(write=False)
@@ -155,12 +158,13 @@ def encode(model: HierarchicalVAE, images: np.ndarray, seed: int = 0) -> Encodin
     """Every layer's posterior mean and one (seeded) posterior sample of each image, in batches."""
     means: list[list[np.ndarray]] = [[] for _ in model.cfg.latent_sizes]
     samples: list[list[np.ndarray]] = [[] for _ in model.cfg.latent_sizes]
-    with evaluating(model), seeded(seed, device_of(model)):
+    g = generator(seed, device_of(model))
+    with evaluating(model):
         for start in range(0, len(images), BATCH):
             x = as_tensor(images[start:start + BATCH], model)
             for i, z in enumerate(model.encode(x, sample=False)):
                 means[i].append(z.cpu().numpy())
-            for i, z in enumerate(model.encode(x, sample=True)):
+            for i, z in enumerate(model.encode(x, sample=True, generator=g)):
                 samples[i].append(z.cpu().numpy())
     empty = [np.zeros((0, u), np.float32) for u in model.cfg.latent_sizes]
     return Encoding([np.concatenate(m) if m else e for m, e in zip(means, empty)],

@@ -14,7 +14,7 @@ import torch
 
 from training.model import HierarchicalVAE
 
-from .encode import BATCH, LayerPCA, as_tensor, device_of, evaluating, seeded
+from .encode import BATCH, LayerPCA, as_tensor, device_of, evaluating
 
 
 def _mean_path_down(model: HierarchicalVAE, layer: int, z: torch.Tensor) -> torch.Tensor:
@@ -148,8 +148,7 @@ def hierarchy_decomposition(model: HierarchicalVAE, image: np.ndarray, keep_top:
         raise ValueError(f"keep_top must be between 0 and {n_layers}, got {keep_top}")
     g = torch.Generator().manual_seed(seed)
     with evaluating(model):
-        with seeded(seed, device_of(model)):
-            zs = model.encode(as_tensor(np.reshape(image, (1, -1)), model), sample=True)
+        zs = model.encode(as_tensor(np.reshape(image, (1, -1)), model), sample=True, generator=g)
         fixed = {i: zs[i].expand(n, -1) for i in range(n_layers - keep_top, n_layers)}
         return _images(model, _sample_down(model, fixed, n, 1.0, g))
 

@@ -98,7 +98,14 @@ def test_train_command_round_trips_every_config_field():
     from training.config import RunConfig
     cfg = RunConfig(model="vae", layers=2, dataset="mnist", data_dir="d", hidden_sizes=[7, 5], latent_sizes=[3, 2],
                     batch_norm=False, warmup_epochs=0, likelihood="gaussian", epochs=9, batch_size=17, lr=0.01,
-                    lr_decay=0.75, lr_decay_every=200, init_from="runs/a", iw_samples=4, grad_clip=4.0,
-                    eval_every=3, snapshot_every=2, checkpoint_every=5, seed=7, device="cpu", step_mode="eager")
+                    lr_decay=0.75, lr_decay_every=200, init_from="runs/a", iw_samples=4, grad_clip=3.5,
+                    eval_every=3, snapshot_every=2, checkpoint_every=5, seed=7, device="cpu", step_mode="eager",
+                    pixel_scale=255, mc_samples=3, adam_eps=1e-8, grad_clip_value=0.0, skip_limit=4, init="torch",
+                    bn_heads=True, up_from_mean=True, separate_top_down=True, mirror_generative_widths=True)
     argv = train_command(cfg, Path("out"))[3:]  # drop "python -m training"
     assert config_from_args(build_parser().parse_args(argv)) == cfg
+    # and every field differs from its default here, so a field the CLI forgot would show
+    defaults = RunConfig(model="vae", layers=2, dataset="mnist", hidden_sizes=[7, 5], latent_sizes=[3, 2])
+    import dataclasses
+    same = [f.name for f in dataclasses.fields(cfg) if getattr(cfg, f.name) == getattr(defaults, f.name)]
+    assert set(same) <= {"model", "layers", "dataset", "hidden_sizes", "latent_sizes", "input_dim", "format_version"}, same

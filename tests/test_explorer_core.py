@@ -198,12 +198,45 @@ def test_test_points_fall_back_to_snapshot(lvae, runs_root, monkeypatch, tmp_pat
     assert "digits test set" in test_points(cfg, runs_root / "tiny-lvae", n=50).source
 
 
-def test_inference_runs_on_few_threads(lvae, points):
-    threads = torch.get_num_threads()
-    with encode_mod.evaluating(lvae[0]):
-        assert torch.get_num_threads() == min(threads, encode_mod.THREADS)
-        assert not torch.is_grad_enabled()
-    assert torch.get_num_threads() == threads
+def test_requests_leave_torch_global_state_alone(lvae, points):
+    """The app serves sessions from threads of one process: a request must neither seed torch's global
+    RNG nor change its thread count."""
+    from explorer import traverse
+    model = lvae[0]
+    threads, rng = torch.get_num_threads(), torch.get_rng_state()
+    with encode_mod.evaluating(model):
+        assert torch.get_num_threads() == threads and not torch.is_grad_enabled()
+    encode_mod.encode(model, points.images[:20], seed=3)
+    traverse.prior_samples(model, 4, seed=5)
+    traverse.hierarchy_decomposition(model, points.images[0], keep_top=2, n=3, seed=7)
+    assert torch.get_num_threads() == threads and torch.equal(torch.get_rng_state(), rng)
+
+
+def test_interleaved_seeded_requests_give_what_each_gives_alone(lvae, points):
+    """Two sessions' seeded draws, interleaved in two threads, equal each one run alone."""
+    import threading
+
+    from explorer import traverse
+    model = lvae[0]
+    alone = {s: (traverse.prior_samples(model, 6, seed=s), encode_mod.encode(model, points.images[:50], seed=s).samples)
+             for s in (1, 2)}
+    got: dict = {}
+
+    def request(seed: int) -> None:
+        for _ in range(5):
+            got[seed] = (traverse.prior_samples(model, 6, seed=seed),
+                         encode_mod.encode(model, points.images[:50], seed=seed).samples)
+            assert np.array_equal(got[seed][0], alone[seed][0])
+
+    threads = [threading.Thread(target=request, args=(s,)) for s in (1, 2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for s in (1, 2):
+        assert np.array_equal(got[s][0], alone[s][0])
+        assert all(np.array_equal(a, b) for a, b in zip(got[s][1], alone[s][1]))
+    assert not np.array_equal(alone[1][0], alone[2][0])
 
 
 def test_encode_shapes_and_determinism(lvae, points):

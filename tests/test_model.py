@@ -161,3 +161,106 @@ def test_gaussian_likelihood_for_continuous_data():
     loss.backward()
     assert torch.isfinite(loss)
     assert net.generative.decode(torch.randn(3, 16)).shape == (3, 64)
+
+
+@pytest.mark.parametrize("option", ["bn_heads", "up_from_mean", "separate_top_down", "mirror_generative_widths"])
+@pytest.mark.parametrize("model", ["vae", "lvae"])
+def test_the_authors_variants_build_train_and_change_the_network(model, option):
+    base, variant = HierarchicalVAE(small_cfg(model)), HierarchicalVAE(small_cfg(model, **{option: True}))
+    shapes = lambda m: {k: tuple(t.shape) for k, t in m.state_dict().items()}  # noqa: E731
+    lvae_only = option in ("up_from_mean", "separate_top_down")
+    assert (shapes(base) == shapes(variant)) == (model == "vae" and lvae_only)
+    x = torch.rand(8, 64).bernoulli()
+    loss, _ = elbo_loss(variant, x, beta=1.0)
+    loss.backward()
+    assert torch.isfinite(loss)
+
+
+def test_bn_heads_normalise_the_latent_heads():
+    net = HierarchicalVAE(small_cfg("lvae", bn_heads=True))
+    head = net.inference.heads[0]
+    assert isinstance(head.mu[1], torch.nn.BatchNorm1d) and isinstance(head.var[1], torch.nn.BatchNorm1d)
+    assert isinstance(net.generative.priors[0].head.mu[1], torch.nn.BatchNorm1d)
+
+
+def test_up_from_mean_feeds_the_upward_blocks_the_mean_of_the_layer_below():
+    net = HierarchicalVAE(small_cfg("lvae", up_from_mean=True)).eval()
+    x = torch.rand(4, 64).bernoulli()
+    up = net.inference.upward(x)
+    again = net.inference.heads[1](net.inference.up[1](up[0][0]))
+    assert torch.allclose(up[1][0], again[0])
+
+
+def test_separate_top_down_merges_with_q_own_network_not_with_p():
+    from training.distributions import precision_weighted_merge
+    net = HierarchicalVAE(small_cfg("lvae", layers=2, separate_top_down=True)).eval()
+    x = torch.rand(4, 64).bernoulli()
+    with torch.no_grad():
+        layers = net.inference(x, net.generative)
+        mu_hat, var_hat = net.inference.upward(x)[0]
+        mu_td, var_td = net.inference.top_down[0](layers[1].z)
+        mu_q, _ = precision_weighted_merge(mu_hat, var_hat, mu_td, var_td)
+        mu_p, _ = net.generative.prior(0, layers[1].z)
+    assert torch.allclose(layers[0].mu_q, mu_q) and torch.allclose(layers[0].mu_p, mu_p)
+    assert not torch.allclose(mu_td, mu_p)
+
+
+def test_mirrored_generative_widths_are_those_of_the_layer_above():
+    net = HierarchicalVAE(small_cfg("vae", mirror_generative_widths=True))
+    h = net.cfg.hidden_sizes
+    assert [p.mlp[0].out_features for p in net.generative.priors] == [h[1], h[2]]
+
+
+def test_glorot_init_is_the_authors():
+    torch.manual_seed(0)
+    net = HierarchicalVAE(small_cfg("lvae", layers=1, hidden_sizes=[400], latent_sizes=[300]))
+    w = net.inference.up[0][0].weight  # an MLP layer: Glorot normal, gain sqrt 2
+    assert w.std().item() == pytest.approx(2 ** 0.5 * (2 / (64 + 400)) ** 0.5, rel=0.05)
+    head = net.inference.heads[0].mu.weight  # a head: gain 1, bias 0
+    assert head.std().item() == pytest.approx((2 / (400 + 300)) ** 0.5, rel=0.05)
+    assert torch.count_nonzero(net.inference.heads[0].mu.bias) == 0
+
+
+def test_mc_samples_average_the_elbo_outside_the_log():
+    """M Monte-Carlo samples (outside the log) train on the mean of M ELBO estimates; with K importance
+    samples as well, on the mean of M bounds L_K."""
+    net = HierarchicalVAE(small_cfg("lvae")).eval()
+    x = torch.rand(6, 64).bernoulli()
+    with torch.no_grad():
+        torch.manual_seed(0)
+        loss_m, stats_m = elbo_loss(net, x, 1.0, mc_samples=4)
+        torch.manual_seed(0)
+        fp = net(x, n_samples=4)
+        kl = sum(layer.kl().sum(-1) for layer in fp.layers)
+        assert torch.allclose(loss_m, -(fp.log_px - kl).mean())
+        assert torch.allclose(stats_m.elbo, (fp.log_px - kl).sum() / 4)
+        torch.manual_seed(1)
+        loss_mk, _ = elbo_loss(net, x, 1.0, iw_samples=3, mc_samples=2)
+        torch.manual_seed(1)
+        log_w = log_importance_weights(net(x, n_samples=6)).view(2, 3, -1)
+        bounds = torch.stack([importance_weighted_bound(log_w[m]) for m in range(2)])
+        assert torch.allclose(loss_mk, -bounds.mean())
+
+
+@pytest.mark.parametrize("model", ["vae", "lvae"])
+def test_recomputed_bn_statistics_are_the_exact_moments_of_each_bn_input_over_the_training_set(model):
+    from training.evaluate import recompute_bn_statistics
+    torch.manual_seed(0)
+    net = HierarchicalVAE(small_cfg(model))
+    x = torch.rand(300, 64).bernoulli()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    torch.manual_seed(5)
+    twin = recompute_bn_statistics(net, x)
+    assert all(torch.equal(v, before[k]) for k, v in net.state_dict().items())  # the model itself is untouched
+    seen = {}
+    bns = {m: name for name, m in twin.named_modules() if isinstance(m, torch.nn.BatchNorm1d)}
+    hooks = [m.register_forward_hook(lambda mod, inp, out: seen.__setitem__(mod, inp[0].detach())) for m in bns]
+    torch.manual_seed(5)  # the same sampling noise as the recomputing pass
+    with torch.no_grad():
+        twin(x)  # eval mode: every layer normalises with the recomputed statistics
+    for h in hooks:
+        h.remove()
+    assert len(seen) == len(bns) > 0
+    for m, inp in seen.items():
+        assert torch.allclose(m.running_mean, inp.mean(0), atol=1e-5), bns[m]
+        assert torch.allclose(m.running_var, inp.var(0, unbiased=False), rtol=1e-4, atol=1e-6), bns[m]

@@ -4,7 +4,9 @@ import json
 import pytest
 
 from training.errors import UserError
-from training.reproduce import PAPER_MNIST, grid, markdown_table, reproduce
+from training import checkpoint as ckpt
+from training.paper import PAPER_MNIST, paper_iw_ll
+from training.reproduce import grid, markdown_table, reproduce
 
 
 def test_grid_is_the_papers_four_configurations_by_layers():
@@ -16,11 +18,30 @@ def test_grid_is_the_papers_four_configurations_by_layers():
     e = next(e for e in entries if e.cfg.label == "LVAE+BN+WU" and e.cfg.layers == 5)
     assert (e.cfg.lr, e.cfg.batch_size, e.cfg.warmup_epochs, e.cfg.epochs) == (2e-3, 256, 200, 2000)
     assert e.cfg.hidden_sizes == [512, 256, 128, 64, 32] and e.cfg.latent_sizes == [64, 32, 16, 8, 4]
-    ft = grid("mnist", "d", ["lvae+bn+wu"], [5], 1, 2000, 200, 10, 100, 10, "auto", 100)
-    assert [x.name for x in ft] == ["lvae-bn-wu-L5-iw10-s0", "lvae-bn-wu-L5-iw10-s0-ft"]
-    assert (ft[1].cfg.lr_decay, ft[1].cfg.lr_decay_every, ft[1].cfg.iw_samples, ft[1].variant) == \
-        (0.75, 200, 10, "finetuned+iw")
+    # the authors' optimizer, clipping, initialisation and pixel scale
+    assert (e.cfg.adam_eps, e.cfg.grad_clip, e.cfg.grad_clip_value, e.cfg.init, e.cfg.pixel_scale) == \
+        (1e-4, 4.0, 0.9, "glorot", 256)
+    ft = grid("mnist", "d", ["lvae+bn+wu"], [5], 1, 2000, 200, 1, 100, 10, "auto", 100)
+    assert [(x.name, x.stage, x.parent) for x in ft] == [
+        ("lvae-bn-wu-L5-s0", "base", ""), ("lvae-bn-wu-L5-s0-ft", "finetune", "lvae-bn-wu-L5-s0"),
+        ("lvae-bn-wu-L5-s0-ftiw", "finetune+iw", "lvae-bn-wu-L5-s0")]
+    for x, samples in zip(ft[1:], [(10, 1), (1, 10)]):
+        assert (x.cfg.lr_decay, x.cfg.lr_decay_every, x.cfg.warmup_epochs, x.cfg.epochs) == (0.75, 200, 0, 100)
+        assert (x.cfg.mc_samples, x.cfg.iw_samples) == samples
     assert ft[1].cfg.lr_at(399) == pytest.approx(2e-3 * 0.75)
+
+
+def test_the_papers_numbers_stand_only_beside_rows_trained_as_the_paper_did():
+    assert paper_iw_ll("mnist", "lvae+bn+wu", 5, "base", 1, 1) == -82.12
+    assert paper_iw_ll("mnist", "lvae+bn+wu", 5, "finetune", 10, 1) == -81.84
+    assert paper_iw_ll("mnist", "lvae+bn+wu", 5, "finetune+iw", 1, 10) == -81.74
+    assert paper_iw_ll("mnist", "lvae+bn+wu", 5, "base", 1, 10) is None        # an IW-trained base is not -82.12
+    assert paper_iw_ll("mnist", "lvae+bn+wu", 5, "finetune", 1, 10) is None    # IW fine-tuning is not -81.84
+    assert paper_iw_ll("mnist", "lvae+bn+wu", 5, "finetune+iw", 1, 10, base_iw_samples=10) is None
+    assert paper_iw_ll("mnist", "lvae+bn+wu", 4, "base", 1, 1) is None
+    assert paper_iw_ll("mnist", "vae+bn+wu", 5, "base", 1, 1) is None
+    assert paper_iw_ll("digits", "lvae+bn+wu", 5, "base", 1, 1) is None
+    assert set(PAPER_MNIST.values()) == {-82.12, -81.84, -81.74}
 
 
 def test_tiny_grid_runs_resumes_and_tables(tmp_path):
@@ -30,14 +51,21 @@ def test_tiny_grid_runs_resumes_and_tables(tmp_path):
     path, complete = reproduce("digits", "data", out, **kw)
     assert complete
     results = json.loads(path.read_text())
-    assert sorted(r["name"] for r in results) == ["lvae-bn-wu-L1-s0", "lvae-bn-wu-L1-s0-ft",
-                                                  "lvae-bn-wu-L1-s1", "lvae-bn-wu-L1-s1-ft"]
+    assert sorted(r["name"] for r in results) == sorted(f"lvae-bn-wu-L1-s{s}{t}" for s in (0, 1)
+                                                        for t in ("", "-ft", "-ftiw"))
     for r in results:
         assert {"model", "layers", "bn", "warmup", "epochs", "iw_samples", "iw_ll", "elbo", "active_units",
-                "kl_per_layer", "seconds", "device", "date"} <= set(r)
-        assert r["iw_ll"] < 0 and len(r["active_units"]) == 1
-    ft = next(r for r in results if r["name"] == "lvae-bn-wu-L1-s0-ft")
-    assert ft["variant"] == "finetuned" and ft["train_iw_samples"] == 10
+                "kl_per_layer", "seconds", "device", "date", "stage", "train_mc_samples", "train_iw_samples",
+                "stage_epochs", "pixel_scale", "paper_iw_ll", "bn_stats"} <= set(r)
+        assert r["iw_ll"] < 0 and len(r["active_units"]) == 1 and r["bn_stats"] == "recomputed"
+        assert r["paper_iw_ll"] is None and r["pixel_scale"] is None  # digits: no paper number, no byte scale
+    by = {r["name"]: r for r in results}
+    assert (by["lvae-bn-wu-L1-s0-ft"]["stage"], by["lvae-bn-wu-L1-s0-ft"]["train_mc_samples"],
+            by["lvae-bn-wu-L1-s0-ft"]["train_iw_samples"]) == ("finetune", 10, 1)
+    assert (by["lvae-bn-wu-L1-s0-ftiw"]["stage"], by["lvae-bn-wu-L1-s0-ftiw"]["train_iw_samples"]) == ("finetune+iw", 10)
+    assert by["lvae-bn-wu-L1-s0-ft"]["stage_epochs"] == {"base": 2, "finetune": 1}
+    cfg = ckpt.load_config(out / "runs" / "lvae-bn-wu-L1-s0")
+    assert (cfg.grad_clip, cfg.grad_clip_value, cfg.adam_eps) == (4.0, 0.9, 1e-4)
     md = (out / "paper-digits.md").read_text()
     assert "± " in md and "LVAE+BN+WU" in md
     # a second call finds everything done and changes nothing
@@ -47,10 +75,42 @@ def test_tiny_grid_runs_resumes_and_tables(tmp_path):
 
 
 def test_markdown_quotes_the_paper_only_for_mnist():
-    r = {"model": "lvae+bn+wu", "variant": "plain", "layers": 5, "train_iw_samples": 1, "iw_ll": -83.0,
-         "iw_samples": 5000, "elbo": -85.0, "active_units": [64, 32, 16, 8, 4]}
-    assert f"{PAPER_MNIST[('lvae+bn+wu', 5, 'plain')]:.2f}" in markdown_table([r], "mnist")
+    r = {"model": "lvae+bn+wu", "stage": "base", "layers": 5, "train_mc_samples": 1, "train_iw_samples": 1,
+         "iw_ll": -83.0, "iw_samples": 5000, "elbo": -85.0, "active_units": [64, 32, 16, 8, 4], "pixel_scale": 256}
+    assert f"{PAPER_MNIST[('lvae+bn+wu', 5, 'base')]:.2f}" in markdown_table([r], "mnist")
+    assert "1/256" in markdown_table([r], "mnist")
     assert "-82.12" not in markdown_table([r], "digits")
+    assert "-82.12" not in markdown_table([{**r, "train_iw_samples": 10}], "mnist")
+    # a row written before stages existed: its legacy "finetuned" (an IW-10 fine-tune) gets no paper number
+    legacy = {k: v for k, v in r.items() if k not in ("stage", "train_mc_samples", "pixel_scale")}
+    assert "-81.84" not in markdown_table([{**legacy, "variant": "finetuned", "train_iw_samples": 10}], "mnist")
+
+
+def test_a_killed_worker_stops_the_grid_cleanly_and_the_next_call_completes_it(tmp_path, monkeypatch):
+    """A worker that dies (here: SIGKILLed as it starts its second group) makes reproduce stop the others, name
+    the failed entry and keep the finished results; the same command then resumes and completes the grid."""
+    import subprocess
+    import sys as _sys
+    out = tmp_path / "results"
+    kw = dict(models=["vae+bn+wu", "lvae+bn+wu"], layers=[1], seeds=1, epochs=2, warmup_epochs=1,
+              eval_samples=5, eval_every=1, device="cpu", jobs=1, group=1)
+    real = subprocess.Popen
+    started = []
+
+    def popen(cmd, *a, **k):
+        started.append(cmd)
+        if len(started) == 2:  # the second worker dies at once, as if killed
+            return real([_sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"], *a, **k)
+        return real(cmd, *a, **k)
+
+    monkeypatch.setattr(subprocess, "Popen", popen)
+    with pytest.raises(UserError, match=r"lvae-bn-wu-L1-s0: worker exited.*run the same command again"):
+        reproduce("digits", "data", out, **kw)
+    assert [r["name"] for r in json.loads((out / "paper-digits.json").read_text())] == ["vae-bn-wu-L1-s0"]
+    monkeypatch.setattr(subprocess, "Popen", real)
+    path, complete = reproduce("digits", "data", out, **kw)
+    assert complete
+    assert sorted(r["name"] for r in json.loads(path.read_text())) == ["lvae-bn-wu-L1-s0", "vae-bn-wu-L1-s0"]
 
 
 def test_bad_grid_arguments():

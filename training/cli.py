@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from .config import DATASETS, DEVICES, LIKELIHOODS, MODELS, STEP_MODES, RunConfig
+from .config import DATASETS, DEVICES, INITS, LIKELIHOODS, MODELS, PIXEL_SCALES, STEP_MODES, RunConfig
 from .errors import UserError
 
 
@@ -52,8 +52,22 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--init-from", default="", help="start from the weights of this run folder (fine-tuning)")
     t.add_argument("--time-limit", type=float, default=None,
                    help="seconds; then checkpoint after the current epoch and stop (continue with --resume)")
-    t.add_argument("--iw-samples", type=int, default=1, help="K of the importance-weighted bound to train on")
-    t.add_argument("--grad-clip", type=float, default=0.0, help="clip the gradient norm (the authors used 4); 0 = off")
+    t.add_argument("--pixel-scale", type=int, choices=PIXEL_SCALES, default=256,
+                   help="MNIST/Fashion-MNIST pixels are bytes/this (256: the authors' data; 255: 255 becomes 1.0)")
+    t.add_argument("--iw-samples", type=int, default=1, help="importance samples inside the log of the training bound")
+    t.add_argument("--mc-samples", type=int, default=1, help="Monte-Carlo samples averaged outside the log (authors' eq_samples)")
+    t.add_argument("--adam-eps", type=float, default=1e-4, help="Lasagne-style Adam epsilon (authors: 1e-4)")
+    t.add_argument("--grad-clip", type=float, default=4.0, help="scale the gradient's total norm to at most this (authors: 4); 0 = off")
+    t.add_argument("--grad-clip-value", type=float, default=0.9, help="then clip each gradient element to +-this (authors: 0.9); 0 = off")
+    t.add_argument("--skip-limit", type=int, default=10, help="stop after this many consecutive non-finite (skipped) steps")
+    t.add_argument("--init", choices=INITS, default=RunConfig.init, help="weight initialisation (glorot: the authors')")
+    t.add_argument("--bn-heads", action="store_true", help="BN on every latent mean and variance head (authors' code)")
+    t.add_argument("--up-from-mean", action="store_true",
+                   help="LVAE: each upward block reads the bottom-up mean of the layer below (authors' only_mu_up)")
+    t.add_argument("--separate-top-down", action="store_true",
+                   help="LVAE: q merges with a top-down network of its own, not p (authors' ladder_share_params False)")
+    t.add_argument("--mirror-generative-widths", action="store_true",
+                   help="p(z_i|z_i+1) as wide as layer i+1's MLP, mirroring the encoder (authors' VAE)")
     t.add_argument("--eval-every", type=int, default=10, help="epochs between test-set evaluations")
     t.add_argument("--snapshot-every", type=int, default=0, help="epochs between latent snapshots (0: ten per run)")
     t.add_argument("--checkpoint-every", type=int, default=0, help="epochs between checkpoints (0: fifty per run)")
@@ -72,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--iw-samples", type=int, default=5000, help="importance samples (paper: 5000)")
     e.add_argument("--data-dir", default=None, help="dataset folder (default: the one the run was trained with)")
     e.add_argument("--device", choices=DEVICES, default="auto")
+    e.add_argument("--bn-stats", choices=("recomputed", "running"), default="recomputed",
+                   help="BN statistics: recomputed over the training set as the authors did (default), or training's running averages")
     e.add_argument("--json", action="store_true", help="print one JSON object")
 
     r = sub.add_parser("reproduce", help="train and evaluate the paper's grid (VAE, VAE+BN, VAE+BN+WU, LVAE+BN+WU x 1-5 layers)")
@@ -84,9 +100,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seeds", type=int, default=1, help="seeds per configuration, for error bars")
     r.add_argument("--epochs", type=int, default=2000)
     r.add_argument("--warmup-epochs", type=int, default=200)
-    r.add_argument("--iw-samples", type=int, default=1, help="K to train with (paper's IW training: 10)")
-    r.add_argument("--finetune-epochs", type=int, default=0, help="continue each model this long, lr x0.75 every 200 epochs")
-    r.add_argument("--finetune-iw-samples", type=int, default=10)
+    r.add_argument("--iw-samples", type=int, default=1, help="importance samples K to train the base runs with")
+    r.add_argument("--mc-samples", type=int, default=1, help="Monte-Carlo samples M to train the base runs with")
+    r.add_argument("--finetune-epochs", type=int, default=0,
+                   help="also run the paper's two fine-tuning stages from each base run for this many epochs "
+                        "(beta 1, lr x0.75 every 200 epochs)")
+    r.add_argument("--finetune-mc-samples", type=int, default=10, help="Monte-Carlo samples of the 'finetune' stage")
+    r.add_argument("--finetune-iw-samples", type=int, default=10, help="importance samples of the 'finetune+iw' stage")
+    r.add_argument("--pixel-scale", type=int, choices=PIXEL_SCALES, default=256, help="pixels are bytes/this (authors: 256)")
     r.add_argument("--eval-samples", type=int, default=5000, help="importance samples for the test log-likelihood")
     r.add_argument("--eval-every", type=int, default=100)
     r.add_argument("--jobs", type=int, default=1, help="worker processes at once (on one GPU too)")
@@ -108,7 +129,10 @@ def config_from_args(a: argparse.Namespace) -> RunConfig:
         batch_norm=not a.no_bn, warmup_epochs=0 if a.no_warmup else a.warmup_epochs,
         likelihood=a.likelihood, data_dir=a.data_dir, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr,
         lr_decay=a.lr_decay, lr_decay_every=a.lr_decay_every, init_from=a.init_from,
-        iw_samples=a.iw_samples, grad_clip=a.grad_clip, eval_every=a.eval_every,
+        pixel_scale=a.pixel_scale, iw_samples=a.iw_samples, mc_samples=a.mc_samples, adam_eps=a.adam_eps,
+        grad_clip=a.grad_clip, grad_clip_value=a.grad_clip_value, skip_limit=a.skip_limit, init=a.init,
+        bn_heads=a.bn_heads, up_from_mean=a.up_from_mean, separate_top_down=a.separate_top_down,
+        mirror_generative_widths=a.mirror_generative_widths, eval_every=a.eval_every,
         snapshot_every=a.snapshot_every, checkpoint_every=a.checkpoint_every, seed=a.seed, device=a.device, step_mode=a.step_mode)
 
 
@@ -119,11 +143,17 @@ def train_command(cfg: RunConfig, out: Path, resume: bool = False) -> list[str]:
            "--hidden-sizes", ",".join(map(str, cfg.hidden_sizes)), "--latent-sizes", ",".join(map(str, cfg.latent_sizes)),
            "--epochs", str(cfg.epochs), "--batch-size", str(cfg.batch_size), "--lr", str(cfg.lr),
            "--lr-decay", str(cfg.lr_decay), "--lr-decay-every", str(cfg.lr_decay_every),
-           "--iw-samples", str(cfg.iw_samples), "--grad-clip", str(cfg.grad_clip), "--eval-every", str(cfg.eval_every),
+           "--pixel-scale", str(cfg.pixel_scale), "--iw-samples", str(cfg.iw_samples),
+           "--mc-samples", str(cfg.mc_samples), "--adam-eps", repr(cfg.adam_eps), "--grad-clip", repr(cfg.grad_clip),
+           "--grad-clip-value", repr(cfg.grad_clip_value), "--skip-limit", str(cfg.skip_limit), "--init", cfg.init,
+           "--eval-every", str(cfg.eval_every),
            "--snapshot-every", str(cfg.snapshot_every), "--checkpoint-every", str(cfg.checkpoint_every),
            "--seed", str(cfg.seed), "--device", cfg.device, "--step-mode", cfg.step_mode, "--out", str(out)]
     cmd += ["--warmup-epochs", str(cfg.warmup_epochs)] if cfg.warmup_epochs else ["--no-warmup"]
     cmd += [] if cfg.batch_norm else ["--no-bn"]
+    cmd += [flag for flag, on in (("--bn-heads", cfg.bn_heads), ("--up-from-mean", cfg.up_from_mean),
+                                  ("--separate-top-down", cfg.separate_top_down),
+                                  ("--mirror-generative-widths", cfg.mirror_generative_widths)) if on]
     cmd += ["--init-from", cfg.init_from] if cfg.init_from else []
     return cmd + (["--resume"] if resume else [])
 
@@ -141,17 +171,20 @@ def run(argv: list[str] | None = None) -> int:
         from .evaluate import evaluate_run, format_report
         if a.iw_samples < 1:
             raise UserError("--iw-samples must be at least 1")
-        result = evaluate_run(a.run_dir, a.iw_samples, a.data_dir, a.device)
+        result = evaluate_run(a.run_dir, a.iw_samples, a.data_dir, a.device, bn_stats=a.bn_stats)
         print(json.dumps(result) if a.json else format_report(result))
     elif a.command == "reproduce":
         from .reproduce import reproduce
         for name, value in (("--seeds", a.seeds), ("--epochs", a.epochs), ("--jobs", a.jobs), ("--group", a.group),
-                            ("--eval-samples", a.eval_samples), ("--iw-samples", a.iw_samples)):
+                            ("--eval-samples", a.eval_samples), ("--iw-samples", a.iw_samples),
+                            ("--mc-samples", a.mc_samples), ("--finetune-mc-samples", a.finetune_mc_samples),
+                            ("--finetune-iw-samples", a.finetune_iw_samples)):
             if value < 1:
                 raise UserError(f"{name} must be at least 1")
         path, complete = reproduce(a.dataset, a.data_dir, a.out, a.models, a.layers, a.seeds, a.epochs,
                                    a.warmup_epochs, a.iw_samples, a.finetune_epochs, a.finetune_iw_samples,
-                                   a.eval_samples, a.jobs, a.device, a.eval_every, a.time_limit, a.group)
+                                   a.eval_samples, a.jobs, a.device, a.eval_every, a.time_limit, a.group,
+                                   a.mc_samples, a.finetune_mc_samples, a.pixel_scale)
         print(f"{'complete' if complete else 'partial (run the same command again to continue)'}: {path}")
     elif a.command == "demo":
         from .demo import run_demo

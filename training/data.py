@@ -61,15 +61,28 @@ class Dataset:
         return int(self.train_x.shape[1])
 
 
-def load_dataset(name: str, data_dir: str | os.PathLike = "data") -> Dataset:
-    """Load one of DATASETS; MNIST-style and Omniglot files are looked for in data_dir."""
+def load_dataset(name: str, data_dir: str | os.PathLike = "data", pixel_scale: int = 256) -> Dataset:
+    """Load one of DATASETS; MNIST-style and Omniglot files are looked for in data_dir.
+
+    IDX pixels become bytes / pixel_scale: 256 as in the authors' mnist.pkl.gz (see RunConfig).
+    """
     if name == "digits":
         return _load_digits()
     if name in ("mnist", "fashion-mnist"):
-        return _load_idx_dataset(name, Path(data_dir))
+        return _load_idx_dataset(name, Path(data_dir), pixel_scale)
     if name == "omniglot":
         return _load_omniglot(Path(data_dir))
     raise DataError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)}")
+
+
+def bernoulli_entropy(x: np.ndarray) -> float:
+    """Mean over images of the summed per-pixel Bernoulli entropy (nats): the noise that binarizing
+    x adds, which no model can explain, so an upper bound on any binarized log-likelihood.
+    On the MNIST test set: 45.53 nats at bytes/255, 46.83 at bytes/256 (the authors' scale)."""
+    p = np.clip(np.asarray(x, dtype=np.float64), 0.0, 1.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        h = -(np.where(p > 0, p * np.log(p), 0.0) + np.where(p < 1, (1 - p) * np.log1p(-p), 0.0))
+    return float(h.sum(axis=1).mean())
 
 
 def binarize(x: np.ndarray, seed: int) -> np.ndarray:
@@ -208,10 +221,10 @@ def _regular_file_size(path: Path) -> int:
     return st.st_size
 
 
-def _load_idx_dataset(name: str, data_dir: Path) -> Dataset:
+def _load_idx_dataset(name: str, data_dir: Path, pixel_scale: int) -> Dataset:
     folder, files = _find_idx_files(name, data_dir)
-    train_x, train_y = _read_split(files[0], files[1], "train")
-    test_x, test_y = _read_split(files[2], files[3], "test")
+    train_x, train_y = _read_split(files[0], files[1], "train", pixel_scale)
+    test_x, test_y = _read_split(files[2], files[3], "test", pixel_scale)
     return Dataset(name, train_x, train_y, test_x, test_y, (28, 28))
 
 
@@ -282,7 +295,7 @@ def _download(url: str, dest: Path) -> None:
             raise
 
 
-def _read_split(images_path: Path, labels_path: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+def _read_split(images_path: Path, labels_path: Path, split: str, pixel_scale: int) -> tuple[np.ndarray, np.ndarray]:
     images = read_idx(images_path)
     labels = read_idx(labels_path)
     if images.ndim != 3:
@@ -302,7 +315,7 @@ def _read_split(images_path: Path, labels_path: Path, split: str) -> tuple[np.nd
     if labels.max() > 9:
         raise DataError(f"{labels_path}: label {int(labels.max())} outside 0..9")
     x = images.reshape(images.shape[0], -1).astype(np.float32)
-    x /= 255.0   # in place: no second copy of the 60000x784 array
+    x /= float(pixel_scale)   # in place: no second copy of the 60000x784 array
     return x, labels.astype(np.int64)
 
 

@@ -46,9 +46,16 @@ def precision_weighted_merge(mu_hat: torch.Tensor, var_hat: torch.Tensor,
     return mu_q, var_q
 
 
-def sample_gaussian(mu: torch.Tensor, var: torch.Tensor, eps: torch.Tensor | None = None) -> torch.Tensor:
-    """Reparameterised sample z = mu + sqrt(var) * eps, eps ~ N(0, I) unless given (Kingma & Welling 2014)."""
-    return mu + torch.sqrt(var) * (torch.randn_like(mu) if eps is None else eps)
+def sample_gaussian(mu: torch.Tensor, var: torch.Tensor, eps: torch.Tensor | None = None,
+                    generator: torch.Generator | None = None) -> torch.Tensor:
+    """Reparameterised sample z = mu + sqrt(var) * eps, eps ~ N(0, I) unless given (Kingma & Welling 2014).
+
+    generator: draw eps from it instead of torch's global generator (the app seeds its own per request).
+    """
+    if eps is None:
+        eps = torch.randn_like(mu) if generator is None else \
+            torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+    return mu + torch.sqrt(var) * eps
 
 
 def bernoulli_log_likelihood(x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:

@@ -34,12 +34,15 @@ def mlp_block(n_in: int, n_hidden: int, batch_norm: bool) -> nn.Sequential:
 
 
 class GaussianHead(nn.Module):
-    """mu = Linear(d), var = Softplus(Linear(d)) + floor."""
+    """mu = Linear(d), var = Softplus(Linear(d)) + floor; with batch_norm, BN after each Linear (authors' code)."""
 
-    def __init__(self, n_in: int, n_out: int):
+    def __init__(self, n_in: int, n_out: int, batch_norm: bool = False):
         super().__init__()
-        self.mu = nn.Linear(n_in, n_out)
-        self.var = nn.Linear(n_in, n_out)
+        def dense() -> nn.Module:
+            return nn.Sequential(nn.Linear(n_in, n_out, bias=False), nn.BatchNorm1d(n_out)) if batch_norm \
+                else nn.Linear(n_in, n_out)
+        self.mu = dense()
+        self.var = dense()
 
     def forward(self, d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.mu(d), positive_variance(self.var(d))
@@ -48,10 +51,10 @@ class GaussianHead(nn.Module):
 class GaussianLayer(nn.Module):
     """An MLP block followed by a Gaussian head: y -> (mu, var)."""
 
-    def __init__(self, n_in: int, n_hidden: int, n_out: int, batch_norm: bool):
+    def __init__(self, n_in: int, n_hidden: int, n_out: int, batch_norm: bool, bn_head: bool = False):
         super().__init__()
         self.mlp = mlp_block(n_in, n_hidden, batch_norm)
-        self.head = GaussianHead(n_hidden, n_out)
+        self.head = GaussianHead(n_hidden, n_out, bn_head)
 
     def forward(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.head(self.mlp(y))
@@ -90,8 +93,11 @@ class GenerativeModel(nn.Module):
         h, z = cfg.hidden_sizes, cfg.latent_sizes
         self.latent_sizes = list(z)
         self.likelihood = cfg.likelihood
-        # priors[i] maps z_{i+1} to p(z_i|z_{i+1}), i = 0..L-2, mirroring layer i's inference size.
-        self.priors = nn.ModuleList(GaussianLayer(z[i + 1], h[i], z[i], cfg.batch_norm) for i in range(cfg.layers - 1))
+        # priors[i] maps z_{i+1} to p(z_i|z_{i+1}), i = 0..L-2, as wide as layer i's MLP, or (mirrored,
+        # as the authors' VAE) as wide as layer i+1's.
+        width = [h[i + 1] if cfg.mirror_generative_widths else h[i] for i in range(cfg.layers - 1)]
+        self.priors = nn.ModuleList(GaussianLayer(z[i + 1], width[i], z[i], cfg.batch_norm, cfg.bn_heads)
+                                    for i in range(cfg.layers - 1))
         self.x_mlp = mlp_block(z[0], h[0], cfg.batch_norm)
         if cfg.likelihood == "bernoulli":
             self.x_logits = nn.Linear(h[0], cfg.input_dim)
@@ -152,16 +158,17 @@ class BottomUpInference(nn.Module):
         super().__init__()
         h, z = cfg.hidden_sizes, cfg.latent_sizes
         inputs = [cfg.input_dim] + list(z[:-1])
-        self.steps = nn.ModuleList(GaussianLayer(inputs[i], h[i], z[i], cfg.batch_norm) for i in range(cfg.layers))
+        self.steps = nn.ModuleList(GaussianLayer(inputs[i], h[i], z[i], cfg.batch_norm, cfg.bn_heads)
+                                   for i in range(cfg.layers))
 
-    def forward(self, x: torch.Tensor, gen: GenerativeModel, n_samples: int = 1,
-                sample: bool = True, eps: list[torch.Tensor] | None = None) -> list[LatentLayer]:
+    def forward(self, x: torch.Tensor, gen: GenerativeModel, n_samples: int = 1, sample: bool = True,
+                eps: list[torch.Tensor] | None = None, generator: torch.Generator | None = None) -> list[LatentLayer]:
         qs, y = [], x
         for i, step in enumerate(self.steps):
             mu, var = step(y)
             if i == 0 and n_samples > 1:  # x-dependent part computed once, then one row per sample
                 mu, var = mu.repeat(n_samples, 1), var.repeat(n_samples, 1)
-            y = sample_gaussian(mu, var, eps[i] if eps else None) if sample else mu
+            y = sample_gaussian(mu, var, eps[i] if eps else None, generator) if sample else mu
             qs.append((y, mu, var))
         top = len(qs) - 1
         layers = []
@@ -172,25 +179,36 @@ class BottomUpInference(nn.Module):
 
 
 class LadderInference(nn.Module):
-    """LVAE inference: deterministic upward d_n = MLP(d_{n-1}), d_0 = x; stochastic downward pass with the merge."""
+    """LVAE inference: deterministic upward d_n = MLP(d_{n-1}), d_0 = x; stochastic downward pass with the merge.
+
+    Two variants of the authors' released code: `up_from_mean` feeds block n the bottom-up mean
+    mu_hat_{n-1} instead of d_{n-1} (their only_mu_up); `separate_top_down` merges each bottom-up
+    estimate with a top-down network of q's own (as wide as the layer above) instead of with
+    p(z_i|z_{i+1}) (their ladder_share_params False).
+    """
 
     def __init__(self, cfg: RunConfig):
         super().__init__()
         h, z = cfg.hidden_sizes, cfg.latent_sizes
-        inputs = [cfg.input_dim] + list(h[:-1])
+        self.up_from_mean = cfg.up_from_mean
+        inputs = [cfg.input_dim] + list(z[:-1] if cfg.up_from_mean else h[:-1])
         self.up = nn.ModuleList(mlp_block(inputs[i], h[i], cfg.batch_norm) for i in range(cfg.layers))
-        self.heads = nn.ModuleList(GaussianHead(h[i], z[i]) for i in range(cfg.layers))
+        self.heads = nn.ModuleList(GaussianHead(h[i], z[i], cfg.bn_heads) for i in range(cfg.layers))
+        self.top_down = nn.ModuleList(GaussianLayer(z[i + 1], h[i + 1], z[i], cfg.batch_norm, cfg.bn_heads)
+                                      for i in range(cfg.layers - 1)) if cfg.separate_top_down else None
 
     def upward(self, x: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """(mu_hat_i, var_hat_i) for every layer from the deterministic upward pass."""
-        out, d = [], x
+        out, y = [], x
         for mlp, head in zip(self.up, self.heads):
-            d = mlp(d)
-            out.append(head(d))
+            d = mlp(y)
+            mu, var = head(d)
+            out.append((mu, var))
+            y = mu if self.up_from_mean else d
         return out
 
-    def forward(self, x: torch.Tensor, gen: GenerativeModel, n_samples: int = 1,
-                sample: bool = True, eps: list[torch.Tensor] | None = None) -> list[LatentLayer]:
+    def forward(self, x: torch.Tensor, gen: GenerativeModel, n_samples: int = 1, sample: bool = True,
+                eps: list[torch.Tensor] | None = None, generator: torch.Generator | None = None) -> list[LatentLayer]:
         up = [(m.repeat(n_samples, 1), v.repeat(n_samples, 1)) for m, v in self.upward(x)]
         layers: list[LatentLayer] = [None] * len(up)  # type: ignore[list-item]
         z_above = None
@@ -201,8 +219,9 @@ class LadderInference(nn.Module):
                 mu_q, var_q = mu_hat, var_hat
             else:
                 mu_p, var_p = gen.prior(i, z_above)
-                mu_q, var_q = precision_weighted_merge(mu_hat, var_hat, mu_p, var_p)
-            z = sample_gaussian(mu_q, var_q, eps[i] if eps else None) if sample else mu_q
+                mu_td, var_td = self.top_down[i](z_above) if self.top_down is not None else (mu_p, var_p)
+                mu_q, var_q = precision_weighted_merge(mu_hat, var_hat, mu_td, var_td)
+            z = sample_gaussian(mu_q, var_q, eps[i] if eps else None, generator) if sample else mu_q
             layers[i] = LatentLayer(z, mu_q, var_q, mu_p, var_p, analytic_kl_valid=True)
             z_above = z
         return layers
@@ -212,6 +231,20 @@ class LadderInference(nn.Module):
 class ForwardPass:
     layers: list[LatentLayer]
     log_px: torch.Tensor  # log p(x|z_1), one per row (n_samples * batch rows, sample-major)
+
+
+def glorot_init(model: nn.Module) -> None:
+    """The authors' initialisation (run_models.py l.358-362): Glorot-normal weights with gain sqrt 2
+    in the MLP blocks, gain 1 in the Gaussian heads and the output layer, biases 0 (BN: scale 1, shift 0)."""
+    not_mlp = {id(m) for h in model.modules() if isinstance(h, GaussianHead) for m in h.modules()}
+    if hasattr(model.generative, "x_logits"):
+        not_mlp.add(id(model.generative.x_logits))
+    for m in model.modules():
+        if isinstance(m, nn.Linear):
+            in_mlp = id(m) not in not_mlp
+            nn.init.xavier_normal_(m.weight, gain=2 ** 0.5 if in_mlp else 1.0)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
 
 
 class HierarchicalVAE(nn.Module):
@@ -224,17 +257,20 @@ class HierarchicalVAE(nn.Module):
         self.cfg = cfg
         self.generative = GenerativeModel(cfg)
         self.inference = LadderInference(cfg) if cfg.model == "lvae" else BottomUpInference(cfg)
+        if cfg.init == "glorot":
+            glorot_init(self)
 
-    def forward(self, x: torch.Tensor, n_samples: int = 1, eps: list[torch.Tensor] | None = None) -> ForwardPass:
+    def forward(self, x: torch.Tensor, n_samples: int = 1, eps: list[torch.Tensor] | None = None,
+                generator: torch.Generator | None = None) -> ForwardPass:
         """Encode x with n_samples posterior samples each (rows: sample-major, n_samples * batch).
 
         eps: the standard-normal noise of each layer, (n_samples * batch, units), when the
         caller needs to control the draws (e.g. to compare two evaluation paths exactly).
         """
-        layers = self.inference(x, self.generative, n_samples, eps=eps)
+        layers = self.inference(x, self.generative, n_samples, eps=eps, generator=generator)
         x_rep = x.repeat(n_samples, 1) if n_samples > 1 else x
         return ForwardPass(layers, self.generative.log_likelihood(x_rep, layers[0].z))
 
-    def encode(self, x: torch.Tensor, sample: bool = True) -> list[torch.Tensor]:
+    def encode(self, x: torch.Tensor, sample: bool = True, generator: torch.Generator | None = None) -> list[torch.Tensor]:
         """One z per layer for each row of x (the posterior means along the way when sample=False)."""
-        return [layer.z for layer in self.inference(x, self.generative, 1, sample=sample)]
+        return [layer.z for layer in self.inference(x, self.generative, 1, sample=sample, generator=generator)]

@@ -41,28 +41,30 @@ def importance_weighted_bound(log_w: torch.Tensor) -> torch.Tensor:
     return log_mean_exp(log_w, dim=0)
 
 
-def elbo_loss(model: HierarchicalVAE, x: torch.Tensor, beta: float, iw_samples: int = 1) -> tuple[torch.Tensor, BatchStats]:
-    """The training loss (mean over the batch) and the batch's statistics.
+def elbo_loss(model: HierarchicalVAE, x: torch.Tensor, beta: float, iw_samples: int = 1,
+              mc_samples: int = 1) -> tuple[torch.Tensor, BatchStats]:
+    """The training loss (mean over the batch) and the batch's statistics; the IW loss when iw_samples > 1.
 
-    K = 1: -(E_q[log p(x|z)] - beta * KL), Sønderby et al. 2016 Sec. 2.3, with the
-    KL per layer analytic where the sampling order allows it. K > 1: -L_K with
-    beta on the latent terms of each importance weight.
+    K = iw_samples importance samples inside the log, M = mc_samples Monte-Carlo samples averaged
+    outside it (Burda et al. 2016, eq. 8; the authors' iw_samples and eq_samples). K = 1:
+    -(E_q[log p(x|z)] - beta * KL), Sønderby et al. 2016 Sec. 2.3, with the KL per layer analytic
+    where the sampling order allows it. K > 1: -L_K with beta on the latent terms of each weight.
     """
-    fp = model(x, n_samples=iw_samples)
+    n = iw_samples * mc_samples
+    fp = model(x, n_samples=n)
     if iw_samples == 1:
         kl_units = [layer.kl() for layer in fp.layers]
         kl = sum(k.sum(-1) for k in kl_units)
-        loss = -(fp.log_px - beta * kl).mean()
-        elbo = (fp.log_px - kl).sum()
-        recon = fp.log_px.sum()
+        loss = -(fp.log_px - beta * kl).mean()  # the mean over M samples and the batch alike
+        elbo = (fp.log_px - kl).sum() / n
     else:
         kl_units = [layer.log_ratio() for layer in fp.layers]
-        log_w = log_importance_weights(fp, beta).view(iw_samples, -1)
-        loss = -importance_weighted_bound(log_w).mean()
-        # Per-example statistics average over the K samples.
-        elbo = log_importance_weights(fp).sum() / iw_samples
-        recon = fp.log_px.sum() / iw_samples
-    kl_per_unit = [k.detach().sum(0) / iw_samples for k in kl_units]
+        log_w = log_importance_weights(fp, beta).view(mc_samples, iw_samples, -1)
+        loss = -importance_weighted_bound(log_w.transpose(0, 1)).mean()
+        # Per-example statistics average over all n samples.
+        elbo = log_importance_weights(fp).sum() / n
+    recon = fp.log_px.sum() / n
+    kl_per_unit = [k.detach().sum(0) / n for k in kl_units]
     return loss, BatchStats(elbo.detach(), recon.detach(), kl_per_unit)
 
 
@@ -88,13 +90,15 @@ def evaluate_elbo(model: HierarchicalVAE, x: torch.Tensor, batch_size: int = 100
 
 @torch.inference_mode()
 def iw_log_likelihood(model: HierarchicalVAE, x: torch.Tensor, k: int, max_rows: int = 100_000,
-                      batch_size: int | None = None, eps: list[torch.Tensor] | None = None) -> torch.Tensor:
+                      batch_size: int | None = None, eps: list[torch.Tensor] | None = None,
+                      generator: torch.Generator | None = None) -> torch.Tensor:
     """log p(x) estimated by L_K for every row of x, batched over examples and samples.
 
     Each forward pass holds at most `max_rows` (sample, example) rows; the
     log-sum-exp over K is accumulated across sample chunks, so any K fits in
     memory and the result equals the one-pass bound up to float rounding.
-    eps: optional noise per layer of shape (k, n, units), to fix the draws.
+    eps: optional noise per layer of shape (k, n, units), to fix the draws; generator: draw from it
+    instead of torch's global generator.
     """
     n = x.shape[0]
     batch_size = batch_size or max(1, min(n, max_rows // min(k, max_rows)))
@@ -107,7 +111,7 @@ def iw_log_likelihood(model: HierarchicalVAE, x: torch.Tensor, k: int, max_rows:
         while done < k:
             c = min(chunk, k - done)
             noise = [e[done:done + c, s].reshape(-1, e.shape[-1]) for e in eps] if eps is not None else None
-            log_w = log_importance_weights(model(xb, n_samples=c, eps=noise)).view(c, -1)
+            log_w = log_importance_weights(model(xb, n_samples=c, eps=noise, generator=generator)).view(c, -1)
             acc = torch.logaddexp(acc, torch.logsumexp(log_w, dim=0))
             done += c
         out.append(acc - math.log(k))
@@ -115,14 +119,13 @@ def iw_log_likelihood(model: HierarchicalVAE, x: torch.Tensor, k: int, max_rows:
 
 
 @torch.inference_mode()
-def posterior_means(model: HierarchicalVAE, x: torch.Tensor, n_samples: int = 1,
-                    batch_size: int = 1000) -> list[torch.Tensor]:
-    """Monte-Carlo estimates of E_q[z_i|x] for every layer: the mean of mu_q over n_samples parents."""
+def posterior_means(model: HierarchicalVAE, x: torch.Tensor, batch_size: int = 1000) -> list[torch.Tensor]:
+    """Every layer's posterior mean along the mean path (each layer's mean given the means of the layers
+    it depends on; nothing sampled): what the snapshots store and the explorer's Layers page plots."""
     per_layer: list[list[torch.Tensor]] = [[] for _ in model.cfg.latent_sizes]
     for s in _batches(x.shape[0], batch_size):
-        layers = model.inference(x[s], model.generative, n_samples)
-        for i, layer in enumerate(layers):
-            per_layer[i].append(layer.mu_q.view(n_samples, -1, layer.mu_q.shape[-1]).mean(0))
+        for i, z in enumerate(model.encode(x[s], sample=False)):
+            per_layer[i].append(z)
     return [torch.cat(m) for m in per_layer]
 
 

@@ -2,7 +2,9 @@
 
 Sønderby et al. 2016, Sec. 3: VAE, VAE+BN, VAE+BN+WU and LVAE+BN+WU with 1..5
 stochastic layers, Adam (lr 2e-3), batch 256, warm-up over 200 epochs, 2000
-epochs, dynamic binarization, evaluated with 5000 importance samples.
+epochs, dynamic binarization, evaluated with 5000 importance samples; the
+optimizer, clipping, initialisation and pixel scale of the authors' code
+(RunConfig's defaults), BN statistics recomputed before evaluation.
 
 Entries train and evaluate in worker processes: `--jobs N` runs N workers at
 once (on one GPU too, each with its own CUDA context), and each worker trains
@@ -28,6 +30,7 @@ from . import checkpoint as ckpt
 from .checkpoint import atomic_write
 from .config import RunConfig
 from .errors import UserError
+from .paper import LEGACY_STAGES, PAPER_PIXEL_SCALE, paper_iw_ll
 
 # The paper's four configurations, by the names its figures use.
 GRID_MODELS = {
@@ -36,28 +39,28 @@ GRID_MODELS = {
     "vae+bn+wu": dict(model="vae", batch_norm=True, warmup=True),
     "lvae+bn+wu": dict(model="lvae", batch_norm=True, warmup=True),
 }
-# MNIST test log-likelihoods the paper states in numbers (IW, 5000 samples, 5 layers).
-# Its VAE/LVAE grid at 1..5 layers is only plotted (Fig. 3), so it is not quoted here.
-PAPER_MNIST = {
-    ("lvae+bn+wu", 5, "plain"): -82.12,
-    ("lvae+bn+wu", 5, "finetuned"): -81.84,
-    ("lvae+bn+wu", 5, "finetuned+iw"): -81.74,
-}
 
 
 @dataclass
 class Entry:
-    """One model of the grid: its run folder name, config, and (optionally) the run it fine-tunes."""
+    """One model of the grid: its run folder name, config, stage, and the run it continues (fine-tuning)."""
     name: str
     grid_model: str
-    variant: str        # "plain", "finetuned" or "finetuned+iw"
+    stage: str          # "base", "finetune" or "finetune+iw" (training.paper.STAGES)
     cfg: RunConfig
+    parent: str = ""    # run folder name this entry starts from ("" for a base run)
 
 
 def grid(dataset: str, data_dir: str, models: list[str], layers: list[int], seeds: int, epochs: int,
          warmup_epochs: int, iw_samples: int, finetune_epochs: int, finetune_iw_samples: int,
-         device: str, eval_every: int) -> list[Entry]:
-    """The entries to run, each fine-tuning entry after the run it starts from."""
+         device: str, eval_every: int, mc_samples: int = 1, finetune_mc_samples: int = 10,
+         pixel_scale: int = 256) -> list[Entry]:
+    """The entries to run, each fine-tuning entry after the run it starts from.
+
+    With finetune_epochs, every base run gets the paper's two later stages, both started from it:
+    "finetune" (beta 1, lr x0.75 every 200 epochs, finetune_mc_samples Monte-Carlo samples) and
+    "finetune+iw" (the same with finetune_iw_samples importance samples).
+    """
     entries = []
     for key in models:
         spec = GRID_MODELS[key]
@@ -65,14 +68,17 @@ def grid(dataset: str, data_dir: str, models: list[str], layers: list[int], seed
             for seed in range(seeds):
                 base = RunConfig(model=spec["model"], layers=n, dataset=dataset, data_dir=data_dir,
                                  batch_norm=spec["batch_norm"], warmup_epochs=warmup_epochs if spec["warmup"] else 0,
-                                 epochs=epochs, batch_size=256, lr=2e-3, iw_samples=iw_samples,
-                                 eval_every=eval_every, seed=seed, device=device)
-                stem = f"{key.replace('+', '-')}-L{n}" + (f"-iw{iw_samples}" if iw_samples > 1 else "") + f"-s{seed}"
-                entries.append(Entry(stem, key, "plain", base))
+                                 epochs=epochs, batch_size=256, lr=2e-3, iw_samples=iw_samples, mc_samples=mc_samples,
+                                 eval_every=eval_every, seed=seed, device=device, pixel_scale=pixel_scale)
+                samples = (f"-mc{mc_samples}" if mc_samples > 1 else "") + (f"-iw{iw_samples}" if iw_samples > 1 else "")
+                stem = f"{key.replace('+', '-')}-L{n}{samples}-s{seed}"
+                entries.append(Entry(stem, key, "base", base))
                 if finetune_epochs:
-                    ft = replace(base, epochs=finetune_epochs, warmup_epochs=0, iw_samples=finetune_iw_samples,
-                                 lr_decay=0.75, lr_decay_every=200, init_from="")
-                    entries.append(Entry(f"{stem}-ft", key, "finetuned+iw" if iw_samples > 1 else "finetuned", ft))
+                    ft = replace(base, epochs=finetune_epochs, warmup_epochs=0, lr_decay=0.75, lr_decay_every=200)
+                    entries.append(Entry(f"{stem}-ft", key, "finetune",
+                                         replace(ft, mc_samples=finetune_mc_samples, iw_samples=1), stem))
+                    entries.append(Entry(f"{stem}-ftiw", key, "finetune+iw",
+                                         replace(ft, mc_samples=1, iw_samples=finetune_iw_samples), stem))
     return entries
 
 
@@ -88,7 +94,7 @@ def run_entries(entries: list[Entry], runs_dir: Path, eval_samples: int, time_li
     runs = []
     for e in entries:
         out = runs_dir / e.name
-        cfg = replace(e.cfg, init_from=str(runs_dir / e.name[:-3])) if e.name.endswith("-ft") else e.cfg
+        cfg = replace(e.cfg, init_from=str(runs_dir / e.parent)) if e.parent else e.cfg
         runs.append((cfg, out))
     # Each run resumes if its folder exists (a half-finished group resumes what exists, starts the rest).
     train_group(runs, resume=[(out / ckpt.CONFIG).is_file() for _, out in runs], progress=False,
@@ -99,10 +105,19 @@ def run_entries(entries: list[Entry], runs_dir: Path, eval_samples: int, time_li
         if not history or history[-1]["epoch"] < cfg.epochs:
             continue
         r = evaluate_run(out, eval_samples, device=cfg.device)
+        parent_cfg = ckpt.load_config(runs_dir / e.parent) if e.parent else None
+        stage_epochs = {"base": parent_cfg.epochs if parent_cfg else cfg.epochs}
+        if e.parent:
+            stage_epochs[e.stage] = cfg.epochs
         results.append({
-            "name": e.name, "model": e.grid_model, "variant": e.variant, "layers": cfg.layers,
+            "name": e.name, "model": e.grid_model, "stage": e.stage, "parent": e.parent, "layers": cfg.layers,
             "bn": cfg.batch_norm, "warmup": bool(cfg.warmup_epochs), "epochs": cfg.epochs,
-            "train_iw_samples": cfg.iw_samples, "seed": cfg.seed, "iw_samples": r["iw_samples"],
+            "stage_epochs": stage_epochs, "train_mc_samples": cfg.mc_samples,
+            "train_iw_samples": cfg.iw_samples, "base_iw_samples": parent_cfg.iw_samples if parent_cfg else cfg.iw_samples,
+            "pixel_scale": r["pixel_scale"], "bn_stats": r["bn_stats"],
+            "paper_iw_ll": paper_iw_ll(cfg.dataset, e.grid_model, cfg.layers, e.stage, cfg.mc_samples, cfg.iw_samples,
+                                       parent_cfg.iw_samples if parent_cfg else cfg.iw_samples),
+            "seed": cfg.seed, "iw_samples": r["iw_samples"],
             "iw_ll": r["iw_ll"], "elbo": r["elbo"], "active_units": r["active_units"],
             "kl_per_layer": r["kl_per_layer"], "seconds": sum(h["seconds"] for h in history),
             "device": r["device"], "date": dt.date.today().isoformat(), "run": str(out),
@@ -124,22 +139,35 @@ def save_results(path: Path, results: list[dict]) -> None:
     atomic_write(path, json.dumps(results, indent=1).encode())
 
 
+def row_stage(r: dict) -> str:
+    """A result's stage; rows written before stages existed say "variant"."""
+    return r.get("stage") or LEGACY_STAGES.get(r.get("variant", ""), "base")
+
+
 def summarize(results: list[dict], dataset: str) -> list[dict]:
-    """One row per (model, variant, layers, train K): mean and spread over seeds, and the paper's number."""
+    """One row per (model, stage, layers, training samples, pixel scale): mean and spread over seeds, and the
+    paper's number for exactly that, if any (training.paper.paper_iw_ll)."""
     groups: dict[tuple, list[dict]] = {}
     for r in results:
-        groups.setdefault((r["model"], r["variant"], r["layers"], r["train_iw_samples"]), []).append(r)
+        key = (r["model"], row_stage(r), r["layers"], r.get("train_mc_samples", 1), r["train_iw_samples"],
+               r.get("pixel_scale"))
+        groups.setdefault(key, []).append(r)
     order = list(GRID_MODELS)
     rows = []
-    for key in sorted(groups, key=lambda k: (order.index(k[0]) if k[0] in order else 99, k[1], k[2], k[3])):
+    for key in sorted(groups, key=lambda k: (order.index(k[0]) if k[0] in order else 99, k[1], k[2], k[3], k[4],
+                                             str(k[5]))):
         rs = groups[key]
         ll = [r["iw_ll"] for r in rs]
+        model, stage, layers, mc, iw, scale = key
+        paper = paper_iw_ll(dataset, model, layers, stage, mc, iw, rs[0].get("base_iw_samples", iw if stage == "base" else 1))
         rows.append({
-            "model": key[0].upper(), "variant": key[1], "train K": key[3], "layers": key[2], "seeds": len(rs),
+            "model": model.upper(), "stage": stage, "train M": mc, "train K": iw, "layers": layers,
+            "epochs": "+".join(str(v) for v in rs[0].get("stage_epochs", {"": rs[0].get("epochs")}).values()),
+            "pixel scale": f"1/{scale}" if scale else "", "seeds": len(rs),
             "iw_ll": statistics.mean(ll), "iw_ll_sd": statistics.stdev(ll) if len(ll) > 1 else None,
             "eval K": rs[0]["iw_samples"], "elbo": statistics.mean(r["elbo"] for r in rs),
             "active_units": [round(statistics.mean(u)) for u in zip(*(r["active_units"] for r in rs))],
-            "paper": PAPER_MNIST.get((key[0], key[2], key[1])) if dataset == "mnist" else None,
+            "paper": paper,
         })
     return rows
 
@@ -148,13 +176,19 @@ def markdown_table(results: list[dict], dataset: str) -> str:
     """The summary as a markdown table beside the paper's numbers."""
     lines = [f"# Sønderby et al. 2016 reproduced on {dataset}", "",
              "Test log-likelihood by the importance-weighted bound (nats; higher is better). ± is the standard "
-             "deviation over seeds. Active units per layer (1..L) by Cov_x(E_q[u|x]) > 0.01.", "",
-             "| model | variant | train K | layers | seeds | IW log-likelihood | ELBO | active units | paper |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "deviation over seeds. Active units per layer (1..L) by Cov_x(E_q[u|x]) > 0.01. Train M / K: "
+             "Monte-Carlo samples outside / importance samples inside the log. Epochs: base + fine-tuning. "
+             f"The paper's numbers use pixels at 1/{PAPER_PIXEL_SCALE} of a byte; a row at 1/255 scores about "
+             "1.3 nats too high beside them. The paper column is filled only for a row trained as the paper's "
+             "(model, layers, stage) was.", "",
+             "| model | stage | train M | train K | layers | epochs | pixel scale | seeds | IW log-likelihood | ELBO "
+             "| active units | paper |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in summarize(results, dataset):
         spread = f" ± {row['iw_ll_sd']:.2f}" if row["iw_ll_sd"] is not None else ""
         paper = "" if row["paper"] is None else f"{row['paper']:.2f}"
-        lines.append(f"| {row['model']} | {row['variant']} | {row['train K']} | {row['layers']} | {row['seeds']} | "
+        lines.append(f"| {row['model']} | {row['stage']} | {row['train M']} | {row['train K']} | {row['layers']} | "
+                     f"{row['epochs']} | {row['pixel scale']} | {row['seeds']} | "
                      f"{row['iw_ll']:.2f}{spread} (IW-{row['eval K']}) | {row['elbo']:.2f} | "
                      f"{'/'.join(map(str, row['active_units']))} | {paper} |")
     return "\n".join(lines) + "\n"
@@ -163,10 +197,13 @@ def markdown_table(results: list[dict], dataset: str) -> str:
 def reproduce(dataset: str, data_dir: str, out: Path, models: list[str], layers: list[int], seeds: int = 1,
               epochs: int = 2000, warmup_epochs: int = 200, iw_samples: int = 1, finetune_epochs: int = 0,
               finetune_iw_samples: int = 10, eval_samples: int = 5000, jobs: int = 1, device: str = "auto",
-              eval_every: int = 100, time_limit: float | None = None, group: int = 1) -> tuple[Path, bool]:
+              eval_every: int = 100, time_limit: float | None = None, group: int = 1, mc_samples: int = 1,
+              finetune_mc_samples: int = 10, pixel_scale: int = 256) -> tuple[Path, bool]:
     """Run what is missing of the grid; returns the results file and whether the grid is complete.
 
-    jobs worker processes run at once, each training up to `group` entries in lockstep.
+    jobs worker processes run at once, each training up to `group` entries in lockstep. When a
+    worker fails, the others are stopped (each keeps its last checkpoint), the finished results are
+    saved, and the error names the failed entries; running the command again resumes the rest.
     """
     unknown = [m for m in models if m not in GRID_MODELS]
     if unknown:
@@ -180,15 +217,17 @@ def reproduce(dataset: str, data_dir: str, out: Path, models: list[str], layers:
     results = load_results(json_path)
     done = {r["name"] for r in results}
     entries = [e for e in grid(dataset, data_dir, models, layers, seeds, epochs, warmup_epochs, iw_samples,
-                               finetune_epochs, finetune_iw_samples, device, eval_every) if e.name not in done]
+                               finetune_epochs, finetune_iw_samples, device, eval_every, mc_samples,
+                               finetune_mc_samples, pixel_scale) if e.name not in done]
     deadline = time.monotonic() + time_limit if time_limit else None
     pending = list(entries)
     running: list[tuple[list[Entry], subprocess.Popen]] = []
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    failure = ""
     # Fine-tuning entries wait until the run they start from has its result.
     while pending or running:
-        ready = [e for e in pending if not e.name.endswith("-ft") or e.name[:-3] in done]
-        while ready and len(running) < jobs and (deadline is None or time.monotonic() < deadline - 30):
+        ready = [e for e in pending if not e.parent or e.parent in done]
+        while not failure and ready and len(running) < jobs and (deadline is None or time.monotonic() < deadline - 30):
             batch = [e for e in ready if e.cfg.epochs == ready[0].cfg.epochs][:group]  # lockstep needs equal epochs
             for e in batch:
                 ready.remove(e)
@@ -200,7 +239,7 @@ def reproduce(dataset: str, data_dir: str, out: Path, models: list[str], layers:
                                     stdout=subprocess.PIPE, text=True, env=env)
             running.append((batch, proc))
         if not running:
-            break  # out of time, or only fine-tuning entries whose parents did not finish
+            break  # out of time, a failure, or only fine-tuning entries whose parents did not finish
         time.sleep(0.2)
         for item in list(running):
             batch, proc = item
@@ -210,7 +249,11 @@ def reproduce(dataset: str, data_dir: str, out: Path, models: list[str], layers:
             text = proc.stdout.read() if proc.stdout else ""
             names = ", ".join(e.name for e in batch)
             if proc.returncode != 0:
-                raise UserError(f"{names}: {text.strip().splitlines()[-1] if text.strip() else 'worker failed'}")
+                why = text.strip().splitlines()[-1] if text.strip() else f"worker exited with code {proc.returncode}"
+                failure = failure or f"{names}: {why}"
+                for _, other in running:  # SIGTERM: each stops with its last checkpoint intact
+                    other.terminate()
+                continue
             for result in json.loads(text) if text.strip() else []:
                 results.append(result)
                 done.add(result["name"])
@@ -219,19 +262,23 @@ def reproduce(dataset: str, data_dir: str, out: Path, models: list[str], layers:
             save_results(json_path, results)
             atomic_write(md_path, markdown_table(results, dataset).encode())
     atomic_write(md_path, markdown_table(results, dataset).encode())
+    if failure:
+        raise UserError(f"{failure}; the other entries were stopped at their last checkpoint; "
+                        "run the same command again to resume them")
     complete = not pending and not running and all(e.name in done for e in entries)
     return json_path, complete
 
 
 def _entry_dict(e: Entry) -> dict:
     import dataclasses
-    return {"name": e.name, "grid_model": e.grid_model, "variant": e.variant, "cfg": dataclasses.asdict(e.cfg)}
+    return {"name": e.name, "grid_model": e.grid_model, "stage": e.stage, "parent": e.parent,
+            "cfg": dataclasses.asdict(e.cfg)}
 
 
 def _worker(argv: list[str]) -> int:
     """Run a group of entries (in its own process) and print their results as one JSON list."""
     left, entries_json, runs_dir, eval_samples = json.loads(argv[0]), json.loads(argv[1]), Path(argv[2]), int(argv[3])
-    entries = [Entry(d["name"], d["grid_model"], d["variant"], RunConfig(**d["cfg"])) for d in entries_json]
+    entries = [Entry(d["name"], d["grid_model"], d["stage"], RunConfig(**d["cfg"]), d["parent"]) for d in entries_json]
     try:
         results = run_entries(entries, runs_dir, eval_samples, left)
     except UserError as err:

@@ -19,13 +19,17 @@ import torch
 
 from .model import HierarchicalVAE
 from .objectives import BatchStats, elbo_loss
+from .optim import LasagneAdam, clip_gradients
 
 WARMUP_STEPS = 3  # eager steps on a side stream before capture, as torch.cuda.graphs requires
 
 
-def make_optimizer(model: HierarchicalVAE, lr: float, graph: bool) -> torch.optim.Adam:
-    # capturable keeps Adam's step counters on the device so the update can live in a graph.
-    return torch.optim.Adam(model.parameters(), lr=lr, foreach=True, capturable=graph)
+def make_optimizer(model: HierarchicalVAE, lr: float, graph: bool = False, eps: float = 1e-4) -> LasagneAdam:
+    """The authors' Adam (training/optim.py); its step counters live on the device, so it runs in a graph
+    as it runs eagerly, and `graph` only decides whether the learning rate must be a device tensor."""
+    opt = LasagneAdam(model.parameters(), lr=lr, eps=eps)
+    set_lr(opt, lr, graph)
+    return opt
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float, graph: bool) -> None:
@@ -51,34 +55,61 @@ def use_compile(mode: str) -> bool:
 
 
 class ModelStep:
-    """One model's step on static buffers: its batch `x`, its warm-up weight `beta`."""
+    """One model's step on static buffers: its batch `x`, its warm-up weight `beta`.
 
-    def __init__(self, model: HierarchicalVAE, optimizer: torch.optim.Optimizer, batch_size: int,
-                 iw_samples: int = 1, grad_clip: float = 0.0, compile: bool = False):
+    A step whose loss or gradient is not finite changes nothing (weights, Adam moments, BN
+    statistics) and counts as skipped; `skipped` and `streak` (consecutive skips) live on the
+    device and are read once per epoch.
+    """
+
+    def __init__(self, model: HierarchicalVAE, optimizer: LasagneAdam, batch_size: int,
+                 iw_samples: int = 1, grad_clip: float = 0.0, compile: bool = False,
+                 grad_clip_value: float = 0.0, mc_samples: int = 1):
         self.model, self.optimizer = model, optimizer
         self.loss = torch.compile(self._loss) if compile else self._loss
-        self.iw_samples, self.grad_clip = iw_samples, grad_clip
+        self.iw_samples, self.mc_samples = iw_samples, mc_samples
+        self.grad_clip, self.grad_clip_value = grad_clip, grad_clip_value
         p = next(model.parameters())
         self.x = torch.zeros(batch_size, model.cfg.input_dim, device=p.device)
         self.beta = torch.zeros((), device=p.device)
+        self.buffers = [b for b in model.buffers() if b.is_floating_point()]
+        self.saved = [torch.empty_like(b) for b in self.buffers]
+        self.skipped = torch.zeros((), device=p.device)
+        self.streak = torch.zeros((), device=p.device)
+        self.max_streak = torch.zeros((), device=p.device)
 
     def _loss(self, x: torch.Tensor, beta: torch.Tensor) -> tuple[torch.Tensor, BatchStats]:
-        return elbo_loss(self.model, x, beta, self.iw_samples)
+        return elbo_loss(self.model, x, beta, self.iw_samples, self.mc_samples)
 
     def load(self, x: torch.Tensor, beta: float) -> None:
         self.x.copy_(x)
         self.beta.fill_(beta)
 
-    def step(self) -> BatchStats:
-        """Forward, backward, clipping and Adam; gradients must be None (set) before."""
+    def reset_counters(self) -> None:
+        self.skipped.zero_()
+        self.max_streak.copy_(self.streak)
+
+    def step(self) -> tuple[BatchStats, torch.Tensor]:
+        """Forward, backward, clipping and Adam; gradients must be None (set) before. Returns (stats, ok)."""
+        if self.buffers:
+            torch._foreach_copy_(self.saved, self.buffers)
         loss, stats = self.loss(self.x, self.beta)
         loss.backward()
-        if self.grad_clip:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip, foreach=True)
-        self.optimizer.step()
-        return stats
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        grads = [p.grad for p in params]
+        finite = torch.isfinite(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))))
+        ok = finite & torch.isfinite(loss)
+        clip_gradients(grads, self.grad_clip, self.grad_clip_value, ok)
+        self.optimizer.step(ok)
+        for b, saved in zip(self.buffers, self.saved):  # a skipped step leaves BN's statistics as they were
+            b.copy_(torch.where(ok, b, saved))
+        bad = (~ok).to(torch.float32)
+        self.skipped.add_(bad)
+        self.streak.add_(bad).mul_(bad)  # +1 on a skip, back to 0 on a good step
+        torch.maximum(self.max_streak, self.streak, out=self.max_streak)
+        return stats, ok
 
-    def eager(self) -> BatchStats:
+    def eager(self) -> tuple[BatchStats, torch.Tensor]:
         self.optimizer.zero_grad(set_to_none=True)
         return self.step()
 
@@ -94,7 +125,7 @@ class GroupStep:
         self.members = members
         self.graph_wanted = graph
         self.graph: torch.cuda.CUDAGraph | None = None
-        self.stats: list[BatchStats] | None = None
+        self.stats: list[tuple[BatchStats, torch.Tensor]] | None = None
         self.calls = 0
 
     def _capture(self) -> None:
@@ -105,7 +136,7 @@ class GroupStep:
             self.stats = [m.step() for m in self.members]
         self.graph = graph
 
-    def __call__(self, xs: list[torch.Tensor], betas: list[float]) -> list[BatchStats]:
+    def __call__(self, xs: list[torch.Tensor], betas: list[float]) -> list[tuple[BatchStats, torch.Tensor]]:
         for m, x, beta in zip(self.members, xs, betas):
             m.load(x, beta)
         self.calls += 1
@@ -134,9 +165,11 @@ class GroupStep:
 class TrainStep(GroupStep):
     """A group of one: (x_batch, beta) -> BatchStats that trains the model one step."""
 
-    def __init__(self, model: HierarchicalVAE, optimizer: torch.optim.Optimizer, batch_size: int,
-                 iw_samples: int = 1, grad_clip: float = 0.0, graph: bool = False, compile: bool = False):
-        super().__init__([ModelStep(model, optimizer, batch_size, iw_samples, grad_clip, compile)], graph)
+    def __init__(self, model: HierarchicalVAE, optimizer: LasagneAdam, batch_size: int,
+                 iw_samples: int = 1, grad_clip: float = 0.0, graph: bool = False, compile: bool = False,
+                 grad_clip_value: float = 0.0, mc_samples: int = 1):
+        super().__init__([ModelStep(model, optimizer, batch_size, iw_samples, grad_clip, compile,
+                                    grad_clip_value, mc_samples)], graph)
 
     def __call__(self, x: torch.Tensor, beta: float) -> BatchStats:  # type: ignore[override]
-        return super().__call__([x], [beta])[0]
+        return super().__call__([x], [beta])[0][0]

@@ -28,7 +28,7 @@ SNAPSHOT_POINTS = 1000
 
 
 class TrainingError(UserError):
-    """Training cannot go on (e.g. the loss became NaN); the last good checkpoint is kept."""
+    """Training of a run cannot go on (its loss stayed NaN); the last good checkpoint is kept."""
 
 
 def resolve_device(name: str) -> torch.device:
@@ -78,26 +78,32 @@ def evaluate_test(model: HierarchicalVAE, x_test: torch.Tensor) -> dict:
 
 
 class EpochMeter:
-    """Sums of a epoch's batch statistics, kept on the device until read."""
+    """Sums of an epoch's batch statistics over the steps that were not skipped, kept on the device until read."""
 
     def __init__(self) -> None:
         self.stats: BatchStats | None = None
-        self.rows = 0
+        self.rows: torch.Tensor | None = None
 
-    def add(self, stats: BatchStats, rows: int) -> None:
-        self.rows += rows
-        if self.stats is None:  # clone: with a CUDA graph, `stats` is a buffer the next replay overwrites
-            self.stats = BatchStats(stats.elbo.clone(), stats.recon.clone(), [k.clone() for k in stats.kl_per_unit])
+    def add(self, stats: BatchStats, ok: torch.Tensor, rows: int) -> None:
+        # torch.where, not a product: a skipped step's statistics may be NaN. New tensors, not views:
+        # with a CUDA graph, `stats` is a buffer the next replay overwrites.
+        zero = torch.zeros((), device=ok.device)
+        keep = [torch.where(ok, t, zero) for t in (stats.elbo, stats.recon)]
+        kl = [torch.where(ok, k, zero) for k in stats.kl_per_unit]
+        n = ok.to(torch.float32) * rows
+        if self.stats is None or self.rows is None:
+            self.stats, self.rows = BatchStats(keep[0], keep[1], kl), n
         else:
             s = self.stats
-            self.stats = BatchStats(s.elbo + stats.elbo, s.recon + stats.recon,
-                                    [a + b for a, b in zip(s.kl_per_unit, stats.kl_per_unit)])
+            self.stats = BatchStats(s.elbo + keep[0], s.recon + keep[1], [a + b for a, b in zip(s.kl_per_unit, kl)])
+            self.rows = self.rows + n
 
     def read(self) -> dict:
-        assert self.stats is not None
-        s, n = self.stats, self.rows
-        packed = torch.cat([s.elbo.view(1), s.recon.view(1), s.kl_per_layer()]).tolist()  # the epoch's one sync
-        return {"train_elbo": packed[0] / n, "recon": packed[1] / n, "kl_per_layer": [k / n for k in packed[2:]]}
+        assert self.stats is not None and self.rows is not None
+        s = self.stats
+        packed = torch.cat([self.rows.view(1), s.elbo.view(1), s.recon.view(1), s.kl_per_layer()]).tolist()  # one sync
+        n = packed[0] or math.nan  # every step skipped: no statistics (NaN), the caller decides
+        return {"train_elbo": packed[1] / n, "recon": packed[2] / n, "kl_per_layer": [k / n for k in packed[3:]]}
 
 
 def _rng_state(gen: torch.Generator, device: torch.device) -> dict[str, torch.Tensor]:
@@ -139,12 +145,12 @@ class Trainer:
     """
 
     def __init__(self, cfg: RunConfig, out: Path, resume: bool = False, deadline: float | None = None,
-                 load: Callable[[str, str], Dataset] = load_dataset):
+                 load: Callable[[str, str, int], Dataset] = load_dataset):
         self.deadline = deadline  # time.monotonic() after which the run checkpoints and stops
         self.out = out = Path(out)
         cfg = prepare_run(cfg, out, resume)
         self.device = device = resolve_device(cfg.device)
-        data = load(cfg.dataset, cfg.data_dir)
+        data = load(cfg.dataset, cfg.data_dir, cfg.pixel_scale)
         if cfg.input_dim and cfg.input_dim != data.input_dim:
             raise UserError(f"{out}: the run was trained on {cfg.input_dim}-pixel data, {cfg.dataset} has {data.input_dim}")
         self.cfg = cfg = replace(cfg, input_dim=data.input_dim)
@@ -156,7 +162,7 @@ class Trainer:
         self.graph = use_graph(cfg.step_mode, device)
         if cfg.step_mode == "graph" and not self.graph:
             print("warning: --step-mode graph needs a CUDA device; training eagerly", file=sys.stderr)
-        self.optimizer = make_optimizer(model, cfg.lr, self.graph)
+        self.optimizer = make_optimizer(model, cfg.lr, self.graph, cfg.adam_eps)
 
         start = 0
         if cfg.init_from and not (resume and (out / ckpt.CHECKPOINT).is_file()):
@@ -190,7 +196,7 @@ class Trainer:
         if self.n_batches == 0:
             raise UserError(f"batch size {cfg.batch_size} is larger than the {self.train_x.shape[0]} training images")
         self.step = ModelStep(model, self.optimizer, cfg.batch_size, cfg.iw_samples, cfg.grad_clip,
-                              use_compile(cfg.step_mode))
+                              use_compile(cfg.step_mode), cfg.grad_clip_value, cfg.mc_samples)
         model.train()
 
     def snapshot(self, epoch: int) -> None:
@@ -206,6 +212,7 @@ class Trainer:
         # Dynamic binarization: a fresh Bernoulli(pixel) sample of every training image each epoch.
         self.xs = torch.bernoulli(self.train_x, generator=self.gen) if cfg.likelihood == "bernoulli" else self.train_x
         self.meter = EpochMeter()
+        self.step.reset_counters()
 
     def batch(self, b: int) -> torch.Tensor:
         size = self.cfg.batch_size
@@ -215,6 +222,14 @@ class Trainer:
         """Record, evaluate, snapshot and checkpoint the finished epoch; returns its history record."""
         cfg, out = self.cfg, self.out
         record = {"epoch": epoch + 1, "beta": self.beta, **self.meter.read()}
+        skipped, streak = int(self.step.skipped), int(self.step.max_streak)
+        if skipped:
+            record["skipped_steps"] = skipped
+        if streak >= self.cfg.skip_limit:
+            last = ckpt.load_training_state(out).epoch if (out / ckpt.CHECKPOINT).is_file() else 0
+            raise TrainingError(f"{out.name}, epoch {epoch + 1}: {streak} steps in a row had a NaN or infinite loss or "
+                                f"gradient and were skipped; stopped, the last good checkpoint (epoch {last}) is intact; "
+                                f"try a lower --lr")
         if not all(map(math.isfinite, [record["train_elbo"], record["recon"], *record["kl_per_layer"]])):
             last = ckpt.load_training_state(out).epoch if (out / ckpt.CHECKPOINT).is_file() else 0
             raise TrainingError(f"{out.name}, epoch {epoch + 1}: the loss became NaN or infinite; stopped, the last "
@@ -262,12 +277,12 @@ def train_group(runs: list[tuple[RunConfig, Path]], resume: bool | list[bool] = 
     """
     deadline = time.monotonic() + time_limit if time_limit else None  # one for the group: all stop together
     resumes = resume if isinstance(resume, list) else [resume] * len(runs)
-    datasets: dict[tuple[str, str], Dataset] = {}  # a group on MNIST reads and unpacks it once
+    datasets: dict[tuple[str, str, int], Dataset] = {}  # a group on MNIST reads and unpacks it once
 
-    def load(name: str, data_dir: str) -> Dataset:
-        key = (name, str(data_dir))
+    def load(name: str, data_dir: str, pixel_scale: int) -> Dataset:
+        key = (name, str(data_dir), pixel_scale)
         if key not in datasets:
-            datasets[key] = load_dataset(name, data_dir)
+            datasets[key] = load_dataset(name, data_dir, pixel_scale)
         return datasets[key]
 
     trainers = [Trainer(cfg, out, r, deadline, load) for (cfg, out), r in zip(runs, resumes)]
@@ -276,12 +291,15 @@ def train_group(runs: list[tuple[RunConfig, Path]], resume: bool | list[bool] = 
     for t in trainers:
         if t.start < t.cfg.epochs:
             groups.setdefault((t.start, t.cfg.epochs, t.n_batches, str(t.device)), []).append(t)
-    for members in groups.values():
-        _train_lockstep(members, progress)
+    failures = [f for members in groups.values() for f in _train_lockstep(members, progress)]
+    if failures:  # raised once every other run has finished: one bad run never costs the others
+        raise TrainingError("; ".join(failures))
     return [t.out for t in trainers]
 
 
-def _train_lockstep(todo: list[Trainer], progress: bool | None) -> None:
+def _train_lockstep(todo: list[Trainer], progress: bool | None) -> list[str]:
+    """Train the runs together to their last epoch; returns the messages of runs that had to stop."""
+    todo, failures = list(todo), []
     lead = todo[0]
     group = GroupStep([t.step for t in todo], graph=all(t.graph for t in todo))
     desc = f"{lead.cfg.label} L={lead.cfg.layers}" if len(todo) == 1 else f"{len(todo)} models"
@@ -291,11 +309,25 @@ def _train_lockstep(todo: list[Trainer], progress: bool | None) -> None:
             t.begin_epoch(epoch)
         for b in range(lead.n_batches):
             stats = group([t.batch(b) for t in todo], [t.beta for t in todo])
-            for t, s in zip(todo, stats):
-                t.meter.add(s, t.cfg.batch_size)
-        records = [t.end_epoch(epoch) for t in todo]
+            for t, (s, ok) in zip(todo, stats):
+                t.meter.add(s, ok, t.cfg.batch_size)
+        records, failed = [], []
+        for t in todo:
+            try:
+                records.append(t.end_epoch(epoch))
+            except TrainingError as e:
+                failed.append(t)
+                failures.append(str(e))
+                if len(todo) > 1:
+                    print(f"error: {e}; the other runs of the group go on", file=sys.stderr)
+        if failed:
+            todo = [t for t in todo if t not in failed]
+            if not todo:
+                break
+            group = GroupStep([t.step for t in todo], graph=group.graph_wanted)  # a new graph without them
         bar.set_postfix(elbo=f"{records[0]['train_elbo']:.2f}", beta=f"{records[0]['beta']:.2f}")
         if any(t.out_of_time() for t in todo) and epoch + 1 < lead.cfg.epochs:
             print(f"time limit reached after epoch {epoch + 1}; continue with --resume", file=sys.stderr)
             break
     bar.close()
+    return failures
