@@ -42,8 +42,10 @@ def build(model: str, layers: int, device: torch.device, mode: str, batch: int):
     graph, compiled = MODES[mode]
     cfg = RunConfig(model=model, layers=layers, dataset="mnist", input_dim=784, batch_size=batch, epochs=1)
     net = HierarchicalVAE(cfg).to(device).train()
-    opt = make_optimizer(net, cfg.lr, graph)
-    return net, TrainStep(net, opt, batch, graph=graph, compile=compiled)
+    opt = make_optimizer(net, cfg.lr, graph, cfg.adam_eps)
+    # the grid's step: the authors' clipping included
+    return net, TrainStep(net, opt, batch, grad_clip=cfg.grad_clip, graph=graph, compile=compiled,
+                          grad_clip_value=cfg.grad_clip_value)
 
 
 def time_steps(step: TrainStep, data: torch.Tensor, steps: int, device: torch.device) -> float:
@@ -83,7 +85,8 @@ def grouped(args, m: int, mode: str, device: torch.device) -> float:
     for _ in range(m):
         cfg = RunConfig(model=args.model, layers=args.layers, dataset="mnist", input_dim=784, batch_size=args.batch, epochs=1)
         net = HierarchicalVAE(cfg).to(device).train()
-        members.append(ModelStep(net, make_optimizer(net, cfg.lr, graph), args.batch, compile=compiled))
+        members.append(ModelStep(net, make_optimizer(net, cfg.lr, graph, cfg.adam_eps), args.batch, cfg.grad_clip,
+                                 compiled, cfg.grad_clip_value))
     group = GroupStep(members, graph=graph)
     data = torch.rand(16, args.batch, 784, device=device).bernoulli()
     step = lambda x, beta: group([x] * m, [beta] * m)  # noqa: E731  same batch for all: cost is what counts

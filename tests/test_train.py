@@ -266,8 +266,10 @@ def test_lasagne_adam_differs_from_torch_adam_only_by_the_epsilon_schedule():
     assert same < 1e-7 and differ > 100 * same, (same, differ)
 
 
-def test_a_non_finite_step_changes_nothing_and_is_counted():
-    """A step with a NaN gradient is skipped: weights, Adam moments and BN statistics stay as they were."""
+@pytest.mark.parametrize("on_device", [False, True])
+def test_a_non_finite_step_changes_nothing_and_is_counted(on_device):
+    """A step with a NaN gradient is skipped: weights, Adam moments and BN statistics stay as they were,
+    whether the skip is decided on the host (eager) or on the device (what a CUDA graph runs)."""
     from training.model import HierarchicalVAE
     from training.step import ModelStep, make_optimizer
 
@@ -283,15 +285,39 @@ def test_a_non_finite_step_changes_nothing_and_is_counted():
     x = torch.rand(32, 64).bernoulli()
     x[0, 0] = float("nan")
     step.load(x, 1.0)
-    _, ok = step.eager()
+    opt.zero_grad(set_to_none=True)
+    _, ok = step.step(on_device=on_device)
     assert not bool(ok) and int(step.skipped) == 1 and int(step.streak) == 1
     for k, v in model.state_dict().items():
         if v.is_floating_point():
             assert torch.equal(v, before[k]), k
     assert all(torch.equal(m, s["exp_avg"]) for m, s in zip(moments, opt.state.values()))
     step.load(torch.rand(32, 64).bernoulli(), 1.0)
-    _, ok = step.eager()
+    opt.zero_grad(set_to_none=True)
+    _, ok = step.step(on_device=on_device)
     assert bool(ok) and int(step.streak) == 0 and int(step.max_streak) == 1
+
+
+def test_the_on_device_step_equals_the_host_decided_step():
+    """The masked update a CUDA graph captures computes the same good steps as the eager path."""
+    from training.model import HierarchicalVAE
+    from training.step import ModelStep, make_optimizer
+    cfg = digits_cfg("lvae", input_dim=64)
+    torch.manual_seed(0)
+    a, b = HierarchicalVAE(cfg), HierarchicalVAE(cfg)
+    b.load_state_dict(a.state_dict())
+    steps = [ModelStep(m, make_optimizer(m, cfg.lr), 32, grad_clip=cfg.grad_clip, grad_clip_value=cfg.grad_clip_value)
+             for m in (a, b)]
+    g = torch.Generator().manual_seed(2)
+    for i in range(5):
+        x = torch.rand(32, 64, generator=g).bernoulli(generator=g)
+        for s, on_device in zip(steps, (False, True)):
+            s.load(x, 1.0)
+            s.optimizer.zero_grad(set_to_none=True)
+            torch.manual_seed(i)
+            s.step(on_device=on_device)
+    for (name, ta), tb in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.allclose(ta.float(), tb.float(), atol=1e-6), name
 
 
 def test_graph_step_mode_falls_back_to_eager_on_cpu(tmp_path, capsys):

@@ -21,9 +21,10 @@ from .errors import UserError
 
 DEMO_EPOCHS = 200
 # Warm-up over the first half, as a 3-seed sweep showed the LVAE's upper layers staying active on every
-# seed only with it. Seed 1 is the seed of benchmarks/active_units_digits.py's three (0, 1, 2; all
-# reported in the README) where the difference is clearest, for a newcomer's first look; on seed 0 one
-# borderline unit decides it.
+# seed only with it (before the authors' optimizer and init). Seed 1 is the seed of
+# benchmarks/active_units_digits.py's three (0, 1, 2; all reported in the README) where the
+# difference is clearest with the authors' optimizer and init (LVAE 6 active units above layer 2,
+# VAE 1), for a newcomer's first look.
 DEMO_SEED = 1
 DEMO_RUNS = {
     f"digits-{model}-bn-wu": RunConfig(model=model, layers=5, dataset="digits", epochs=DEMO_EPOCHS,

@@ -24,17 +24,21 @@ import torch
 LASAGNE_NORM_EPS = 1e-7  # total_norm_constraint's epsilon
 
 
-def clip_gradients(grads: list[torch.Tensor], max_norm: float, max_value: float, ok: torch.Tensor) -> torch.Tensor:
+def clip_gradients(grads: list[torch.Tensor], max_norm: float, max_value: float,
+                   ok: torch.Tensor | None = None) -> torch.Tensor:
     """Zero the gradients where `ok` is False, scale their total norm to at most max_norm, then clip
     every element to +-max_value (0 turns either off), in place; returns the total norm before clipping.
+    ok None: the gradients are known to be finite.
 
     As lasagne.updates.total_norm_constraint: g *= min(norm, max_norm) / (norm + 1e-7).
     """
     norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))) if grads else torch.zeros(())
-    for g in grads:
-        g.masked_fill_(~ok, 0.0)  # NaN * 0 is NaN: non-finite gradients must be replaced, not scaled
-    if max_norm:
+    safe = norm
+    if ok is not None:
+        for g in grads:
+            g.masked_fill_(~ok, 0.0)  # NaN * 0 is NaN: non-finite gradients must be replaced, not scaled
         safe = torch.where(ok, norm, torch.zeros_like(norm))
+    if max_norm:
         torch._foreach_mul_(grads, safe.clamp(max=max_norm) / (safe + LASAGNE_NORM_EPS))
     if max_value:
         torch._foreach_clamp_min_(grads, -max_value)
@@ -80,20 +84,41 @@ class LasagneAdam(torch.optim.Optimizer):
             st = [self.state[p] for p in params]
             grads = [p.grad for p in params]
             m, v, steps = [s["exp_avg"] for s in st], [s["exp_avg_sq"] for s in st], [s["step"] for s in st]
-            go = torch.ones((), device=params[0].device) if ok is None else ok.to(torch.float32)
-            torch._foreach_add_(steps, go)
-            # m += go (1 - b1)(g - m), v += go (1 - b2)(g^2 - v): with go = 0 nothing moves.
-            dm = torch._foreach_sub(grads, m)
-            torch._foreach_mul_(dm, go * (1 - b1))
-            torch._foreach_add_(m, dm)
-            dv = torch._foreach_mul(grads, grads)
-            torch._foreach_sub_(dv, v)
-            torch._foreach_mul_(dv, go * (1 - b2))
-            torch._foreach_add_(v, dv)
-            t = steps[0].clamp(min=1.0)  # all parameters of a group step together
-            lr_t = group["lr"] * torch.sqrt(1 - b2 ** t) / (1 - b1 ** t) * go
-            denom = torch._foreach_sqrt(v)
-            torch._foreach_add_(denom, group["eps"])
-            update = torch._foreach_div(m, denom)
-            torch._foreach_mul_(update, -lr_t)
-            torch._foreach_add_(params, update)
+            if ok is None:
+                self._update(params, grads, m, v, steps, group, b1, b2)
+            else:
+                self._masked_update(params, grads, m, v, steps, group, b1, b2, ok.to(torch.float32))
+
+    @staticmethod
+    def _update(params, grads, m, v, steps, group, b1: float, b2: float) -> None:
+        """The plain step, with in-place fused foreach ops (as few passes over memory as torch's Adam)."""
+        torch._foreach_add_(steps, 1.0)
+        torch._foreach_lerp_(m, grads, 1 - b1)            # m = b1 m + (1 - b1) g
+        torch._foreach_mul_(v, b2)
+        torch._foreach_addcmul_(v, grads, grads, value=1 - b2)
+        t = steps[0]  # all parameters of a group step together
+        lr_t = group["lr"] * torch.sqrt(1 - b2 ** t) / (1 - b1 ** t)
+        denom = torch._foreach_sqrt(v)
+        torch._foreach_add_(denom, group["eps"])
+        torch._foreach_div_(denom, -lr_t)                 # p += m / (-(sqrt(v) + eps) / lr_t)
+        torch._foreach_addcdiv_(params, m, denom)
+
+    @staticmethod
+    def _masked_update(params, grads, m, v, steps, group, b1: float, b2: float, go: torch.Tensor) -> None:
+        """The step decided on the device: with go = 0 (a bad step) nothing moves. Gradients must be finite."""
+        torch._foreach_add_(steps, go)
+        # m += go (1 - b1)(g - m), v += go (1 - b2)(g^2 - v)
+        dm = torch._foreach_sub(grads, m)
+        torch._foreach_mul_(dm, go * (1 - b1))
+        torch._foreach_add_(m, dm)
+        dv = torch._foreach_mul(grads, grads)
+        torch._foreach_sub_(dv, v)
+        torch._foreach_mul_(dv, go * (1 - b2))
+        torch._foreach_add_(v, dv)
+        t = steps[0].clamp(min=1.0)
+        lr_t = group["lr"] * torch.sqrt(1 - b2 ** t) / (1 - b1 ** t) * go
+        denom = torch._foreach_sqrt(v)
+        torch._foreach_add_(denom, group["eps"])
+        update = torch._foreach_div(m, denom)
+        torch._foreach_mul_(update, -lr_t)
+        torch._foreach_add_(params, update)
