@@ -109,3 +109,41 @@ def test_train_command_round_trips_every_config_field():
     import dataclasses
     same = [f.name for f in dataclasses.fields(cfg) if getattr(cfg, f.name) == getattr(defaults, f.name)]
     assert set(same) <= {"model", "layers", "dataset", "hidden_sizes", "latent_sizes", "input_dim", "format_version"}, same
+
+
+def test_export_writes_a_weights_only_run_that_loads_and_refuses_resume(digits_runs, tmp_path):
+    import json as _json
+
+    import torch
+
+    from training import checkpoint as ckpt
+    from training.errors import CheckpointError
+    src = digits_runs["lvae"]
+    out = tmp_path / "shipped"
+    assert main(["export", str(src), str(out), "--dtype", "float16", "--iw-samples", "5"]) == 0
+    tensors, meta = ckpt.read_tensors(out / ckpt.CHECKPOINT)
+    assert not any(k.startswith(("optim.", "rng.")) for k in tensors) and meta[ckpt.WEIGHTS_ONLY] == "true"
+    assert all(t.dtype == torch.float16 for k, t in tensors.items() if t.is_floating_point())
+    assert (out / ckpt.CHECKPOINT).stat().st_size < 0.6 * (src / ckpt.CHECKPOINT).stat().st_size
+    model, cfg, epoch = ckpt.load_model(out)
+    original, _, epoch0 = ckpt.load_model(src)
+    assert epoch == epoch0 and next(model.parameters()).dtype == torch.float32
+    for (name, a), b in zip(original.state_dict().items(), model.state_dict().values()):
+        assert torch.allclose(a.float(), b.float(), atol=1e-2, rtol=1e-2), name
+    assert ckpt.read_history(out) == ckpt.read_history(src)
+    assert ckpt.snapshot_epochs(out) == ckpt.snapshot_epochs(src)
+    ev = _json.loads((out / "eval.json").read_text())
+    assert ev["iw_samples"] == 5 and ev["bn_stats"] == "recomputed" and ev["weights_dtype"] == "float16"
+    with pytest.raises(CheckpointError, match="weights only"):
+        ckpt.load_training_state(out)
+
+
+def test_export_and_resume_errors_are_one_line_exit_2(digits_runs, tmp_path, capsys):
+    out = tmp_path / "x"
+    assert main(["export", str(digits_runs["vae"]), str(out)]) == 0
+    assert main(["export", str(digits_runs["vae"]), str(out)]) == 2  # refuses a folder that holds files
+    assert main(["train", "--model", "vae", "--layers", "3", "--dataset", "digits", "--epochs", "30",
+                 "--out", str(out), "--resume"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert all(line.startswith("error: ") for line in err) and "weights only" in err[-1]
+    assert main(["export", str(tmp_path / "missing"), str(tmp_path / "y")]) == 2

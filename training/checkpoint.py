@@ -35,6 +35,7 @@ HISTORY = "history.jsonl"
 SNAPSHOTS = "snapshots"
 POINTS = "points.safetensors"
 PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".ckpt", ".bin")
+WEIGHTS_ONLY = "weights_only"  # checkpoint metadata of an exported run (training/export.py): no optimizer state
 _SNAPSHOT_NAME = re.compile(r"^epoch_(\d+)\.safetensors$")
 
 
@@ -163,7 +164,7 @@ def load_model(run_dir: Path, device: str | torch.device = "cpu") -> tuple[Hiera
             raise CheckpointError(f"{path}: {name} has shape {tuple(tensor.shape)}, config.json needs {tuple(expected[name].shape)}")
         if tensor.is_floating_point() and not torch.isfinite(tensor).all():
             raise CheckpointError(f"{path}: {name} holds NaN or infinite values")
-    model.load_state_dict(weights)
+    model.load_state_dict({k: v.to(expected[k].dtype) for k, v in weights.items()})  # exported float16 too
     try:
         epoch = int(meta.get("epoch", "0"))
     except ValueError:
@@ -187,6 +188,9 @@ def load_training_state(run_dir: Path) -> TrainingState:
         except json.JSONDecodeError:
             raise CheckpointError(f"{path}: optimizer metadata is not valid JSON") from None
     rng = {k[len("rng."):]: v for k, v in tensors.items() if k.startswith("rng.")}
+    if meta.get(WEIGHTS_ONLY) == "true":
+        raise CheckpointError(f"{Path(run_dir)}: holds weights only (an exported run, no optimizer state), so it "
+                              "cannot be resumed; start a new run from it with --init-from")
     return TrainingState(int(meta.get("epoch", "0")), optimizer, rng)
 
 

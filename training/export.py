@@ -1,0 +1,51 @@
+"""`python -m training export RUN_DIR OUT_DIR`: a weights-only copy of a run folder, for shipping.
+
+The copy is a run folder like any other (config, weights, history, snapshots and their test images)
+without the optimizer state and RNG states a resume needs, plus `eval.json`: the final numbers and
+how they were obtained. It loads everywhere a run loads; `train --resume` on it says it holds
+weights only.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import torch
+
+from . import checkpoint as ckpt
+from .errors import UserError
+
+EVAL = "eval.json"
+DTYPES = {"float32": torch.float32, "float16": torch.float16}
+
+
+def export_run(run_dir: Path, out_dir: Path, dtype: str = "float32", evaluation: dict | None = None) -> Path:
+    """Write the weights-only copy of run_dir to out_dir (which must not hold files); returns out_dir.
+
+    evaluation: the `eval --json` result to store as eval.json (with the export's own facts added).
+    """
+    run_dir, out_dir = Path(run_dir), Path(out_dir)
+    if dtype not in DTYPES:
+        raise UserError(f"--dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
+    model, cfg, epoch = ckpt.load_model(run_dir)
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise UserError(f"{out_dir}: already holds files; choose an empty or new folder")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ckpt.save_config(out_dir, cfg)
+    tensors = {f"model.{k}": (v.to(DTYPES[dtype]) if v.is_floating_point() else v)
+               for k, v in model.state_dict().items()}
+    ckpt.save_tensors(out_dir / ckpt.CHECKPOINT, tensors,
+                      {"epoch": str(epoch), "format": "lvae-explorer/1", ckpt.WEIGHTS_ONLY: "true", "dtype": dtype})
+    if (run_dir / ckpt.HISTORY).is_file():
+        shutil.copyfile(run_dir / ckpt.HISTORY, out_dir / ckpt.HISTORY)
+    if (run_dir / ckpt.SNAPSHOTS).is_dir():
+        shutil.copytree(run_dir / ckpt.SNAPSHOTS, out_dir / ckpt.SNAPSHOTS,
+                        ignore=shutil.ignore_patterns(".*.tmp"))
+    if evaluation is not None:
+        record = {**evaluation, "exported_from": str(run_dir), "weights_dtype": dtype,
+                  "export_date": dt.date.today().isoformat(), "export_command": " ".join(sys.argv)}
+        ckpt.atomic_write(out_dir / EVAL, json.dumps(record, indent=1).encode())
+    return out_dir
