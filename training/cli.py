@@ -120,9 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("run_dir", type=Path)
     x.add_argument("out_dir", type=Path)
     x.add_argument("--dtype", choices=("float32", "float16"), default="float32", help="weights' precision")
-    x.add_argument("--eval-json", type=Path, default=None, help="an `eval --json` result to store as eval.json")
-    x.add_argument("--iw-samples", type=int, default=0,
-                   help="evaluate the exported weights now with this many importance samples (0: not)")
+    numbers = x.add_mutually_exclusive_group()
+    numbers.add_argument("--eval-json", type=Path, default=None, help="an `eval --json` result to store as eval.json")
+    numbers.add_argument("--iw-samples", type=int, default=0,
+                         help="evaluate the exported weights now with this many importance samples (0: not)")
     x.add_argument("--data-dir", default=None, help="dataset folder for --iw-samples (default: the run's)")
 
     d = sub.add_parser("demo", help="train the app's default pair: VAE+BN+WU and LVAE+BN+WU, 5 layers, digits")
@@ -196,7 +197,6 @@ def run(argv: list[str] | None = None) -> int:
                                    a.mc_samples, a.finetune_mc_samples, a.pixel_scale)
         print(f"{'complete' if complete else 'partial (run the same command again to continue)'}: {path}")
     elif a.command == "export":
-        from .evaluate import evaluate_run
         from .export import export_run
         evaluation = None
         if a.eval_json is not None:
@@ -206,13 +206,7 @@ def run(argv: list[str] | None = None) -> int:
                 raise UserError(f"--eval-json {a.eval_json}: not a readable JSON file ({e})") from None
             if not isinstance(evaluation, dict):
                 raise UserError(f"--eval-json {a.eval_json}: must hold one JSON object (what `eval --json` prints)")
-        out = export_run(a.run_dir, a.out_dir, a.dtype, evaluation)
-        if a.iw_samples > 0:  # the numbers of the weights as shipped (float16 ones included)
-            from .export import EVAL
-            from .checkpoint import atomic_write
-            result = {**evaluate_run(out, a.iw_samples, a.data_dir), "run": str(a.out_dir),
-                      "exported_from": str(a.run_dir), "weights_dtype": a.dtype, "command": " ".join(sys.argv)}
-            atomic_write(out / EVAL, json.dumps(result, indent=1).encode())
+        out = export_run(a.run_dir, a.out_dir, a.dtype, evaluation, a.iw_samples, a.data_dir)
         print(f"exported {out}")
     elif a.command == "demo":
         from .demo import run_demo

@@ -12,7 +12,6 @@ from .model import HierarchicalVAE
 from .objectives import count_active_units, evaluate_elbo, iw_log_likelihood, unit_activity
 from .train import eval_mode, resolve_device, test_tensors
 
-BN_STATS = ("recomputed", "running")
 BN_STATS_SEED = 0
 
 
@@ -27,15 +26,16 @@ def recompute_bn_statistics(model: HierarchicalVAE, x_train: torch.Tensor) -> Hi
     """
     twin = copy.deepcopy(model).train()
     bns = [m for m in twin.modules() if isinstance(m, torch.nn.BatchNorm1d)]
+    momenta = [bn.momentum for bn in bns]
     for bn in bns:
         bn.reset_running_stats()
         bn.momentum = None  # a cumulative average: after one batch, exactly that batch's statistics
     if bns:
         twin(x_train)
     n = x_train.shape[0]
-    for bn in bns:
+    for bn, momentum in zip(bns, momenta):
         bn.running_var.mul_((n - 1) / n)  # torch stores the unbiased variance; BN normalised with the biased one
-        bn.momentum = 0.1
+        bn.momentum = momentum
     return twin.eval()
 
 

@@ -22,10 +22,12 @@ EVAL = "eval.json"
 DTYPES = {"float32": torch.float32, "float16": torch.float16}
 
 
-def export_run(run_dir: Path, out_dir: Path, dtype: str = "float32", evaluation: dict | None = None) -> Path:
+def export_run(run_dir: Path, out_dir: Path, dtype: str = "float32", evaluation: dict | None = None,
+               iw_samples: int = 0, data_dir: str | None = None) -> Path:
     """Write the weights-only copy of run_dir to out_dir (which must not hold files); returns out_dir.
 
-    evaluation: the `eval --json` result to store as eval.json (with the export's own facts added).
+    eval.json holds `evaluation` (a saved `eval --json` result) or, with iw_samples > 0, the
+    evaluation of the exported weights themselves (float16 ones included), plus the export's facts.
     """
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     if dtype not in DTYPES:
@@ -44,8 +46,11 @@ def export_run(run_dir: Path, out_dir: Path, dtype: str = "float32", evaluation:
     if (run_dir / ckpt.SNAPSHOTS).is_dir():
         shutil.copytree(run_dir / ckpt.SNAPSHOTS, out_dir / ckpt.SNAPSHOTS,
                         ignore=shutil.ignore_patterns(".*.tmp"))
+    if iw_samples > 0:
+        from .evaluate import evaluate_run
+        evaluation = evaluate_run(out_dir, iw_samples, data_dir)
     if evaluation is not None:
-        record = {**evaluation, "exported_from": str(run_dir), "weights_dtype": dtype,
+        record = {**evaluation, "run": str(out_dir), "exported_from": str(run_dir), "weights_dtype": dtype,
                   "export_date": dt.date.today().isoformat(), "export_command": " ".join(sys.argv)}
         ckpt.atomic_write(out_dir / EVAL, json.dumps(record, indent=1).encode())
     return out_dir

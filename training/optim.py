@@ -24,15 +24,19 @@ import torch
 LASAGNE_NORM_EPS = 1e-7  # total_norm_constraint's epsilon
 
 
-def clip_gradients(grads: list[torch.Tensor], max_norm: float, max_value: float,
-                   ok: torch.Tensor | None = None) -> torch.Tensor:
-    """Zero the gradients where `ok` is False, scale their total norm to at most max_norm, then clip
-    every element to +-max_value (0 turns either off), in place; returns the total norm before clipping.
+def total_norm(grads: list[torch.Tensor]) -> torch.Tensor:
+    """The gradients' joint L2 norm (non-finite if any element is)."""
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))) if grads else torch.zeros(())
+
+
+def clip_gradients(grads: list[torch.Tensor], norm: torch.Tensor, max_norm: float, max_value: float,
+                   ok: torch.Tensor | None = None) -> None:
+    """Zero the gradients where `ok` is False, scale their total norm (`norm`, from total_norm) to at
+    most max_norm, then clip every element to +-max_value (0 turns either off), in place.
     ok None: the gradients are known to be finite.
 
     As lasagne.updates.total_norm_constraint: g *= min(norm, max_norm) / (norm + 1e-7).
     """
-    norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))) if grads else torch.zeros(())
     safe = norm
     if ok is not None:
         for g in grads:
@@ -43,7 +47,6 @@ def clip_gradients(grads: list[torch.Tensor], max_norm: float, max_value: float,
     if max_value:
         torch._foreach_clamp_min_(grads, -max_value)
         torch._foreach_clamp_max_(grads, max_value)
-    return norm
 
 
 class LasagneAdam(torch.optim.Optimizer):

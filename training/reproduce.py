@@ -105,18 +105,18 @@ def run_entries(entries: list[Entry], runs_dir: Path, eval_samples: int, time_li
         if not history or history[-1]["epoch"] < cfg.epochs:
             continue
         r = evaluate_run(out, eval_samples, device=cfg.device)
-        parent_cfg = ckpt.load_config(runs_dir / e.parent) if e.parent else None
-        stage_epochs = {"base": parent_cfg.epochs if parent_cfg else cfg.epochs}
+        base_cfg = ckpt.load_config(runs_dir / e.parent) if e.parent else cfg
+        stage_epochs = {"base": base_cfg.epochs}
         if e.parent:
             stage_epochs[e.stage] = cfg.epochs
         results.append({
             "name": e.name, "model": e.grid_model, "stage": e.stage, "parent": e.parent, "layers": cfg.layers,
             "bn": cfg.batch_norm, "warmup": bool(cfg.warmup_epochs), "epochs": cfg.epochs,
             "stage_epochs": stage_epochs, "train_mc_samples": cfg.mc_samples,
-            "train_iw_samples": cfg.iw_samples, "base_iw_samples": parent_cfg.iw_samples if parent_cfg else cfg.iw_samples,
+            "train_iw_samples": cfg.iw_samples, "base_iw_samples": base_cfg.iw_samples,
             "pixel_scale": r["pixel_scale"], "bn_stats": r["bn_stats"],
             "paper_iw_ll": paper_iw_ll(cfg.dataset, e.grid_model, cfg.layers, e.stage, cfg.mc_samples, cfg.iw_samples,
-                                       parent_cfg.iw_samples if parent_cfg else cfg.iw_samples),
+                                       base_cfg.iw_samples),
             "seed": cfg.seed, "iw_samples": r["iw_samples"],
             "iw_ll": r["iw_ll"], "elbo": r["elbo"], "active_units": r["active_units"],
             "kl_per_layer": r["kl_per_layer"], "seconds": sum(h["seconds"] for h in history),
@@ -159,7 +159,7 @@ def summarize(results: list[dict], dataset: str) -> list[dict]:
         rs = groups[key]
         ll = [r["iw_ll"] for r in rs]
         model, stage, layers, mc, iw, scale = key
-        paper = paper_iw_ll(dataset, model, layers, stage, mc, iw, rs[0].get("base_iw_samples", iw if stage == "base" else 1))
+        paper = paper_iw_ll(dataset, model, layers, stage, mc, iw, rs[0].get("base_iw_samples", 1))
         rows.append({
             "model": model.upper(), "stage": stage, "train M": mc, "train K": iw, "layers": layers,
             "epochs": "+".join(str(v) for v in rs[0].get("stage_epochs", {"": rs[0].get("epochs")}).values()),

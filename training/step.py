@@ -19,7 +19,7 @@ import torch
 
 from .model import HierarchicalVAE
 from .objectives import BatchStats, elbo_loss
-from .optim import LasagneAdam, clip_gradients
+from .optim import LasagneAdam, clip_gradients, total_norm
 
 WARMUP_STEPS = 3  # eager steps on a side stream before capture, as torch.cuda.graphs requires
 
@@ -101,15 +101,15 @@ class ModelStep:
         loss.backward()
         params = [p for p in self.model.parameters() if p.grad is not None]
         grads = [p.grad for p in params]
-        finite = torch.isfinite(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))))
-        ok = finite & torch.isfinite(loss)
+        norm = total_norm(grads)
+        ok = torch.isfinite(norm) & torch.isfinite(loss)
         if on_device:
-            clip_gradients(grads, self.grad_clip, self.grad_clip_value, ok)
+            clip_gradients(grads, norm, self.grad_clip, self.grad_clip_value, ok)
             self.optimizer.step(ok)
             for b, saved in zip(self.buffers, self.saved):  # a skipped step leaves BN's statistics as they were
                 b.copy_(torch.where(ok, b, saved))
         elif bool(ok):
-            clip_gradients(grads, self.grad_clip, self.grad_clip_value)
+            clip_gradients(grads, norm, self.grad_clip, self.grad_clip_value)
             self.optimizer.step()
         elif self.buffers:  # skipped: no update at all, and BN's statistics as they were
             torch._foreach_copy_(self.buffers, self.saved)

@@ -226,14 +226,12 @@ class Trainer:
         if skipped:
             record["skipped_steps"] = skipped
         if streak >= self.cfg.skip_limit:
-            last = ckpt.load_training_state(out).epoch if (out / ckpt.CHECKPOINT).is_file() else 0
             raise TrainingError(f"{out.name}, epoch {epoch + 1}: {streak} steps in a row had a NaN or infinite loss or "
-                                f"gradient and were skipped; stopped, the last good checkpoint (epoch {last}) is intact; "
-                                f"try a lower --lr")
+                                f"gradient and were skipped; stopped, the last good checkpoint (epoch "
+                                f"{self.last_checkpoint()}) is intact; try a lower --lr")
         if not all(map(math.isfinite, [record["train_elbo"], record["recon"], *record["kl_per_layer"]])):
-            last = ckpt.load_training_state(out).epoch if (out / ckpt.CHECKPOINT).is_file() else 0
             raise TrainingError(f"{out.name}, epoch {epoch + 1}: the loss became NaN or infinite; stopped, the last "
-                                f"good checkpoint (epoch {last}) is intact; try --grad-clip 4 or a lower --lr")
+                                f"good checkpoint (epoch {self.last_checkpoint()}) is intact; try a lower --lr")
         record["seconds"] = time.perf_counter() - self.t0
         last_epoch = epoch + 1 == cfg.epochs
         if (epoch + 1) % cfg.eval_every == 0 or last_epoch:
@@ -244,6 +242,10 @@ class Trainer:
         if (epoch + 1) % cfg.checkpoint_interval == 0 or last_epoch or self.out_of_time():
             ckpt.save_checkpoint(out, self.model, self.optimizer, epoch + 1, _rng_state(self.gen, self.device))
         return record
+
+    def last_checkpoint(self) -> int:
+        """The epoch of the run's saved checkpoint (0 if none yet)."""
+        return ckpt.load_training_state(self.out).epoch if (self.out / ckpt.CHECKPOINT).is_file() else 0
 
     def out_of_time(self) -> bool:
         return self.deadline is not None and time.monotonic() > self.deadline
