@@ -2,19 +2,23 @@
 
     streamlit run app.py [-- --runs-dir DIR [--runs-dir DIR2]]
 
-Runs come from ./runs, every --runs-dir and the folders in $LVAE_RUNS_DIR.
-On first start, with no usable run anywhere, the demo pair
-(`python -m training demo`) trains in the background with a progress bar;
-the pages fill in as soon as it has saved checkpoints.
+Runs come from ./runs, every --runs-dir, the folders in $LVAE_RUNS_DIR and the shipped pretrained/
+(the paper's 5-layer VAE+BN+WU and LVAE+BN+WU on MNIST, which the Compare page opens on). Nothing
+trains by itself: the digits demo pair trains from the Train page, or `python -m training demo`.
 """
 from __future__ import annotations
 
 import streamlit as st
 
-from app_pages import common
-from explorer import trainer
-
+# Before anything else, the heavy imports included: the browser tab carries the app's name from the
+# first message, and the first screen says what the app is while PyTorch loads.
 st.set_page_config(page_title="LVAE explorer", page_icon=":material/layers:", layout="wide")
+st.sidebar.markdown("### LVAE explorer\nSee what each latent layer of a VAE and a Ladder VAE learned "
+                    "(Sønderby et al. 2016, *Ladder Variational Autoencoders*).")
+
+with st.spinner("LVAE explorer is starting: loading PyTorch and plotly…"):  # seconds on the first start only
+    from app_pages import common  # noqa: E402
+    from explorer import trainer  # noqa: E402
 
 PAGES = [
     st.Page("app_pages/compare.py", title="Compare", icon=":material/compare_arrows:", default=True),
@@ -26,7 +30,7 @@ PAGES = [
 ]
 
 
-@st.cache_resource
+@st.cache_resource(show_spinner="Starting: preparing the explorer…")
 def freeze_heap() -> bool:
     """Streamlit runs gc.collect(2) after every script and fragment run (runner.postScriptGC); with torch,
     plotly and pandas loaded that full collection costs ~150 ms of CPU per slider move. Moving the objects
@@ -48,62 +52,18 @@ def freeze_heap() -> bool:
 freeze_heap()
 
 
-@st.cache_resource
-def demo_holder() -> dict:
-    """The first-run demo job, one per server process (shared by every browser session)."""
-    return {"job": None}
-
-
-def first_run(runs: list) -> None:
-    """Train the demo pair when there is no usable run anywhere; show its progress while it trains."""
-    holder = demo_holder()
-    job = holder["job"]
-    if job is None and not any(r.ok for r in runs) and not holder.get("failed"):
-        try:
-            job = holder["job"] = trainer.start_demo(common.runs_dirs()[0])
-        except OSError as e:  # e.g. a read-only folder: say so once, the app still works
-            holder["failed"] = f"cannot start the demo training in {common.runs_dirs()[0]}: {e}"
-    if holder.get("failed"):
-        st.error(holder["failed"])
-    if job is None:
-        return
-
-    @st.fragment(run_every=1.0 if job.poll() is None else None)
-    def progress() -> None:
-        code = job.poll()
-        if code is None:
-            ready = job.ready_runs()
-            if ready != st.session_state.setdefault("demo_ready", set()):
-                st.session_state["demo_ready"] = ready
-                st.rerun()  # a demo run saved its first checkpoint: let the page show it
-            done, total = job.progress()
-            st.progress(done / total, text=f"First start: training the demo pair (VAE+BN+WU and LVAE+BN+WU, "
-                                           f"5 layers, digits) into {job.out}: {done} of {total} epochs. "
-                                           "The pages fill in as checkpoints arrive.")
-        elif code == 0:
-            holder["job"] = None
-            st.rerun()  # the whole app: every run list now has the pair
-        else:
-            st.error(f"Demo training failed: {job.error_line()} (log: {job.log})")
-            if st.button("Try again", key="demo_retry"):
-                holder["job"] = None
-                st.rerun()
-
-    progress()
-
-
 def sidebar(runs: list) -> None:
     with st.sidebar:
         broken = sum(not r.ok for r in runs)
         st.caption(f"**{len(runs)} run{'s' if len(runs) != 1 else ''}**" + (f" ({broken} broken)" if broken else "")
                    + " in " + ", ".join(f"`{d}`" for d in common.runs_dirs()))
-        running = [j for j in trainer.jobs.values() if j.running]
+        running = [j.name for j in trainer.jobs.values() if j.running]
+        if trainer.demo is not None and trainer.demo.poll() is None:
+            running.append("the digits demo pair")
         if running:
-            st.caption("Training: " + ", ".join(j.name for j in running))
+            st.caption("Training: " + ", ".join(running))
 
 
 pg = st.navigation(PAGES)
-runs = common.all_runs()
-sidebar(runs)
-first_run(runs)
+sidebar(common.all_runs())
 pg.run()

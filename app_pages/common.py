@@ -41,6 +41,11 @@ def runs_dirs() -> list[Path]:
     return runs_mod.runs_dirs(cli_runs_dirs())
 
 
+def writable_runs_dirs() -> list[Path]:
+    """Where the app may train: every runs folder but the shipped pretrained/."""
+    return runs_mod.writable_runs_dirs(cli_runs_dirs())
+
+
 def all_runs() -> list[RunInfo]:
     """Every run under the runs folders, broken ones included (discovery caches its validation itself)."""
     return runs_mod.discover_runs(runs_dirs())
@@ -62,7 +67,8 @@ def pick_run(label: str, key: str, remember: str = SELECTED, default: RunInfo | 
     """
     runs = all_runs()
     if not runs:
-        container.info("No runs yet: train one on the **Train** page (the demo pair trains by itself on first start).")
+        container.info("No runs yet: the shipped MNIST pair is not in `pretrained/`. Train the digits demo pair "
+                       "(about a minute) or any run on the **Train** page.")
         return None
     paths = [str(r.path) for r in runs]
     wanted = st.session_state.get(remember) or (str(default.path) if default else None)
@@ -81,6 +87,23 @@ def pick_run(label: str, key: str, remember: str = SELECTED, default: RunInfo | 
 
 def layer_names(n: int) -> list[str]:
     return [f"z{i + 1}" for i in range(n)]
+
+
+def follow_training(runs: list[RunInfo], seconds: float = 2.0) -> None:
+    """While a background job (Train page) writes any of `runs`, rerun the page when it saves a checkpoint,
+    so charts follow the training instead of staying at the checkpoint the page first saw."""
+    from explorer import trainer
+    watched = {r.path.resolve(): r.stamp for r in runs if r is not None and trainer.is_training(r.path)}
+    if not watched:
+        return
+
+    @st.fragment(run_every=seconds)
+    def watch() -> None:
+        if any(runs_mod.checkpoint_stamp(path) != stamp for path, stamp in watched.items()) \
+                or not any(trainer.is_training(path) for path in watched):
+            st.rerun()  # the whole page, with the new checkpoint (or the final one)
+
+    watch()
 
 
 # ---- cached computations ----------------------------------------------------------

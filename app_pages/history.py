@@ -91,6 +91,7 @@ def main() -> None:
     histories = curves(runs)
     heatmap(runs, histories)
     replay(runs)
+    common.follow_training(runs)
 
 
 main()

@@ -43,7 +43,7 @@ def decomposition(model, points) -> None:
                        caption=f"the test image, then 8 images that share its top {keep} layer(s)")
     with st.expander("Every k at once"):
         rows = np.stack([hierarchy_decomposition(model, image, k, n=8, seed=0) for k in range(layers, -1, -1)])
-        common.show_images(rows, points.image_shape, target=40,
+        common.show_images(rows, points.image_shape, target=48,
                            caption=f"rows: keep the top {layers} … 0 layers (last row: plain prior samples)")
 
 

@@ -21,7 +21,7 @@ def free_name(model: str, layers: int) -> str:
 
 
 def form() -> None:
-    dirs = common.runs_dirs()
+    dirs = common.writable_runs_dirs()  # never into the shipped pretrained/
     with st.form("train_form"):
         c1, c2, c3 = st.columns(3)
         model = c1.selectbox("Model", MODELS, index=MODELS.index("lvae"), key="train_model",
@@ -77,6 +77,39 @@ def show_job(job: trainer.Job) -> None:
             st.plotly_chart(fig, key=f"train_live_{job.name}", width="stretch")
 
 
+def demo() -> None:
+    """The digits demo pair (`python -m training demo`): trained only when asked for, one job per server."""
+    out = common.writable_runs_dirs()[0]
+    job = trainer.demo
+    if job is None or job.poll() is not None:
+        st.caption(f"VAE+BN+WU and LVAE+BN+WU with 5 layers on scikit-learn's 8x8 digits, into `{out}`: about a "
+                   "minute on two cores, offline. Runs already there are kept.")
+        if st.button("Train the digits demo pair", key="train_demo", icon=":material/play_arrow:"):
+            try:
+                trainer.start_demo_once(out)
+            except OSError as e:  # e.g. a read-only folder: say so, the app still works
+                st.error(f"Cannot start the demo training in {out}: {e}")
+                return
+            st.rerun()
+        if job is not None and job.poll() not in (None, 0):
+            st.error(f"Demo training failed: {job.error_line()} (log: {job.log})")
+        return
+
+    @st.fragment(run_every=1.0)
+    def progress() -> None:
+        if job.poll() is not None:
+            st.rerun()  # ended: the whole app, so every run list has the pair
+        ready = job.ready_runs()
+        if ready != st.session_state.setdefault("demo_ready", set()):
+            st.session_state["demo_ready"] = ready
+            st.rerun()  # a demo run saved its first checkpoint: let every list show it
+        done, total = job.progress()
+        st.progress(done / total, text=f"Training the digits demo pair into {job.out}: {done} of {total} epochs. "
+                                       "The other pages show it as its checkpoints arrive.")
+
+    progress()
+
+
 def jobs() -> None:
     if not trainer.jobs:
         st.caption("No jobs started from this app yet.")
@@ -97,5 +130,7 @@ st.header("Train a model")
 st.caption("Trains in a background process (`python -m training train`); the app stays usable and the new run "
            "appears in every run list when it has saved a checkpoint.")
 form()
+st.subheader("The digits demo pair")
+demo()
 st.subheader("Jobs")
 jobs()

@@ -110,11 +110,20 @@ def wait_healthy(url: str, proc: subprocess.Popen, log: Path) -> None:
 
 
 @contextmanager
-def streamlit_server(runs_dir: Path, workdir: Path, app: Path = APP) -> Iterator[tuple[str, subprocess.Popen, Path]]:
-    """`streamlit run app.py` on a free 127.0.0.1 port; stopped (terminate, then kill) on the way out."""
+def streamlit_server(runs_dir: Path, workdir: Path, app: Path = APP,
+                     env_changes: dict[str, str | None] | None = None) -> Iterator[tuple[str, subprocess.Popen, Path]]:
+    """`streamlit run app.py` on a free 127.0.0.1 port; stopped (terminate, then kill) on the way out.
+
+    env_changes: variables to set for the server, or (value None) to remove from its environment.
+    """
     port = free_port()
     log = workdir / "streamlit.log"
     env = {**os.environ, "LVAE_RUNS_DIR": str(runs_dir), "LVAE_OFFLINE": "1"}
+    for name, value in (env_changes or {}).items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
     cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.headless", "true",
            "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"]
     cwd = workdir / "cwd"  # empty: no ./runs folder joins the runs under test

@@ -7,6 +7,7 @@ with it instead of silently hiding it.
 """
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,6 +23,12 @@ from training.errors import UserError
 
 RUNS_ENV = "LVAE_RUNS_DIR"
 DEFAULT_RUNS_DIR = Path("runs")
+# The shipped runs (`python -m training export`), found beside the code whatever the working folder;
+# read-only to the app. LVAE_PRETRAINED_DIR points elsewhere (tests: at an empty folder).
+PRETRAINED_ENV = "LVAE_PRETRAINED_DIR"
+PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"
+# The pair the app opens on when it is there: the paper's 5-layer VAE+BN+WU and LVAE+BN+WU on MNIST.
+PRETRAINED_PAIR = {"vae": "mnist-vae-bn-wu", "lvae": "mnist-lvae-bn-wu"}
 
 
 @dataclass(frozen=True)
@@ -32,6 +39,8 @@ class RunInfo:
     error: str | None        # one-line reason the run cannot be explored; None when it can
     epochs_done: int
     stamp: float             # checkpoint mtime: a cache key that changes when training saves; 0.0 if none
+    read_only: bool = False  # a shipped run under pretrained/: the app never writes into it
+    evaluation: dict | None = None  # eval.json of an exported run: the final numbers and how they were made
 
     @property
     def ok(self) -> bool:
@@ -46,15 +55,36 @@ class RunInfo:
         return f"{self.name} · {c.label}, {c.layers} layer{'s' if c.layers != 1 else ''}, {c.dataset}"
 
 
+def pretrained_dir() -> Path:
+    return Path(os.environ.get(PRETRAINED_ENV) or PRETRAINED_DIR).expanduser().resolve()
+
+
 def runs_dirs(extra: Sequence[str | Path] = ()) -> list[Path]:
-    """./runs, then `extra`, then the folders in $LVAE_RUNS_DIR; resolved, each once."""
+    """./runs, then `extra`, then the folders in $LVAE_RUNS_DIR, then pretrained/; resolved, each once.
+
+    The first is where the app trains; pretrained/ is listed but never written (writable_runs_dirs).
+    """
     env = [p for p in os.environ.get(RUNS_ENV, "").split(os.pathsep) if p.strip()]
     out: list[Path] = []
-    for p in [DEFAULT_RUNS_DIR, *extra, *env]:
+    for p in [DEFAULT_RUNS_DIR, *extra, *env, pretrained_dir()]:
         resolved = Path(p).expanduser().resolve()
         if resolved not in out:
             out.append(resolved)
     return out
+
+
+def writable_runs_dirs(extra: Sequence[str | Path] = ()) -> list[Path]:
+    """The runs folders the app may train into: every one but pretrained/."""
+    shipped = pretrained_dir()
+    return [d for d in runs_dirs(extra) if d != shipped]
+
+
+def is_read_only(folder: Path) -> bool:
+    """A run under pretrained/ (the shipped pair): nothing may write into it."""
+    try:
+        return pretrained_dir() in Path(folder).resolve().parents
+    except OSError:
+        return False
 
 
 def _looks_like_run(folder: Path) -> bool:
@@ -73,6 +103,11 @@ def _one_line(e: BaseException, limit: int = 300) -> str:
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
+def checkpoint_stamp(folder: Path) -> float:
+    """RunInfo.stamp of a run folder now: its checkpoint's mtime (0.0 if none), cheap to poll."""
+    return _mtime(Path(folder) / ckpt.CHECKPOINT)
+
+
 def _mtime(path: Path) -> float:
     try:
         return path.stat().st_mtime
@@ -82,7 +117,7 @@ def _mtime(path: Path) -> float:
 
 # Full validation loads every weight; runs are small, but discovery happens on
 # every page rerun, so results are kept per (folder, file mtimes and sizes).
-_validated: dict[tuple, tuple[str | None, int]] = {}
+_validated: dict[tuple, tuple[str | None, int, dict | None]] = {}
 
 
 def _file_key(path: Path) -> tuple[int, int]:
@@ -93,20 +128,29 @@ def _file_key(path: Path) -> tuple[int, int]:
         return 0, -1
 
 
-def _validate(folder: Path) -> tuple[str | None, int]:
-    """(error or None, epochs done): the config, a full model load, and the history."""
-    key = (str(folder), *(_file_key(folder / f) for f in (ckpt.CONFIG, ckpt.CHECKPOINT, ckpt.HISTORY)))
+def _validate(folder: Path) -> tuple[str | None, int, dict | None]:
+    """(error or None, epochs done, eval.json or None): the config, a full model load, the history."""
+    key = (str(folder), *(_file_key(folder / f) for f in (ckpt.CONFIG, ckpt.CHECKPOINT, ckpt.HISTORY, ckpt.EVAL)))
     if key not in _validated:
         if len(_validated) > 1000:  # a long-lived app sees many checkpoint versions; forget old ones
             _validated.clear()
         try:
             _, _, epochs = ckpt.load_model(folder, "cpu")  # config, pickles, truncation, shapes, NaN
             ckpt.read_history(folder)                      # unreadable history.jsonl
-            result: tuple[str | None, int] = (None, epochs)
+            result: tuple[str | None, int, dict | None] = (None, epochs, read_evaluation(folder))
         except Exception as e:  # noqa: BLE001  discovery must never raise, whatever the folder holds
-            result = (_one_line(e), 0)
+            result = (_one_line(e), 0, None)
         _validated[key] = result
     return _validated[key]
+
+
+def read_evaluation(folder: Path) -> dict | None:
+    """eval.json (written by `training export`) as a dict; None when absent or unreadable."""
+    try:
+        record = json.loads((Path(folder) / ckpt.EVAL).read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
 
 
 def inspect_run(folder: Path) -> RunInfo:
@@ -116,8 +160,9 @@ def inspect_run(folder: Path) -> RunInfo:
         config: RunConfig | None = ckpt.load_config(folder)
     except Exception:  # noqa: BLE001  the full validation below reports the reason
         config = None
-    error, epochs = _validate(folder)
-    return RunInfo(folder, folder.name, config, error, epochs, _mtime(folder / ckpt.CHECKPOINT))
+    error, epochs, evaluation = _validate(folder)
+    return RunInfo(folder, folder.name, config, error, epochs, checkpoint_stamp(folder),
+                   is_read_only(folder), evaluation)
 
 
 def discover_runs(dirs: Sequence[Path]) -> list[RunInfo]:
@@ -159,11 +204,13 @@ def load_history(path: Path) -> pd.DataFrame:
 
 
 def default_pair(runs: list[RunInfo]) -> tuple[RunInfo | None, RunInfo | None]:
-    """(VAE, LVAE) to compare first: the demo runs if usable, else the first usable run of each model."""
+    """(VAE, LVAE) to compare first: the shipped MNIST pair if usable, else the digits demo runs,
+    else the first usable run of each model."""
     ok = [r for r in runs if r.ok and r.config is not None]
 
     def pick(model: str) -> RunInfo | None:
+        shipped = [r for r in ok if r.read_only and r.name == PRETRAINED_PAIR[model] and r.config.model == model]
         demo = [r for r in ok if r.name in DEMO_RUNS and DEMO_RUNS[r.name].model == model and r.config.model == model]
-        return (demo or [r for r in ok if r.config.model == model] or [None])[0]
+        return (shipped or demo or [r for r in ok if r.config.model == model] or [None])[0]
 
     return pick("vae"), pick("lvae")

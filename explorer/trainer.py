@@ -206,11 +206,11 @@ def start_job(cfg: RunConfig, out: Path) -> Job:
     return job
 
 
-# ---- the first-run demo pair ---------------------------------------------------
+# ---- the digits demo pair, on request ---------------------------------------------
 
 @dataclass
 class DemoJob:
-    """`python -m training demo --out DIR`: the app's default pair, trained when no runs exist."""
+    """`python -m training demo --out DIR`: the digits pair, trained when the Train page asks for it."""
     out: Path
     proc: subprocess.Popen
     log: Path
@@ -241,6 +241,26 @@ class DemoJob:
         except OSError:
             lines = []
         return (lines or [f"exit code {self.proc.returncode}"])[-1]
+
+
+# The demo job this process (the app server) started: one for every session.
+demo: DemoJob | None = None
+
+
+def is_training(folder: Path) -> bool:
+    """Whether a job or the demo job of this process is writing the run folder now."""
+    folder = Path(folder).resolve()
+    if any(job.out.resolve() == folder and job.running for job in jobs.values()):
+        return True
+    return demo is not None and demo.poll() is None and folder.parent == demo.out and folder.name in DEMO_RUNS
+
+
+def start_demo_once(out: Path) -> DemoJob:
+    """The running demo job, or a new one into out (also after an earlier one ended)."""
+    global demo
+    if demo is None or demo.poll() is not None:
+        demo = start_demo(out)
+    return demo
 
 
 def start_demo(out: Path) -> DemoJob:

@@ -11,6 +11,10 @@ import torch
 from training.config import RunConfig
 
 os.environ.setdefault("LVAE_OFFLINE", "1")  # no test may touch the network
+# The shipped pretrained/ pair would join every run list; tests see only their own runs unless they
+# ask for it (tests/test_pretrained.py clears this).
+SHIPPED_DIR = Path(__file__).resolve().parent.parent / "pretrained"
+os.environ["LVAE_PRETRAINED_DIR"] = os.path.join(os.path.dirname(__file__), "no-pretrained-runs-here")
 
 # ---- training tests: two small runs really trained on digits (15 epochs, 3 layers) ----
 

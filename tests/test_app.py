@@ -4,6 +4,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import subprocess
 import sys
 import time
@@ -11,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import streamlit as st
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
@@ -90,7 +90,7 @@ def select_run(at: AppTest, key: str, name: str) -> AppTest:
 def test_compare_is_the_landing_page_with_both_runs(app, tmp_path):
     assert app.header[0].value.startswith("Compare")
     assert "3 runs" in app.sidebar.caption[0].value and "1 broken" in app.sidebar.caption[0].value
-    assert not (tmp_path / "runs").exists()  # runs exist, so the first-run demo training did not start
+    assert not (tmp_path / "runs").exists()  # nothing trains by itself
     assert not app.get("progress")
     units = by_title(app, "Active units")
     assert [t["name"] for t in units["data"]] == ["tiny-vae", "tiny-lvae"]
@@ -145,8 +145,9 @@ def test_runs_dir_argument_adds_a_folder(runs_dir, tmp_path, monkeypatch):
     assert "3 runs" in at.sidebar.caption[0].value and str(runs_dir.resolve()) in at.sidebar.caption[0].value
 
 
-def test_first_start_trains_the_demo_pair_in_the_background(tmp_path, monkeypatch):
-    """No runs anywhere: the app starts `python -m training demo` once (faked here) and shows its progress."""
+def test_no_runs_trains_nothing_until_the_train_page_asks_for_the_demo(tmp_path, monkeypatch):
+    """No runs anywhere: nothing starts by itself; the Train page's button starts `python -m training demo`
+    once (faked here) and shows its progress while the other pages keep working."""
     empty = tmp_path / "empty"
     empty.mkdir()
     monkeypatch.setenv("LVAE_RUNS_DIR", str(empty))
@@ -160,21 +161,28 @@ def test_first_start_trains_the_demo_pair_in_the_background(tmp_path, monkeypatc
         return trainer.DemoJob(Path(out), procs[-1], tmp_path / "demo.log")
 
     monkeypatch.setattr(trainer, "start_demo", fake_start_demo)
-    st.cache_resource.clear()  # the demo job is one per process: start from none
+    monkeypatch.setattr(trainer, "demo", None)
     try:
         at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
         no_exceptions(at)
+        assert not started and not at.get("progress")
+        assert any("No runs yet" in i.value and "Train" in i.value for i in at.info)
+        page(at, "train")
+        at.button(key="train_demo").click().run()
+        no_exceptions(at)
         assert started == [(tmp_path / "runs").resolve()]
         bar = at.get("progress")
-        assert bar and "training the demo pair" in bar[0].text and f"0 of {2 * DEMO_EPOCHS} epochs" in bar[0].text
+        assert bar and "digits demo pair" in bar[0].text and f"0 of {2 * DEMO_EPOCHS} epochs" in bar[0].text
+        assert any("demo pair" in c.value for c in at.sidebar.caption)  # "Training: the digits demo pair"
         page(at, "layers")  # the rest of the app works meanwhile (with no runs)
         assert any("No runs yet" in i.value for i in at.info)
+        page(at, "train")
         assert len(started) == 1  # one demo job, not one per rerun
+        assert not [b for b in at.button if b.key == "train_demo"]  # no second start while it runs
     finally:
         for proc in procs:
             proc.kill()
             proc.wait()
-        st.cache_resource.clear()
 
 
 # ---- Layers ---------------------------------------------------------------------------------
@@ -409,3 +417,26 @@ def test_a_failing_job_reports_its_one_line_reason(tmp_path, monkeypatch):
     assert job.status == "failed"
     assert job.error_line().startswith("error:")
     assert job.progress() == (0, 1)
+
+
+def test_pages_know_which_runs_are_training_and_when_they_saved(runs_dir, tmp_path, monkeypatch):
+    """What Compare and Training poll to follow a run trained from the Train page (common.follow_training)."""
+    from explorer.runs import checkpoint_stamp
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        cfg, _ = validate_request(GOOD, tmp_path)
+        run = runs_dir / "tiny-lvae"
+        monkeypatch.setitem(trainer.jobs, "tiny-lvae", trainer.Job("tiny-lvae", cfg, run, tmp_path / "log", proc))
+        monkeypatch.setattr(trainer, "demo", None)
+        assert trainer.is_training(run) and not trainer.is_training(runs_dir / "tiny-vae")
+        monkeypatch.setattr(trainer, "demo", trainer.DemoJob(tmp_path.resolve(), proc, tmp_path / "demo.log"))
+        assert trainer.is_training(tmp_path / "digits-vae-bn-wu") and not trainer.is_training(tmp_path / "other")
+        stamp = checkpoint_stamp(run)
+        assert stamp > 0 and checkpoint_stamp(tmp_path) == 0.0
+        os.utime(run / "checkpoint.safetensors", (stamp + 5, stamp + 5))
+        assert checkpoint_stamp(run) == stamp + 5
+        os.utime(run / "checkpoint.safetensors", (stamp, stamp))
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not trainer.is_training(run)  # the job ended

@@ -128,14 +128,32 @@ def test_export_writes_a_weights_only_run_that_loads_and_refuses_resume(digits_r
     model, cfg, epoch = ckpt.load_model(out)
     original, _, epoch0 = ckpt.load_model(src)
     assert epoch == epoch0 and next(model.parameters()).dtype == torch.float32
+    assert cfg.data_dir == "data"  # not the training machine's folder
     for (name, a), b in zip(original.state_dict().items(), model.state_dict().values()):
         assert torch.allclose(a.float(), b.float(), atol=1e-2, rtol=1e-2), name
     assert ckpt.read_history(out) == ckpt.read_history(src)
     assert ckpt.snapshot_epochs(out) == ckpt.snapshot_epochs(src)
     ev = _json.loads((out / "eval.json").read_text())
     assert ev["iw_samples"] == 5 and ev["bn_stats"] == "recomputed" and ev["weights_dtype"] == "float16"
+    assert ev["test_images"] == 360 and ev["seconds"] > 0 and ev["export_date"] and "export" in ev["export_command"]
     with pytest.raises(CheckpointError, match="weights only"):
         ckpt.load_training_state(out)
+
+
+def test_export_of_a_run_still_training_stops_at_its_checkpoint(digits_runs, tmp_path):
+    import shutil
+
+    from training import checkpoint as ckpt
+    src = tmp_path / "training"
+    shutil.copytree(digits_runs["vae"], src)
+    last = ckpt.read_history(src)[-1]
+    ckpt.append_history(src, {**last, "epoch": last["epoch"] + 1})  # written after the last checkpoint
+    later = src / ckpt.SNAPSHOTS / f"epoch_{last['epoch'] + 1:05d}.safetensors"
+    shutil.copyfile(src / ckpt.SNAPSHOTS / f"epoch_{ckpt.snapshot_epochs(src)[-1]:05d}.safetensors", later)
+    out = tmp_path / "shipped"
+    assert main(["export", str(src), str(out)]) == 0
+    assert [r["epoch"] for r in ckpt.read_history(out)] == [r["epoch"] for r in ckpt.read_history(digits_runs["vae"])]
+    assert ckpt.snapshot_epochs(out) == ckpt.snapshot_epochs(digits_runs["vae"])
 
 
 def test_export_and_resume_errors_are_one_line_exit_2(digits_runs, tmp_path, capsys):

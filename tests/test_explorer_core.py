@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
 from pathlib import Path
@@ -16,7 +17,8 @@ from explorer import encode as encode_mod
 from explorer.encode import LayerPCA, encode, layer_pca, test_points
 from explorer.images import (UploadError, image_data_uri, image_grid, png_bytes, read_upload, to_uint8)
 from explorer.paper import PAPER_MNIST, paper_reference
-from explorer.runs import RUNS_ENV, RunInfo, default_pair, discover_runs, load_history, load_model, runs_dirs
+from explorer.runs import (PRETRAINED_ENV, RUNS_ENV, RunInfo, default_pair, discover_runs, load_history, load_model,
+                          runs_dirs, writable_runs_dirs)
 from explorer.traverse import (along_directions, decode_layer, encode_one, hierarchy_decomposition, prior_samples,
                                prior_start, reconstruct, traversal_grid)
 from training import checkpoint as ckpt
@@ -142,17 +144,35 @@ def test_discover_never_raises(runs_root, tmp_path, monkeypatch):
 def test_runs_dirs_env_and_dedup(monkeypatch, tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     monkeypatch.setenv(RUNS_ENV, os.pathsep.join([str(a), "", str(b), str(a)]))
-    assert runs_dirs([b]) == [Path("runs").resolve(), b.resolve(), a.resolve()]
+    shipped = tmp_path / "shipped"
+    monkeypatch.setenv(PRETRAINED_ENV, str(shipped))
+    assert runs_dirs([b]) == [Path("runs").resolve(), b.resolve(), a.resolve(), shipped.resolve()]
+    assert writable_runs_dirs([b]) == [Path("runs").resolve(), b.resolve(), a.resolve()]
     monkeypatch.delenv(RUNS_ENV)
-    assert runs_dirs() == [Path("runs").resolve()]
+    assert runs_dirs() == [Path("runs").resolve(), shipped.resolve()]
 
 
-def _info(name: str, model: str | None, error: str | None = None) -> RunInfo:
-    cfg = RunConfig(model=model, layers=2, dataset="digits") if model else None
-    return RunInfo(Path(name), name, cfg, error, 1, 1.0)
+def test_runs_under_pretrained_are_read_only_and_carry_their_evaluation(runs_root, tmp_path, monkeypatch):
+    shipped = tmp_path / "shipped"
+    shutil.copytree(runs_root / "tiny-lvae", shipped / "tiny-lvae")
+    (shipped / "tiny-lvae" / "eval.json").write_text(json.dumps({"iw_ll": -25.5, "iw_samples": 5000}))
+    monkeypatch.setenv(PRETRAINED_ENV, str(shipped))
+    [run] = discover_runs([shipped])
+    assert run.ok and run.read_only and run.evaluation == {"iw_ll": -25.5, "iw_samples": 5000}
+    [own] = discover_runs([runs_root / "tiny-lvae"])
+    assert not own.read_only and own.evaluation is None
+    (shipped / "tiny-lvae" / "eval.json").write_text("{not json")
+    [run] = discover_runs([shipped])
+    assert run.ok and run.evaluation is None  # an unreadable eval.json hides the numbers, not the run
 
 
-def test_default_pair_prefers_demo_names():
+def _info(name: str, model: str | None, error: str | None = None, read_only: bool = False,
+          dataset: str = "digits") -> RunInfo:
+    cfg = RunConfig(model=model, layers=2, dataset=dataset) if model else None
+    return RunInfo(Path(name), name, cfg, error, 1, 1.0, read_only)
+
+
+def test_default_pair_prefers_the_shipped_pair_then_the_demo_names():
     runs = [_info("a-vae", "vae"), _info("b-lvae", "lvae"), _info("digits-lvae-bn-wu", "lvae"),
             _info("digits-vae-bn-wu", "vae", error="broken"), _info("junk", None, error="bad")]
     vae, lvae = default_pair(runs)
@@ -160,6 +180,12 @@ def test_default_pair_prefers_demo_names():
     only_lvae = default_pair([_info("x", "lvae")])
     assert only_lvae[0] is None and only_lvae[1].name == "x"
     assert default_pair([]) == (None, None)
+    shipped = [_info("mnist-vae-bn-wu", "vae", read_only=True, dataset="mnist"),
+               _info("mnist-lvae-bn-wu", "lvae", read_only=True, dataset="mnist")]
+    vae, lvae = default_pair(runs + shipped)
+    assert (vae.name, lvae.name) == ("mnist-vae-bn-wu", "mnist-lvae-bn-wu")
+    # a run of one's own that happens to have the shipped name is not the shipped pair
+    assert default_pair(runs + [_info("mnist-vae-bn-wu", "vae")])[0].name == "a-vae"
 
 
 def test_load_history(runs_root, tmp_path):

@@ -118,3 +118,24 @@ def test_bad_grid_arguments():
         reproduce("digits", "data", "/tmp/x", ["gan"], [1])
     with pytest.raises(UserError, match="1 to 5"):
         reproduce("digits", "data", "/tmp/x", ["vae"], [6])
+
+
+def test_add_puts_exported_runs_in_the_tables_with_the_epochs_they_had(digits_runs, tmp_path, capsys):
+    from training.cli import main
+    shipped = tmp_path / "shipped"
+    for model in ("vae", "lvae"):
+        assert main(["export", str(digits_runs[model]), str(shipped / f"digits-{model}"), "--iw-samples", "5"]) == 0
+    out = tmp_path / "results"
+    (out).mkdir()
+    (out / "paper-digits.json").write_text(json.dumps([{"name": "digits-vae", "model": "vae", "old": True}]))
+    assert main(["reproduce", "--out", str(out), "--add", str(shipped / "digits-vae"), str(shipped / "digits-lvae")]) == 0
+    rows = {r["name"]: r for r in json.loads((out / "paper-digits.json").read_text())}
+    assert set(rows) == {"digits-vae", "digits-lvae"} and "old" not in rows["digits-vae"]  # replaced by name
+    ev = json.loads((shipped / "digits-lvae" / ckpt.EVAL).read_text())
+    row = rows["digits-lvae"]
+    assert (row["model"], row["stage"], row["epochs"], row["stage_epochs"]) == ("lvae+bn+wu", "base", 15, {"base": 15})
+    assert row["iw_ll"] == ev["iw_ll"] and row["iw_samples"] == 5 and row["active_units"] == ev["active_units"]
+    assert "LVAE+BN+WU" in (out / "paper-digits.md").read_text()
+    capsys.readouterr()
+    assert main(["reproduce", "--out", str(out), "--add", str(digits_runs["vae"])]) == 2  # no eval.json
+    assert "eval.json" in capsys.readouterr().err

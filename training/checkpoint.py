@@ -34,6 +34,7 @@ CHECKPOINT = "checkpoint.safetensors"
 HISTORY = "history.jsonl"
 SNAPSHOTS = "snapshots"
 POINTS = "points.safetensors"
+EVAL = "eval.json"          # an exported run's final numbers and how they were obtained (training/export.py)
 PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".ckpt", ".bin")
 WEIGHTS_ONLY = "weights_only"  # checkpoint metadata of an exported run (training/export.py): no optimizer state
 _SNAPSHOT_NAME = re.compile(r"^epoch_(\d+)\.safetensors$")

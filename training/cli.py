@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -115,6 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="models each worker trains in lockstep (one CUDA graph for the group on a GPU)")
     r.add_argument("--device", choices=DEVICES, default="auto")
     r.add_argument("--time-limit", type=float, default=None, help="seconds; stop cleanly, run again to resume")
+    r.add_argument("--add", type=Path, nargs="+", metavar="RUN_DIR", default=None,
+                   help="train nothing: add these trained base runs, each with an eval.json (`export "
+                        "--iw-samples K`), to the --out tables as rows labelled with the epochs they had")
 
     x = sub.add_parser("export", help="write a weights-only copy of a run folder (no optimizer state) with eval.json")
     x.add_argument("run_dir", type=Path)
@@ -183,6 +187,9 @@ def run(argv: list[str] | None = None) -> int:
             raise UserError("--iw-samples must be at least 1")
         result = evaluate_run(a.run_dir, a.iw_samples, a.data_dir, a.device, bn_stats=a.bn_stats)
         print(json.dumps(result) if a.json else format_report(result))
+    elif a.command == "reproduce" and a.add:
+        from .reproduce import add_runs
+        print(f"added {len(a.add)} run{'s' if len(a.add) != 1 else ''} to {add_runs(a.add, a.out)}")
     elif a.command == "reproduce":
         from .reproduce import reproduce
         for name, value in (("--seeds", a.seeds), ("--epochs", a.epochs), ("--jobs", a.jobs), ("--group", a.group),
@@ -206,7 +213,8 @@ def run(argv: list[str] | None = None) -> int:
                 raise UserError(f"--eval-json {a.eval_json}: not a readable JSON file ({e})") from None
             if not isinstance(evaluation, dict):
                 raise UserError(f"--eval-json {a.eval_json}: must hold one JSON object (what `eval --json` prints)")
-        out = export_run(a.run_dir, a.out_dir, a.dtype, evaluation, a.iw_samples, a.data_dir)
+        out = export_run(a.run_dir, a.out_dir, a.dtype, evaluation, a.iw_samples, a.data_dir,
+                         command=shlex.join(["python", "-m", "training", *(sys.argv[1:] if argv is None else argv)]))
         print(f"exported {out}")
     elif a.command == "demo":
         from .demo import run_demo

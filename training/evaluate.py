@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import time
 from pathlib import Path
 
 import torch
@@ -46,6 +47,7 @@ def evaluate_run(run_dir: Path, iw_samples: int = 5000, data_dir: str | None = N
     bn_stats "recomputed": BN statistics from one pass over freshly binarized training data (the
     authors' way, on a copy; the saved checkpoint is untouched); "running": training's running averages.
     """
+    started = time.perf_counter()
     dev = resolve_device(device)
     model, cfg, epoch = ckpt.load_model(run_dir, dev)
     data = load_dataset(cfg.dataset, data_dir or cfg.data_dir, cfg.pixel_scale)
@@ -73,6 +75,9 @@ def evaluate_run(run_dir: Path, iw_samples: int = 5000, data_dir: str | None = N
         "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
         "bn_stats": bn_stats,
         "pixel_scale": cfg.pixel_scale if cfg.dataset in ("mnist", "fashion-mnist") else None,
+        "test_images": n,
+        "seconds": round(time.perf_counter() - started, 1),
+        "threads": torch.get_num_threads(),
     }
 
 

@@ -7,8 +7,10 @@ weights only.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
+import shlex
 import shutil
 import sys
 from pathlib import Path
@@ -16,18 +18,19 @@ from pathlib import Path
 import torch
 
 from . import checkpoint as ckpt
+from .config import RunConfig
 from .errors import UserError
 
-EVAL = "eval.json"
 DTYPES = {"float32": torch.float32, "float16": torch.float16}
 
 
 def export_run(run_dir: Path, out_dir: Path, dtype: str = "float32", evaluation: dict | None = None,
-               iw_samples: int = 0, data_dir: str | None = None) -> Path:
+               iw_samples: int = 0, data_dir: str | None = None, command: str | None = None) -> Path:
     """Write the weights-only copy of run_dir to out_dir (which must not hold files); returns out_dir.
 
     eval.json holds `evaluation` (a saved `eval --json` result) or, with iw_samples > 0, the
-    evaluation of the exported weights themselves (float16 ones included), plus the export's facts.
+    evaluation of the exported weights themselves (float16 ones included), plus the export's facts
+    (command: the command line that made it, recorded as is; default: this process's arguments).
     """
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     if dtype not in DTYPES:
@@ -36,21 +39,27 @@ def export_run(run_dir: Path, out_dir: Path, dtype: str = "float32", evaluation:
     if out_dir.exists() and any(out_dir.iterdir()):
         raise UserError(f"{out_dir}: already holds files; choose an empty or new folder")
     out_dir.mkdir(parents=True, exist_ok=True)
-    ckpt.save_config(out_dir, cfg)
+    # The training machine's data folder means nothing where the copy goes: back to the default
+    # (./data); a loader without the files falls back to the test images the snapshots carry.
+    ckpt.save_config(out_dir, dataclasses.replace(cfg, data_dir=RunConfig.data_dir))
     tensors = {f"model.{k}": (v.to(DTYPES[dtype]) if v.is_floating_point() else v)
                for k, v in model.state_dict().items()}
     ckpt.save_tensors(out_dir / ckpt.CHECKPOINT, tensors,
                       {"epoch": str(epoch), "format": "lvae-explorer/1", ckpt.WEIGHTS_ONLY: "true", "dtype": dtype})
-    if (run_dir / ckpt.HISTORY).is_file():
-        shutil.copyfile(run_dir / ckpt.HISTORY, out_dir / ckpt.HISTORY)
+    # History and snapshots up to the checkpoint's epoch: a run still training has lines past it.
+    history = [r for r in ckpt.read_history(run_dir) if r.get("epoch", 0) <= epoch]
+    if history:
+        ckpt.atomic_write(out_dir / ckpt.HISTORY,
+                          "".join(json.dumps(r, allow_nan=True) + "\n" for r in history).encode())
     if (run_dir / ckpt.SNAPSHOTS).is_dir():
+        later = {f"epoch_{e:05d}.safetensors" for e in ckpt.snapshot_epochs(run_dir) if e > epoch}
         shutil.copytree(run_dir / ckpt.SNAPSHOTS, out_dir / ckpt.SNAPSHOTS,
-                        ignore=shutil.ignore_patterns(".*.tmp"))
+                        ignore=lambda _, names: [n for n in names if n in later or n.endswith(".tmp")])
     if iw_samples > 0:
         from .evaluate import evaluate_run
-        evaluation = evaluate_run(out_dir, iw_samples, data_dir)
+        evaluation = evaluate_run(out_dir, iw_samples, data_dir or cfg.data_dir)
     if evaluation is not None:
         record = {**evaluation, "run": str(out_dir), "exported_from": str(run_dir), "weights_dtype": dtype,
-                  "export_date": dt.date.today().isoformat(), "export_command": " ".join(sys.argv)}
-        ckpt.atomic_write(out_dir / EVAL, json.dumps(record, indent=1).encode())
+                  "export_date": dt.date.today().isoformat(), "export_command": command or shlex.join(sys.argv)}
+        ckpt.atomic_write(out_dir / ckpt.EVAL, json.dumps(record, indent=1).encode())
     return out_dir

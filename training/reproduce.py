@@ -106,23 +106,66 @@ def run_entries(entries: list[Entry], runs_dir: Path, eval_samples: int, time_li
             continue
         r = evaluate_run(out, eval_samples, device=cfg.device)
         base_cfg = ckpt.load_config(runs_dir / e.parent) if e.parent else cfg
-        stage_epochs = {"base": base_cfg.epochs}
-        if e.parent:
-            stage_epochs[e.stage] = cfg.epochs
-        results.append({
-            "name": e.name, "model": e.grid_model, "stage": e.stage, "parent": e.parent, "layers": cfg.layers,
-            "bn": cfg.batch_norm, "warmup": bool(cfg.warmup_epochs), "epochs": cfg.epochs,
-            "stage_epochs": stage_epochs, "train_mc_samples": cfg.mc_samples,
-            "train_iw_samples": cfg.iw_samples, "base_iw_samples": base_cfg.iw_samples,
-            "pixel_scale": r["pixel_scale"], "bn_stats": r["bn_stats"],
-            "paper_iw_ll": paper_iw_ll(cfg.dataset, e.grid_model, cfg.layers, e.stage, cfg.mc_samples, cfg.iw_samples,
-                                       base_cfg.iw_samples),
-            "seed": cfg.seed, "iw_samples": r["iw_samples"],
-            "iw_ll": r["iw_ll"], "elbo": r["elbo"], "active_units": r["active_units"],
-            "kl_per_layer": r["kl_per_layer"], "seconds": sum(h["seconds"] for h in history),
-            "device": r["device"], "date": dt.date.today().isoformat(), "run": str(out),
-        })
+        results.append(result_row(e.name, e.grid_model, e.stage, e.parent, cfg, base_cfg, r, history, out))
     return results
+
+
+def result_row(name: str, grid_model: str, stage: str, parent: str, cfg: RunConfig, base_cfg: RunConfig,
+               r: dict, history: list[dict], run: Path, date: str | None = None) -> dict:
+    """One results row: the run's setup, its evaluation r (evaluate_run's dict) and the paper's number
+    for exactly that (model, layers, stage, training samples), else None. Epochs are those trained."""
+    epochs = r.get("epochs", cfg.epochs)
+    stage_epochs = {"base": base_cfg.epochs if parent else epochs}
+    if parent:
+        stage_epochs[stage] = epochs
+    return {
+        "name": name, "model": grid_model, "stage": stage, "parent": parent, "layers": cfg.layers,
+        "bn": cfg.batch_norm, "warmup": bool(cfg.warmup_epochs), "epochs": epochs,
+        "stage_epochs": stage_epochs, "train_mc_samples": cfg.mc_samples,
+        "train_iw_samples": cfg.iw_samples, "base_iw_samples": base_cfg.iw_samples,
+        "pixel_scale": r["pixel_scale"], "bn_stats": r["bn_stats"],
+        "paper_iw_ll": paper_iw_ll(cfg.dataset, grid_model, cfg.layers, stage, cfg.mc_samples, cfg.iw_samples,
+                                   base_cfg.iw_samples),
+        "seed": cfg.seed, "iw_samples": r["iw_samples"],
+        "iw_ll": r["iw_ll"], "elbo": r["elbo"], "active_units": r["active_units"],
+        "kl_per_layer": r["kl_per_layer"],
+        "seconds": sum(h["seconds"] for h in history if h.get("epoch", 0) <= epochs),
+        "device": r["device"], "date": date or dt.date.today().isoformat(), "run": str(run),
+    }
+
+
+def grid_model_of(cfg: RunConfig) -> str:
+    """The grid's name for a run's configuration (e.g. "lvae+bn+wu"); UserError if it is none of them."""
+    for key, spec in GRID_MODELS.items():
+        if (spec["model"], spec["batch_norm"], spec["warmup"]) == (cfg.model, cfg.batch_norm, bool(cfg.warmup_epochs)):
+            return key
+    raise UserError(f"{cfg.label} is not one of the paper's configurations ({', '.join(GRID_MODELS)})")
+
+
+def add_runs(run_dirs: list[Path], out: Path) -> Path:
+    """Add trained base runs that carry an eval.json (`training export --iw-samples K`) to
+    out/paper-<dataset>.json and .md, as rows of the grid (a row of the same name is replaced)."""
+    by_dataset: dict[str, list[dict]] = {}
+    for run in map(Path, run_dirs):
+        cfg = ckpt.load_config(run)
+        if cfg.init_from:
+            raise UserError(f"{run}: a fine-tuned run; --add takes base runs (fine-tuning rows come from the grid)")
+        try:
+            r = json.loads((run / ckpt.EVAL).read_text())
+        except (OSError, ValueError) as e:
+            raise UserError(f"{run}: no readable {ckpt.EVAL} ({e}); make one with `training export --iw-samples`") from None
+        by_dataset.setdefault(cfg.dataset, []).append(
+            result_row(run.name, grid_model_of(cfg), "base", "", cfg, cfg, r, ckpt.read_history(run), run,
+                       r.get("export_date")))
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for dataset, rows in by_dataset.items():
+        json_path = out / f"paper-{dataset}.json"
+        names = {row["name"] for row in rows}
+        results = [r for r in load_results(json_path) if r["name"] not in names] + rows
+        save_results(json_path, results)
+        atomic_write(out / f"paper-{dataset}.md", markdown_table(results, dataset).encode())
+    return out
 
 
 def load_results(path: Path) -> list[dict]:
