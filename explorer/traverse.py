@@ -19,10 +19,7 @@ from .encode import BATCH, LayerPCA, as_tensor, device_of, evaluating
 
 def _mean_path_down(model: HierarchicalVAE, layer: int, z: torch.Tensor) -> torch.Tensor:
     """z_1 reached from z at `layer` by taking the mean of p(z_i|z_{i+1}) at every layer below."""
-    gen = model.generative
-    for i in reversed(range(layer)):
-        z = gen.prior(i, z)[0]
-    return z
+    return model.generative.top_down(z.shape[0], fixed={layer: z}, use_mean=True, like=z)[0]
 
 
 def _images(model: HierarchicalVAE, z1: torch.Tensor) -> np.ndarray:
@@ -84,13 +81,9 @@ def encode_one(model: HierarchicalVAE, image: np.ndarray) -> list[np.ndarray]:
 
 def prior_start(model: HierarchicalVAE, seed: int) -> list[np.ndarray]:
     """Per-layer z of one prior sample: z_L ~ N(0, I) (seeded), p's means below it."""
-    gen = model.generative
-    g = torch.Generator().manual_seed(seed)
-    top = torch.randn(1, model.cfg.latent_sizes[-1], generator=g).to(device_of(model))
+    top = torch.randn(1, model.cfg.latent_sizes[-1], generator=torch.Generator().manual_seed(seed))
     with evaluating(model):
-        zs = [top]
-        for i in reversed(range(gen.n_layers - 1)):
-            zs.insert(0, gen.prior(i, zs[0])[0])
+        zs = model.generative.top_down(1, fixed={model.cfg.layers - 1: top.to(device_of(model))}, use_mean=True)
     return [z[0].cpu().numpy() for z in zs]
 
 
@@ -104,34 +97,12 @@ def reconstruct(model: HierarchicalVAE, images: np.ndarray) -> np.ndarray:
     return np.concatenate(out) if out else np.zeros((0, model.cfg.input_dim), np.float32)
 
 
-def _sample_down(model: HierarchicalVAE, fixed: dict[int, torch.Tensor], n: int, temperature: float,
-                 g: torch.Generator) -> torch.Tensor:
-    """Ancestral sampling from p with the layers in `fixed` kept; each sampled layer's sd scaled by temperature."""
-    gen = model.generative
-    dev = device_of(model)
-    z: torch.Tensor | None = None
-    for i in reversed(range(gen.n_layers)):
-        if i in fixed:
-            z = fixed[i]
-            continue
-        if z is None:
-            mu = torch.zeros(n, gen.latent_sizes[-1], device=dev)
-            sd = torch.ones_like(mu)
-        else:
-            mu, var = gen.prior(i, z)
-            sd = var.sqrt()
-        # Noise from a CPU generator: the same seed gives the same images on any device.
-        eps = torch.randn(mu.shape, generator=g).to(dev)
-        z = mu + temperature * sd * eps
-    assert z is not None
-    return z
-
-
 def prior_samples(model: HierarchicalVAE, n: int, temperature: float = 1.0, seed: int = 0) -> np.ndarray:
     """n images from p: z_L ~ N(0, T^2 I), then z_i ~ N(mu_p, T^2 var_p); T = 0 gives the mean path."""
+    # Noise from a CPU generator: the same seed gives the same images on any device.
     g = torch.Generator().manual_seed(seed)
     with evaluating(model):
-        return _images(model, _sample_down(model, {}, n, float(temperature), g))
+        return _images(model, model.generative.top_down(n, temperature=float(temperature), generator=g)[0])
 
 
 def hierarchy_decomposition(model: HierarchicalVAE, image: np.ndarray, keep_top: int, n: int = 8,
@@ -149,8 +120,8 @@ def hierarchy_decomposition(model: HierarchicalVAE, image: np.ndarray, keep_top:
     g = torch.Generator().manual_seed(seed)
     with evaluating(model):
         zs = model.encode(as_tensor(np.reshape(image, (1, -1)), model), sample=True, generator=g)
-        fixed = {i: zs[i].expand(n, -1) for i in range(n_layers - keep_top, n_layers)}
-        return _images(model, _sample_down(model, fixed, n, 1.0, g))
+        fixed = {i: zs[i] for i in range(n_layers - keep_top, n_layers)}
+        return _images(model, model.generative.top_down(n, fixed, generator=g)[0])
 
 
 def _check_layer(model: HierarchicalVAE, layer: int) -> None:

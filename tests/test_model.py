@@ -28,6 +28,26 @@ def test_vae_and_lvae_share_one_generative_model():
         assert all(torch.equal(a, b) for a, b in zip(vae.generative.prior(i, z[i + 1]), lvae.generative.prior(i, z[i + 1])))
 
 
+def test_top_down_is_ancestral_sampling_from_p_with_fixed_layers_and_its_own_generator():
+    gen = HierarchicalVAE(small_cfg("lvae")).eval().generative
+    with torch.no_grad():
+        a = gen.top_down(4, generator=torch.Generator().manual_seed(3))
+        b = gen.top_down(4, generator=torch.Generator().manual_seed(3))
+        assert [z.shape for z in a] == [(4, n) for n in gen.latent_sizes]
+        assert all(torch.equal(x, y) for x, y in zip(a, b))
+        # the top layer is N(0, I); each layer below is p's mean at the layer above plus sd * noise
+        g = torch.Generator().manual_seed(3)
+        top = torch.randn(4, gen.latent_sizes[-1], generator=g)
+        assert torch.equal(a[-1], top)
+        mu, var = gen.prior(len(a) - 2, a[-1])
+        assert torch.allclose(a[-2], mu + var.sqrt() * torch.randn(mu.shape, generator=g))
+        fixed = torch.randn(1, gen.latent_sizes[1])
+        kept = gen.top_down(4, fixed={1: fixed}, use_mean=True)
+        assert torch.equal(kept[1], fixed.expand(4, -1)) and torch.equal(kept[0], gen.prior(0, kept[1])[0])
+        cold = gen.top_down(4, temperature=0.0, generator=torch.Generator().manual_seed(9))
+        assert all(torch.allclose(x, y) for x, y in zip(cold, gen.top_down(4, use_mean=True)))
+
+
 @pytest.mark.parametrize("layers", [1, 2, 5])
 @pytest.mark.parametrize("model", ["vae", "lvae"])
 @pytest.mark.parametrize("bn", [True, False])

@@ -132,22 +132,30 @@ class GenerativeModel(nn.Module):
         return self.x_gauss(d)[0]
 
     def top_down(self, n: int, fixed: dict[int, torch.Tensor] | None = None, temperature: float = 1.0,
-                 use_mean: bool = False, like: torch.Tensor | None = None) -> list[torch.Tensor]:
-        """Ancestral sampling z_L -> z_1 from p; layers in `fixed` keep the given values.
+                 use_mean: bool = False, like: torch.Tensor | None = None,
+                 generator: torch.Generator | None = None) -> list[torch.Tensor]:
+        """Ancestral sampling z_L -> z_1 from p (the one sampler: prior samples, decoding, traversals).
 
-        Returns [z_1, ..., z_L]. `temperature` scales the standard deviation of
-        each sampled layer; `use_mean` takes the mean instead of sampling, which
-        makes traversals deterministic.
+        Returns [z_1, ..., z_L], n rows each. Layers in `fixed` keep the given values (n rows, or one
+        row broadcast); `temperature` scales the standard deviation of each sampled layer (0: the mean);
+        `use_mean` takes p's mean at every free layer, which makes decoding from a layer deterministic.
+        Noise comes from `generator` (torch's global one if None) on the generator's device, then moves
+        to the model's: a seed gives the same draws on any device.
         """
         fixed = fixed or {}
         like = like if like is not None else next(self.parameters())
         zs: list[torch.Tensor] = [like.new_empty(0)] * self.n_layers
         for i in reversed(range(self.n_layers)):
             if i in fixed:
-                zs[i] = fixed[i]
+                zs[i] = fixed[i].expand(n, -1) if fixed[i].shape[0] == 1 else fixed[i]
                 continue
             mu, var = self.top_prior(n, like) if i == self.n_layers - 1 else self.prior(i, zs[i + 1])
-            zs[i] = mu if use_mean else mu + temperature * torch.sqrt(var) * torch.randn_like(mu)
+            if use_mean:
+                zs[i] = mu
+                continue
+            device = generator.device if generator is not None else mu.device
+            eps = torch.randn(mu.shape, generator=generator, device=device).to(mu.device)
+            zs[i] = mu + temperature * torch.sqrt(var) * eps
         return zs
 
 
