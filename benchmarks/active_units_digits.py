@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from training.checkpoint import load_model  # noqa: E402
-from training.cli import train_command  # noqa: E402
+from training.config import train_command  # noqa: E402
 from training.demo import DEMO_RUNS  # noqa: E402
 from training.evaluate import evaluate_run  # noqa: E402
 

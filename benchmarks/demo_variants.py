@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from training.cli import train_command  # noqa: E402
+from training.config import train_command  # noqa: E402
 from training.demo import DEMO_RUNS  # noqa: E402
 
 

@@ -94,8 +94,8 @@ def test_training_package_imports_no_app_packages():
 
 
 def test_train_command_round_trips_every_config_field():
-    from training.cli import build_parser, config_from_args, train_command
-    from training.config import RunConfig
+    from training.cli import build_parser, config_from_args
+    from training.config import RunConfig, train_command
     cfg = RunConfig(model="vae", layers=2, dataset="mnist", data_dir="d", hidden_sizes=[7, 5], latent_sizes=[3, 2],
                     batch_norm=False, warmup_epochs=0, likelihood="gaussian", epochs=9, batch_size=17, lr=0.01,
                     lr_decay=0.75, lr_decay_every=200, init_from="runs/a", iw_samples=4, grad_clip=3.5,
@@ -109,6 +109,23 @@ def test_train_command_round_trips_every_config_field():
     import dataclasses
     same = [f.name for f in dataclasses.fields(cfg) if getattr(cfg, f.name) == getattr(defaults, f.name)]
     assert set(same) <= {"model", "layers", "dataset", "hidden_sizes", "latent_sizes", "input_dim", "format_version"}, same
+    # the defaults round-trip too (an empty --init-from, default sizes), and --no-warmup is warm-up 0
+    plain = RunConfig(model="lvae", layers=3, dataset="digits", epochs=5)
+    assert config_from_args(build_parser().parse_args(train_command(plain, Path("o"))[3:])) == plain
+    legacy = build_parser().parse_args(["train", "--model", "vae", "--layers", "2", "--dataset", "digits",
+                                        "--epochs", "3", "--no-bn", "--no-warmup", "--out", "o"])
+    assert (config_from_args(legacy).batch_norm, config_from_args(legacy).warmup_epochs) == (False, 0)
+
+
+def test_train_help_lists_every_config_field(capsys):
+    import dataclasses
+
+    from training.config import RunConfig, option_flag
+    assert main(["train", "--help"]) == 0
+    text = capsys.readouterr().out
+    internal = {"input_dim", "format_version"}  # filled in by the code, not options
+    for f in dataclasses.fields(RunConfig):
+        assert (option_flag(f.name) in text) != (f.name in internal), f.name
 
 
 def test_export_writes_a_weights_only_run_that_loads_and_refuses_resume(digits_runs, tmp_path):

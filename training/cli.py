@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shlex
 import sys
+import typing
 from pathlib import Path
 
-from .config import DATASETS, DEVICES, INITS, LIKELIHOODS, MODELS, PIXEL_SCALES, STEP_MODES, RunConfig
+from .config import DATASETS, DEVICES, PIXEL_SCALES, RunConfig, option_flag
 from .errors import UserError
 
 
@@ -35,48 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
     t = sub.add_parser("train", help="train a VAE or LVAE into a run folder")
-    t.add_argument("--model", choices=MODELS, required=True)
-    t.add_argument("--layers", type=int, required=True, help="stochastic layers (1..5 with the default sizes)")
-    t.add_argument("--no-bn", action="store_true", help="no batch normalization")
-    t.add_argument("--no-warmup", action="store_true", help="beta = 1 from the first epoch")
-    t.add_argument("--warmup-epochs", type=int, default=200, help="epochs for beta to rise from 0 to 1 (paper: 200)")
-    t.add_argument("--dataset", choices=DATASETS, required=True)
-    t.add_argument("--data-dir", default="data", help="folder with the dataset's files (not needed for digits)")
-    t.add_argument("--likelihood", choices=LIKELIHOODS, default="bernoulli", help="p(x|z_1); bernoulli binarizes the data")
-    t.add_argument("--hidden-sizes", type=_sizes, default=None, help="deterministic units per layer, e.g. 512,256,128")
-    t.add_argument("--latent-sizes", type=_sizes, default=None, help="stochastic units per layer, e.g. 64,32,16")
-    t.add_argument("--epochs", type=int, required=True)
-    t.add_argument("--batch-size", type=int, default=256)
-    t.add_argument("--lr", type=float, default=2e-3)
-    t.add_argument("--lr-decay", type=float, default=1.0, help="multiply lr by this every --lr-decay-every epochs")
-    t.add_argument("--lr-decay-every", type=int, default=0)
-    t.add_argument("--init-from", default="", help="start from the weights of this run folder (fine-tuning)")
+    add_config_arguments(t)
+    t.add_argument("--no-warmup", action="store_true", help="beta = 1 from the first epoch (--warmup-epochs 0)")
     t.add_argument("--time-limit", type=float, default=None,
                    help="seconds; then checkpoint after the current epoch and stop (continue with --resume)")
-    t.add_argument("--pixel-scale", type=int, choices=PIXEL_SCALES, default=256,
-                   help="MNIST/Fashion-MNIST pixels are bytes/this (256: the authors' data; 255: 255 becomes 1.0)")
-    t.add_argument("--iw-samples", type=int, default=1, help="importance samples inside the log of the training bound")
-    t.add_argument("--mc-samples", type=int, default=1, help="Monte-Carlo samples averaged outside the log (authors' eq_samples)")
-    t.add_argument("--adam-eps", type=float, default=1e-4, help="Lasagne-style Adam epsilon (authors: 1e-4)")
-    t.add_argument("--grad-clip", type=float, default=4.0, help="scale the gradient's total norm to at most this (authors: 4); 0 = off")
-    t.add_argument("--grad-clip-value", type=float, default=0.9, help="then clip each gradient element to +-this (authors: 0.9); 0 = off")
-    t.add_argument("--skip-limit", type=int, default=10, help="stop after this many consecutive non-finite (skipped) steps")
-    t.add_argument("--init", choices=INITS, default=RunConfig.init, help="weight initialisation (glorot: the authors')")
-    t.add_argument("--bn-heads", action="store_true", help="BN on every latent mean and variance head (authors' code)")
-    t.add_argument("--up-from-mean", action="store_true",
-                   help="LVAE: each upward block reads the bottom-up mean of the layer below (authors' only_mu_up)")
-    t.add_argument("--separate-top-down", action="store_true",
-                   help="LVAE: q merges with a top-down network of its own, not p (authors' ladder_share_params False)")
-    t.add_argument("--mirror-generative-widths", action="store_true",
-                   help="p(z_i|z_i+1) as wide as layer i+1's MLP, mirroring the encoder (authors' VAE)")
-    t.add_argument("--eval-every", type=int, default=10, help="epochs between test-set evaluations")
-    t.add_argument("--snapshot-every", type=int, default=0, help="epochs between latent snapshots (0: ten per run)")
-    t.add_argument("--checkpoint-every", type=int, default=0, help="epochs between checkpoints (0: fifty per run)")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--device", choices=DEVICES, default="auto")
-    t.add_argument("--step-mode", choices=STEP_MODES, default="auto",
-                   help="graph: capture each training step as one CUDA graph (auto: on a GPU); compile: torch.compile "
-                        "as well (slow first epoch); eager: plain PyTorch")
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     t.add_argument("--out", type=Path, required=True, help="run folder to write")
     t.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
@@ -136,40 +100,30 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """One option per RunConfig field, from the field's type, default and metadata (training/config.py)."""
+    hints = typing.get_type_hints(RunConfig)
+    for f in RunConfig.options():
+        meta, kind = f.metadata, hints[f.name]
+        flags = [option_flag(f.name), *meta["aliases"]]
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        kw: dict = {"dest": f.name, "help": meta["help"]}
+        if kind is bool:
+            parser.add_argument(*flags, action=argparse.BooleanOptionalAction, default=default, **kw)
+            continue
+        if meta["required"]:
+            kw["required"] = True
+        else:
+            kw["default"] = default
+        parser.add_argument(*flags, type=_sizes if kind == list[int] else kind, choices=meta["choices"], **kw)
+
+
 def config_from_args(a: argparse.Namespace) -> RunConfig:
-    return RunConfig(
-        model=a.model, layers=a.layers, dataset=a.dataset,
-        hidden_sizes=a.hidden_sizes or [], latent_sizes=a.latent_sizes or [],
-        batch_norm=not a.no_bn, warmup_epochs=0 if a.no_warmup else a.warmup_epochs,
-        likelihood=a.likelihood, data_dir=a.data_dir, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr,
-        lr_decay=a.lr_decay, lr_decay_every=a.lr_decay_every, init_from=a.init_from,
-        pixel_scale=a.pixel_scale, iw_samples=a.iw_samples, mc_samples=a.mc_samples, adam_eps=a.adam_eps,
-        grad_clip=a.grad_clip, grad_clip_value=a.grad_clip_value, skip_limit=a.skip_limit, init=a.init,
-        bn_heads=a.bn_heads, up_from_mean=a.up_from_mean, separate_top_down=a.separate_top_down,
-        mirror_generative_widths=a.mirror_generative_widths, eval_every=a.eval_every,
-        snapshot_every=a.snapshot_every, checkpoint_every=a.checkpoint_every, seed=a.seed, device=a.device, step_mode=a.step_mode)
-
-
-def train_command(cfg: RunConfig, out: Path, resume: bool = False) -> list[str]:
-    """The `python -m training train` argv that trains cfg into out (the inverse of config_from_args)."""
-    cmd = [sys.executable, "-m", "training", "train", "--model", cfg.model, "--layers", str(cfg.layers),
-           "--dataset", cfg.dataset, "--data-dir", cfg.data_dir, "--likelihood", cfg.likelihood,
-           "--hidden-sizes", ",".join(map(str, cfg.hidden_sizes)), "--latent-sizes", ",".join(map(str, cfg.latent_sizes)),
-           "--epochs", str(cfg.epochs), "--batch-size", str(cfg.batch_size), "--lr", str(cfg.lr),
-           "--lr-decay", str(cfg.lr_decay), "--lr-decay-every", str(cfg.lr_decay_every),
-           "--pixel-scale", str(cfg.pixel_scale), "--iw-samples", str(cfg.iw_samples),
-           "--mc-samples", str(cfg.mc_samples), "--adam-eps", repr(cfg.adam_eps), "--grad-clip", repr(cfg.grad_clip),
-           "--grad-clip-value", repr(cfg.grad_clip_value), "--skip-limit", str(cfg.skip_limit), "--init", cfg.init,
-           "--eval-every", str(cfg.eval_every),
-           "--snapshot-every", str(cfg.snapshot_every), "--checkpoint-every", str(cfg.checkpoint_every),
-           "--seed", str(cfg.seed), "--device", cfg.device, "--step-mode", cfg.step_mode, "--out", str(out)]
-    cmd += ["--warmup-epochs", str(cfg.warmup_epochs)] if cfg.warmup_epochs else ["--no-warmup"]
-    cmd += [] if cfg.batch_norm else ["--no-bn"]
-    cmd += [flag for flag, on in (("--bn-heads", cfg.bn_heads), ("--up-from-mean", cfg.up_from_mean),
-                                  ("--separate-top-down", cfg.separate_top_down),
-                                  ("--mirror-generative-widths", cfg.mirror_generative_widths)) if on]
-    cmd += ["--init-from", cfg.init_from] if cfg.init_from else []
-    return cmd + (["--resume"] if resume else [])
+    """The RunConfig a `train` command line describes (its fields by name, --no-warmup as warm-up 0)."""
+    values = {f.name: getattr(a, f.name) for f in RunConfig.options()}
+    if getattr(a, "no_warmup", False):
+        values["warmup_epochs"] = 0
+    return RunConfig(**values)
 
 
 def run(argv: list[str] | None = None) -> int:

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .errors import UserError
@@ -31,56 +33,108 @@ SMALL_LATENT = (16, 8, 8, 4, 2)
 MAX_LAYERS = len(PAPER_HIDDEN)
 
 
+def option_flag(name: str) -> str:
+    """The command-line flag of a RunConfig field: hidden_sizes -> --hidden-sizes."""
+    return "--" + name.replace("_", "-")
+
+
+def to_argv(cfg: "RunConfig") -> list[str]:
+    """cfg as `train` options, one per field (the inverse of the parser training/cli.py builds from them)."""
+    argv: list[str] = []
+    for f in RunConfig.options():
+        value = getattr(cfg, f.name)
+        flag = option_flag(f.name)
+        if isinstance(value, bool):
+            argv.append(flag if value else "--no-" + flag[2:])
+        elif isinstance(value, list):
+            argv += [flag, ",".join(map(str, value))] if value else []
+        elif value == "":
+            continue  # an empty string option is its default ("" = none)
+        else:
+            argv += [flag, repr(value) if isinstance(value, float) else str(value)]
+    return argv
+
+
+def train_command(cfg: "RunConfig", out: Path, resume: bool = False) -> list[str]:
+    """The `python -m training train` argv that trains cfg into out."""
+    return [sys.executable, "-m", "training", "train", *to_argv(cfg), "--out", str(out)] + (["--resume"] if resume else [])
+
+
 def default_sizes(dataset: str, layers: int) -> tuple[list[int], list[int]]:
     hidden, latent = (SMALL_HIDDEN, SMALL_LATENT) if dataset == "digits" else (PAPER_HIDDEN, PAPER_LATENT)
     return list(hidden[:layers]), list(latent[:layers])
 
 
+def option(default: Any, help: str, *, choices: tuple | None = None, required: bool = False,
+           aliases: tuple[str, ...] = ()) -> Any:
+    """A RunConfig field that is also a `train` option: help, choices and required-ness in its metadata
+    (training/cli.py builds the parser from these; train_command inverts it)."""
+    meta = {"help": help, "choices": choices, "required": required, "aliases": aliases}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def internal(default: Any) -> Any:
+    """A RunConfig field that is not an option (filled in by the code)."""
+    return field(default=default, metadata={"cli": False})
+
+
 @dataclass
 class RunConfig:
-    model: str = "lvae"
-    layers: int = 5
-    dataset: str = "digits"
-    hidden_sizes: list[int] = field(default_factory=list)   # empty: default_sizes()
-    latent_sizes: list[int] = field(default_factory=list)
-    batch_norm: bool = True
-    warmup_epochs: int = 200        # 0: no warm-up, beta = 1 throughout
-    likelihood: str = "bernoulli"
-    data_dir: str = "data"
+    """The one description of a run; every field but the internal ones is a `train` option of the same name."""
+    model: str = option("lvae", "vae: bottom-up inference; lvae: the Ladder VAE", choices=MODELS, required=True)
+    layers: int = option(5, "stochastic layers (1..5 with the default sizes)", required=True)
+    dataset: str = option("digits", "digits is built in; the others read their files from --data-dir",
+                          choices=DATASETS, required=True)
+    hidden_sizes: list[int] = option([], "deterministic units per layer, e.g. 512,256,128 (default: the paper's "
+                                         "for MNIST-size data, smaller for digits)")
+    latent_sizes: list[int] = option([], "stochastic units per layer, e.g. 64,32,16")
+    batch_norm: bool = option(True, "batch normalization (--no-bn: none)", aliases=("--bn",))
+    warmup_epochs: int = option(200, "epochs for beta to rise from 0 to 1 (paper: 200); 0: beta = 1 throughout")
+    likelihood: str = option("bernoulli", "p(x|z_1); bernoulli binarizes the data", choices=LIKELIHOODS)
+    data_dir: str = option("data", "folder with the dataset's files (not needed for digits)")
     # IDX pixels (MNIST, Fashion-MNIST) are bytes / pixel_scale. 256 is the authors' data (the LISA
     # mnist.pkl.gz their loader reads holds bytes/256, so 255 becomes 255/256); 255 maps 255 to 1.0,
     # which makes binarized MNIST 1.3 nats per test image less noisy than theirs.
-    pixel_scale: int = 256
-    epochs: int = 2000
-    batch_size: int = 256
-    lr: float = 2e-3
-    lr_decay: float = 1.0           # multiply lr by this every lr_decay_every epochs (paper's fine-tuning: 0.75 / 200)
-    lr_decay_every: int = 0         # 0: constant lr
-    init_from: str = ""             # start from this run folder's weights (fine-tuning); "" = random init
-    iw_samples: int = 1             # K: importance samples inside the log of the training bound (authors' iw_samples)
-    mc_samples: int = 1             # Monte-Carlo samples averaged outside the log (authors' eq_samples)
+    pixel_scale: int = option(256, "MNIST/Fashion-MNIST pixels are bytes/this (256: the authors' data; 255: "
+                                   "255 becomes 1.0)", choices=PIXEL_SCALES)
+    epochs: int = option(2000, "epochs to train", required=True)
+    batch_size: int = option(256, "examples per step")
+    lr: float = option(2e-3, "Adam learning rate")
+    lr_decay: float = option(1.0, "multiply lr by this every --lr-decay-every epochs (paper's fine-tuning: 0.75)")
+    lr_decay_every: int = option(0, "epochs between lr decays (paper's fine-tuning: 200); 0: constant lr")
+    init_from: str = option("", "start from the weights of this run folder (fine-tuning)")
+    iw_samples: int = option(1, "K: importance samples inside the log of the training bound (authors' iw_samples)")
+    mc_samples: int = option(1, "Monte-Carlo samples averaged outside the log (authors' eq_samples)")
     # The optimizer and clipping of the authors' code (run_models.py l.731-737, Lasagne's adam):
-    adam_eps: float = 1e-4          # Lasagne's Adam: added to sqrt(v) before bias correction (training/optim.py)
-    grad_clip: float = 4.0          # scale the gradient's total norm down to at most this; 0 = off
-    grad_clip_value: float = 0.9    # then clip every element to +-this; 0 = off
-    skip_limit: int = 10            # stop a run after this many consecutive skipped (non-finite) steps
+    adam_eps: float = option(1e-4, "Lasagne-style Adam epsilon, added to sqrt(v) before bias correction "
+                                   "(authors: 1e-4; training/optim.py)")
+    grad_clip: float = option(4.0, "scale the gradient's total norm to at most this (authors: 4); 0 = off")
+    grad_clip_value: float = option(0.9, "then clip each gradient element to +-this (authors: 0.9); 0 = off")
+    skip_limit: int = option(10, "stop after this many consecutive non-finite (skipped) steps")
     # The authors' Glorot-normal init (gain sqrt 2 in the MLPs); "torch" is PyTorch's default. Measured on
     # the digits demo pair (seed 1): it moves IW-1000 by 0.03-0.07 nats and the active units per layer
     # (VAE 16/4/0/0/0 -> 16/8/1/0/0, LVAE 16/4/1/1/0 -> 16/3/3/3/0), so the grid follows the authors.
-    init: str = "glorot"
+    init: str = option("glorot", "weight initialisation (glorot: the authors')", choices=INITS)
     # Variants of the authors' released code; the defaults follow the paper's text (Sec. 2).
-    bn_heads: bool = False          # BN on every latent mean and variance head, in q and p
-    up_from_mean: bool = False      # LVAE: upward block n reads the bottom-up mean of layer n-1, not d_{n-1} (only_mu_up)
-    separate_top_down: bool = False  # LVAE: q merges with a top-down network of its own, not with p (ladder_share_params False)
-    mirror_generative_widths: bool = False  # p(z_i|z_{i+1}) as wide as layer i+1's MLP, mirroring the encoder
-    eval_every: int = 10
-    snapshot_every: int = 0         # 0: about ten snapshots a run
-    checkpoint_every: int = 0       # 0: about fifty checkpoints a run (and always the last epoch)
-    seed: int = 0
-    device: str = "auto"
-    step_mode: str = "auto"         # auto: one CUDA graph per step on a GPU, eager on a CPU; compile: torch.compile too
-    input_dim: int = 0              # filled in from the dataset when training starts
-    format_version: int = FORMAT_VERSION
+    bn_heads: bool = option(False, "BN on every latent mean and variance head, in q and p (authors' code)")
+    up_from_mean: bool = option(False, "LVAE: each upward block reads the bottom-up mean of the layer below, not "
+                                       "d_{n-1} (authors' only_mu_up)")
+    separate_top_down: bool = option(False, "LVAE: q merges with a top-down network of its own, not with p "
+                                            "(authors' ladder_share_params False)")
+    mirror_generative_widths: bool = option(False, "p(z_i|z_i+1) as wide as layer i+1's MLP, mirroring the "
+                                                   "encoder (authors' VAE)")
+    eval_every: int = option(10, "epochs between test-set evaluations")
+    snapshot_every: int = option(0, "epochs between latent snapshots (0: about ten per run)")
+    checkpoint_every: int = option(0, "epochs between checkpoints (0: about fifty per run, and always the last)")
+    seed: int = option(0, "random seed (weights, batches, binarization)")
+    device: str = option("auto", "where to train (auto: a CUDA GPU if there is one)", choices=DEVICES)
+    step_mode: str = option("auto", "graph: capture each training step as one CUDA graph (auto: on a GPU); "
+                                    "compile: torch.compile as well (slow first epoch); eager: plain PyTorch",
+                            choices=STEP_MODES)
+    input_dim: int = internal(0)    # filled in from the dataset when training starts
+    format_version: int = internal(FORMAT_VERSION)
 
     def __post_init__(self) -> None:
         if not self.hidden_sizes or not self.latent_sizes:
@@ -136,6 +190,11 @@ class RunConfig:
         """The paper's name for this configuration, e.g. 'LVAE+BN+WU'."""
         parts = [self.model.upper()] + (["BN"] if self.batch_norm else []) + (["WU"] if self.warmup_epochs else [])
         return "+".join(parts)
+
+    @classmethod
+    def options(cls) -> list[dataclasses.Field]:
+        """The fields that are `train` options (all but the internal ones), in declaration order."""
+        return [f for f in dataclasses.fields(cls) if f.metadata.get("cli", True)]
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2)

@@ -15,8 +15,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from . import checkpoint as ckpt
-from .cli import train_command
-from .config import RunConfig
+from .config import RunConfig, train_command
 from .errors import UserError
 
 DEMO_EPOCHS = 200
