@@ -162,13 +162,9 @@ def history_for(run: RunInfo) -> pd.DataFrame:
 @st.cache_data(max_entries=32, show_spinner=False)
 def iw_log_likelihood_of(path: str, stamp: float, k: int, n: int) -> dict:
     """The IW-k estimate of log p(x) on the run's test points (Burda et al. 2016; the paper uses k = 5000)."""
-    # Local helper: explorer/ has no IW evaluation over its test points, training.objectives has the bound.
-    from training.objectives import iw_log_likelihood
-    model = model_of(path, stamp)
+    from training.evaluate import iw_estimate
     pts = points_of(path, stamp, n)
-    with torch.inference_mode():  # its own generator: never torch's global RNG, shared by every session
-        ll = iw_log_likelihood(model, torch.as_tensor(pts.images), k, max_rows=8192,
-                               generator=torch.Generator().manual_seed(0))
+    ll = iw_estimate(model_of(path, stamp), torch.as_tensor(pts.images), k, seed=0)
     return {"iw_ll": float(ll.mean()), "k": k, "n": int(pts.images.shape[0]), "source": pts.source}
 
 

@@ -23,7 +23,7 @@ from training.config import RunConfig
 from training.data import load_dataset
 from training.errors import CheckpointError, DataError, UserError
 from training.model import HierarchicalVAE
-from training.train import test_tensors
+from training.evaluate import test_tensors
 
 BATCH = 1000
 # The explorer's forward passes are many small kernels: a second thread gains

@@ -37,7 +37,7 @@ def digits_runs(tmp_path_factory):
 @pytest.fixture(scope="session")
 def digits_test():
     from training.data import binarize, load_dataset
-    from training.train import TEST_BINARIZATION_SEED
+    from training.evaluate import TEST_BINARIZATION_SEED
     return torch.as_tensor(binarize(load_dataset("digits").test_x, TEST_BINARIZATION_SEED))
 
 

@@ -25,6 +25,7 @@ from training import checkpoint as ckpt
 from training.config import RunConfig
 from training.data import load_dataset
 from training.errors import DataError, UserError
+from training import evaluate as evaluate_mod
 from training import train as train_mod
 
 LAYERS = 3
@@ -201,7 +202,7 @@ def test_test_points_from_dataset(lvae, runs_root, points):
     assert points.images.shape == (200, 64) and points.images.dtype == np.float32
     assert points.labels.shape == (200,) and points.labels.dtype == np.int64
     assert points.image_shape == (8, 8) and "digits test set" in points.source
-    x, y = train_mod.test_tensors(load_dataset("digits"), cfg, torch.device("cpu"))
+    x, y = evaluate_mod.test_tensors(load_dataset("digits"), cfg, torch.device("cpu"))
     np.testing.assert_array_equal(points.images, x[:200].numpy())
     np.testing.assert_array_equal(points.labels, y[:200].numpy())
 

@@ -7,7 +7,8 @@ import torch
 
 from training import checkpoint as ckpt
 from training.errors import CheckpointError, UserError
-from training.train import TrainingError, train
+from training.errors import TrainingError
+from training.train import train
 from conftest import EPOCHS, digits_cfg
 
 

@@ -10,7 +10,7 @@ import typing
 from pathlib import Path
 
 from .config import DATASETS, DEVICES, PIXEL_SCALES, RunConfig, option_flag
-from .errors import UserError
+from .errors import TrainingError, UserError
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -183,6 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except TrainingError as e:  # not the user's doing: a run whose loss stayed non-finite
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted; the last checkpoint is intact, continue with --resume", file=sys.stderr)
         return 130

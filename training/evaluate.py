@@ -1,19 +1,81 @@
-"""`python -m training eval`: a trained run's ELBO, IW log-likelihood, active units and KL per layer."""
+"""Evaluation, the one public place for it: eval mode, the test set as models see it, the test-set
+measures during training, the IW estimate, and `python -m training eval` (ELBO, IW log-likelihood,
+active units and KL per layer of a run folder)."""
 from __future__ import annotations
 
 import copy
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 
 from . import checkpoint as ckpt
-from .data import load_dataset
+from .config import RunConfig
+from .data import Dataset, binarize, load_dataset
+from .errors import UserError
 from .model import HierarchicalVAE
 from .objectives import count_active_units, evaluate_elbo, iw_log_likelihood, unit_activity
-from .train import eval_mode, resolve_device, test_tensors
 
 BN_STATS_SEED = 0
+
+# All runs evaluate on the same binarized test set, whatever their training seed.
+TEST_BINARIZATION_SEED = 123
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda asked for, but this machine has no CUDA GPU that torch can use")
+    return torch.device(name)
+
+
+@contextmanager
+def eval_mode(model: torch.nn.Module):
+    """BN in eval mode (running statistics) and a forked RNG for the duration, then back to what they were.
+
+    The fork keeps evaluation's random draws out of training's stream, so a run's
+    weights do not depend on how often it is evaluated or snapshotted.
+    """
+    was_training = model.training
+    device = next(model.parameters()).device
+    model.eval()
+    try:
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else [], device_type=device.type):
+            yield model
+    finally:
+        model.train(was_training)
+
+
+def test_tensors(data: Dataset, cfg: RunConfig, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The test set as the model sees it: binarized once with a fixed seed for Bernoulli data."""
+    x = binarize(data.test_x, TEST_BINARIZATION_SEED) if cfg.likelihood == "bernoulli" else data.test_x
+    return torch.as_tensor(x, device=device), torch.as_tensor(data.test_y, device=device)
+
+
+def evaluate_test(model: HierarchicalVAE, x_test: torch.Tensor) -> dict:
+    """test_elbo, active_units and KL per layer/unit on the test set, BN in eval mode."""
+    with eval_mode(model):
+        stats = evaluate_elbo(model, x_test)
+        activity = unit_activity(model, x_test)
+    n = x_test.shape[0]
+    return {
+        "test_elbo": float(stats.elbo) / n,
+        "test_recon": float(stats.recon) / n,
+        "test_kl_per_layer": [float(k) / n for k in stats.kl_per_layer()],
+        "active_units": count_active_units(activity),
+        "kl_per_unit": [[float(v) / n for v in k] for k in stats.kl_per_unit],
+    }
+
+
+def iw_estimate(model: HierarchicalVAE, x: torch.Tensor, k: int, seed: int = 0, max_rows: int = 8192) -> torch.Tensor:
+    """log p(x) per row by the IW-k bound (Burda et al. 2016, eq. 8) with the model in eval mode, drawn from
+    a generator of its own: no process-wide state is touched (an app serves many sessions from one process)."""
+    model.eval()
+    with torch.inference_mode():
+        return iw_log_likelihood(model, x, k, max_rows=max_rows,
+                                 generator=torch.Generator(x.device).manual_seed(seed))
 
 
 @torch.no_grad()

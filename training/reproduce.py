@@ -29,7 +29,7 @@ from pathlib import Path
 from . import checkpoint as ckpt
 from .checkpoint import atomic_write
 from .config import RunConfig
-from .errors import UserError
+from .errors import TrainingError, UserError
 from .paper import LEGACY_STAGES, PAPER_PIXEL_SCALE, paper_iw_ll
 
 # The paper's four configurations, by the names its figures use.
@@ -324,7 +324,7 @@ def _worker(argv: list[str]) -> int:
     entries = [Entry(d["name"], d["grid_model"], d["stage"], RunConfig(**d["cfg"]), d["parent"]) for d in entries_json]
     try:
         results = run_entries(entries, runs_dir, eval_samples, left)
-    except UserError as err:
+    except (UserError, TrainingError) as err:
         print(str(err))
         return 1
     print(json.dumps(results))

@@ -6,7 +6,6 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,66 +14,15 @@ from tqdm import tqdm
 
 from . import checkpoint as ckpt
 from .config import RunConfig
-from .data import Dataset, binarize, load_dataset
+from .data import Dataset, load_dataset
 from .distributions import warmup_beta
-from .errors import UserError
+from .errors import TrainingError, UserError
+from .evaluate import eval_mode, evaluate_test, resolve_device, test_tensors
 from .model import HierarchicalVAE
-from .objectives import BatchStats, count_active_units, evaluate_elbo, posterior_means, unit_activity
+from .objectives import BatchStats, posterior_means
 from .step import GroupStep, ModelStep, make_optimizer, set_lr, use_compile, use_graph
 
-# All runs evaluate on the same binarized test set, whatever their training seed.
-TEST_BINARIZATION_SEED = 123
 SNAPSHOT_POINTS = 1000
-
-
-class TrainingError(UserError):
-    """Training of a run cannot go on (its loss stayed NaN); the last good checkpoint is kept."""
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda asked for, but this machine has no CUDA GPU that torch can use")
-    return torch.device(name)
-
-
-@contextmanager
-def eval_mode(model: torch.nn.Module):
-    """BN in eval mode (running statistics) and a forked RNG for the duration, then back to what they were.
-
-    The fork keeps evaluation's random draws out of training's stream, so a run's
-    weights do not depend on how often it is evaluated or snapshotted.
-    """
-    was_training = model.training
-    device = next(model.parameters()).device
-    model.eval()
-    try:
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else [], device_type=device.type):
-            yield model
-    finally:
-        model.train(was_training)
-
-
-def test_tensors(data: Dataset, cfg: RunConfig, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """The test set as the model sees it: binarized once with a fixed seed for Bernoulli data."""
-    x = binarize(data.test_x, TEST_BINARIZATION_SEED) if cfg.likelihood == "bernoulli" else data.test_x
-    return torch.as_tensor(x, device=device), torch.as_tensor(data.test_y, device=device)
-
-
-def evaluate_test(model: HierarchicalVAE, x_test: torch.Tensor) -> dict:
-    """test_elbo, active_units and KL per layer/unit on the test set, BN in eval mode."""
-    with eval_mode(model):
-        stats = evaluate_elbo(model, x_test)
-        activity = unit_activity(model, x_test)
-    n = x_test.shape[0]
-    return {
-        "test_elbo": float(stats.elbo) / n,
-        "test_recon": float(stats.recon) / n,
-        "test_kl_per_layer": [float(k) / n for k in stats.kl_per_layer()],
-        "active_units": count_active_units(activity),
-        "kl_per_unit": [[float(v) / n for v in k] for k in stats.kl_per_unit],
-    }
 
 
 class EpochMeter:
