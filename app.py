@@ -4,7 +4,7 @@
 
 Runs come from ./runs, every --runs-dir, the folders in $LVAE_RUNS_DIR and the shipped pretrained/
 (the paper's 5-layer VAE+BN+WU and LVAE+BN+WU on MNIST, which the Compare page opens on). Nothing
-trains by itself: the digits demo pair trains from the Train page, or `python -m training demo`.
+trains by itself: the digits demo pair trains from the "Train a model" page, or `python -m training demo`.
 """
 from __future__ import annotations
 
@@ -18,15 +18,15 @@ st.sidebar.markdown("### LVAE explorer\nSee what each latent layer of a VAE and 
 
 with st.spinner("LVAE explorer is starting: loading PyTorch and plotly…"):  # seconds on the first start only
     from app_pages import common  # noqa: E402
-    from explorer import trainer  # noqa: E402
+    from explorer import jobs  # noqa: E402
 
 PAGES = [
     st.Page("app_pages/compare.py", title="Compare", icon=":material/compare_arrows:", default=True),
     st.Page("app_pages/layers.py", title="Layers", icon=":material/scatter_plot:", url_path="layers"),
     st.Page("app_pages/traverse.py", title="Traverse", icon=":material/tune:", url_path="traverse"),
-    st.Page("app_pages/history.py", title="Training", icon=":material/show_chart:", url_path="training"),
+    st.Page("app_pages/curves.py", title="Curves", icon=":material/show_chart:", url_path="curves"),
     st.Page("app_pages/samples.py", title="Samples", icon=":material/grid_view:", url_path="samples"),
-    st.Page("app_pages/train.py", title="Train", icon=":material/model_training:", url_path="train"),
+    st.Page("app_pages/train.py", title="Train a model", icon=":material/model_training:", url_path="train"),
 ]
 
 
@@ -57,8 +57,8 @@ def sidebar(runs: list) -> None:
         broken = sum(not r.ok for r in runs)
         st.caption(f"**{len(runs)} run{'s' if len(runs) != 1 else ''}**" + (f" ({broken} broken)" if broken else "")
                    + " in " + ", ".join(f"`{d}`" for d in common.runs_dirs()))
-        running = [j.name for j in trainer.jobs.values() if j.running]
-        if trainer.demo is not None and trainer.demo.poll() is None:
+        running = [j.name for j in jobs.started.values() if j.running]
+        if jobs.demo is not None and jobs.demo.poll() is None:
             running.append("the digits demo pair")
         if running:
             st.caption("Training: " + ", ".join(running))

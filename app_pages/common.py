@@ -68,7 +68,7 @@ def pick_run(label: str, key: str, remember: str = SELECTED, default: RunInfo | 
     runs = all_runs()
     if not runs:
         container.info("No runs yet: the shipped MNIST pair is not in `pretrained/`. Train the digits demo pair "
-                       "(about a minute) or any run on the **Train** page.")
+                       "(about a minute) or any run on the **Train a model** page.")
         return None
     paths = [str(r.path) for r in runs]
     wanted = st.session_state.get(remember) or (str(default.path) if default else None)
@@ -90,17 +90,17 @@ def layer_names(n: int) -> list[str]:
 
 
 def follow_training(runs: list[RunInfo], seconds: float = 2.0) -> None:
-    """While a background job (Train page) writes any of `runs`, rerun the page when it saves a checkpoint,
+    """While a background job ("Train a model" page) writes any of `runs`, rerun the page when it saves a checkpoint,
     so charts follow the training instead of staying at the checkpoint the page first saw."""
-    from explorer import trainer
-    watched = {r.path.resolve(): r.stamp for r in runs if r is not None and trainer.is_training(r.path)}
+    from explorer import jobs
+    watched = {r.path.resolve(): r.stamp for r in runs if r is not None and jobs.is_training(r.path)}
     if not watched:
         return
 
     @st.fragment(run_every=seconds)
     def watch() -> None:
         if any(runs_mod.checkpoint_stamp(path) != stamp for path, stamp in watched.items()) \
-                or not any(trainer.is_training(path) for path in watched):
+                or not any(jobs.is_training(path) for path in watched):
             st.rerun()  # the whole page, with the new checkpoint (or the final one)
 
     watch()

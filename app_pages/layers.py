@@ -89,7 +89,7 @@ def main() -> None:
         return
     count = len(points.labels)
     st.caption(f"{count} points · {points.source}" + (" · posterior means along the mean path (nothing sampled), "
-               "the quantity the Training page's snapshot replay shows" if use == "posterior means" else
+               "the quantity the Curves page's snapshot replay shows" if use == "posterior means" else
                " · one posterior sample per point"))
     st.session_state[POINT] = min(int(st.session_state.get(POINT, 0)), count - 1)
     c3.number_input("Point", 0, count - 1, key=POINT, help="or click a point in the chart")

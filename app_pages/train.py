@@ -5,7 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from app_pages import common
-from explorer import trainer
+from explorer import jobs
 from explorer.runs import load_history
 from training.config import DATASETS, DEVICES, MAX_LAYERS, MODELS
 
@@ -13,7 +13,7 @@ POLL_SECONDS = 2.0
 
 
 def free_name(model: str, layers: int) -> str:
-    taken = {r.name for r in common.all_runs()} | set(trainer.jobs)
+    taken = {r.name for r in common.all_runs()} | set(jobs.started)
     n = 1
     while f"digits-{model}-{layers}l-{n}" in taken:
         n += 1
@@ -44,15 +44,15 @@ def form() -> None:
                "dataset": dataset, "epochs": int(epochs), "batch_size": int(batch_size), "device": device,
                "name": name.strip()}
     try:
-        cfg, out = trainer.validate_request(request, out_dir)
-        trainer.start_job(cfg, out)
+        cfg, out = jobs.validate_request(request, out_dir)
+        jobs.start_job(cfg, out)
     except (ValueError, OSError) as e:
         st.error(f"Not started: {e}")
         return
     st.success(f"Started **{out.name}** ({cfg.label}, {cfg.layers} layers, {cfg.dataset}) into `{out}`.")
 
 
-def show_job(job: trainer.Job) -> None:
+def show_job(job: jobs.Job) -> None:
     done, total = job.progress()
     status = job.status
     with st.container(border=True):
@@ -80,13 +80,13 @@ def show_job(job: trainer.Job) -> None:
 def demo() -> None:
     """The digits demo pair (`python -m training demo`): trained only when asked for, one job per server."""
     out = common.writable_runs_dirs()[0]
-    job = trainer.demo
+    job = jobs.demo
     if job is None or job.poll() is not None:
         st.caption(f"VAE+BN+WU and LVAE+BN+WU with 5 layers on scikit-learn's 8x8 digits, into `{out}`: about a "
                    "minute on two cores, offline. Runs already there are kept.")
         if st.button("Train the digits demo pair", key="train_demo", icon=":material/play_arrow:"):
             try:
-                trainer.start_demo_once(out)
+                jobs.start_demo_once(out)
             except OSError as e:  # e.g. a read-only folder: say so, the app still works
                 st.error(f"Cannot start the demo training in {out}: {e}")
                 return
@@ -110,17 +110,17 @@ def demo() -> None:
     progress()
 
 
-def jobs() -> None:
-    if not trainer.jobs:
+def job_list() -> None:
+    if not jobs.started:
         st.caption("No jobs started from this app yet.")
         return
-    running = any(j.running for j in trainer.jobs.values())
+    running = any(j.running for j in jobs.started.values())
 
     @st.fragment(run_every=POLL_SECONDS if running else None)
     def live() -> None:
-        for job in sorted(trainer.jobs.values(), key=lambda j: -j.started):
+        for job in sorted(jobs.started.values(), key=lambda j: -j.started):
             show_job(job)
-        if running and not any(j.running for j in trainer.jobs.values()):
+        if running and not any(j.running for j in jobs.started.values()):
             st.rerun()  # a job ended: rerun the app so the new run appears in every list
 
     live()
@@ -133,4 +133,4 @@ form()
 st.subheader("The digits demo pair")
 demo()
 st.subheader("Jobs")
-jobs()
+job_list()

@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from training.config import RunConfig  # noqa: E402
 from training.model import HierarchicalVAE  # noqa: E402
-from training.objectives import elbo_loss  # noqa: E402
+from training.objectives import training_loss  # noqa: E402
 from training.step import GroupStep, ModelStep, TrainStep, make_optimizer, use_graph  # noqa: E402
 
 STEPS_PER_EPOCH = 60_000 // 256
@@ -66,7 +66,7 @@ def step_flops(model: str, layers: int, device: torch.device, batch: int) -> int
     net, _ = build(model, layers, device, "eager", batch)
     x = torch.rand(batch, 784, device=device).bernoulli()
     with FlopCounterMode(display=False) as counter:
-        loss, _ = elbo_loss(net, x, 0.5)
+        loss, _ = training_loss(net, x, 0.5)
         loss.backward()
     return counter.get_total_flops()
 

@@ -15,9 +15,9 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from explorer import trainer
+from explorer import jobs
 from training.demo import DEMO_EPOCHS
-from explorer.trainer import check_run_name, start_job, validate_request
+from explorer.jobs import check_run_name, start_job, validate_request
 
 APP = Path(__file__).resolve().parent.parent / "app.py"
 TIMEOUT = 60
@@ -146,7 +146,7 @@ def test_runs_dir_argument_adds_a_folder(runs_dir, tmp_path, monkeypatch):
 
 
 def test_no_runs_trains_nothing_until_the_train_page_asks_for_the_demo(tmp_path, monkeypatch):
-    """No runs anywhere: nothing starts by itself; the Train page's button starts `python -m training demo`
+    """No runs anywhere: nothing starts by itself; the "Train a model" button starts `python -m training demo`
     once (faked here) and shows its progress while the other pages keep working."""
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -155,13 +155,13 @@ def test_no_runs_trains_nothing_until_the_train_page_asks_for_the_demo(tmp_path,
     started: list[Path] = []
     procs: list[subprocess.Popen] = []
 
-    def fake_start_demo(out: Path) -> trainer.DemoJob:
+    def fake_start_demo(out: Path) -> jobs.DemoJob:
         started.append(Path(out))
         procs.append(subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]))
-        return trainer.DemoJob(Path(out), procs[-1], tmp_path / "demo.log")
+        return jobs.DemoJob(Path(out), procs[-1], tmp_path / "demo.log")
 
-    monkeypatch.setattr(trainer, "start_demo", fake_start_demo)
-    monkeypatch.setattr(trainer, "demo", None)
+    monkeypatch.setattr(jobs, "start_demo", fake_start_demo)
+    monkeypatch.setattr(jobs, "demo", None)
     try:
         at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
         no_exceptions(at)
@@ -283,7 +283,7 @@ def test_traverse_from_a_test_image_and_uploads(app):
 # ---- Training -------------------------------------------------------------------------------
 
 def test_training_page_overlays_runs_and_replays_snapshots(app):
-    page(app, "history")
+    page(app, "curves")
     beta = by_title(app, "warm-up")
     assert [t["name"] for t in beta["data"]] == ["tiny-vae", "tiny-lvae"]
     assert beta["data"][0]["y"] == pytest.approx([0.0, 0.5])  # warm-up over 2 epochs: beta = 0, 0.5
@@ -339,7 +339,7 @@ def test_train_form_refuses_bad_names(app, tmp_path):
     app.button[0].click().run()  # Start training
     no_exceptions(app)
     assert any("run name must be" in e.value for e in app.error)
-    assert not trainer.jobs.get("escape") and not (tmp_path.parent / "escape").exists()
+    assert not jobs.started.get("escape") and not (tmp_path.parent / "escape").exists()
 
 
 def test_train_form_starts_a_job_that_appears_in_every_list(app, tmp_path):
@@ -352,7 +352,7 @@ def test_train_form_starts_a_job_that_appears_in_every_list(app, tmp_path):
     app.button[0].click().run()
     no_exceptions(app)
     assert any("Started **fresh-run**" in s.value for s in app.success)
-    job = trainer.jobs["fresh-run"]
+    job = jobs.started["fresh-run"]
     deadline = time.time() + 120
     while job.running and time.time() < deadline:
         time.sleep(0.5)
@@ -365,7 +365,7 @@ def test_train_form_starts_a_job_that_appears_in_every_list(app, tmp_path):
     assert any(o.startswith("fresh-run · LVAE") for o in app.selectbox(key="compare_run_a").options)
 
 
-# ---- explorer/trainer.py: the form's checks --------------------------------------------------------
+# ---- explorer/jobs.py: the form's checks --------------------------------------------------------
 
 GOOD = {"model": "lvae", "layers": 3, "batch_norm": True, "warmup_epochs": 10, "dataset": "digits", "epochs": 20,
         "batch_size": 64, "device": "cpu", "name": "my-run_1.b"}
@@ -420,17 +420,17 @@ def test_a_failing_job_reports_its_one_line_reason(tmp_path, monkeypatch):
 
 
 def test_pages_know_which_runs_are_training_and_when_they_saved(runs_dir, tmp_path, monkeypatch):
-    """What Compare and Training poll to follow a run trained from the Train page (common.follow_training)."""
+    """What Compare and Curves poll to follow a run trained from the "Train a model" page (common.follow_training)."""
     from explorer.runs import checkpoint_stamp
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         cfg, _ = validate_request(GOOD, tmp_path)
         run = runs_dir / "tiny-lvae"
-        monkeypatch.setitem(trainer.jobs, "tiny-lvae", trainer.Job("tiny-lvae", cfg, run, tmp_path / "log", proc))
-        monkeypatch.setattr(trainer, "demo", None)
-        assert trainer.is_training(run) and not trainer.is_training(runs_dir / "tiny-vae")
-        monkeypatch.setattr(trainer, "demo", trainer.DemoJob(tmp_path.resolve(), proc, tmp_path / "demo.log"))
-        assert trainer.is_training(tmp_path / "digits-vae-bn-wu") and not trainer.is_training(tmp_path / "other")
+        monkeypatch.setitem(jobs.started, "tiny-lvae", jobs.Job("tiny-lvae", cfg, run, tmp_path / "log", proc))
+        monkeypatch.setattr(jobs, "demo", None)
+        assert jobs.is_training(run) and not jobs.is_training(runs_dir / "tiny-vae")
+        monkeypatch.setattr(jobs, "demo", jobs.DemoJob(tmp_path.resolve(), proc, tmp_path / "demo.log"))
+        assert jobs.is_training(tmp_path / "digits-vae-bn-wu") and not jobs.is_training(tmp_path / "other")
         stamp = checkpoint_stamp(run)
         assert stamp > 0 and checkpoint_stamp(tmp_path) == 0.0
         os.utime(run / "checkpoint.safetensors", (stamp + 5, stamp + 5))
@@ -439,4 +439,4 @@ def test_pages_know_which_runs_are_training_and_when_they_saved(runs_dir, tmp_pa
     finally:
         proc.kill()
         proc.wait()
-    assert not trainer.is_training(run)  # the job ended
+    assert not jobs.is_training(run)  # the job ended

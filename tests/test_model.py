@@ -5,7 +5,7 @@ import torch
 from training.config import RunConfig
 from training.distributions import precision_weighted_merge
 from training.model import GenerativeModel, HierarchicalVAE
-from training.objectives import (count_active_units, elbo_loss, evaluate_elbo, importance_weighted_bound,
+from training.objectives import (count_active_units, training_loss, evaluate_elbo, importance_weighted_bound,
                                  iw_log_likelihood, log_importance_weights, unit_activity)
 
 
@@ -54,7 +54,7 @@ def test_top_down_is_ancestral_sampling_from_p_with_fixed_layers_and_its_own_gen
 def test_any_depth_with_and_without_bn(model, layers, bn):
     net = HierarchicalVAE(small_cfg(model, layers, batch_norm=bn))
     x = torch.rand(8, 64).bernoulli()
-    loss, stats = elbo_loss(net, x, beta=0.5)
+    loss, stats = training_loss(net, x, beta=0.5)
     loss.backward()
     assert torch.isfinite(loss)
     assert len(stats.kl_per_unit) == layers
@@ -177,7 +177,7 @@ def test_batched_iw_evaluation_equals_the_slow_path(trained_pair, digits_test, n
 def test_gaussian_likelihood_for_continuous_data():
     net = HierarchicalVAE(small_cfg("lvae", likelihood="gaussian"))
     x = torch.rand(8, 64)  # grey levels, not binarized
-    loss, _ = elbo_loss(net, x, beta=1.0)
+    loss, _ = training_loss(net, x, beta=1.0)
     loss.backward()
     assert torch.isfinite(loss)
     assert net.generative.decode(torch.randn(3, 16)).shape == (3, 64)
@@ -191,7 +191,7 @@ def test_the_authors_variants_build_train_and_change_the_network(model, option):
     lvae_only = option in ("up_from_mean", "separate_top_down")
     assert (shapes(base) == shapes(variant)) == (model == "vae" and lvae_only)
     x = torch.rand(8, 64).bernoulli()
-    loss, _ = elbo_loss(variant, x, beta=1.0)
+    loss, _ = training_loss(variant, x, beta=1.0)
     loss.backward()
     assert torch.isfinite(loss)
 
@@ -248,14 +248,14 @@ def test_mc_samples_average_the_elbo_outside_the_log():
     x = torch.rand(6, 64).bernoulli()
     with torch.no_grad():
         torch.manual_seed(0)
-        loss_m, stats_m = elbo_loss(net, x, 1.0, mc_samples=4)
+        loss_m, stats_m = training_loss(net, x, 1.0, mc_samples=4)
         torch.manual_seed(0)
         fp = net(x, n_samples=4)
         kl = sum(layer.kl().sum(-1) for layer in fp.layers)
         assert torch.allclose(loss_m, -(fp.log_px - kl).mean())
         assert torch.allclose(stats_m.elbo, (fp.log_px - kl).sum() / 4)
         torch.manual_seed(1)
-        loss_mk, _ = elbo_loss(net, x, 1.0, iw_samples=3, mc_samples=2)
+        loss_mk, _ = training_loss(net, x, 1.0, iw_samples=3, mc_samples=2)
         torch.manual_seed(1)
         log_w = log_importance_weights(net(x, n_samples=6)).view(2, 3, -1)
         bounds = torch.stack([importance_weighted_bound(log_w[m]) for m in range(2)])

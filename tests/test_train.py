@@ -96,7 +96,7 @@ def test_new_run_refuses_a_folder_that_holds_files(digits_runs):
 
 def test_non_finite_loss_stops_with_the_epoch_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     import training.step as st
-    real = st.elbo_loss
+    real = st.training_loss
     calls = {"n": 0}
 
     def poisoned(model, x, beta, iw_samples=1, mc_samples=1):
@@ -107,7 +107,7 @@ def test_non_finite_loss_stops_with_the_epoch_and_keeps_the_last_good_checkpoint
             stats.elbo = stats.elbo * float("nan")
         return loss, stats
 
-    monkeypatch.setattr(st, "elbo_loss", poisoned)
+    monkeypatch.setattr(st, "training_loss", poisoned)
     run = tmp_path / "nan"
     with pytest.raises(TrainingError, match=r"epoch 3: .*NaN.*epoch 2\)"):
         train(digits_cfg("lvae", epochs=5, checkpoint_every=1), run, progress=False)
@@ -207,7 +207,7 @@ def test_static_buffer_step_equals_the_authors_update_written_out(tmp_path):
     """TrainStep (the code a CUDA graph captures) computes exactly the authors' update: Lasagne's Adam
     (epsilon 1e-4 on the root of the raw second moment), norm clipping at 4, element clipping at 0.9."""
     from training.model import HierarchicalVAE
-    from training.objectives import elbo_loss
+    from training.objectives import training_loss
     from training.step import TrainStep, make_optimizer
 
     cfg = digits_cfg("lvae", input_dim=64)
@@ -228,7 +228,7 @@ def test_static_buffer_step_equals_the_authors_update_written_out(tmp_path):
         torch.manual_seed(i)
         sa = step(x, beta)
         torch.manual_seed(i)
-        loss, sb = elbo_loss(b, x, beta)
+        loss, sb = training_loss(b, x, beta)
         b.zero_grad()
         loss.backward()
         norm = float(torch.sqrt(sum((p.grad ** 2).sum() for p in b.parameters())))
@@ -419,8 +419,8 @@ def _checkpoint_as_graph_mode_saves_it(run, cfg):
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, foreach=True)
     x = torch.rand(8, 64).bernoulli()
     model.train()
-    from training.objectives import elbo_loss
-    loss, _ = elbo_loss(model, x, 1.0)
+    from training.objectives import training_loss
+    loss, _ = training_loss(model, x, 1.0)
     loss.backward()
     opt.step()
     for g in opt.param_groups:

@@ -41,9 +41,10 @@ def importance_weighted_bound(log_w: torch.Tensor) -> torch.Tensor:
     return log_mean_exp(log_w, dim=0)
 
 
-def elbo_loss(model: HierarchicalVAE, x: torch.Tensor, beta: float, iw_samples: int = 1,
-              mc_samples: int = 1) -> tuple[torch.Tensor, BatchStats]:
-    """The training loss (mean over the batch) and the batch's statistics; the IW loss when iw_samples > 1.
+def training_loss(model: HierarchicalVAE, x: torch.Tensor, beta: float, iw_samples: int = 1,
+                  mc_samples: int = 1) -> tuple[torch.Tensor, BatchStats]:
+    """The loss trained on (mean over the batch) and the batch's statistics: -ELBO for K = 1, the
+    importance-weighted bound -L_K for K = iw_samples > 1.
 
     K = iw_samples importance samples inside the log, M = mc_samples Monte-Carlo samples averaged
     outside it (Burda et al. 2016, eq. 8; the authors' iw_samples and eq_samples). K = 1:
@@ -78,7 +79,7 @@ def evaluate_elbo(model: HierarchicalVAE, x: torch.Tensor, batch_size: int = 100
     """Single-sample ELBO statistics summed over x (beta = 1)."""
     total: BatchStats | None = None
     for s in _batches(x.shape[0], batch_size):
-        _, stats = elbo_loss(model, x[s], beta=1.0)
+        _, stats = training_loss(model, x[s], beta=1.0)
         if total is None:
             total = stats
         else:

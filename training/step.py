@@ -18,7 +18,7 @@ import sys
 import torch
 
 from .model import HierarchicalVAE
-from .objectives import BatchStats, elbo_loss
+from .objectives import BatchStats, training_loss
 from .optim import LasagneAdam, clip_gradients, total_norm
 
 WARMUP_STEPS = 3  # eager steps on a side stream before capture, as torch.cuda.graphs requires
@@ -79,7 +79,7 @@ class ModelStep:
         self.max_streak = torch.zeros((), device=p.device)
 
     def _loss(self, x: torch.Tensor, beta: torch.Tensor) -> tuple[torch.Tensor, BatchStats]:
-        return elbo_loss(self.model, x, beta, self.iw_samples, self.mc_samples)
+        return training_loss(self.model, x, beta, self.iw_samples, self.mc_samples)
 
     def load(self, x: torch.Tensor, beta: float) -> None:
         self.x.copy_(x)

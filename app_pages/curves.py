@@ -1,4 +1,4 @@
-"""Training: warm-up curves of several runs, active units and KL per layer over epochs, and a snapshot replay."""
+"""Curves: warm-up, ELBO, KL and active units per layer over epochs for several runs, and a snapshot replay."""
 from __future__ import annotations
 
 import numpy as np
@@ -71,7 +71,7 @@ def replay(runs) -> None:
 
 
 def main() -> None:
-    st.header("Training: warm-up, KL and active units over epochs")
+    st.header("Curves: warm-up, KL and active units over epochs")
     ok = common.ok_runs()
     if not ok:
         st.info("No usable runs yet.")

@@ -1,4 +1,4 @@
-"""Background training jobs for the app's Train page (no Streamlit here).
+"""Background training jobs started from the app's "Train a model" page (no Streamlit here).
 
 A request from the page's form is checked field by field against fixed sets
 and ranges before anything runs: its values end up on a command line and in a
@@ -99,7 +99,7 @@ def validate_request(form: Mapping[str, Any], runs_dir: str | Path) -> tuple[Run
         raise ValueError(f"run folder {out} would not be directly inside {root}")
     if out.exists() or out.is_symlink():
         raise ValueError(f"a run named {name!r} already exists in {root}; choose another name")
-    if name in jobs and jobs[name].running:
+    if name in started and started[name].running:
         raise ValueError(f"a job named {name!r} is already running")
     try:
         # Evaluate about 30 times a run (live active-unit curves) and keep ten snapshots.
@@ -180,7 +180,7 @@ class Job:
 
 
 # Jobs started by this process (the app server), by run name: survives page reruns, not a server restart.
-jobs: dict[str, Job] = {}
+started: dict[str, Job] = {}
 
 
 def _env(threads: int | None = None) -> dict[str, str]:
@@ -202,7 +202,7 @@ def start_job(cfg: RunConfig, out: Path) -> Job:
                                 stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT,
                                 start_new_session=True)
     job = Job(out.name, cfg, out, log, proc)
-    jobs[out.name] = job
+    started[out.name] = job
     return job
 
 
@@ -210,7 +210,7 @@ def start_job(cfg: RunConfig, out: Path) -> Job:
 
 @dataclass
 class DemoJob:
-    """`python -m training demo --out DIR`: the digits pair, trained when the Train page asks for it."""
+    """`python -m training demo --out DIR`: the digits pair, trained when the "Train a model" page asks for it."""
     out: Path
     proc: subprocess.Popen
     log: Path
@@ -250,7 +250,7 @@ demo: DemoJob | None = None
 def is_training(folder: Path) -> bool:
     """Whether a job or the demo job of this process is writing the run folder now."""
     folder = Path(folder).resolve()
-    if any(job.out.resolve() == folder and job.running for job in jobs.values()):
+    if any(job.out.resolve() == folder and job.running for job in started.values()):
         return True
     return demo is not None and demo.poll() is None and folder.parent == demo.out and folder.name in DEMO_RUNS
 
