@@ -10,7 +10,7 @@ import numpy as np
 import streamlit as st
 
 from app_pages import common
-from explorer.figures import export_config, explained_variance, layer_scatter, layer_scatter_grid
+from explorer.figures import explained_variance, export_config, layer_scatter, layer_scatter_grid
 from explorer.hover import MAX_HOVER_POINTS, first_points, hover_html
 from explorer.images import image_data_uris
 from explorer.traverse import reconstruct

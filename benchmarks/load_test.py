@@ -384,7 +384,7 @@ class Session:
             held = self.client.widget_values.get(p.id)
             current = held.double_array_value.data[0] if held is not None else (p.default[0] if p.default else 0.0)
             value = self.rng.choice([v for v in grid if v != current] or grid)
-            await self.timed("slider", lambda: self.client.set_slider(slider, value))
+            await self.timed("slider", lambda s=slider, v=value: self.client.set_slider(s, v))
             await self.pause(deadline, think)
 
     async def pause(self, deadline: float, think: float) -> None:
@@ -412,7 +412,7 @@ class Session:
                     break
                 others = [p for p in self.client.pages if p != HOME]
                 page = self.rng.choice(others)
-                await self.timed("page", lambda: self.client.switch_page(page), page)
+                await self.timed("page", lambda p=page: self.client.switch_page(p), page)
                 await self.pause(deadline, think)
         except SessionOver:
             pass
@@ -425,7 +425,7 @@ class Session:
             await self.client.connect()
             await self.timed("open", self.client.open)
             for page in list(self.client.pages):
-                reply = await self.timed("page", lambda: self.client.switch_page(page), page)
+                reply = await self.timed("page", lambda p=page: self.client.switch_page(p), page)
                 if page == HOME:
                     await self.traverse_visit_forced(reply)
         except SessionOver:

@@ -22,8 +22,8 @@ from training import checkpoint as ckpt
 from training.config import RunConfig
 from training.data import load_dataset
 from training.errors import CheckpointError, DataError, UserError
-from training.model import HierarchicalVAE
 from training.evaluate import test_tensors
+from training.model import HierarchicalVAE
 
 BATCH = 1000
 # The explorer's forward passes are many small kernels: a second thread gains

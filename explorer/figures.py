@@ -493,8 +493,8 @@ def snapshot_animation(snapshots: Mapping[int, Sequence[np.ndarray]], labels: Se
     layer_of = [int(str(tr.meta)[1:]) - 1 for tr in fig.data]
     points_of = [np.asarray(tr.customdata, dtype=int) for tr in fig.data]
     fig.frames = [go.Frame(name=str(e), traces=list(range(len(fig.data))),
-                           data=[go.Scatter(x=coords[e][l][p, 0], y=coords[e][l][p, 1])
-                                 for l, p in zip(layer_of, points_of)])
+                           data=[go.Scatter(x=coords[e][layer][p, 0], y=coords[e][layer][p, 1])
+                                 for layer, p in zip(layer_of, points_of)])
                   for e in epochs]
     for i in range(n_layers):
         fig.update_xaxes(range=_padded_range([coords[e][i][:, 0] for e in epochs]), autorange=False, row=1, col=i + 1)

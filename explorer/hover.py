@@ -72,7 +72,7 @@ def _hover_script(div_id: str, images: list[str]) -> str:
   // No plotly_unhover handler on purpose: the last image stays, so moving between neighbouring
   // points does not flicker.
 })();
-""" % {"uris": _script_json(images), "div": _script_json(div_id), "box": BOX_WIDTH, "size": IMAGE_SIZE}
+""" % {"uris": _script_json(images), "div": _script_json(div_id), "box": BOX_WIDTH, "size": IMAGE_SIZE}  # noqa: UP031  JS braces
 
 
 def hover_html(fig: go.Figure, images: list[str], height: int, *, div_id: str = DEFAULT_DIV_ID,

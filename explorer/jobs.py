@@ -21,8 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from training import checkpoint as ckpt
-from training.config import DATASETS, DEVICES, MAX_LAYERS, MODELS, RunConfig
-from training.config import train_command
+from training.config import DATASETS, DEVICES, MAX_LAYERS, MODELS, RunConfig, train_command
 from training.demo import DEMO_RUNS
 from training.errors import UserError
 

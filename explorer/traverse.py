@@ -61,7 +61,7 @@ def along_directions(pca: LayerPCA, base: np.ndarray, offsets: Sequence[float] |
 
 
 def traversal_grid(model: HierarchicalVAE, layer: int, pca: LayerPCA, base: np.ndarray,
-                   steps: Sequence[float] | np.ndarray = np.linspace(-3, 3, 7)) -> np.ndarray:
+                   steps: Sequence[float] | np.ndarray = (-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0)) -> np.ndarray:
     """(k, len(steps), D): row j walks from base along principal direction j, one decode for all."""
     steps = np.asarray(steps, dtype=np.float32)
     k = pca.components.shape[0]

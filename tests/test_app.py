@@ -16,8 +16,8 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from explorer import jobs
-from training.demo import DEMO_EPOCHS
 from explorer.jobs import check_run_name, start_job, validate_request
+from training.demo import DEMO_EPOCHS
 
 APP = Path(__file__).resolve().parent.parent / "app.py"
 TIMEOUT = 60

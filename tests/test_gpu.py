@@ -71,7 +71,7 @@ def test_group_graph_equals_each_model_stepped_eagerly(monkeypatch):
     eager = [ModelStep(m, make_optimizer(m, cfg.lr, False), 256) for m in (a, c)]
     group = GroupStep([ModelStep(m, make_optimizer(m, cfg.lr, True), 256) for m in (b, d)], graph=True)
     g = torch.Generator(device="cuda").manual_seed(0)
-    for i in range(8):
+    for _ in range(8):
         xs = [torch.rand(256, 784, device="cuda", generator=g).bernoulli(generator=g) for _ in range(2)]
         for m, x in zip(eager, xs):
             m.load(x, 0.5)

@@ -16,8 +16,8 @@ def small_cfg(model: str, layers: int = 3, **kw) -> RunConfig:
 def test_vae_and_lvae_share_one_generative_model():
     vae, lvae = HierarchicalVAE(small_cfg("vae")), HierarchicalVAE(small_cfg("lvae"))
     assert type(vae.generative) is type(lvae.generative) is GenerativeModel
-    v, l = vae.generative.state_dict(), lvae.generative.state_dict()
-    assert {k: t.shape for k, t in v.items()} == {k: t.shape for k, t in l.items()}
+    v, lv = vae.generative.state_dict(), lvae.generative.state_dict()
+    assert {k: t.shape for k, t in v.items()} == {k: t.shape for k, t in lv.items()}
     # with the same weights, both compute the same p(x|z_1) and p(z_i|z_{i+1})
     lvae.generative.load_state_dict(v)
     vae.eval(), lvae.eval()
@@ -85,7 +85,7 @@ def test_vae_priors_are_evaluated_at_the_posterior_samples():
         mu_p, _ = net.generative.prior(i, layers[i + 1].z)
         assert torch.allclose(layers[i].mu_p, mu_p)
     # only the top layer's KL can be analytic: its parent is not sampled from it
-    assert [l.analytic_kl_valid for l in layers] == [False, False, True]
+    assert [layer.analytic_kl_valid for layer in layers] == [False, False, True]
 
 
 @pytest.fixture(scope="module")

@@ -37,7 +37,7 @@ def test_sigkill_at_random_moments_loses_nothing(tmp_path):
     env = {**os.environ, "LVAE_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     rng = random.Random(0)
     kills = 0
-    for attempt in range(30):
+    for _ in range(30):
         resume = ["--resume"] if (run / ckpt.CONFIG).exists() else []
         proc = subprocess.Popen(cmd + resume, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:

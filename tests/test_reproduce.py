@@ -3,8 +3,8 @@ import json
 
 import pytest
 
-from training.errors import UserError
 from training import checkpoint as ckpt
+from training.errors import UserError
 from training.paper import PAPER_MNIST, paper_iw_ll
 from training.reproduce import grid, markdown_table, reproduce
 
@@ -14,7 +14,7 @@ def test_grid_is_the_papers_four_configurations_by_layers():
                    0, 10, "auto", 100)
     assert len(entries) == 20
     labels = {(e.cfg.label, e.cfg.layers) for e in entries}
-    assert {l for l, _ in labels} == {"VAE", "VAE+BN", "VAE+BN+WU", "LVAE+BN+WU"}
+    assert {label for label, _ in labels} == {"VAE", "VAE+BN", "VAE+BN+WU", "LVAE+BN+WU"}
     e = next(e for e in entries if e.cfg.label == "LVAE+BN+WU" and e.cfg.layers == 5)
     assert (e.cfg.lr, e.cfg.batch_size, e.cfg.warmup_epochs, e.cfg.epochs) == (2e-3, 256, 200, 2000)
     assert e.cfg.hidden_sizes == [512, 256, 128, 64, 32] and e.cfg.latent_sizes == [64, 32, 16, 8, 4]

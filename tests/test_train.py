@@ -4,12 +4,11 @@ import math
 
 import pytest
 import torch
+from conftest import EPOCHS, digits_cfg
 
 from training import checkpoint as ckpt
-from training.errors import CheckpointError, UserError
-from training.errors import TrainingError
+from training.errors import CheckpointError, TrainingError, UserError
 from training.train import train
-from conftest import EPOCHS, digits_cfg
 
 
 def test_run_folder_contents(digits_runs):

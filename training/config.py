@@ -38,7 +38,7 @@ def option_flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def to_argv(cfg: "RunConfig") -> list[str]:
+def to_argv(cfg: RunConfig) -> list[str]:
     """cfg as `train` options, one per field (the inverse of the parser training/cli.py builds from them)."""
     argv: list[str] = []
     for f in RunConfig.options():
@@ -55,7 +55,7 @@ def to_argv(cfg: "RunConfig") -> list[str]:
     return argv
 
 
-def train_command(cfg: "RunConfig", out: Path, resume: bool = False) -> list[str]:
+def train_command(cfg: RunConfig, out: Path, resume: bool = False) -> list[str]:
     """The `python -m training train` argv that trains cfg into out."""
     return [sys.executable, "-m", "training", "train", *to_argv(cfg), "--out", str(out)] + (["--resume"] if resume else [])
 
@@ -200,7 +200,7 @@ class RunConfig:
         return json.dumps(dataclasses.asdict(self), indent=2)
 
     @classmethod
-    def from_dict(cls, data: Any) -> "RunConfig":
+    def from_dict(cls, data: Any) -> RunConfig:
         if not isinstance(data, dict):
             raise UserError("config.json must hold a JSON object")
         names = {f.name for f in dataclasses.fields(cls)}

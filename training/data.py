@@ -21,9 +21,8 @@ from typing import BinaryIO
 
 import numpy as np
 
-from .errors import DataError
-
 from .config import DATASETS
+from .errors import DataError
 
 # Where the IDX files come from. yann.lecun.com is often down or rate-limited;
 # torchvision switched to this mirror for that reason.
