@@ -1,5 +1,6 @@
 """`python -m training reproduce`: a tiny grid on digits, resumed, tabulated."""
 import json
+import os
 
 import pytest
 
@@ -87,30 +88,44 @@ def test_markdown_quotes_the_paper_only_for_mnist():
 
 
 def test_a_killed_worker_stops_the_grid_cleanly_and_the_next_call_completes_it(tmp_path, monkeypatch):
-    """A worker that dies (here: SIGKILLed as it starts its second group) makes reproduce stop the others, name
-    the failed entry and keep the finished results; the same command then resumes and completes the grid."""
-    import subprocess
-    import sys as _sys
+    """A worker that dies (here: the second spawned worker SIGKILLs itself as it starts) makes reproduce stop the
+    others, name the entry and keep the finished results; the same command then resumes and completes the grid."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    # Every spawned worker is a fresh interpreter that imports sitecustomize from PYTHONPATH first.
+    (hook / "sitecustomize.py").write_text(
+        "import os, signal, sys\n"
+        f"count = {str(hook / 'count')!r}\n"
+        "if any('multiprocessing' in a for a in sys.argv) and os.environ.get('KILL_SECOND_WORKER'):\n"
+        "    n = len(open(count).read()) if os.path.exists(count) else 0\n"
+        "    open(count, 'a').write('x')\n"
+        "    if n == 1:\n"
+        "        os.kill(os.getpid(), signal.SIGKILL)\n")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(hook), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.setenv("KILL_SECOND_WORKER", "1")
     out = tmp_path / "results"
     kw = dict(models=["vae+bn+wu", "lvae+bn+wu"], layers=[1], seeds=1, epochs=2, warmup_epochs=1,
               eval_samples=5, eval_every=1, device="cpu", jobs=1, group=1)
-    real = subprocess.Popen
-    started = []
-
-    def popen(cmd, *a, **k):
-        started.append(cmd)
-        if len(started) == 2:  # the second worker dies at once, as if killed
-            return real([_sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"], *a, **k)
-        return real(cmd, *a, **k)
-
-    monkeypatch.setattr(subprocess, "Popen", popen)
     with pytest.raises(UserError, match=r"lvae-bn-wu-L1-s0: worker exited.*run the same command again"):
         reproduce("digits", "data", out, **kw)
     assert [r["name"] for r in json.loads((out / "paper-digits.json").read_text())] == ["vae-bn-wu-L1-s0"]
-    monkeypatch.setattr(subprocess, "Popen", real)
+    monkeypatch.delenv("KILL_SECOND_WORKER")
     path, complete = reproduce("digits", "data", out, **kw)
     assert complete
     assert sorted(r["name"] for r in json.loads(path.read_text())) == ["lvae-bn-wu-L1-s0", "vae-bn-wu-L1-s0"]
+    assert (out / "runs" / "lvae-bn-wu-L1-s0" / "result.json").is_file()  # each entry's row beside its run
+
+
+def test_a_failing_entry_is_named_and_the_others_finish(tmp_path):
+    out = tmp_path / "results"
+    broken = out / "runs" / "lvae-bn-wu-L1-s0"
+    broken.mkdir(parents=True)
+    (broken / "config.json").write_text("{not json")  # resuming it fails with a user error
+    kw = dict(models=["vae+bn+wu", "lvae+bn+wu"], layers=[1], seeds=1, epochs=1, warmup_epochs=1,
+              eval_samples=5, eval_every=1, device="cpu", jobs=1, group=1)
+    with pytest.raises(UserError, match=r"lvae-bn-wu-L1-s0: .*config"):
+        reproduce("digits", "data", out, **kw)
+    assert [r["name"] for r in json.loads((out / "paper-digits.json").read_text())] == ["vae-bn-wu-L1-s0"]
 
 
 def test_bad_grid_arguments():

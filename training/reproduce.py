@@ -6,23 +6,23 @@ epochs, dynamic binarization, evaluated with 5000 importance samples; the
 optimizer, clipping, initialisation and pixel scale of the authors' code
 (RunConfig's defaults), BN statistics recomputed before evaluation.
 
-Entries train and evaluate in worker processes: `--jobs N` runs N workers at
-once (on one GPU too, each with its own CUDA context), and each worker trains
-`--group M` entries in lockstep, their steps captured in one CUDA graph on a
-GPU; which mix is fastest is for benchmarks/train_speed.py to say. A killed command
-loses at most the epochs since each run's last checkpoint. Finished entries are
-kept in results/paper-<dataset>.json; running the same command again skips
-them and resumes the rest.
+Entries train and evaluate in worker processes (concurrent.futures, spawned): `--jobs N` runs N
+workers at once (on one GPU too, each with its own CUDA context), and each worker trains
+`--group M` entries in lockstep, their steps captured in one CUDA graph on a GPU; which mix is
+fastest is for benchmarks/train_speed.py to say. Each finished entry writes its row to
+result.json in its run folder and the tables are built from those. A killed command loses at
+most the epochs since each run's last checkpoint. Finished entries are kept in
+results/paper-<dataset>.json; running the same command again skips them and resumes the rest.
 """
 from __future__ import annotations
 
 import datetime as dt
 import json
-import os
+import multiprocessing
 import statistics
-import subprocess
-import sys
 import time
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -31,6 +31,8 @@ from .checkpoint import atomic_write
 from .config import RunConfig
 from .errors import TrainingError, UserError
 from .paper import LEGACY_STAGES, PAPER_PIXEL_SCALE, paper_iw_ll
+
+RESULT = "result.json"  # an entry's results row, in its run folder (the table is built from these)
 
 # The paper's four configurations, by the names its figures use.
 GRID_MODELS = {
@@ -259,77 +261,85 @@ def reproduce(dataset: str, data_dir: str, out: Path, models: list[str], layers:
     runs_dir = out / "runs"
     results = load_results(json_path)
     done = {r["name"] for r in results}
-    entries = [e for e in grid(dataset, data_dir, models, layers, seeds, epochs, warmup_epochs, iw_samples,
-                               finetune_epochs, finetune_iw_samples, device, eval_every, mc_samples,
-                               finetune_mc_samples, pixel_scale) if e.name not in done]
+    entries = []
+    for e in grid(dataset, data_dir, models, layers, seeds, epochs, warmup_epochs, iw_samples, finetune_epochs,
+                  finetune_iw_samples, device, eval_every, mc_samples, finetune_mc_samples, pixel_scale):
+        if e.name not in done and (row := read_result(runs_dir / e.name)) is not None:
+            results.append(row)  # finished by a command that was stopped before it saved the table
+            done.add(e.name)
+        if e.name not in done:
+            entries.append(e)
     deadline = time.monotonic() + time_limit if time_limit else None
     pending = list(entries)
-    running: list[tuple[list[Entry], subprocess.Popen]] = []
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    running: dict[Future, list[Entry]] = {}
     failure = ""
-    # Fine-tuning entries wait until the run they start from has its result.
-    while pending or running:
-        ready = [e for e in pending if not e.parent or e.parent in done]
-        while not failure and ready and len(running) < jobs and (deadline is None or time.monotonic() < deadline - 30):
-            batch = [e for e in ready if e.cfg.epochs == ready[0].cfg.epochs][:group]  # lockstep needs equal epochs
-            for e in batch:
-                ready.remove(e)
-                pending.remove(e)
-            left = None if deadline is None else deadline - time.monotonic()
-            # Each worker is this module's `_worker` in its own process (one CUDA context each).
-            proc = subprocess.Popen([sys.executable, "-m", "training.reproduce", json.dumps(left),
-                                     json.dumps([_entry_dict(e) for e in batch]), str(runs_dir), str(eval_samples)],
-                                    stdout=subprocess.PIPE, text=True, env=env)
-            running.append((batch, proc))
-        if not running:
-            break  # out of time, a failure, or only fine-tuning entries whose parents did not finish
-        time.sleep(0.2)
-        for item in list(running):
-            batch, proc = item
-            if proc.poll() is None:
-                continue
-            running.remove(item)
-            text = proc.stdout.read() if proc.stdout else ""
-            names = ", ".join(e.name for e in batch)
-            if proc.returncode != 0:
-                why = text.strip().splitlines()[-1] if text.strip() else f"worker exited with code {proc.returncode}"
-                failure = failure or f"{names}: {why}"
-                for _, other in running:  # SIGTERM: each stops with its last checkpoint intact
-                    other.terminate()
-                continue
-            for result in json.loads(text) if text.strip() else []:
-                results.append(result)
-                done.add(result["name"])
-                print(f"{result['name']}: IW-{result['iw_samples']} {result['iw_ll']:.2f} nats, active units "
-                      f"{result['active_units']}", flush=True)
-            save_results(json_path, results)
-            atomic_write(md_path, markdown_table(results, dataset).encode())
+    # Spawned workers, one fresh process per group (max_tasks_per_child=1): each its own CUDA context,
+    # freed when the group ends. A group's finished entries leave RESULT files in their run folders;
+    # the table is built from those, so a worker that dies loses nothing that finished.
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+                             max_tasks_per_child=1) as pool:
+        while pending or running:
+            # Fine-tuning entries wait until the run they start from has its result.
+            ready = [e for e in pending if not e.parent or e.parent in done]
+            while not failure and ready and len(running) < jobs and (deadline is None or time.monotonic() < deadline - 30):
+                batch = [e for e in ready if e.cfg.epochs == ready[0].cfg.epochs][:group]  # lockstep needs equal epochs
+                for e in batch:
+                    ready.remove(e)
+                    pending.remove(e)
+                left = None if deadline is None else deadline - time.monotonic()
+                running[pool.submit(run_group, [_entry_dict(e) for e in batch], str(runs_dir), eval_samples, left)] = batch
+            if not running:
+                break  # out of time, a failure, or only fine-tuning entries whose parents did not finish
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                batch = running.pop(future)
+                try:
+                    future.result()
+                except BrokenProcessPool:
+                    why = "worker exited unexpectedly (killed?)"
+                    failure = failure or f"{', '.join(e.name for e in batch if not (runs_dir / e.name / RESULT).is_file())}: {why}"
+                except (UserError, TrainingError) as err:
+                    failure = failure or f"{', '.join(e.name for e in batch)}: {err}"
+                for e in batch:
+                    result = read_result(runs_dir / e.name)
+                    if result is not None and e.name not in done:
+                        results.append(result)
+                        done.add(e.name)
+                        print(f"{e.name}: IW-{result['iw_samples']} {result['iw_ll']:.2f} nats, active units "
+                              f"{result['active_units']}", flush=True)
+                save_results(json_path, results)
+                atomic_write(md_path, markdown_table(results, dataset).encode())
+            if failure:
+                for proc in multiprocessing.active_children():  # SIGTERM: each keeps its last checkpoint
+                    proc.terminate()
+                pending.clear()
     atomic_write(md_path, markdown_table(results, dataset).encode())
     if failure:
         raise UserError(f"{failure}; the other entries were stopped at their last checkpoint; "
                         "run the same command again to resume them")
-    complete = not pending and not running and all(e.name in done for e in entries)
+    complete = all(e.name in done for e in entries)
     return json_path, complete
+
+
+def run_group(entries_json: list[dict], runs_dir: str, eval_samples: int, left: float | None) -> list[str]:
+    """A worker's task: train and evaluate a group of entries in lockstep; each finished entry writes
+    its row to <run folder>/result.json. Returns the names of those that finished."""
+    entries = [Entry(d["name"], d["grid_model"], d["stage"], RunConfig(**d["cfg"]), d["parent"]) for d in entries_json]
+    rows = run_entries(entries, Path(runs_dir), eval_samples, left)
+    for row in rows:
+        atomic_write(Path(runs_dir) / row["name"] / RESULT, json.dumps(row, indent=1).encode())
+    return [row["name"] for row in rows]
+
+
+def read_result(run: Path) -> dict | None:
+    """An entry's result row (result.json in its run folder), or None if it has none yet."""
+    try:
+        return json.loads((run / RESULT).read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def _entry_dict(e: Entry) -> dict:
     import dataclasses
     return {"name": e.name, "grid_model": e.grid_model, "stage": e.stage, "parent": e.parent,
             "cfg": dataclasses.asdict(e.cfg)}
-
-
-def _worker(argv: list[str]) -> int:
-    """Run a group of entries (in its own process) and print their results as one JSON list."""
-    left, entries_json, runs_dir, eval_samples = json.loads(argv[0]), json.loads(argv[1]), Path(argv[2]), int(argv[3])
-    entries = [Entry(d["name"], d["grid_model"], d["stage"], RunConfig(**d["cfg"]), d["parent"]) for d in entries_json]
-    try:
-        results = run_entries(entries, runs_dir, eval_samples, left)
-    except (UserError, TrainingError) as err:
-        print(str(err))
-        return 1
-    print(json.dumps(results))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(_worker(sys.argv[1:]))
