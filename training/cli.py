@@ -80,6 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="models each worker trains in lockstep (one CUDA graph for the group on a GPU)")
     r.add_argument("--device", choices=DEVICES, default="auto")
     r.add_argument("--time-limit", type=float, default=None, help="seconds; stop cleanly, run again to resume")
+    r.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local: worker processes on this machine; ray: Ray tasks (pip install -r requirements-ray.txt)")
+    r.add_argument("--address", default=None,
+                   help="--engine ray: the cluster to join (e.g. auto, or ray://HOST:10001); default a local Ray")
+    r.add_argument("--tasks-per-gpu", type=int, default=1,
+                   help="--engine ray on a GPU: tasks sharing one GPU (each asks for 1/N of it)")
     r.add_argument("--add", type=Path, nargs="+", metavar="RUN_DIR", default=None,
                    help="train nothing: add these trained base runs, each with an eval.json (`export "
                         "--iw-samples K`), to the --out tables as rows labelled with the epochs they had")
@@ -149,13 +155,14 @@ def run(argv: list[str] | None = None) -> int:
         for name, value in (("--seeds", a.seeds), ("--epochs", a.epochs), ("--jobs", a.jobs), ("--group", a.group),
                             ("--eval-samples", a.eval_samples), ("--iw-samples", a.iw_samples),
                             ("--mc-samples", a.mc_samples), ("--finetune-mc-samples", a.finetune_mc_samples),
-                            ("--finetune-iw-samples", a.finetune_iw_samples)):
+                            ("--finetune-iw-samples", a.finetune_iw_samples), ("--tasks-per-gpu", a.tasks_per_gpu)):
             if value < 1:
                 raise UserError(f"{name} must be at least 1")
         path, complete = reproduce(a.dataset, a.data_dir, a.out, a.models, a.layers, a.seeds, a.epochs,
                                    a.warmup_epochs, a.iw_samples, a.finetune_epochs, a.finetune_iw_samples,
                                    a.eval_samples, a.jobs, a.device, a.eval_every, a.time_limit, a.group,
-                                   a.mc_samples, a.finetune_mc_samples, a.pixel_scale)
+                                   a.mc_samples, a.finetune_mc_samples, a.pixel_scale, a.engine, a.address,
+                                   a.tasks_per_gpu)
         print(f"{'complete' if complete else 'partial (run the same command again to continue)'}: {path}")
     elif a.command == "export":
         from .export import export_run

@@ -6,10 +6,10 @@ epochs, dynamic binarization, evaluated with 5000 importance samples; the
 optimizer, clipping, initialisation and pixel scale of the authors' code
 (RunConfig's defaults), BN statistics recomputed before evaluation.
 
-Entries train and evaluate in worker processes (concurrent.futures, spawned): `--jobs N` runs N
-workers at once (on one GPU too, each with its own CUDA context), and each worker trains
-`--group M` entries in lockstep, their steps captured in one CUDA graph on a GPU; which mix is
-fastest is for benchmarks/train_speed.py to say. Each finished entry writes its row to
+Entries train and evaluate in worker processes (concurrent.futures, spawned; or Ray tasks across
+machines with `--engine ray`, training/engines.py): `--jobs N` runs N workers at once (on one GPU
+too, each with its own CUDA context), and each worker trains `--group M` entries in lockstep, their
+steps captured in one CUDA graph on a GPU; which mix is fastest is for benchmarks/train_speed.py to say. Each finished entry writes its row to
 result.json in its run folder and the tables are built from those. A killed command loses at
 most the epochs since each run's last checkpoint. Finished entries are kept in
 results/paper-<dataset>.json; running the same command again skips them and resumes the rest.
@@ -18,17 +18,16 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import multiprocessing
 import statistics
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from . import checkpoint as ckpt
 from .checkpoint import atomic_write
 from .config import RunConfig
+from .engines import WorkerDied, make_engine
 from .errors import TrainingError, UserError
 from .paper import LEGACY_STAGES, PAPER_PIXEL_SCALE, paper_iw_ll
 
@@ -243,12 +242,15 @@ def reproduce(dataset: str, data_dir: str, out: Path, models: list[str], layers:
               epochs: int = 2000, warmup_epochs: int = 200, iw_samples: int = 1, finetune_epochs: int = 0,
               finetune_iw_samples: int = 10, eval_samples: int = 5000, jobs: int = 1, device: str = "auto",
               eval_every: int = 100, time_limit: float | None = None, group: int = 1, mc_samples: int = 1,
-              finetune_mc_samples: int = 10, pixel_scale: int = 256) -> tuple[Path, bool]:
+              finetune_mc_samples: int = 10, pixel_scale: int = 256, engine: str = "local",
+              address: str | None = None, tasks_per_gpu: int = 1) -> tuple[Path, bool]:
     """Run what is missing of the grid; returns the results file and whether the grid is complete.
 
-    jobs worker processes run at once, each training up to `group` entries in lockstep. When a
-    worker fails, the others are stopped (each keeps its last checkpoint), the finished results are
-    saved, and the error names the failed entries; running the command again resumes the rest.
+    jobs tasks run at once, each training up to `group` entries in lockstep: worker processes here
+    (engine "local") or Ray tasks (engine "ray", on the cluster at `address`, else a local one; on a
+    GPU each task asks for 1/tasks_per_gpu of one; out must be a path every node sees). When a task
+    fails, the others are stopped (each keeps its last checkpoint), the finished results are saved,
+    and the error names the failed entries; running the command again resumes the rest.
     """
     unknown = [m for m in models if m not in GRID_MODELS]
     if unknown:
@@ -271,13 +273,13 @@ def reproduce(dataset: str, data_dir: str, out: Path, models: list[str], layers:
             entries.append(e)
     deadline = time.monotonic() + time_limit if time_limit else None
     pending = list(entries)
-    running: dict[Future, list[Entry]] = {}
+    running: dict[Any, list[Entry]] = {}
     failure = ""
-    # Spawned workers, one fresh process per group (max_tasks_per_child=1): each its own CUDA context,
-    # freed when the group ends. A group's finished entries leave RESULT files in their run folders;
-    # the table is built from those, so a worker that dies loses nothing that finished.
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
-                             max_tasks_per_child=1) as pool:
+    # A group's finished entries leave RESULT files in their run folders; the table is built from
+    # those, so a worker that dies loses nothing that finished.
+    gpus = (1.0 / max(1, tasks_per_gpu)) if device != "cpu" and engine == "ray" else 0.0
+    runner = make_engine(engine, run_group, jobs, address, gpus)
+    try:
         while pending or running:
             # Fine-tuning entries wait until the run they start from has its result.
             ready = [e for e in pending if not e.parent or e.parent in done]
@@ -287,17 +289,16 @@ def reproduce(dataset: str, data_dir: str, out: Path, models: list[str], layers:
                     ready.remove(e)
                     pending.remove(e)
                 left = None if deadline is None else deadline - time.monotonic()
-                running[pool.submit(run_group, [_entry_dict(e) for e in batch], str(runs_dir), eval_samples, left)] = batch
+                running[runner.submit([_entry_dict(e) for e in batch], str(runs_dir), eval_samples, left)] = batch
             if not running:
                 break  # out of time, a failure, or only fine-tuning entries whose parents did not finish
-            finished, _ = wait(running, return_when=FIRST_COMPLETED)
-            for future in finished:
-                batch = running.pop(future)
+            for handle in runner.wait_any(list(running)):
+                batch = running.pop(handle)
                 try:
-                    future.result()
-                except BrokenProcessPool:
-                    why = "worker exited unexpectedly (killed?)"
-                    failure = failure or f"{', '.join(e.name for e in batch if not (runs_dir / e.name / RESULT).is_file())}: {why}"
+                    runner.result(handle)
+                except WorkerDied as err:
+                    unfinished = [e.name for e in batch if not (runs_dir / e.name / RESULT).is_file()]
+                    failure = failure or f"{', '.join(unfinished)}: {err}"
                 except (UserError, TrainingError) as err:
                     failure = failure or f"{', '.join(e.name for e in batch)}: {err}"
                 for e in batch:
@@ -310,9 +311,11 @@ def reproduce(dataset: str, data_dir: str, out: Path, models: list[str], layers:
                 save_results(json_path, results)
                 atomic_write(md_path, markdown_table(results, dataset).encode())
             if failure:
-                for proc in multiprocessing.active_children():  # SIGTERM: each keeps its last checkpoint
-                    proc.terminate()
+                runner.stop(list(running))  # each stops with its last checkpoint intact
+                running.clear()
                 pending.clear()
+    finally:
+        runner.close()
     atomic_write(md_path, markdown_table(results, dataset).encode())
     if failure:
         raise UserError(f"{failure}; the other entries were stopped at their last checkpoint; "
