@@ -75,6 +75,8 @@ def test_train_then_eval_json_and_resume(tmp_path):
     assert result["iw_samples"] == 10 and result["epochs"] == 2
     assert len(result["active_units"]) == len(result["kl_per_layer"]) == 2
     assert result["iw_ll"] > result["elbo"] - 1.0
+    assert result["command"] == f"python -m training eval {out} --iw-samples 10 --json --device cpu"
+    assert result["date"] and result["test_images"] == 360 and result["bn_stats"] == "recomputed"
 
 
 def test_eval_of_a_broken_run_exits_2(digits_runs, tmp_path):

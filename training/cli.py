@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime as dt
 import json
 import shlex
 import sys
@@ -146,6 +147,8 @@ def run(argv: list[str] | None = None) -> int:
         if a.iw_samples < 1:
             raise UserError("--iw-samples must be at least 1")
         result = evaluate_run(a.run_dir, a.iw_samples, a.data_dir, a.device, bn_stats=a.bn_stats)
+        result["date"] = dt.date.today().isoformat()
+        result["command"] = shlex.join(["python", "-m", "training", *(sys.argv[1:] if argv is None else argv)])
         print(json.dumps(result) if a.json else format_report(result))
     elif a.command == "reproduce" and a.add:
         from .reproduce import add_runs
