@@ -7,7 +7,7 @@ import streamlit as st
 from app_pages import common
 from explorer import jobs
 from explorer.runs import load_history
-from training.config import DATASETS, DEVICES, MAX_LAYERS, MODELS
+from training.config import DATASETS, DEVICES, MAX_LAYERS, MODELS, RunConfig
 
 POLL_SECONDS = 2.0
 
@@ -24,17 +24,17 @@ def form() -> None:
     dirs = common.writable_runs_dirs()  # never into the shipped pretrained/
     with st.form("train_form"):
         c1, c2, c3 = st.columns(3)
-        model = c1.selectbox("Model", MODELS, index=MODELS.index("lvae"), key="train_model",
+        # Help texts are RunConfig's own (the `train` options'); defaults suit digits on a CPU.
+        model = c1.selectbox("Model", MODELS, index=MODELS.index("lvae"), key="train_model", help=RunConfig.help("model"),
                              format_func=lambda m: {"vae": "VAE (bottom-up inference)", "lvae": "Ladder VAE"}[m])
-        layers = c1.number_input("Stochastic layers", 1, MAX_LAYERS, 5, key="train_layers")
-        batch_norm = c1.checkbox("Batch normalization", value=True, key="train_bn")
-        warmup = c2.number_input("Warm-up epochs (0 = none, beta = 1 throughout)", 0, 5000, 50, key="train_warmup",
-                                 help="beta rises linearly from 0 to 1 over these epochs (the paper: 200 on MNIST)")
-        epochs = c2.number_input("Epochs", 1, 5000, 150, key="train_epochs")
-        batch_size = c2.number_input("Batch size", 2, 4096, 64, key="train_batch")
+        layers = c1.number_input("Stochastic layers", 1, MAX_LAYERS, 5, key="train_layers", help=RunConfig.help("layers"))
+        batch_norm = c1.checkbox("Batch normalization", value=True, key="train_bn", help=RunConfig.help("batch_norm"))
+        warmup = c2.number_input("Warm-up epochs", 0, 5000, 50, key="train_warmup", help=RunConfig.help("warmup_epochs"))
+        epochs = c2.number_input("Epochs", 1, 5000, 150, key="train_epochs", help=RunConfig.help("epochs"))
+        batch_size = c2.number_input("Batch size", 2, 4096, 64, key="train_batch", help=RunConfig.help("batch_size"))
         dataset = c3.selectbox("Dataset", DATASETS, key="train_dataset",
-                               help="digits is built in (8x8, trains in seconds); the others need their files in data/")
-        device = c3.selectbox("Device", DEVICES, key="train_device")
+                               help=RunConfig.help("dataset") + " (digits: 8x8, trains in seconds)")
+        device = c3.selectbox("Device", DEVICES, key="train_device", help=RunConfig.help("device"))
         name = c3.text_input("Run name", value=free_name("lvae", 5), key="train_name", max_chars=64)
         out_dir = st.selectbox("Runs folder", [str(d) for d in dirs], key="train_dir") if len(dirs) > 1 else str(dirs[0])
         submitted = st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:")

@@ -192,6 +192,11 @@ class RunConfig:
         return "+".join(parts)
 
     @classmethod
+    def help(cls, name: str) -> str:
+        """The help text of a field (the `train` option's), for every form that offers it."""
+        return next(f.metadata["help"] for f in dataclasses.fields(cls) if f.name == name)
+
+    @classmethod
     def options(cls) -> list[dataclasses.Field]:
         """The fields that are `train` options (all but the internal ones), in declaration order."""
         return [f for f in dataclasses.fields(cls) if f.metadata.get("cli", True)]
