@@ -128,7 +128,7 @@ def layers_rows(run: RunInfo, repeats: int) -> tuple[list[tuple[str, float, floa
         build_figures(pcas, labels)
         t_fig = time.perf_counter() - t0
     cold = t_enc + t_pca + (0.0 if t_fig != t_fig else t_fig)
-    what = "encode + PCA + figures" if HAS_FIGURES else "encode + PCA (explorer/figures.py not there yet)"
+    what = "encode + PCA + figures" if HAS_FIGURES else "encode + PCA (explorer.figures not importable)"
     nan = float("nan")
     rows = [
         (f"  load_model ({run.name})", t_load, nan, nan),

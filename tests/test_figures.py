@@ -11,6 +11,7 @@ import plotly.io as pio
 import pytest
 
 from explorer import figures as F
+from explorer.figures import latent
 
 try:  # the real one when explorer/encode.py is there; the builders only duck-type on these fields
     from explorer.encode import LayerPCA
@@ -280,7 +281,7 @@ def test_snapshot_animation_frames_use_the_last_epochs_basis():
     for j, t in zip(first.traces, first.data):
         layer, idx = int(fig.data[j].meta[1:]) - 1, np.asarray(fig.data[j].customdata)
         coords = layer_pca(snaps[10][layer], k=2).coords
-        expected = F._project(snaps[0][layer], layer_pca(snaps[10][layer], k=2))
+        expected = latent._project(snaps[0][layer], layer_pca(snaps[10][layer], k=2))
         np.testing.assert_allclose(t.x, expected[idx, 0], atol=1e-4)
         assert np.abs(np.asarray(t.x)).max() < np.abs(coords[:, 0]).max()
     # fixed axes cover every epoch

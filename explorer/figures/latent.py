@@ -1,0 +1,280 @@
+"""Latent-space figures: every layer's PCA scatter (2-D/3-D, one figure per layer or all layers), explained
+variance, per-layer bars, and the training snapshots replayed (slider frames and animation)."""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from .style import (CLASS_PALETTE, GRID_MARGIN, HIGHLIGHT_SIZE, MAX_CLASS_TRACES, _note, _plain, _style, class_colours,
+                    layer_name, run_colours)
+
+
+# ---- latent-space scatter plots ----------------------------------------------------------------
+
+def _labels(labels: Sequence[Any] | np.ndarray, n: int) -> np.ndarray:
+    out = np.asarray(labels).ravel()
+    if out.shape[0] != n:
+        raise ValueError(f"{out.shape[0]} labels for {n} points")
+    return out
+
+
+def _units(pca: Any) -> int:
+    return int(np.asarray(pca.mean).reshape(-1).shape[0])
+
+
+def _columns(coords: np.ndarray, k: int) -> np.ndarray:
+    """The first k columns of coords, zero-padded (a 1- or 2-unit layer has fewer PCs than the plot).
+    float32: plotly ships arrays to the browser as typed arrays, half the bytes of float64."""
+    coords = np.asarray(coords, dtype=np.float32)
+    if coords.ndim == 1:
+        coords = coords[:, None]
+    if coords.shape[1] >= k:
+        return coords[:, :k]
+    return np.hstack([coords, np.zeros((coords.shape[0], k - coords.shape[1]), np.float32)])
+
+
+def _explained(pca: Any, k: int) -> np.ndarray:
+    ev = np.asarray(pca.explained, dtype=float).ravel()
+    return np.concatenate([ev, np.zeros(max(0, k - ev.shape[0]))])[:k]
+
+
+def _layer_title(pca: Any, layer: int, k: int = 2) -> str:
+    """Short enough for five subplots side by side: "z1 (16 units) · PC1–2 70%" (explained variance)."""
+    return f"{layer_name(layer)} ({_units(pca)} units) · PC1–{k} {_explained(pca, k).sum():.0%}"
+
+
+def _point_traces(coords: np.ndarray, labels: np.ndarray, layer: int, trace_cls: type, showlegend: bool,
+                  colours: dict[Any, str], marker_size: float) -> list:
+    """The points of one layer: one trace per class (legendgroup = class, so a legend click hides
+    that class in every layer), or one label-coloured trace when there are too many classes.
+    customdata is the point's row index in the arrays the page passed (maps selections back)."""
+    three_d = trace_cls is go.Scatter3d
+    hover = "PC1 %{x:.2f}, PC2 %{y:.2f}" + (", PC3 %{z:.2f}" if three_d else "")
+    tag = layer_name(layer)
+    index = np.arange(labels.shape[0])
+    if len(colours) > MAX_CLASS_TRACES:
+        xyz = dict(x=coords[:, 0], y=coords[:, 1], **({"z": coords[:, 2]} if three_d else {}))
+        codes = np.unique(labels, return_inverse=True)[1]
+        return [trace_cls(**xyz, mode="markers", name="points", legendgroup="points", showlegend=showlegend,
+                          meta=tag, customdata=index, text=[str(_plain(c)) for c in labels],
+                          marker=dict(size=marker_size, color=codes, colorscale="Turbo", opacity=0.75),
+                          hovertemplate=f"class %{{text}} · point %{{customdata}}<br>{hover}<extra>{tag}</extra>")]
+    traces = []
+    for c, colour in colours.items():
+        idx = index[labels == c]
+        xyz = dict(x=coords[idx, 0], y=coords[idx, 1], **({"z": coords[idx, 2]} if three_d else {}))
+        traces.append(trace_cls(
+            **xyz, mode="markers", name=str(c), legendgroup=f"class {c}", showlegend=showlegend, meta=tag,
+            customdata=idx, marker=dict(size=marker_size, color=colour, opacity=0.75),
+            hovertemplate=f"class {c} · point %{{customdata}}<br>{hover}<extra>{tag}</extra>"))
+    return traces
+
+
+def _highlight_trace(coords: np.ndarray, labels: np.ndarray, point: int, layer: int, trace_cls: type,
+                     showlegend: bool, colours: dict[Any, str]) -> Any:
+    three_d = trace_cls is go.Scatter3d
+    xyz = dict(x=coords[[point], 0], y=coords[[point], 1], **({"z": coords[[point], 2]} if three_d else {}))
+    c = _plain(labels[point])
+    return trace_cls(**xyz, mode="markers", name="selected point", legendgroup="selected", showlegend=showlegend,
+                     meta=layer_name(layer), customdata=[point],
+                     marker=dict(size=HIGHLIGHT_SIZE if not three_d else 9, color=colours.get(c, "#000000"),
+                                 symbol="circle", line=dict(color="#000000", width=3)),
+                     hovertemplate=f"selected: class {c} · point %{{customdata}}<extra>{layer_name(layer)}</extra>")
+
+
+def _valid_point(highlight: int | None, n: int) -> int | None:
+    """A stale selection (index out of range after the point set changed) is dropped, not an error."""
+    if highlight is None:
+        return None
+    h = int(highlight)
+    return h if 0 <= h < n else None
+
+
+def _layer_grid(coords: Sequence[np.ndarray], titles: Sequence[str], labels: Sequence[Any] | np.ndarray,
+                highlight: int | None = None, trace_cls: type = go.Scattergl, marker_size: float = 4,
+                layers: Sequence[int] | None = None) -> go.Figure:
+    """One row of 2-D subplots, one per layer, in ONE figure: Scattergl traces of all subplots share
+    a single WebGL context (browsers allow ~16 per page, one figure per layer would exhaust them)."""
+    n_cols = len(coords)
+    layers = list(range(n_cols)) if layers is None else list(layers)
+    fig = make_subplots(rows=1, cols=max(n_cols, 1), subplot_titles=list(titles) or None,
+                        horizontal_spacing=min(0.06, 0.5 / max(n_cols - 1, 1)))
+    if n_cols == 0:
+        return _note(fig, "no layers to show")
+    n = np.asarray(coords[0]).shape[0]
+    lab = _labels(labels, n)
+    colours = class_colours(lab)
+    point = _valid_point(highlight, n)
+    for col, (xy, layer) in enumerate(zip(coords, layers), start=1):
+        xy = _columns(xy, 2)
+        if xy.shape[0] != n:
+            raise ValueError(f"layer {layer_name(layer)} has {xy.shape[0]} points, the first layer {n}")
+        for tr in _point_traces(xy, lab, layer, trace_cls, col == 1, colours, marker_size):
+            fig.add_trace(tr, row=1, col=col)
+        if point is not None:
+            fig.add_trace(_highlight_trace(xy, lab, point, layer, trace_cls, col == 1, colours), row=1, col=col)
+        fig.update_xaxes(title_text="PC1", row=1, col=col)
+    fig.update_yaxes(title_text="PC2", row=1, col=1)
+    fig.update_annotations(font_size=12)
+    # A horizontal legend under the plots: a side legend would take a sixth of the width from the layers.
+    fig.update_layout(legend=dict(title=dict(text="class "), itemsizing="constant", orientation="h",
+                                  x=0, xanchor="left", y=-0.2, yanchor="top"), hovermode="closest")
+    return fig
+
+
+def layer_scatter(pca: Any, labels: Sequence[Any] | np.ndarray, layer: int, highlight: int | None = None,
+                  three_d: bool = False, hover_images: list[str] | None = None) -> go.Figure:
+    """One layer's posterior means in PCA coordinates, coloured by class.
+
+    2-D: go.Scattergl; 3-D: go.Scatter3d (PC1-3; a layer with fewer PCs is padded with 0).
+    customdata = the point's index; `highlight` draws that point as a big black-edged marker.
+    `hover_images` (data URIs, one per point) are deliberately NOT put into the figure: plotly's
+    hover labels cannot render images, and thousands of URIs would bloat every figure sent to the
+    browser. The hover names class and index instead, and the page shows the image of the selected
+    point (customdata) next to the chart; the parameter stays so the page's call keeps one shape.
+    """
+    del hover_images  # see the docstring: shown by the page, not by plotly
+    coords = np.asarray(pca.coords, dtype=float)
+    if not three_d:
+        fig = _layer_grid([coords], [_layer_title(pca, layer)], labels, highlight, layers=[layer])
+        return _style(fig, f"Latent layer {layer_name(layer)}: posterior means, first two principal components",
+                      height=540, margin=GRID_MARGIN)
+    xyz = _columns(coords, 3)
+    lab = _labels(labels, xyz.shape[0])
+    colours = class_colours(lab)
+    fig = go.Figure(_point_traces(xyz, lab, layer, go.Scatter3d, True, colours, marker_size=2.5))
+    point = _valid_point(highlight, xyz.shape[0])
+    if point is not None:
+        fig.add_trace(_highlight_trace(xyz, lab, point, layer, go.Scatter3d, True, colours))
+    ev = _explained(pca, 3)
+    fig.update_layout(scene=dict(xaxis_title=f"PC1 ({ev[0]:.0%})", yaxis_title=f"PC2 ({ev[1]:.0%})",
+                                 zaxis_title=f"PC3 ({ev[2]:.0%})"),
+                      legend=dict(title=dict(text="class"), itemsizing="constant"))
+    return _style(fig, f"Latent layer {_layer_title(pca, layer, 3)}", height=600)
+
+
+def layer_scatter_grid(pcas: Sequence[Any], labels: Sequence[Any] | np.ndarray,
+                       highlight: int | None = None) -> go.Figure:
+    """All layers side by side in ONE figure (one WebGL context), one column per layer."""
+    fig = _layer_grid([p.coords for p in pcas], [_layer_title(p, i) for i, p in enumerate(pcas)], labels, highlight)
+    return _style(fig, "Posterior means of every latent layer (PCA, PC1 vs PC2)", height=480, margin=GRID_MARGIN)
+
+
+def explained_variance(pcas: Sequence[Any]) -> go.Figure:
+    """Per layer, the share of the posterior means' variance each principal component explains."""
+    fig = go.Figure()
+    k = max((np.asarray(p.explained).size for p in pcas), default=0)
+    x = [layer_name(i) for i in range(len(pcas))]
+    for j in range(k):
+        y = [100 * _explained(p, k)[j] for p in pcas]
+        fig.add_trace(go.Bar(x=x, y=y, name=f"PC{j + 1}", marker_color=CLASS_PALETTE[j % len(CLASS_PALETTE)],
+                             hovertemplate=f"%{{x}} PC{j + 1}: %{{y:.1f}}%<extra></extra>"))
+    if not pcas:
+        _note(fig, "no layers to show")
+    return _style(fig, "Variance of the posterior means explained by each principal component", height=360,
+                  xaxis="latent layer", yaxis="explained variance (%)", barmode="group",
+                  legend=dict(title=dict(text="component")))
+
+
+def per_layer_bars(values: Mapping[str, Sequence[float]], title: str, yaxis: str) -> go.Figure:
+    """Grouped bars: x = layer z1..zL, one bar group per run label (e.g. active units, KL per layer)."""
+    fig = go.Figure()
+    colours = run_colours(list(values))
+    n_layers = max((len(v) for v in values.values()), default=0)
+    for name, vals in values.items():
+        vals = [float(v) for v in vals]
+        fig.add_trace(go.Bar(x=[layer_name(i) for i in range(len(vals))], y=vals, name=name,
+                             marker_color=colours[name], texttemplate="%{y:.3~g}", textposition="outside",
+                             cliponaxis=False,
+                             hovertemplate=f"{name}<br>%{{x}}: %{{y:.4g}}<extra></extra>"))
+    if n_layers == 0:
+        _note(fig, "no data yet")
+    fig.update_xaxes(categoryorder="array", categoryarray=[layer_name(i) for i in range(n_layers)])
+    return _style(fig, title, height=380, xaxis="latent layer (z1 = closest to the data)", yaxis=yaxis,
+                  barmode="group", legend=dict(title=dict(text="run")))
+
+
+# ---- snapshots (posterior means of fixed test points during training) -------------------------
+
+def _layer_pca(z: np.ndarray) -> Any:
+    # Imported here so the figures stay importable without the torch-side explorer modules; the PCA
+    # itself lives in one place (explorer.encode.layer_pca).
+    from ..encode import layer_pca
+    return layer_pca(np.asarray(z, dtype=np.float32), k=2)
+
+
+def _project(z: np.ndarray, pca: Any, k: int = 2) -> np.ndarray:
+    """z in a fixed PCA basis: (z - mean) @ components[:k].T, zero-padded to k columns."""
+    comps = np.asarray(pca.components, dtype=float)[:k]
+    coords = (np.asarray(z, dtype=float) - np.asarray(pca.mean, dtype=float)) @ comps.T
+    return _columns(coords, k)
+
+
+def snapshot_scatter(points_by_layer: Sequence[np.ndarray], labels: Sequence[Any] | np.ndarray,
+                     epoch: int | None = None) -> go.Figure:
+    """One snapshot epoch: each layer's raw posterior means (N, units_i), reduced here to 2-D PCA
+    (explorer.encode.layer_pca, fitted on this epoch) and drawn in one figure, one subplot per layer."""
+    pcas = [_layer_pca(z) for z in points_by_layer]
+    fig = _layer_grid([p.coords for p in pcas], [_layer_title(p, i) for i, p in enumerate(pcas)], labels)
+    when = f" at epoch {epoch}" if epoch is not None else ""
+    return _style(fig, f"Posterior means of the snapshot points{when}", height=480, margin=GRID_MARGIN)
+
+
+def _padded_range(values: list[np.ndarray]) -> list[float]:
+    lo = min(float(np.nanmin(v)) for v in values)
+    hi = max(float(np.nanmax(v)) for v in values)
+    pad = 0.05 * (hi - lo) if hi > lo else 1.0
+    return [lo - pad, hi + pad]
+
+
+def snapshot_animation(snapshots: Mapping[int, Sequence[np.ndarray]], labels: Sequence[Any] | np.ndarray,
+                       frame_ms: int = 400) -> go.Figure:
+    """The snapshot points' posterior means over training, one subplot per layer, with play/pause and an
+    epoch slider. Each layer's PCA basis is fitted on the LAST epoch and every epoch is projected into it,
+    so the motion shows the layer forming, not the basis rotating; axis ranges are fixed to all epochs.
+    Every epoch becomes a frame sent to the browser: for long runs snapshotted often, pass a subset.
+
+    SVG go.Scatter (not Scattergl) on purpose: only SVG traces interpolate between frames, the
+    snapshots are few (1000 points per layer), and the animation then uses no WebGL context.
+    """
+    epochs = sorted(int(e) for e in snapshots)
+    if not epochs:
+        return _style(_note(go.Figure(), "no snapshots yet"), "Latent layers forming during training", height=320)
+    n_layers = len(snapshots[epochs[-1]])
+    for e in epochs:
+        if len(snapshots[e]) != n_layers:
+            raise ValueError(f"snapshot of epoch {e} has {len(snapshots[e])} layers, the last one {n_layers}")
+    pcas = [_layer_pca(z) for z in snapshots[epochs[-1]]]
+    coords = {e: [_project(snapshots[e][i], pcas[i]) for i in range(n_layers)] for e in epochs}
+    titles = [_layer_title(p, i) for i, p in enumerate(pcas)]
+    fig = _layer_grid(coords[epochs[0]], titles, labels, trace_cls=go.Scatter, marker_size=4)
+    # Each trace's (layer, points) stays fixed across frames; frames only move x and y.
+    layer_of = [int(str(tr.meta)[1:]) - 1 for tr in fig.data]
+    points_of = [np.asarray(tr.customdata, dtype=int) for tr in fig.data]
+    fig.frames = [go.Frame(name=str(e), traces=list(range(len(fig.data))),
+                           data=[go.Scatter(x=coords[e][layer][p, 0], y=coords[e][layer][p, 1])
+                                 for layer, p in zip(layer_of, points_of)])
+                  for e in epochs]
+    for i in range(n_layers):
+        fig.update_xaxes(range=_padded_range([coords[e][i][:, 0] for e in epochs]), autorange=False, row=1, col=i + 1)
+        fig.update_yaxes(range=_padded_range([coords[e][i][:, 1] for e in epochs]), autorange=False, row=1, col=i + 1)
+    play = dict(frame=dict(duration=frame_ms, redraw=False), transition=dict(duration=int(frame_ms * 0.7)),
+                fromcurrent=True, mode="immediate")
+    pause = dict(frame=dict(duration=0, redraw=False), transition=dict(duration=0), mode="immediate")
+    fig.update_layout(
+        updatemenus=[dict(type="buttons", direction="left", x=0.0, y=-0.5, xanchor="left", yanchor="top",
+                          showactive=False, pad=dict(t=0, r=10),
+                          buttons=[dict(label="▶ play", method="animate", args=[None, play]),
+                                   dict(label="❚❚ pause", method="animate", args=[[None], pause])])],
+        sliders=[dict(active=0, x=0.16, len=0.84, y=-0.4, xanchor="left", yanchor="top",
+                      currentvalue=dict(prefix="epoch ", font=dict(size=13)), pad=dict(t=10),
+                      steps=[dict(label=str(e), method="animate", args=[[str(e)], pause]) for e in epochs])])
+    fig = _style(fig, f"Latent layers forming during training (fixed test points; PCA basis of epoch {epochs[-1]})",
+                 height=620, margin=dict(l=55, r=20, t=70, b=230))  # below the plots: legend, slider, buttons
+    return fig
+
+
