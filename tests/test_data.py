@@ -481,6 +481,14 @@ def test_read_idx_fuzz(payload, gz):
             assert isinstance(out, np.ndarray)
 
 
+def test_a_zero_dimension_beside_huge_ones_is_a_data_error(tmp_path):
+    """Found by the fuzz test: 0 bytes of data, but a shape numpy cannot describe."""
+    p = tmp_path / "f"
+    p.write_bytes(bytes([0, 0, 0x08, 4]) + (0).to_bytes(4, "big") + (2**31 - 1).to_bytes(4, "big") * 3)
+    with pytest.raises(DataError, match="dimensions"):
+        read_idx(p)
+
+
 def test_bernoulli_entropy_of_the_two_pixel_scales(tmp_path):
     """The noise binarizing adds, from IDX files: a pixel byte b gives entropy H(b/scale). On real MNIST's test set
     this is 45.53 nats per image at /255 and 46.83 at /256 (the authors' scale); here on a synthetic IDX set."""

@@ -163,7 +163,10 @@ def _parse_idx(stream: BinaryIO, path: Path, file_size: int, compressed: bool) -
         data = bytearray(expected)
         if stream.readinto(data) != expected:   # file shrank while reading
             raise DataError(f"{path}: truncated: expected {expected} bytes of data, could not read them all")
-    arr = np.frombuffer(data, dtype=dtype).reshape(dims)
+    try:
+        arr = np.frombuffer(data, dtype=dtype).reshape(dims)
+    except ValueError:  # e.g. a zero dimension beside others so large that numpy cannot describe the shape
+        raise DataError(f"{path}: IDX dimensions {dims} do not describe an array numpy can hold") from None
     return arr if dtype.itemsize == 1 else arr.astype(dtype.newbyteorder("="))
 
 
