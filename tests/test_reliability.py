@@ -59,7 +59,9 @@ def test_sigkill_at_random_moments_loses_nothing(tmp_path):
     assert kills >= 10
     # finish the run if the last attempt was a kill
     if not (run / ckpt.CHECKPOINT).exists() or ckpt.load_model(run)[2] < EPOCHS:
-        subprocess.run(cmd + ["--resume"], cwd=ROOT, env=env, check=True, capture_output=True)
+        # (on a loaded machine every kill may have landed before the run folder existed: then a fresh start)
+        resume = ["--resume"] if (run / ckpt.CONFIG).exists() else []
+        subprocess.run(cmd + resume, cwd=ROOT, env=env, check=True, capture_output=True)
     assert [h["epoch"] for h in _history_lines(run)] == list(range(1, EPOCHS + 1))
     assert ckpt.load_model(run)[2] == EPOCHS
     assert ckpt.snapshot_epochs(run)[-1] == EPOCHS
