@@ -496,3 +496,13 @@ def test_a_poisoned_member_of_a_group_stops_alone_and_costs_the_others_nothing(t
         assert eg == ec == 4
         for (name, tg), tc in zip(mg.state_dict().items(), mc.state_dict().values()):
             assert torch.equal(tg, tc), (g.name, name)
+
+
+def test_a_run_killed_during_its_first_config_write_starts_again(tmp_path):
+    """The killed start left only a temporary file: the folder is not "taken", and the leftover goes."""
+    from conftest import digits_cfg
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / ".config.json.x1.tmp").write_text("partial")
+    train(digits_cfg("vae", layers=1, epochs=1), out, progress=False)
+    assert (out / "config.json").is_file() and not list(out.glob(".*.tmp"))

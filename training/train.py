@@ -79,7 +79,8 @@ def prepare_run(cfg: RunConfig, out: Path, resume: bool) -> RunConfig:
             raise UserError(f"{out}: nothing to resume (no {ckpt.CONFIG}); drop --resume to start a new run")
         saved = ckpt.load_config(out)
         return replace(saved, epochs=max(cfg.epochs, 1), device=cfg.device)
-    if existing or (out.is_dir() and any(out.iterdir())):
+    # A killed run's temporary files (".*.tmp", e.g. from its first config write) do not make the folder taken.
+    if existing or (out.is_dir() and any(not (f.name.startswith(".") and f.name.endswith(".tmp")) for f in out.iterdir())):
         raise UserError(f"{out}: already holds files; use --resume to continue that run or choose another --out")
     return cfg
 
