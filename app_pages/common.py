@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -178,46 +177,17 @@ def last_with(history: pd.DataFrame, column: str) -> Any:
 
 # ---- output helpers ---------------------------------------------------------------
 
-def _frame_from_figure(fig: go.Figure) -> pd.DataFrame:
-    """Fallback CSV: every trace's x/y/z as long rows."""
-    rows = []
-    for trace in fig.data:
-        name = getattr(trace, "name", None) or trace.type
-        xs = list(getattr(trace, "x", None) or [])
-        ys = list(getattr(trace, "y", None) or [])
-        zs = getattr(trace, "z", None)
-        if trace.type == "heatmap" and zs is not None:
-            for r, row in enumerate(zs):
-                for c, v in enumerate(row):
-                    rows.append({"trace": name, "x": xs[c] if c < len(xs) else c, "y": ys[r] if r < len(ys) else r, "z": v})
-            continue
-        zl = list(zs) if zs is not None else []
-        for i in range(max(len(xs), len(ys))):
-            row = {"trace": name, "x": xs[i] if i < len(xs) else None, "y": ys[i] if i < len(ys) else None}
-            if zl:
-                row["z"] = zl[i] if i < len(zl) else None
-            rows.append(row)
-    return pd.DataFrame(rows)
+def figure_csv(fig: go.Figure) -> bytes:
+    """The CSV of the numbers the figure was drawn from (explorer.figures.figure_frame)."""
+    from explorer.figures import figure_frame
+    return figure_frame(fig).to_csv(index=False).encode()
 
 
-def figure_csv(fig: go.Figure, frame: pd.DataFrame | Callable[[], pd.DataFrame] | None = None) -> bytes:
-    if callable(frame):
-        frame = frame()
-    if frame is None:
-        try:
-            from explorer.figures import figure_frame  # the figures helper's tidy numbers, when it has them
-            frame = figure_frame(fig)
-        except (ImportError, AttributeError, TypeError, ValueError, KeyError):
-            frame = _frame_from_figure(fig)
-    return frame.to_csv(index=False).encode()
-
-
-def chart(fig: go.Figure, key: str, csv_name: str, frame: pd.DataFrame | Callable[[], pd.DataFrame] | None = None,
-          **kwargs: Any) -> Any:
+def chart(fig: go.Figure, key: str, csv_name: str, **kwargs: Any) -> Any:
     """A plotly chart with a "numbers (CSV)" download under it; returns the chart's event state."""
     from explorer.figures import export_config
     event = st.plotly_chart(fig, key=key, width="stretch", config=export_config(csv_name), **kwargs)
-    st.download_button("Numbers (CSV)", figure_csv(fig, frame), file_name=f"{csv_name}.csv", mime="text/csv",
+    st.download_button("Numbers (CSV)", figure_csv(fig), file_name=f"{csv_name}.csv", mime="text/csv",
                        key=f"{key}_csv", on_click="ignore", icon=":material/download:")
     return event
 

@@ -297,30 +297,45 @@ def test_snapshot_animation_without_snapshots():
 
 # ---- CSV -------------------------------------------------------------------------------------
 
-def test_figure_frame_scatter_curves_heatmap_animation(pcas, labels):
+def test_each_figure_carries_the_table_it_was_drawn_from(pcas, labels):
+    """The CSV numbers: the builder's own tidy table, columns named for what they hold."""
     grid = F.figure_frame(F.layer_scatter_grid(pcas, labels, highlight=2))
-    assert list(grid.columns) == F.FRAME_COLUMNS
-    assert len(grid) == N * len(UNITS) + len(UNITS)
-    assert set(grid["subplot"]) == {"z1", "z2", "z3"}
-    z2 = grid[(grid["subplot"] == "z2") & (grid["trace"] != "selected point")].sort_values("customdata")
-    np.testing.assert_allclose(z2["x"].astype(float), pcas[1].coords[:, 0], rtol=1e-6)
+    assert list(grid.columns) == ["layer", "point", "class", "pc1", "pc2"]
+    assert len(grid) == N * len(UNITS) and set(grid["layer"]) == {"z1", "z2", "z3"}
+    z2 = grid[grid["layer"] == "z2"].sort_values("point")
+    np.testing.assert_allclose(z2["pc1"], pcas[1].coords[:, 0], rtol=1e-6)
+    assert (z2["class"].to_numpy() == np.asarray(labels)).all()
+    # every plotted point is in the table: the traces of z2 hold exactly its pc1 values
+    plotted = np.concatenate([np.asarray(t.x) for t in F.layer_scatter_grid(pcas, labels).data if t.meta == "z2"])
+    np.testing.assert_allclose(np.sort(plotted), np.sort(z2["pc1"].to_numpy()), rtol=1e-6)
+
+    three = F.figure_frame(F.layer_scatter(pcas[0], labels, 0, three_d=True))
+    assert list(three.columns) == ["layer", "point", "class", "pc1", "pc2", "pc3"] and len(three) == N
 
     curves = F.figure_frame(F.training_curves({"a": history(), "b": history()}, "test_elbo"))
-    assert len(curves) == 6 and set(curves["trace"]) == {"a", "b"}
-    assert curves["y"].notna().all()
+    assert list(curves.columns) == ["run", "epoch", "test_elbo"] and len(curves) == 6
+    assert set(curves["run"]) == {"a", "b"} and curves["test_elbo"].notna().all()
+
+    kl = F.figure_frame(F.kl_per_layer_curves({"a": history()}))
+    assert list(kl.columns) == ["run", "epoch", "layer", "kl_per_layer"] and len(kl) == 6 * 3
 
     heat = F.figure_frame(F.kl_heatmap(history(sizes=(4, 3, 2))))
-    assert len(heat) == 9 * 3
-    row = heat[(heat["y"] == "z1 u1") & (heat["x"] == 4)].iloc[0]
-    assert row["customdata"] == pytest.approx(0.01 * 4) and row["z"] == pytest.approx(math.log10(0.04))
+    assert list(heat.columns) == ["epoch", "layer", "unit", "kl_nats"] and len(heat) == 9 * 3
+    row = heat[(heat["layer"] == "z1") & (heat["unit"] == 1) & (heat["epoch"] == 4)].iloc[0]
+    assert row["kl_nats"] == pytest.approx(0.01 * 4)
 
-    bars = F.figure_frame(F.per_layer_bars({"VAE": [1.0, 2.0]}, "t", "y"))
-    assert bars[["x", "y"]].values.tolist() == [["z1", 1.0], ["z2", 2.0]]
+    bars = F.figure_frame(F.per_layer_bars({"VAE": [1.0, 2.0]}, "t", "active units"))
+    assert bars.values.tolist() == [["VAE", "z1", 1.0], ["VAE", "z2", 2.0]]
+
+    explained = F.figure_frame(F.explained_variance(pcas))
+    assert list(explained.columns) == ["layer", "component", "explained_percent"]
 
     anim = F.figure_frame(F.snapshot_animation(snapshots(), np.arange(120) % 3))
-    assert len(anim) == 3 * 120 * 3 and set(anim["frame"]) == {"0", "5", "10"}
-    assert anim["customdata"].notna().all()
+    assert len(anim) == 3 * 120 * 3 and set(anim["epoch"]) == {0, 5, 10}
 
+    # a figure made elsewhere is flattened trace by trace
+    other = go.Figure(go.Scatter(x=[1, 2], y=[3, 4], name="t"))
+    assert list(F.figure_frame(other).columns) == F.FRAME_COLUMNS and len(F.figure_frame(other)) == 2
     assert list(F.figure_frame(go.Figure()).columns) == F.FRAME_COLUMNS
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from .table import with_numbers
 from .style import KL_FLOOR, METRICS, RUN_DASHES, _note, _style, layer_colours, layer_name, run_colours
 
 
@@ -51,16 +52,19 @@ def training_curves(histories: Mapping[str, pd.DataFrame], metric: str) -> go.Fi
     title, ylabel = METRICS.get(metric, (metric, metric))
     colours = run_colours(list(histories))
     fig = go.Figure()
+    tables = []
     for name, df in histories.items():
         rows = _metric_rows(df, metric)
         if rows.empty:
             continue
+        tables.append(rows.assign(run=name)[["run", "epoch", metric]])
         sparse = metric.startswith("test_") or len(rows) < len(df)
         fig.add_trace(go.Scatter(x=rows["epoch"], y=rows[metric], name=name, mode="lines+markers" if sparse else "lines",
                                  line=dict(color=colours[name]), marker=dict(size=6),
                                  hovertemplate=f"{name}<br>epoch %{{x}}: %{{y:.4g}}<extra></extra>"))
     if not fig.data:
         _note(fig, f"no {metric} values yet")
+    with_numbers(fig, pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=["run", "epoch", metric]))
     return _style(_integer_epochs(fig), title, height=380, xaxis="epoch", yaxis=ylabel, hovermode="x unified",
                   legend=dict(title=dict(text="run")))
 
@@ -73,12 +77,15 @@ def _per_layer_lines(histories: Mapping[str, pd.DataFrame], column: str, title: 
     n_layers = max((v.shape[1] for _, v in series.values()), default=0)
     colours = layer_colours(n_layers)
     fig = go.Figure()
+    rows = []
     for r, (name, (epochs, values)) in enumerate(series.items()):
         sparse = len(epochs) < (0 if histories[name] is None else len(histories[name]))
         for i in range(values.shape[1]):
             ok = ~np.isnan(values[:, i])
             if not ok.any():
                 continue
+            rows += [{"run": name, "epoch": e, "layer": layer_name(i), column: v}
+                     for e, v in zip(epochs[ok], values[ok, i])]
             fig.add_trace(go.Scatter(
                 x=epochs[ok], y=values[ok, i], name=layer_name(i), legendgroup=name,
                 legendgrouptitle=dict(text=name), mode="lines+markers" if sparse else "lines",
@@ -86,6 +93,7 @@ def _per_layer_lines(histories: Mapping[str, pd.DataFrame], column: str, title: 
                 hovertemplate=f"{name} · {layer_name(i)}<br>epoch %{{x}}: %{{y:.4g}}<extra></extra>"))
     if not fig.data:
         _note(fig, f"no {column} values yet")
+    with_numbers(fig, pd.DataFrame(rows, columns=["run", "epoch", "layer", column]))
     fig = _style(_integer_epochs(fig), title, height=420, xaxis="epoch", yaxis=ylabel,
                  legend=dict(groupclick="togglegroup"))
     if log_y:
@@ -146,6 +154,8 @@ def kl_heatmap(history: pd.DataFrame, zmax: float | None = None) -> go.Figure:
     for s in starts[1:]:  # white rules between layers
         fig.add_shape(type="line", xref="paper", x0=0, x1=1, y0=s - 0.5, y1=s - 0.5,
                       line=dict(color="#ffffff", width=2))
+    with_numbers(fig, pd.DataFrame([{"epoch": e, "layer": lab.split()[0], "unit": int(lab.split()[1][1:]),
+                                     "kl_nats": kl[r, c]} for c, e in enumerate(epochs) for r, lab in enumerate(labels)]))
     height = int(np.clip(110 + 4 * len(labels), 320, 1000))
     return _style(_integer_epochs(fig), "KL per latent unit (test set) over training", height=height,
                   xaxis="epoch", yaxis="latent unit (layer-major)")

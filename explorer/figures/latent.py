@@ -6,9 +6,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from .table import with_numbers
 from .style import (CLASS_PALETTE, GRID_MARGIN, HIGHLIGHT_SIZE, MAX_CLASS_TRACES, _note, _plain, _style, class_colours,
                     layer_name, run_colours)
 
@@ -86,6 +88,18 @@ def _highlight_trace(coords: np.ndarray, labels: np.ndarray, point: int, layer: 
                      hovertemplate=f"selected: class {c} · point %{{customdata}}<extra>{layer_name(layer)}</extra>")
 
 
+def _points_table(coords: Sequence[np.ndarray], labels: np.ndarray, layers: Sequence[int], k: int = 2,
+                  epoch: int | None = None) -> pd.DataFrame:
+    """Long table of the plotted points: (epoch,) layer, point, class, pc1..pck."""
+    parts = []
+    for xy, layer in zip(coords, layers):
+        xy = _columns(xy, k)
+        part = {"layer": layer_name(layer), "point": np.arange(xy.shape[0]), "class": labels,
+                **{f"pc{j + 1}": xy[:, j] for j in range(k)}}
+        parts.append(pd.DataFrame(({"epoch": epoch} if epoch is not None else {}) | part))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["layer", "point", "class"])
+
+
 def _valid_point(highlight: int | None, n: int) -> int | None:
     """A stale selection (index out of range after the point set changed) is dropped, not an error."""
     if highlight is None:
@@ -123,7 +137,7 @@ def _layer_grid(coords: Sequence[np.ndarray], titles: Sequence[str], labels: Seq
     # A horizontal legend under the plots: a side legend would take a sixth of the width from the layers.
     fig.update_layout(legend=dict(title=dict(text="class "), itemsizing="constant", orientation="h",
                                   x=0, xanchor="left", y=-0.2, yanchor="top"), hovermode="closest")
-    return fig
+    return with_numbers(fig, _points_table(coords, lab, layers))
 
 
 def layer_scatter(pca: Any, labels: Sequence[Any] | np.ndarray, layer: int, highlight: int | None = None,
@@ -154,6 +168,7 @@ def layer_scatter(pca: Any, labels: Sequence[Any] | np.ndarray, layer: int, high
     fig.update_layout(scene=dict(xaxis_title=f"PC1 ({ev[0]:.0%})", yaxis_title=f"PC2 ({ev[1]:.0%})",
                                  zaxis_title=f"PC3 ({ev[2]:.0%})"),
                       legend=dict(title=dict(text="class"), itemsizing="constant"))
+    with_numbers(fig, _points_table([xyz], lab, [layer], k=3))
     return _style(fig, f"Latent layer {_layer_title(pca, layer, 3)}", height=600)
 
 
@@ -175,6 +190,10 @@ def explained_variance(pcas: Sequence[Any]) -> go.Figure:
                              hovertemplate=f"%{{x}} PC{j + 1}: %{{y:.1f}}%<extra></extra>"))
     if not pcas:
         _note(fig, "no layers to show")
+    with_numbers(fig, pd.DataFrame([{"layer": layer_name(i), "component": f"PC{j + 1}",
+                                     "explained_percent": 100 * _explained(p, k)[j]}
+                                    for i, p in enumerate(pcas) for j in range(k)],
+                                   columns=["layer", "component", "explained_percent"]))
     return _style(fig, "Variance of the posterior means explained by each principal component", height=360,
                   xaxis="latent layer", yaxis="explained variance (%)", barmode="group",
                   legend=dict(title=dict(text="component")))
@@ -193,6 +212,9 @@ def per_layer_bars(values: Mapping[str, Sequence[float]], title: str, yaxis: str
                              hovertemplate=f"{name}<br>%{{x}}: %{{y:.4g}}<extra></extra>"))
     if n_layers == 0:
         _note(fig, "no data yet")
+    with_numbers(fig, pd.DataFrame([{"run": name, "layer": layer_name(i), yaxis: float(v)}
+                                    for name, vals in values.items() for i, v in enumerate(vals)],
+                                   columns=["run", "layer", yaxis]))
     fig.update_xaxes(categoryorder="array", categoryarray=[layer_name(i) for i in range(n_layers)])
     return _style(fig, title, height=380, xaxis="latent layer (z1 = closest to the data)", yaxis=yaxis,
                   barmode="group", legend=dict(title=dict(text="run")))
@@ -220,6 +242,8 @@ def snapshot_scatter(points_by_layer: Sequence[np.ndarray], labels: Sequence[Any
     (explorer.encode.layer_pca, fitted on this epoch) and drawn in one figure, one subplot per layer."""
     pcas = [_layer_pca(z) for z in points_by_layer]
     fig = _layer_grid([p.coords for p in pcas], [_layer_title(p, i) for i, p in enumerate(pcas)], labels)
+    with_numbers(fig, _points_table([p.coords for p in pcas], _labels(labels, len(pcas[0].coords) if pcas else 0),
+                                    range(len(pcas)), epoch=epoch))
     when = f" at epoch {epoch}" if epoch is not None else ""
     return _style(fig, f"Posterior means of the snapshot points{when}", height=480, margin=GRID_MARGIN)
 
@@ -273,6 +297,8 @@ def snapshot_animation(snapshots: Mapping[int, Sequence[np.ndarray]], labels: Se
         sliders=[dict(active=0, x=0.16, len=0.84, y=-0.4, xanchor="left", yanchor="top",
                       currentvalue=dict(prefix="epoch ", font=dict(size=13)), pad=dict(t=10),
                       steps=[dict(label=str(e), method="animate", args=[[str(e)], pause]) for e in epochs])])
+    with_numbers(fig, pd.concat([_points_table(coords[e], _labels(labels, coords[e][0].shape[0]), range(n_layers),
+                                               epoch=e) for e in epochs], ignore_index=True))
     fig = _style(fig, f"Latent layers forming during training (fixed test points; PCA basis of epoch {epochs[-1]})",
                  height=620, margin=dict(l=55, r=20, t=70, b=230))  # below the plots: legend, slider, buttons
     return fig

@@ -1,4 +1,9 @@
-"""Any figure built here as one tidy table: the numbers behind the "Numbers (CSV)" downloads."""
+"""The numbers behind the "Numbers (CSV)" downloads.
+
+Every builder in this package attaches the tidy DataFrame it drew its figure from (`with_numbers`),
+with columns named for what they hold (run, epoch, layer, point, class, pc1, ...); `figure_frame`
+returns that table. Only a figure made elsewhere is flattened trace by trace (FRAME_COLUMNS).
+"""
 from __future__ import annotations
 
 from typing import Any
@@ -43,12 +48,19 @@ def _trace_rows(trace: Any, base: Any, frame: str | None) -> pd.DataFrame:
                          "customdata": _arr(customdata, n)}, columns=FRAME_COLUMNS)
 
 
+def with_numbers(fig: go.Figure, frame: pd.DataFrame) -> go.Figure:
+    """Attach the table a figure was built from (kept on the Python object; never sent to the browser)."""
+    fig._numbers = frame.reset_index(drop=True)
+    return fig
+
+
 def figure_frame(fig: go.Figure) -> pd.DataFrame:
-    """Every figure built here as one tidy table (the CSV download): one row per plotted value with
-    trace (legend name: class, run, component, layer), subplot (layer z1..zL for scatter plots),
-    frame (animation epoch, else empty), x, y, z, customdata. customdata is the point index in
-    scatter plots and the raw KL (nats) in kl_heatmap, whose z is log10 of it. An animation's
-    rows are those of its frames (every epoch), not the initial state."""
+    """The figure's numbers as one tidy table (the CSV download): the table its builder drew it from,
+    or, for a figure built elsewhere, one row per plotted value with trace (legend name), subplot
+    (trace meta), frame (animation frame), x, y, z, customdata."""
+    numbers = getattr(fig, "_numbers", None)
+    if numbers is not None:
+        return numbers
     parts = []
     if fig.frames:
         for fr in fig.frames:
