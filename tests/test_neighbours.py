@@ -1,0 +1,55 @@
+"""explorer.neighbours and explorer.align against brute force and known answers."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from explorer.align import procrustes_align
+from explorer.neighbours import LayerIndex, class_balanced_indices, label_agreement, neighbourhood_overlap
+
+
+def test_neighbours_match_brute_force():
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(300, 5)).astype(np.float32)
+    got = LayerIndex(z).all_neighbours(7)
+    d = ((z[:, None, :] - z[None, :, :]) ** 2).sum(-1)
+    np.fill_diagonal(d, np.inf)
+    want = np.argsort(d, axis=1)[:, :7]
+    assert (got == want).mean() > 0.999  # float32 ties aside, the same neighbours in the same order
+    assert not (got == np.arange(300)[:, None]).any()  # never the point itself
+
+
+def test_a_collapsed_layer_groups_nothing_and_a_clustered_one_groups_by_class():
+    rng = np.random.default_rng(1)
+    labels = np.repeat(np.arange(4), 50)
+    clustered = rng.normal(size=(200, 3)) * 0.1 + labels[:, None] * 5.0
+    collapsed = rng.normal(size=(200, 3)) * 1e-4
+    assert label_agreement(LayerIndex(clustered).all_neighbours(5), labels) == pytest.approx(1.0)
+    assert label_agreement(LayerIndex(collapsed).all_neighbours(5), labels) < 0.45  # chance is 0.25
+
+
+def test_neighbourhood_overlap():
+    a = np.array([[1, 2, 3], [0, 2, 3]])
+    b = np.array([[3, 2, 1], [4, 5, 6]])
+    np.testing.assert_allclose(neighbourhood_overlap(a, b), [1.0, 0.0])
+    with pytest.raises(ValueError):
+        neighbourhood_overlap(a, b[:, :2])
+
+
+def test_class_balanced_indices_are_balanced_not_the_first_n():
+    labels = np.array([0] * 900 + [1] * 90 + [2] * 10)
+    idx = class_balanced_indices(labels, 60, seed=0)
+    counts = np.bincount(labels[idx], minlength=3)
+    assert counts.tolist() == [25, 25, 10]  # every small class whole, the rest shared evenly
+    assert len(set(idx.tolist())) == 60 and not np.array_equal(idx, np.arange(60))
+    assert np.array_equal(idx, class_balanced_indices(labels, 60, seed=0))
+    assert len(class_balanced_indices(labels, 5000)) == 1000
+
+
+def test_procrustes_recovers_a_known_rotation():
+    rng = np.random.default_rng(2)
+    target = rng.normal(size=(100, 2))
+    angle = 1.1
+    rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    flipped = (target @ rot) * np.array([1.0, -1.0]) + np.array([3.0, -2.0])  # rotated, reflected, moved
+    np.testing.assert_allclose(procrustes_align(flipped, target), target, atol=1e-10)
