@@ -1,4 +1,4 @@
-"""explorer.neighbours and explorer.align against brute force and known answers."""
+"""explorer.neighbours, explorer.align and explorer.information against brute force and known answers."""
 from __future__ import annotations
 
 import numpy as np
@@ -53,3 +53,17 @@ def test_procrustes_recovers_a_known_rotation():
     rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
     flipped = (target @ rot) * np.array([1.0, -1.0]) + np.array([3.0, -2.0])  # rotated, reflected, moved
     np.testing.assert_allclose(procrustes_align(flipped, target), target, atol=1e-10)
+
+
+def test_mutual_information_of_a_gaussian_channel_has_the_known_answer():
+    """x ~ N(0, 1), q(z|x) = N(a x, s^2) per unit: I(x; z) = d/2 log((a^2 + s^2) / s^2)."""
+    from explorer.information import mutual_information
+    rng = np.random.default_rng(3)
+    a, s, d = 2.0, 0.5, 2
+    x = rng.standard_normal((10_000, d))
+    est, se = mutual_information(a * x, np.full_like(x, s ** 2), batch=1000)
+    exact = d / 2 * np.log((a ** 2 + s ** 2) / s ** 2)  # 2.83 nats, well under the log B = 6.9 cap
+    assert est == pytest.approx(exact, abs=0.1) and 0 < se < 0.05
+    # a collapsed layer (q(z|x) = the prior for every x) carries nothing
+    est0, _ = mutual_information(np.zeros_like(x), np.ones_like(x), batch=1000)
+    assert abs(est0) < 0.02
