@@ -87,6 +87,23 @@ def prior_start(model: HierarchicalVAE, seed: int) -> list[np.ndarray]:
     return [z[0].cpu().numpy() for z in zs]
 
 
+def interpolate(model: HierarchicalVAE, image_a: np.ndarray, image_b: np.ndarray, layer: int | None = None,
+                steps: int = 9) -> np.ndarray:
+    """(steps, D): images along the straight path between two images' posterior means.
+
+    layer None: every layer's code moves at once; the image depends on z_1 alone, so this is the path
+    in z_1, and its ends are the two reconstructions. layer i: only z_i moves (the layers above stay at
+    image a's codes, which then change nothing below), the layers below at p's mean, as a traversal.
+    """
+    if steps < 2:
+        raise ValueError("an interpolation needs at least 2 steps")
+    at = 0 if layer is None else layer
+    _check_layer(model, at)
+    a, b = encode_one(model, image_a)[at], encode_one(model, image_b)[at]
+    t = np.linspace(0.0, 1.0, steps, dtype=np.float32)[:, None]
+    return decode_layer(model, at, (1 - t) * a + t * b)
+
+
 def reconstruct(model: HierarchicalVAE, images: np.ndarray) -> np.ndarray:
     """E[x|z_1] at the posterior-mean path of each image: (n, D) in [0, 1]."""
     images = np.atleast_2d(np.asarray(images, dtype=np.float32))

@@ -422,3 +422,18 @@ def test_paper_reference():
     assert paper_reference(RunConfig(model="vae", layers=5, dataset="mnist")) is None
     assert paper_reference(RunConfig(model="lvae", layers=5, dataset="digits")) is None
     assert paper_reference(RunConfig(model="lvae", layers=5, dataset="mnist", warmup_epochs=0)) is None
+
+
+def test_interpolation_ends_at_the_two_reconstructions_and_moves_one_layer_at_a_time(lvae, points):
+    from explorer.traverse import interpolate
+    model, cfg = lvae
+    a, b = points.images[0], points.images[1]
+    path = interpolate(model, a, b, steps=5)
+    assert path.shape == (5, cfg.input_dim)
+    np.testing.assert_allclose(path[[0, -1]], reconstruct(model, np.stack([a, b])), atol=1e-5)
+    top = interpolate(model, a, b, layer=cfg.layers - 1, steps=5)
+    start = encode_one(model, a)[cfg.layers - 1]
+    np.testing.assert_allclose(top[0], decode_layer(model, cfg.layers - 1, start[None])[0], atol=1e-5)
+    assert not np.allclose(top[0], top[-1])
+    with pytest.raises(ValueError):
+        interpolate(model, a, b, layer=cfg.layers)
