@@ -65,7 +65,10 @@ def replay(runs) -> None:
     mode = st.radio("View", ["epoch slider", "animation (play button)"], horizontal=True, key="training_replay_mode")
     if mode == "epoch slider":
         epoch = st.select_slider("Epoch", epochs, value=epochs[-1], key="training_replay_epoch")
-        common.chart(snapshot_scatter(snaps[epoch], labels, epoch), "training_snapshot", f"{name}-snapshot-{epoch}")
+        common.chart(snapshot_scatter(snaps[epoch], labels, epoch, reference=snaps[epochs[-1]]), "training_snapshot",
+                     f"{name}-snapshot-{epoch}")
+        st.caption(f"Each epoch's PCA is rotated onto epoch {epochs[-1]}'s (Procrustes), so the axes keep their "
+                   "orientation from frame to frame.")
     else:
         common.chart(snapshot_animation(snaps, labels), "training_animation", f"{name}-snapshots")
 

@@ -343,3 +343,13 @@ def test_export_config_for_png_and_svg():
     cfg = F.export_config("layers", "svg")
     assert cfg["toImageButtonOptions"] == {"format": "svg", "filename": "layers", "scale": 2}
     assert cfg["displaylogo"] is False
+
+
+def test_snapshot_scatter_aligned_to_a_reference_keeps_its_axes():
+    """An epoch whose PCA came out reflected is turned back onto the reference epoch's orientation."""
+    rng = np.random.default_rng(5)
+    z = rng.normal(size=(200, 4)) * np.array([3.0, 1.0, 0.3, 0.1])
+    labels = np.arange(200) % 3
+    plain = F.figure_frame(F.snapshot_scatter([z], labels, 1))
+    aligned = F.figure_frame(F.snapshot_scatter([-z], labels, 1, reference=[z]))  # -z: PCA signs may flip
+    np.testing.assert_allclose(aligned[["pc1", "pc2"]].to_numpy(), plain[["pc1", "pc2"]].to_numpy(), atol=1e-4)

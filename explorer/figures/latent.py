@@ -237,13 +237,19 @@ def _project(z: np.ndarray, pca: Any, k: int = 2) -> np.ndarray:
 
 
 def snapshot_scatter(points_by_layer: Sequence[np.ndarray], labels: Sequence[Any] | np.ndarray,
-                     epoch: int | None = None) -> go.Figure:
+                     epoch: int | None = None, reference: Sequence[np.ndarray] | None = None) -> go.Figure:
     """One snapshot epoch: each layer's raw posterior means (N, units_i), reduced here to 2-D PCA
-    (explorer.encode.layer_pca, fitted on this epoch) and drawn in one figure, one subplot per layer."""
+    (explorer.encode.layer_pca, fitted on this epoch) and drawn in one figure, one subplot per layer.
+    With `reference` (another epoch's means of the same points, e.g. the last), each layer's PCA
+    coordinates are rotated onto the reference's by Procrustes, so axes do not flip between epochs."""
+    from ..align import procrustes_align
     pcas = [_layer_pca(z) for z in points_by_layer]
-    fig = _layer_grid([p.coords for p in pcas], [_layer_title(p, i) for i, p in enumerate(pcas)], labels)
-    with_numbers(fig, _points_table([p.coords for p in pcas], _labels(labels, len(pcas[0].coords) if pcas else 0),
-                                    range(len(pcas)), epoch=epoch))
+    coords = [p.coords for p in pcas]
+    if reference is not None:
+        coords = [procrustes_align(c, _layer_pca(r).coords) for c, r in zip(coords, reference)]
+    fig = _layer_grid(coords, [_layer_title(p, i) for i, p in enumerate(pcas)], labels)
+    with_numbers(fig, _points_table(coords, _labels(labels, len(coords[0]) if coords else 0), range(len(pcas)),
+                                    epoch=epoch))
     when = f" at epoch {epoch}" if epoch is not None else ""
     return _style(fig, f"Posterior means of the snapshot points{when}", height=480, margin=GRID_MARGIN)
 
