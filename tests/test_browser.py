@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from pathlib import Path
 
 import pytest
 
@@ -114,3 +115,118 @@ def test_layers_hover_shows_the_image_in_a_real_browser(server, page, tmp_path):
     page.screenshot(path=str(shot), full_page=True)
     print(f"screenshot: {shot}")
     assert shot.stat().st_size > 10_000
+
+
+def test_compare_follows_a_run_training_from_the_train_page(server, page, tmp_path):
+    """Start a run on "Train a model", open Compare on it while it trains: its numbers move on by themselves."""
+    runs = tmp_path / "cwd" / "runs"  # the server's working folder: where the form trains
+    page.goto(f"{server}/train", timeout=60_000)
+    # Named like the demo's LVAE, so Compare picks it as run B by itself.
+    page.get_by_role("textbox", name="Run name").fill("digits-lvae-bn-wu")
+    page.get_by_role("spinbutton", name="Epochs", exact=True).fill("120")
+    page.get_by_role("button", name="Start training").click()
+    page.get_by_text("Started").wait_for(timeout=60_000)
+    deadline = time.time() + 60
+    while not (runs / "digits-lvae-bn-wu" / "checkpoint.safetensors").is_file() and time.time() < deadline:
+        time.sleep(0.2)
+    page.goto(server, timeout=60_000)
+    page.get_by_text("digits-lvae-bn-wu").first.wait_for(timeout=60_000)
+    elbo = page.locator('[data-testid="stMetric"]').filter(has_text="Test ELBO").nth(1).locator(
+        '[data-testid="stMetricValue"]')
+    elbo.wait_for(timeout=30_000)
+    first = elbo.inner_text()
+    deadline = time.time() + 60
+    while elbo.inner_text() == first and time.time() < deadline:  # no click, no key: the page refreshes itself
+        time.sleep(0.3)
+    assert elbo.inner_text() != first, "Compare stayed at the first checkpoint while the run trained"
+    assert page.locator('[data-testid="stException"]').count() == 0
+    page.screenshot(path=str(tmp_path / "compare-follows.png"))
+
+
+# ---- the shipped MNIST pair, every page ------------------------------------------------------------
+
+SCREENSHOTS = Path(__file__).resolve().parent.parent / "results" / "tmp" / "screenshots"  # git-ignored
+
+
+@pytest.fixture
+def shipped_server(tmp_path):
+    """The app as a fresh clone starts it: the pretrained/ pair only (no runs, no MNIST files at hand)."""
+    missing = _browser_missing()
+    if missing:
+        pytest.skip(missing)
+    empty = tmp_path / "no-runs"
+    empty.mkdir()
+    with streamlit_server(empty, tmp_path, env_changes={"LVAE_PRETRAINED_DIR": None}) as (url, _, _):
+        yield url
+
+
+def _charts_drawn(page, at_least: int) -> None:
+    page.wait_for_function(f"() => document.querySelectorAll('.js-plotly-plot .main-svg').length >= {at_least}",
+                           timeout=60_000)
+
+
+def _images_drawn(page) -> None:
+    page.wait_for_function("""() => { const imgs = [...document.querySelectorAll('[data-testid="stImage"] img')];
+        return imgs.length > 0 && imgs.every(i => i.complete && i.naturalWidth > 0); }""", timeout=60_000)
+
+
+def _shot(page, name: str) -> Path:
+    assert page.locator('[data-testid="stException"]').count() == 0, f"{name}: an exception is shown"
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"mnist-{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    print(f"screenshot: {path}")
+    assert path.stat().st_size > 10_000
+    return path
+
+
+def test_every_page_on_the_shipped_mnist_pair_in_a_real_browser(shipped_server, tmp_path):
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM if os.path.exists(CHROMIUM) else shutil.which("chromium"),
+                                    args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(shipped_server, timeout=60_000)
+            # Streamlit's static page says "Streamlit"; st.set_page_config, the script's first command,
+            # renames the tab before any import or chart (index.html itself is the installed package's).
+            page.wait_for_function("() => document.title === 'LVAE explorer'", timeout=30_000)
+            _charts_drawn(page, 2)
+            body = page.locator("body").inner_text()
+            assert "mnist-lvae-bn-wu" in body and "mnist-vae-bn-wu" in body and "-82.12" in body
+            _shot(page, "compare")
+
+            page.goto(f"{shipped_server}/layers", timeout=60_000)
+            _charts_drawn(page, 1)
+            _images_drawn(page)
+            _shot(page, "layers")
+
+            page.goto(f"{shipped_server}/traverse", timeout=60_000)
+            decoded = page.locator('[data-testid="stImage"]').filter(has_text="decoded").locator("img")
+            decoded.wait_for(timeout=60_000)
+            before = decoded.get_attribute("src")
+            thumb = page.get_by_role("slider").first
+            thumb.focus()
+            for _ in range(4):
+                thumb.press("ArrowRight")
+            deadline = time.time() + 30
+            while decoded.get_attribute("src") == before and time.time() < deadline:
+                time.sleep(0.2)
+            assert decoded.get_attribute("src") != before, "the decoded image did not follow the slider"
+            _images_drawn(page)
+            _shot(page, "traverse")
+
+            page.goto(f"{shipped_server}/curves", timeout=60_000)
+            _charts_drawn(page, 6)
+            _shot(page, "curves")
+
+            page.goto(f"{shipped_server}/samples", timeout=60_000)
+            page.locator('[data-testid="stImage"]').first.wait_for(timeout=60_000)
+            _images_drawn(page)
+            _shot(page, "samples")
+
+            page.goto(f"{shipped_server}/train", timeout=60_000)
+            page.get_by_text("Train the digits demo pair").wait_for(timeout=60_000)
+            _shot(page, "train")
+        finally:
+            browser.close()

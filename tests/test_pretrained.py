@@ -1,0 +1,102 @@
+"""The shipped pretrained/ pair: the app opens on it with nothing to train and no MNIST files at hand,
+every page works on it, and nothing the app does writes into it."""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+from conftest import SHIPPED_DIR
+from streamlit.testing.v1 import AppTest
+from test_app import APP, TIMEOUT, by_title, image_url, no_exceptions, page
+
+from explorer import jobs
+from training import checkpoint as ckpt
+from training.config import PAPER_HIDDEN, PAPER_LATENT
+
+PAIR = ("mnist-vae-bn-wu", "mnist-lvae-bn-wu")
+
+
+def tree_state(root: Path) -> dict[str, tuple[int, int, str]]:
+    """Every file under root: size, mtime and content hash (a root user ignores read-only modes)."""
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest())
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def stored(name: str) -> dict:
+    return json.loads((SHIPPED_DIR / name / ckpt.EVAL).read_text())
+
+
+@pytest.fixture
+def fresh(monkeypatch, tmp_path):
+    """A fresh clone's first start: the shipped pair only, an empty working folder (no runs/, data/ or
+    results/), no job. Afterwards pretrained/ must be exactly as it was."""
+    for name in PAIR:
+        assert (SHIPPED_DIR / name / ckpt.CHECKPOINT).is_file(), f"pretrained/{name} is missing"
+    monkeypatch.delenv("LVAE_PRETRAINED_DIR")
+    monkeypatch.delenv("LVAE_RUNS_DIR", raising=False)
+    monkeypatch.delenv("LVAE_RESULTS_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(jobs, "demo", None)
+    monkeypatch.setattr(jobs, "started", {})
+    before = tree_state(SHIPPED_DIR)
+    yield tmp_path
+    assert tree_state(SHIPPED_DIR) == before, "the app wrote into pretrained/"
+
+
+def test_the_shipped_pair_is_the_papers_setup_and_weights_only():
+    for name, model in zip(PAIR, ("vae", "lvae")):
+        cfg = ckpt.load_config(SHIPPED_DIR / name)
+        assert (cfg.model, cfg.layers, cfg.dataset, cfg.batch_norm) == (model, 5, "mnist", True)
+        assert list(cfg.hidden_sizes) == list(PAPER_HIDDEN) and list(cfg.latent_sizes) == list(PAPER_LATENT)
+        assert cfg.warmup_epochs > 0 and cfg.pixel_scale == 256 and cfg.batch_size == 256 and cfg.lr == 2e-3
+        tensors, meta = ckpt.read_tensors(SHIPPED_DIR / name / ckpt.CHECKPOINT)
+        assert meta[ckpt.WEIGHTS_ONLY] == "true" and all(k.startswith("model.") for k in tensors)
+        ev = stored(name)
+        assert ev["iw_samples"] == 5000 and ev["test_images"] == 10000 and ev["bn_stats"] == "recomputed"
+        assert ev["epochs"] == cfg.epochs and ev["pixel_scale"] == 256
+        size = sum(p.stat().st_size for p in (SHIPPED_DIR / name).rglob("*") if p.is_file())
+        assert size < 10e6, f"{name}: {size / 1e6:.1f} MB"
+
+
+def test_first_start_opens_on_the_mnist_pair_with_nothing_to_train(fresh):
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    no_exceptions(at)
+    assert at.header[0].value.startswith("Compare")
+    units = by_title(at, "Active units")
+    assert [t["name"] for t in units["data"]] == list(PAIR)
+    assert [t["y"] for t in units["data"]] == [stored(n)["active_units"] for n in PAIR]
+    iw = [m for m in at.metric if m.label == f"log p(x), IW-{stored(PAIR[1])['iw_samples']}"]  # 5000: test above
+    assert [m.value for m in iw] == [f"{stored(n)['iw_ll']:.2f}" for n in PAIR]
+    assert any("-82.12" in i.value and f"{stored(PAIR[1])['iw_ll']:.2f}" in i.value for i in at.info)
+    assert not jobs.started and jobs.demo is None and not (fresh / "runs").exists()
+    assert not at.get("progress")
+
+
+def test_every_page_works_on_the_pair_without_the_mnist_files(fresh):
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    no_exceptions(at)
+    page(at, "layers")
+    assert any("1,000 points" in c.value or "1000 points" in c.value for c in at.caption)
+    grid = by_title(at, "every latent layer")
+    assert {t["meta"] for t in grid["data"]} == {"z1", "z2", "z3", "z4", "z5"}
+    assert image_url(at, "reconstruction")
+
+    page(at, "traverse")
+    before = image_url(at, "decoded")
+    next(s for s in at.slider if s.label.startswith("PC")).set_value(2.0).run()
+    no_exceptions(at)
+    assert image_url(at, "decoded") != before
+
+    page(at, "curves")
+    assert len(by_title(at, "warm-up")["data"]) == 2
+    epochs = ckpt.snapshot_epochs(SHIPPED_DIR / PAIR[0])
+    assert list(at.select_slider(key="training_replay_epoch").options) == [str(e) for e in epochs]
+
+    page(at, "samples")
+    assert image_url(at, "samples z_L") and image_url(at, "reconstructions")
+
+    page(at, "train")  # the form trains into runs/, never into pretrained/
+    assert not [s for s in at.selectbox if s.key == "train_dir"]
+    assert (fresh / "runs").resolve() != SHIPPED_DIR
