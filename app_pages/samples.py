@@ -17,8 +17,17 @@ def samples(model, shape) -> None:
                             help="scales every sampled layer's standard deviation; 0 = the mean path")
     n = c2.select_slider("Samples", [16, 36, 64, 100], value=36, key="samples_n")
     seed = c3.number_input("Seed", 0, 1_000_000, 0, key="samples_seed")
-    common.show_images(prior_samples(model, n, temperature, int(seed)), shape, target=56,
-                       caption=f"{n} samples z_L → … → z_1 → E[x|z_1], temperature {temperature:.1f}")
+    per_layer = st.toggle("One temperature per layer", key="samples_per_layer",
+                          help="noise in one layer at a time: a layer at 0 takes p's mean, so its sliders show "
+                               "what that layer's randomness adds to the samples")
+    temps: float | list[float] = temperature
+    if per_layer:
+        cols = st.columns(model.cfg.layers)
+        temps = [cols[i].slider(f"z{i + 1}", 0.0, 2.0, float(temperature), 0.1, key=f"samples_temperature_z{i + 1}")
+                 for i in range(model.cfg.layers)]
+    label = " / ".join(f"{t:.1f}" for t in temps) if per_layer else f"{temperature:.1f}"
+    common.show_images(prior_samples(model, n, temps, int(seed)), shape, target=56,
+                       caption=f"{n} samples z_L → … → z_1 → E[x|z_1], temperature {label}")
 
 
 def reconstructions(model, points) -> None:

@@ -114,12 +114,15 @@ def reconstruct(model: HierarchicalVAE, images: np.ndarray) -> np.ndarray:
     return np.concatenate(out) if out else np.zeros((0, model.cfg.input_dim), np.float32)
 
 
-def prior_samples(model: HierarchicalVAE, n: int, temperature: float = 1.0, seed: int = 0) -> np.ndarray:
-    """n images from p: z_L ~ N(0, T^2 I), then z_i ~ N(mu_p, T^2 var_p); T = 0 gives the mean path."""
+def prior_samples(model: HierarchicalVAE, n: int, temperature: float | Sequence[float] = 1.0,
+                  seed: int = 0) -> np.ndarray:
+    """n images from p: z_L ~ N(0, T_L^2 I), then z_i ~ N(mu_p, T_i^2 var_p); T = 0 gives the mean path.
+    temperature: one T for every layer, or one per layer (z_1 first)."""
     # Noise from a CPU generator: the same seed gives the same images on any device.
     g = torch.Generator().manual_seed(seed)
+    temps = float(temperature) if isinstance(temperature, (int, float)) else [float(t) for t in temperature]
     with evaluating(model):
-        return _images(model, model.generative.top_down(n, temperature=float(temperature), generator=g)[0])
+        return _images(model, model.generative.top_down(n, temperature=temps, generator=g)[0])
 
 
 def hierarchy_decomposition(model: HierarchicalVAE, image: np.ndarray, keep_top: int, n: int = 8,

@@ -321,6 +321,14 @@ def test_samples_page_widgets_change_the_images(app):
     no_exceptions(app)
     assert image_url(app, "samples z_L") != before
 
+    app.toggle(key="samples_per_layer").set_value(True).run()
+    no_exceptions(app)
+    per_layer = image_url(app, "samples z_L")
+    app.slider(key="samples_temperature_z1").set_value(1.5).run()  # one layer's noise only
+    no_exceptions(app)
+    assert image_url(app, "samples z_L") != per_layer and "temperature 1.5 / 0.3 / 0.3" in \
+        next(c for img in app.image for c in img.captions if "samples z_L" in c)
+
     recon = image_url(app, "reconstructions")
     app.number_input(key="samples_recon_start").set_value(16).run()
     assert image_url(app, "reconstructions") != recon

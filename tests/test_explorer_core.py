@@ -437,3 +437,15 @@ def test_interpolation_ends_at_the_two_reconstructions_and_moves_one_layer_at_a_
     assert not np.allclose(top[0], top[-1])
     with pytest.raises(ValueError):
         interpolate(model, a, b, layer=cfg.layers)
+
+
+def test_prior_samples_take_one_temperature_per_layer(lvae):
+    model, cfg = lvae
+    same = prior_samples(model, 6, [0.7] * cfg.layers, seed=3)
+    np.testing.assert_allclose(same, prior_samples(model, 6, 0.7, seed=3), atol=1e-6)
+    np.testing.assert_allclose(prior_samples(model, 6, [0.0] * cfg.layers, seed=3), prior_samples(model, 6, 0.0),
+                               atol=1e-6)
+    only_top = prior_samples(model, 6, [0.0] * (cfg.layers - 1) + [1.0], seed=3)
+    assert not np.allclose(only_top, prior_samples(model, 6, 0.0))  # the top layer's noise alone shows
+    with pytest.raises(ValueError, match="temperatures"):
+        prior_samples(model, 6, [1.0, 1.0, 1.0, 1.0, 1.0, 1.0][:cfg.layers + 1])

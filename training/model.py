@@ -10,6 +10,7 @@ Layers are numbered 0..L-1 in code (z_1..z_L in the paper). Both models share
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -131,19 +132,23 @@ class GenerativeModel(nn.Module):
             return torch.sigmoid(self.x_logits(d))
         return self.x_gauss(d)[0]
 
-    def top_down(self, n: int, fixed: dict[int, torch.Tensor] | None = None, temperature: float = 1.0,
-                 use_mean: bool = False, like: torch.Tensor | None = None,
-                 generator: torch.Generator | None = None) -> list[torch.Tensor]:
+    def top_down(self, n: int, fixed: dict[int, torch.Tensor] | None = None,
+                 temperature: float | Sequence[float] = 1.0, use_mean: bool = False,
+                 like: torch.Tensor | None = None, generator: torch.Generator | None = None) -> list[torch.Tensor]:
         """Ancestral sampling z_L -> z_1 from p (the one sampler: prior samples, decoding, traversals).
 
         Returns [z_1, ..., z_L], n rows each. Layers in `fixed` keep the given values (n rows, or one
-        row broadcast); `temperature` scales the standard deviation of each sampled layer (0: the mean);
+        row broadcast); `temperature` scales the standard deviation of each sampled layer (0: the mean),
+        one value for all layers or one per layer (z_1 first);
         `use_mean` takes p's mean at every free layer, which makes decoding from a layer deterministic.
         Noise comes from `generator` (torch's global one if None) on the generator's device, then moves
         to the model's: a seed gives the same draws on any device.
         """
         fixed = fixed or {}
         like = like if like is not None else next(self.parameters())
+        temps = [float(temperature)] * self.n_layers if isinstance(temperature, (int, float)) else list(temperature)
+        if len(temps) != self.n_layers:
+            raise ValueError(f"{len(temps)} temperatures for {self.n_layers} layers")
         zs: list[torch.Tensor] = [like.new_empty(0)] * self.n_layers
         for i in reversed(range(self.n_layers)):
             if i in fixed:
@@ -155,7 +160,7 @@ class GenerativeModel(nn.Module):
                 continue
             device = generator.device if generator is not None else mu.device
             eps = torch.randn(mu.shape, generator=generator, device=device).to(mu.device)
-            zs[i] = mu + temperature * torch.sqrt(var) * eps
+            zs[i] = mu + temps[i] * torch.sqrt(var) * eps
         return zs
 
 
