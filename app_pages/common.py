@@ -187,7 +187,8 @@ def chart(fig: go.Figure, key: str, csv_name: str, **kwargs: Any) -> Any:
     """A plotly chart with a "numbers (CSV)" download under it; returns the chart's event state."""
     from explorer.figures import export_config
     event = st.plotly_chart(fig, key=key, width="stretch", config=export_config(csv_name), **kwargs)
-    st.download_button("Numbers (CSV)", figure_csv(fig), file_name=f"{csv_name}.csv", mime="text/csv",
+    # A callable: the CSV is made when clicked, not on every rerun.
+    st.download_button("Numbers (CSV)", lambda: figure_csv(fig), file_name=f"{csv_name}.csv", mime="text/csv",
                        key=f"{key}_csv", on_click="ignore", icon=":material/download:")
     return event
 

@@ -70,6 +70,22 @@ def hover_chart(run, points, n: int, use_means: bool) -> None:
     st.caption(f"Hover mode: {note}. Pick a point with the number input; clicking selects nothing here.")
 
 
+def codes_downloads(run, points, n: int) -> None:
+    """Every layer's posterior means and variances of the shown points, as .npz and CSV (made on click)."""
+    from explorer.codes import codes_frame, codes_npz
+    enc = common.encoding_of(str(run.path), run.stamp, n)
+    what = f"the {len(points.labels)} points shown: {points.source}"
+    d1, d2, _ = st.columns([1, 1, 3])
+    d1.download_button("Codes (.npz)", lambda: codes_npz(enc, points.labels, run.name, what),
+                       file_name=f"{run.name}-codes.npz", mime="application/octet-stream", key="layers_codes_npz",
+                       on_click="ignore", icon=":material/download:",
+                       help="posterior means and variances of every layer (mean path), labels, run and selection")
+    d2.download_button("Codes (CSV)", lambda: codes_frame(enc, points.labels, run.name, what).to_csv(index=False).encode(),
+                       file_name=f"{run.name}-codes.csv", mime="text/csv", key="layers_codes_csv",
+                       on_click="ignore", icon=":material/download:",
+                       help="one row per point, layer and unit: mean and variance")
+
+
 def main() -> None:
     st.header("Latent layers in PCA")
     run = common.pick_run("Run", "layers_run")
@@ -107,6 +123,7 @@ def main() -> None:
     with right:
         selected_point(run, points)
     common.chart(explained_variance(pcas), "layers_explained", f"{run.name}-explained-variance")
+    codes_downloads(run, points, n)
 
     if st.toggle("3-D view of one layer", key="layers_3d"):
         layer = st.selectbox("Layer", range(len(pcas)), format_func=lambda i: f"z{i + 1}", key="layers_3d_layer")

@@ -150,25 +150,31 @@ def _snapshot_points(cfg: RunConfig, run_dir: Path, n: int, why: str) -> TestPoi
 
 @dataclass
 class Encoding:
-    means: list[np.ndarray]     # per layer (N, units_i): posterior means along the mean path (nothing sampled)
-    samples: list[np.ndarray]   # per layer (N, units_i): one posterior sample z ~ q(z|x)
+    means: list[np.ndarray]      # per layer (N, units_i): posterior means along the mean path (nothing sampled)
+    samples: list[np.ndarray]    # per layer (N, units_i): one posterior sample z ~ q(z|x)
+    variances: list[np.ndarray]  # per layer (N, units_i): q's variance along the mean path
 
 
 def encode(model: HierarchicalVAE, images: np.ndarray, seed: int = 0) -> Encoding:
-    """Every layer's posterior mean and one (seeded) posterior sample of each image, in batches."""
-    means: list[list[np.ndarray]] = [[] for _ in model.cfg.latent_sizes]
-    samples: list[list[np.ndarray]] = [[] for _ in model.cfg.latent_sizes]
+    """Every layer's posterior mean and variance (mean path) and one (seeded) posterior sample of each image."""
+    sizes = model.cfg.latent_sizes
+    means: list[list[np.ndarray]] = [[] for _ in sizes]
+    variances: list[list[np.ndarray]] = [[] for _ in sizes]
+    samples: list[list[np.ndarray]] = [[] for _ in sizes]
     g = generator(seed, device_of(model))
     with evaluating(model):
         for start in range(0, len(images), BATCH):
             x = as_tensor(images[start:start + BATCH], model)
-            for i, z in enumerate(model.encode(x, sample=False)):
-                means[i].append(z.cpu().numpy())
+            for i, layer in enumerate(model.inference(x, model.generative, 1, sample=False)):
+                means[i].append(layer.z.cpu().numpy())
+                variances[i].append(layer.var_q.cpu().numpy())
             for i, z in enumerate(model.encode(x, sample=True, generator=g)):
                 samples[i].append(z.cpu().numpy())
-    empty = [np.zeros((0, u), np.float32) for u in model.cfg.latent_sizes]
-    return Encoding([np.concatenate(m) if m else e for m, e in zip(means, empty)],
-                    [np.concatenate(s) if s else e for s, e in zip(samples, empty)])
+
+    def stack(parts: list[list[np.ndarray]]) -> list[np.ndarray]:
+        return [np.concatenate(p) if p else np.zeros((0, u), np.float32) for p, u in zip(parts, sizes)]
+
+    return Encoding(stack(means), stack(samples), stack(variances))
 
 
 # ---- PCA of one layer --------------------------------------------------------------

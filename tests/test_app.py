@@ -204,6 +204,8 @@ def test_layers_page_plots_every_layer_and_follows_the_selected_point(app):
     assert len(highlight) == 3 and all(t["customdata"] == [0] for t in highlight)
     explained = by_title(app, "Variance")
     assert [t["name"] for t in explained["data"]] == ["PC1", "PC2", "PC3"]
+    downloads = [b.proto.label for b in app.get("download_button")]
+    assert {"Codes (.npz)", "Codes (CSV)"} <= set(downloads) and downloads.count("Numbers (CSV)") == 2
     before = image_url(app, "reconstruction")
 
     app.number_input(key="layers_point").set_value(7).run()

@@ -200,6 +200,12 @@ def test_every_page_on_the_shipped_mnist_pair_in_a_real_browser(shipped_server, 
             _charts_drawn(page, 1)
             _images_drawn(page)
             _shot(page, "layers")
+            # Downloads are made on click (deferred callables): the codes of the 1,000 points, every layer.
+            with page.expect_download(timeout=60_000) as download:
+                page.get_by_role("button", name="Codes (CSV)").click()
+            lines = Path(download.value.path()).read_text().splitlines()
+            assert lines[0] == "run,selection,point,class,layer,unit,mean,variance"
+            assert len(lines) == 1 + 1000 * (64 + 32 + 16 + 8 + 4)
 
             page.goto(f"{shipped_server}/traverse", timeout=60_000)
             decoded = page.locator('[data-testid="stImage"]').filter(has_text="decoded").locator("img")

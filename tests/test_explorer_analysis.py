@@ -67,3 +67,27 @@ def test_mutual_information_of_a_gaussian_channel_has_the_known_answer():
     # a collapsed layer (q(z|x) = the prior for every x) carries nothing
     est0, _ = mutual_information(np.zeros_like(x), np.ones_like(x), batch=1000)
     assert abs(est0) < 0.02
+
+
+def test_codes_export_records_run_selection_means_and_variances():
+    import io
+    import json
+
+    from explorer.codes import codes_frame, codes_npz
+    from explorer.encode import Encoding
+    rng = np.random.default_rng(4)
+    means = [rng.normal(size=(5, 3)).astype(np.float32), rng.normal(size=(5, 2)).astype(np.float32)]
+    variances = [np.full((5, 3), 0.5, np.float32), np.full((5, 2), 0.25, np.float32)]
+    enc = Encoding(means, means, variances)
+    labels = np.array([0, 1, 2, 1, 0])
+    z = np.load(io.BytesIO(codes_npz(enc, labels, "run-a", "the 5 points shown", index=[10, 11, 12, 13, 14])))
+    np.testing.assert_array_equal(z["means_z2"], means[1])
+    np.testing.assert_array_equal(z["variances_z1"], variances[0])
+    assert z["index"].tolist() == [10, 11, 12, 13, 14] and z["labels"].tolist() == labels.tolist()
+    about = json.loads(str(z["about"]))
+    assert about["run"] == "run-a" and about["selection"] == "the 5 points shown" and about["layers"] == 2
+    frame = codes_frame(enc, labels, "run-a", "sel")
+    assert len(frame) == 5 * 3 + 5 * 2
+    row = frame[(frame["layer"] == "z2") & (frame["point"] == 3) & (frame["unit"] == 1)].iloc[0]
+    assert row["mean"] == pytest.approx(means[1][3, 1]) and row["variance"] == pytest.approx(0.25)
+    assert row["class"] == 1 and row["run"] == "run-a"
