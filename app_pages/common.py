@@ -138,6 +138,16 @@ def pcas_of(path: str, stamp: float, n: int, use_means: bool, k: int = 3) -> lis
     return [layer_pca(z, k) for z in (enc.means if use_means else enc.samples)]
 
 
+@st.cache_resource(max_entries=8, show_spinner="Indexing every layer's codes for neighbour search…")
+def neighbour_indexes_of(path: str, stamp: float, n: int, k: int) -> tuple[list, list[float]]:
+    """Per layer a k-NN index of the posterior means and its k-NN label agreement, once per server."""
+    from explorer.neighbours import LayerIndex, label_agreement
+    enc = encoding_of(path, stamp, n)
+    labels = points_of(path, stamp, n).labels
+    indexes = [LayerIndex(z) for z in enc.means]
+    return indexes, [label_agreement(ix.all_neighbours(k), labels) for ix in indexes]
+
+
 @st.cache_data(max_entries=32, show_spinner=False)
 def history_of(path: str, stamp: float, size: int) -> pd.DataFrame:
     """history.jsonl as a DataFrame; `size` (the file's size) keys it, as a running job appends lines."""

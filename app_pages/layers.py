@@ -70,6 +70,24 @@ def hover_chart(run, points, n: int, use_means: bool) -> None:
     st.caption(f"Hover mode: {note}. Pick a point with the number input; clicking selects nothing here.")
 
 
+NEIGHBOURS = 8
+
+
+def neighbours(run, points, n: int) -> None:
+    """The selected point's nearest neighbours in every layer (posterior means, Euclidean), a row each."""
+    idx = int(st.session_state[POINT])
+    indexes, agreement = common.neighbour_indexes_of(str(run.path), run.stamp, n, NEIGHBOURS)
+    st.caption(f"Point {idx} (class {int(points.labels[idx])}), then its {NEIGHBOURS} nearest test points in each "
+               "layer's posterior means. Label agreement: the share of all points' neighbours that share their "
+               "class (chance is about 1/10); a collapsed layer groups nothing.")
+    for i, ix in enumerate(indexes):
+        near = ix.neighbours([idx], NEIGHBOURS)[0]
+        row = np.concatenate([points.images[[idx]], points.images[near]])
+        common.show_images(row, points.image_shape, ncols=NEIGHBOURS + 1, target=48,
+                           caption=f"z{i + 1}: label agreement {agreement[i]:.0%}; classes "
+                                   + " ".join(str(int(c)) for c in points.labels[near]))
+
+
 def codes_downloads(run, points, n: int) -> None:
     """Every layer's posterior means and variances of the shown points, as .npz and CSV (made on click)."""
     from explorer.codes import codes_frame, codes_npz
@@ -123,6 +141,8 @@ def main() -> None:
     with right:
         selected_point(run, points)
     common.chart(explained_variance(pcas), "layers_explained", f"{run.name}-explained-variance")
+    if st.toggle("Nearest neighbours of the point in every layer", key="layers_neighbours"):
+        neighbours(run, points, n)
     codes_downloads(run, points, n)
 
     if st.toggle("3-D view of one layer", key="layers_3d"):

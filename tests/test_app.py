@@ -214,6 +214,15 @@ def test_layers_page_plots_every_layer_and_follows_the_selected_point(app):
     assert all(t["customdata"] == [7] for t in grid["data"] if t["name"] == "selected point")
     assert image_url(app, "reconstruction") != before
 
+    app.toggle(key="layers_neighbours").set_value(True).run()
+    no_exceptions(app)
+    rows = [c for img in app.image for c in img.captions if "label agreement" in c]
+    assert [r.split(":")[0] for r in rows] == ["z1", "z2", "z3"]
+    assert all(len(r.split("classes ")[1].split()) == 8 for r in rows)
+    first = image_url(app, "z1: label agreement")
+    app.number_input(key="layers_point").set_value(9).run()
+    assert image_url(app, "z1: label agreement") != first  # another point, other neighbours
+
     app.toggle(key="layers_3d").set_value(True).run()
     no_exceptions(app)
     assert any(t["type"] == "scatter3d" for t in figures(app)[-1]["data"])

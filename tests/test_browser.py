@@ -206,6 +206,10 @@ def test_every_page_on_the_shipped_mnist_pair_in_a_real_browser(shipped_server, 
             lines = Path(download.value.path()).read_text().splitlines()
             assert lines[0] == "run,selection,point,class,layer,unit,mean,variance"
             assert len(lines) == 1 + 1000 * (64 + 32 + 16 + 8 + 4)
+            page.get_by_text("Nearest neighbours of the point in every layer").click()
+            page.get_by_text("z5: label agreement").wait_for(timeout=60_000)
+            _images_drawn(page)
+            _shot(page, "layers-neighbours")
 
             page.goto(f"{shipped_server}/traverse", timeout=60_000)
             decoded = page.locator('[data-testid="stImage"]').filter(has_text="decoded").locator("img")
