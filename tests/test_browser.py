@@ -125,7 +125,7 @@ def test_compare_follows_a_run_training_from_the_train_page(server, page, tmp_pa
     page.get_by_role("textbox", name="Run name").fill("digits-lvae-bn-wu")
     page.get_by_role("spinbutton", name="Epochs", exact=True).fill("120")
     page.get_by_role("button", name="Start training").click()
-    page.get_by_text("Started").wait_for(timeout=60_000)
+    page.get_by_text("Started digits-lvae-bn-wu").wait_for(timeout=60_000)
     deadline = time.time() + 60
     while not (runs / "digits-lvae-bn-wu" / "checkpoint.safetensors").is_file() and time.time() < deadline:
         time.sleep(0.2)
