@@ -21,7 +21,7 @@ import torch  # noqa: E402
 
 from training import checkpoint as ckpt  # noqa: E402
 from training.data import load_dataset  # noqa: E402
-from training.evaluate import BN_STATS_SEED, iw_estimate, recompute_bn_statistics, test_tensors  # noqa: E402
+from training.evaluate import bn_statistics_images, iw_estimate, recompute_bn_statistics, test_tensors  # noqa: E402
 
 
 def as_float16_weights(model: torch.nn.Module) -> torch.nn.Module:
@@ -46,11 +46,13 @@ def main() -> None:
     data = load_dataset(cfg.dataset, a.data_dir or cfg.data_dir, cfg.pixel_scale)
     x_test, _ = test_tensors(data, cfg, torch.device("cpu"))
     x_test = x_test[:a.n]
-    x_train = torch.bernoulli(torch.as_tensor(data.train_x), generator=torch.Generator().manual_seed(BN_STATS_SEED))
+    x_train = bn_statistics_images(data, cfg, torch.device("cpu"))
     rows = []
     for name, m in (("float32", model), ("float16", as_float16_weights(model))):
         t0 = time.perf_counter()
-        ll = iw_estimate(recompute_bn_statistics(m, x_train), x_test, a.k, seed=0)
+        # Seeded generators for the BN pass and the IW draws: the two models see the same noise.
+        bn = recompute_bn_statistics(m, x_train, generator=torch.Generator().manual_seed(0))
+        ll = iw_estimate(bn, x_test, a.k, seed=0)
         rows.append((name, ll, time.perf_counter() - t0))
     diff = rows[1][1] - rows[0][1]
     print(f"{a.run_dir} ({cfg.label}, epoch {epoch}): IW-{a.k} on the first {len(x_test)} test images, "

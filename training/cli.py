@@ -138,6 +138,7 @@ def run(argv: list[str] | None = None) -> int:
         a = build_parser().parse_args(argv)
     except SystemExit as e:  # argparse has printed its one line (or --help)
         return e.code if isinstance(e.code, int) else 2
+    command = shlex.join(["python", "-m", "training", *(sys.argv[1:] if argv is None else argv)])  # for the records
     if a.command == "train":
         from .train import train
         out = train(config_from_args(a), a.out, resume=a.resume, progress=a.progress, time_limit=a.time_limit)
@@ -148,7 +149,7 @@ def run(argv: list[str] | None = None) -> int:
             raise UserError("--iw-samples must be at least 1")
         result = evaluate_run(a.run_dir, a.iw_samples, a.data_dir, a.device, bn_stats=a.bn_stats)
         result["date"] = dt.date.today().isoformat()
-        result["command"] = shlex.join(["python", "-m", "training", *(sys.argv[1:] if argv is None else argv)])
+        result["command"] = command
         print(json.dumps(result) if a.json else format_report(result))
     elif a.command == "reproduce" and a.add:
         from .reproduce import add_runs
@@ -177,8 +178,7 @@ def run(argv: list[str] | None = None) -> int:
                 raise UserError(f"--eval-json {a.eval_json}: not a readable JSON file ({e})") from None
             if not isinstance(evaluation, dict):
                 raise UserError(f"--eval-json {a.eval_json}: must hold one JSON object (what `eval --json` prints)")
-        out = export_run(a.run_dir, a.out_dir, a.dtype, evaluation, a.iw_samples, a.data_dir,
-                         command=shlex.join(["python", "-m", "training", *(sys.argv[1:] if argv is None else argv)]))
+        out = export_run(a.run_dir, a.out_dir, a.dtype, evaluation, a.iw_samples, a.data_dir, command=command)
         print(f"exported {out}")
     elif a.command == "demo":
         from .demo import run_demo

@@ -78,14 +78,25 @@ def iw_estimate(model: HierarchicalVAE, x: torch.Tensor, k: int, seed: int = 0, 
                                  generator=torch.Generator(x.device).manual_seed(seed))
 
 
+def bn_statistics_images(data: Dataset, cfg: RunConfig, device: torch.device) -> torch.Tensor:
+    """The training set as BN's statistics are recomputed over it: binarized once (seed BN_STATS_SEED)
+    for Bernoulli data, as training saw it."""
+    x = torch.as_tensor(data.train_x, device=device)
+    if cfg.likelihood == "bernoulli":
+        x = torch.bernoulli(x, generator=torch.Generator(device).manual_seed(BN_STATS_SEED))
+    return x
+
+
 @torch.no_grad()
-def recompute_bn_statistics(model: HierarchicalVAE, x_train: torch.Tensor) -> HierarchicalVAE:
+def recompute_bn_statistics(model: HierarchicalVAE, x_train: torch.Tensor,
+                            generator: torch.Generator | None = None) -> HierarchicalVAE:
     """A copy of the model whose BN layers hold the exact mean and (biased) variance of their inputs
     over x_train, as the authors set them before every test evaluation (run_models.py l.779-786: one
     forward pass of all training images in a single batch). The model itself is not changed.
 
     One batch is that definition: each BN layer's inputs depend on the layers below normalising with
-    the statistics of the same whole set.
+    the statistics of the same whole set. The pass samples every z (the upper layers' BN inputs depend
+    on those draws): from `generator`, or torch's global one (evaluate_run seeds it) if None.
     """
     twin = copy.deepcopy(model).train()
     bns = [m for m in twin.modules() if isinstance(m, torch.nn.BatchNorm1d)]
@@ -94,7 +105,7 @@ def recompute_bn_statistics(model: HierarchicalVAE, x_train: torch.Tensor) -> Hi
         bn.reset_running_stats()
         bn.momentum = None  # a cumulative average: after one batch, exactly that batch's statistics
     if bns:
-        twin(x_train)
+        twin(x_train, generator=generator)
     n = x_train.shape[0]
     for bn, momentum in zip(bns, momenta):
         bn.running_var.mul_((n - 1) / n)  # torch stores the unbiased variance; BN normalised with the biased one
@@ -116,10 +127,7 @@ def evaluate_run(run_dir: Path, iw_samples: int = 5000, data_dir: str | None = N
     x_test, _ = test_tensors(data, cfg, dev)
     torch.manual_seed(0)
     if bn_stats == "recomputed":
-        x_train = torch.as_tensor(data.train_x, device=dev)
-        if cfg.likelihood == "bernoulli":
-            x_train = torch.bernoulli(x_train, generator=torch.Generator(dev).manual_seed(BN_STATS_SEED))
-        model = recompute_bn_statistics(model, x_train)
+        model = recompute_bn_statistics(model, bn_statistics_images(data, cfg, dev))
     n = x_test.shape[0]
     with eval_mode(model):
         stats = evaluate_elbo(model, x_test)

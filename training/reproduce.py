@@ -9,8 +9,9 @@ optimizer, clipping, initialisation and pixel scale of the authors' code
 Entries train and evaluate in worker processes (concurrent.futures, spawned; or Ray tasks across
 machines with `--engine ray`, training/engines.py): `--jobs N` runs N workers at once (on one GPU
 too, each with its own CUDA context), and each worker trains `--group M` entries in lockstep, their
-steps captured in one CUDA graph on a GPU; which mix is fastest is for benchmarks/train_speed.py to say. Each finished entry writes its row to
-result.json in its run folder and the tables are built from those. A killed command loses at
+steps captured in one CUDA graph on a GPU; which mix is fastest is for benchmarks/train_speed.py to
+say. Each finished entry writes its row to result.json in its run folder and the tables are built
+from those. A killed command loses at
 most the epochs since each run's last checkpoint. Finished entries are kept in
 results/paper-<dataset>.json; running the same command again skips them and resumes the rest.
 """
