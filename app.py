@@ -24,6 +24,7 @@ PAGES = [
     st.Page("app_pages/compare.py", title="Compare", icon=":material/compare_arrows:", default=True),
     st.Page("app_pages/layers.py", title="Layers", icon=":material/scatter_plot:", url_path="layers"),
     st.Page("app_pages/traverse.py", title="Traverse", icon=":material/tune:", url_path="traverse"),
+    st.Page("app_pages/paths.py", title="Paths", icon=":material/timeline:", url_path="paths"),
     st.Page("app_pages/curves.py", title="Curves", icon=":material/show_chart:", url_path="curves"),
     st.Page("app_pages/samples.py", title="Samples", icon=":material/grid_view:", url_path="samples"),
     st.Page("app_pages/train.py", title="Train a model", icon=":material/model_training:", url_path="train"),

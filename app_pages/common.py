@@ -138,14 +138,85 @@ def pcas_of(path: str, stamp: float, n: int, use_means: bool, k: int = 3) -> lis
     return [layer_pca(z, k) for z in (enc.means if use_means else enc.samples)]
 
 
+@st.cache_resource(max_entries=64, show_spinner=False)
+def projection_of(path: str, stamp: float, n: int, use_means: bool, method: str, layer: int, k: int = 2) -> Any:
+    """One layer's projection (explorer.projections), once per server for every session."""
+    from explorer.projections import project
+    enc = encoding_of(path, stamp, n)
+    return project((enc.means if use_means else enc.samples)[layer], method, k)
+
+
+def projections(run: RunInfo, n: int, use_means: bool, method: str, k: int = 2) -> list:
+    """Every layer's projection; a progress bar while UMAP or t-SNE runs (seconds per layer, then cached)."""
+    layers = model_for(run).cfg.layers
+    bar = st.progress(0.0, text=f"{method} of every layer…") if method != "PCA" else None
+    out = []
+    for i in range(layers):
+        if bar is not None:
+            bar.progress(i / layers, text=f"{method} of z{i + 1} ({i + 1} of {layers}; computed once, then shared)…")
+        out.append(projection_of(str(run.path), run.stamp, n, use_means, method, i, k))
+    if bar is not None:
+        bar.empty()
+    return out
+
+
+@st.cache_resource(max_entries=16, show_spinner=False)
+def layer_stats_of(path: str, stamp: float, n: int, use_means: bool) -> tuple[list[int], list[np.ndarray]]:
+    """Per layer: units active in the plotted codes, and the prior's sd along PC1-3 (axis yardsticks)."""
+    from explorer.encode import active_counts, prior_sd_along
+    enc = encoding_of(path, stamp, n)
+    pcas = pcas_of(path, stamp, n, use_means)
+    return (active_counts(enc.means if use_means else enc.samples),
+            [prior_sd_along(p.components, v) for p, v in zip(pcas, enc.prior_variances)])
+
+
+def rows_of(points: Any, test_indices: Any) -> np.ndarray:
+    """The rows of `points` whose test-set positions are in test_indices (in row order)."""
+    if test_indices is None or not len(test_indices):
+        return np.zeros(0, np.int64)
+    return np.flatnonzero(np.isin(points.index, np.asarray(test_indices, dtype=np.int64)))
+
+
+def chart_selection(event: Any) -> tuple[str, list[int]]:
+    """A plotly chart's selection event as ("box"/"lasso", rows), ("click", rows) or ("clear", []):
+    rows are the points' customdata (their row in the page's arrays)."""
+    sel = (event or {}).get("selection", {}) or {}
+    rows = []
+    for p in sel.get("points", []) or []:
+        data = p.get("customdata")
+        data = data[0] if isinstance(data, (list, tuple)) else data
+        if data is not None:
+            rows.append(int(data))
+    if not rows:
+        return "clear", []
+    kind = "box" if sel.get("box") else "lasso" if sel.get("lasso") else "click"
+    return kind, sorted(set(rows))
+
+
 @st.cache_resource(max_entries=8, show_spinner="Indexing every layer's codes for neighbour search…")
-def neighbour_indexes_of(path: str, stamp: float, n: int, k: int) -> tuple[list, list[float]]:
-    """Per layer a k-NN index of the posterior means and its k-NN label agreement, once per server."""
+def neighbour_indexes_of(path: str, stamp: float, n: int, k: int) -> tuple[list, list[float], list[np.ndarray]]:
+    """Per layer a k-NN index of the posterior means, its k-NN label agreement and every point's k neighbours,
+    once per server."""
     from explorer.neighbours import LayerIndex, label_agreement
     enc = encoding_of(path, stamp, n)
     labels = points_of(path, stamp, n).labels
     indexes = [LayerIndex(z) for z in enc.means]
-    return indexes, [label_agreement(ix.all_neighbours(k), labels) for ix in indexes]
+    tables = [ix.all_neighbours(k) for ix in indexes]
+    return indexes, [label_agreement(t, labels) for t in tables], tables
+
+
+@st.cache_resource(max_entries=8, show_spinner="Rate, distortion, activity and mutual information per layer…")
+def information_of(path: str, stamp: float, n: int) -> Any:
+    """explorer.information.layer_information of the run's shown test points, once per server."""
+    from explorer.information import layer_information
+    return layer_information(model_of(path, stamp), points_of(path, stamp, n).images, encoding_of(path, stamp, n))
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def iw_bounds_of(path: str, stamp: float, n: int, ks: tuple[int, ...]) -> dict:
+    """The IW-K bounds (mean, SE) of log p(x) for each K on n of the run's test points."""
+    from explorer.information import iw_bounds
+    return iw_bounds(model_of(path, stamp), points_of(path, stamp, n).images, ks)
 
 
 @st.cache_data(max_entries=32, show_spinner=False)

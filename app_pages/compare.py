@@ -6,11 +6,14 @@ evaluation in history.jsonl, and the IW log-likelihood is computed on demand.
 """
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
 from app_pages import common
-from explorer.figures import per_layer_bars
+from explorer.figures import (iw_bound_curve, mutual_information_bars, per_layer_bars, rate_distortion_bars,
+                              unit_activity_vs_kl)
+from explorer.information import IW_KS, NIL_KL, active_only_through_above
 from explorer.paper import PAPER, PAPER_MNIST, paper_reference, reproductions, scale_note
 from explorer.runs import RunInfo, default_pair
 
@@ -124,6 +127,115 @@ def compare(a: RunInfo, b: RunInfo) -> None:
         st.rerun()
 
 
+NEIGHBOURS = 8
+MI_HELP = ("I(x; z_i) = E_x E_q(z_i|x)[log q(z_i|x) − log q(z_i)], q(z_i) = the mean of q(z_i|x) over the test "
+           "images (the aggregate posterior); estimated as He et al. 2019 do (one z per image, q(z) a mixture of the N "
+           "shown images' posteriors). Biased low and capped at log N: N images cannot show more than log N nats. "
+           "Error bars: ±1 standard error over batches of 200 images.")
+
+
+def same_points(a: RunInfo, b: RunInfo, n: int) -> bool:
+    pa, pb = (common.points_of(str(r.path), r.stamp, n) for r in (a, b))
+    return pa.image_shape == pb.image_shape and len(pa.index) == len(pb.index) and bool((pa.index == pb.index).all())
+
+
+def neighbourhoods(a: RunInfo, b: RunInfo, names: list[str]) -> None:
+    """k-NN label agreement per layer of both runs, neighbourhood overlap between layers and runs, and the
+    points whose neighbourhoods change most."""
+    from explorer.neighbours import most_changed, overlap_summary
+    st.subheader("Neighbourhoods, layer by layer")
+    n = common.TEST_POINTS
+    try:
+        _, agree_a, tables_a = common.neighbour_indexes_of(str(a.path), a.stamp, n, NEIGHBOURS)
+        _, agree_b, tables_b = common.neighbour_indexes_of(str(b.path), b.stamp, n, NEIGHBOURS)
+        points = common.points_of(str(a.path), a.stamp, n)
+        linked = same_points(a, b, n)
+    except Exception as e:  # noqa: BLE001
+        st.error(f"Cannot index the runs' codes: {e}")
+        return
+    summary = overlap_summary(tables_a, tables_b if linked else None)
+    layers = max(len(tables_a), len(tables_b))
+    table = pd.DataFrame({"layer": [f"z{i + 1}" for i in range(layers)],
+                          f"A ({names[0]}): label agreement": agree_a + [None] * (layers - len(agree_a)),
+                          f"B ({names[1]}): label agreement": agree_b + [None] * (layers - len(agree_b))})
+    for col, vals in summary.items():
+        table[col] = vals + [None] * (layers - len(vals))
+    st.dataframe(table, hide_index=True, width="stretch",
+                 column_config={c: st.column_config.NumberColumn(format="percent") for c in table.columns[1:]})
+    st.caption(f"On {len(points.labels)} test points ({points.source}), {NEIGHBOURS} nearest neighbours in each "
+               "layer's posterior means. Label agreement: the share of neighbours of the same class (chance ≈ 10%). "
+               "Overlap: the mean share of a point's neighbours two embeddings have in common (z_i vs z_i+1: between "
+               "a layer and the one above, in the same run)."
+               + ("" if linked else " The two runs show different test points: no overlap between them."))
+    points_b = common.points_of(str(b.path), b.stamp, n)
+    pairs = {f"A z{i + 1} vs A z{i + 2}": (tables_a[i], tables_a[i + 1], points) for i in range(len(tables_a) - 1)}
+    if linked:
+        pairs = {f"A z{i + 1} vs B z{i + 1}": (tables_a[i], tables_b[i], points)
+                 for i in range(min(len(tables_a), len(tables_b)))} | pairs
+    pairs |= {f"B z{i + 1} vs B z{i + 2}": (tables_b[i], tables_b[i + 1], points_b) for i in range(len(tables_b) - 1)}
+    if not pairs:
+        return
+    pair = st.selectbox("Where do neighbourhoods change most?", list(pairs), key="compare_overlap_pair")
+    first, second, pts = pairs[pair]  # linked runs share their points, so one set of images serves both
+    top, overlap = most_changed(first, second, 5)
+    st.caption(f"{pair}: mean overlap {overlap.mean():.0%}. The 5 points with the least overlap; each row: the point, "
+               f"its {NEIGHBOURS} neighbours in the first embedding, then in the second.")
+    for p in top:
+        row = np.concatenate([pts.images[[p]], pts.images[first[p]], pts.images[second[p]]])
+        common.show_images(row, pts.image_shape, ncols=len(row), target=40,
+                           caption=f"point {int(pts.index[p])} (class {int(pts.labels[p])}): overlap "
+                                   f"{overlap[p]:.0%}; classes " + " ".join(str(int(c)) for c in pts.labels[first[p]])
+                                   + " | " + " ".join(str(int(c)) for c in pts.labels[second[p]]))
+
+
+def information(a: RunInfo, b: RunInfo, names: list[str]) -> None:
+    """Rate beside distortion, I(x; z_i) per layer, each unit's activity against its own KL, the IW-K curve."""
+    st.subheader("Information per layer")
+    n = common.TEST_POINTS
+    try:
+        info = {name: common.information_of(str(r.path), r.stamp, n) for name, r in zip(names, (a, b))}
+    except Exception as e:  # noqa: BLE001
+        st.error(f"Cannot measure the runs: {e}")
+        return
+    points = next(iter(info.values())).points
+    c1, c2 = st.columns(2)
+    with c1:
+        common.chart(rate_distortion_bars(info), "compare_rate_distortion", "rate-distortion")
+    with c2:
+        common.chart(mutual_information_bars(info), "compare_mi", "mutual-information")
+        st.caption(f"I(x; z_i) on {points} test images.", help=MI_HELP)
+    threshold = st.select_slider("Activity threshold for 'active'", [0.001, 0.003, 0.01, 0.03, 0.1], value=0.01,
+                                 key="compare_activity_threshold",
+                                 help="Burda et al. 2016 count a unit active when A_u = Var_x E_q[u|x] > 0.01")
+    common.chart(unit_activity_vs_kl(info, threshold, NIL_KL), "compare_units_kl", "unit-activity-vs-kl")
+    through = {name: sum(int(m.sum()) for m in active_only_through_above(i.activity, i.kl_per_unit, threshold, NIL_KL))
+               for name, i in info.items()}
+    st.caption("Active units and information can disagree: a unit whose posterior mean follows p(z_i|z_i+1)'s mean "
+               "varies with x (active) while its own KL is nil: it carries the layer above's information, none of its "
+               f"own. Units active only through the layer above (KL < {NIL_KL} nats): "
+               + ", ".join(f"{k}: {v}" for k, v in through.items()) + f". On {points} test images.")
+
+    with st.form("compare_bounds_form", border=False):
+        f1, f2 = st.columns([1, 3], vertical_alignment="bottom")
+        m = f1.select_slider("Test points", [100, 200, 500, 1000], value=200, key="compare_bounds_n",
+                             help="K = 1000 costs 1000 passes per point: 200 points take seconds per run")
+        go = f2.form_submit_button(f"Compute the bound L_K for K = {', '.join(map(str, IW_KS))} of both runs",
+                                   icon=":material/stacked_line_chart:")
+    done = st.session_state.setdefault("compare_bounds", {})
+    key = tuple((str(r.path), r.stamp) for r in (a, b)) + (int(m),)
+    if go:
+        with st.spinner(f"IW bounds for K = {', '.join(map(str, IW_KS))} on {m} points of both runs…"):
+            try:
+                done[key] = {name: common.iw_bounds_of(str(r.path), r.stamp, int(m), IW_KS)
+                             for name, r in zip(names, (a, b))}
+            except Exception as e:  # noqa: BLE001
+                st.error(f"Cannot compute the bounds: {e}")
+    if key in done:
+        common.chart(iw_bound_curve(done[key]), "compare_iw_curve", "iw-bound-curve")
+        st.caption("The gap between L_1 (the ELBO) and L_K shrinks as K grows: what is left at large K is what the "
+                   "IW bound adds over the ELBO (Burda et al. 2016, eq. 8). Error bars: ±1 SE over the points.")
+
+
 def reproduction_section() -> None:
     """The paper's grid as reproduced by `python -m training reproduce`, beside the paper's numbers."""
     found = reproductions()
@@ -152,6 +264,12 @@ def main() -> None:
             run_column(run, col)
     if all(picked):
         compare(*picked)
+        names = [picked[0].name, picked[1].name if picked[1].name != picked[0].name else f"{picked[1].name} (B)"]
+        if st.toggle("Information per layer: rate, distortion, mutual information, bounds", key="compare_info"):
+            information(*picked, names)
+        if st.toggle("Neighbourhoods per layer: label agreement and overlap between layers and runs",
+                     key="compare_neighbours"):
+            neighbourhoods(*picked, names)
     else:
         st.info("Pick two usable runs to compare them.")
     common.follow_training(picked)

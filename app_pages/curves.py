@@ -5,8 +5,9 @@ import numpy as np
 import streamlit as st
 
 from app_pages import common
-from explorer.figures import (active_units_curves, kl_heatmap, kl_per_layer_curves, snapshot_animation,
-                              snapshot_scatter, training_curves)
+from explorer.figures import (active_units_curves, collapse_timeline, kl_heatmap, kl_per_layer_curves,
+                              rate_distortion_curves, snapshot_animation, snapshot_scatter, training_curves)
+from explorer.timeline import activity_over_epochs, kl_over_epochs, transitions
 from explorer.runs import default_pair
 from training import checkpoint as ckpt
 
@@ -36,7 +37,47 @@ def curves(runs) -> dict:
         common.chart(kl_per_layer_curves(histories, test=test, log_y=log_y), "training_kl", "training-kl-per-layer")
     with c2:
         common.chart(active_units_curves(histories), "training_units", "training-active-units")
+    common.chart(rate_distortion_curves(histories), "training_rate_distortion", "training-rate-distortion")
+    st.caption("Rate (KL, the information the codes carry) against distortion (what the decoder misses), epoch by "
+               "epoch: warm-up starts at low distortion and high rate and trades them as β reaches 1.")
     return histories
+
+
+MEASURES = {"activity A_u (snapshots)": ("A_u", 0.01), "own KL per unit (test evaluations)": ("KL", 0.01)}
+
+
+def timeline(runs, histories) -> None:
+    """Per unit, when it became active or inactive, by either measure, with the threshold adjustable."""
+    st.subheader("Collapse timeline: when each unit switched on or off")
+    c1, c2, c3 = st.columns([2, 2, 2])
+    by_name = {r.name: r for r in runs}
+    name = c1.selectbox("Run", list(by_name), key="training_timeline_run")
+    measure = c2.radio("Measure", list(MEASURES), key="training_timeline_measure",
+                       help="A_u = Var_x of a unit's posterior mean over the run's 1,000 fixed snapshot points (mean "
+                            "path); the own KL per unit comes from each test evaluation in history.jsonl")
+    short, default = MEASURES[measure]
+    threshold = c3.select_slider("Threshold", [0.0001, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0], value=default,
+                                 key="training_timeline_threshold",
+                                 help="a unit counts as active when its value is above this (Burda et al.: A_u > 0.01)")
+    run = by_name[name]
+    if short == "A_u":
+        epochs_saved = tuple(ckpt.snapshot_epochs(run.path))
+        try:
+            snaps = snapshots_of(str(run.path), run.stamp, epochs_saved)[0] if epochs_saved else {}
+        except Exception as e:  # noqa: BLE001
+            st.warning(f"{name}: snapshots unreadable ({e})")
+            return
+        epochs, values = activity_over_epochs(snaps)
+    else:
+        epochs, values = kl_over_epochs(histories[name])
+    if not epochs:
+        st.info(f"{name} has no {'snapshots' if short == 'A_u' else 'per-unit test KL'} yet.")
+        return
+    common.chart(collapse_timeline(epochs, values, threshold, short), "training_timeline", f"{name}-collapse-timeline")
+    table = transitions(epochs, values, threshold)
+    changed = table[(table["became inactive"] != "–") | (table["became active"] != str(epochs[0]))]
+    st.caption(f"{len(changed)} of {len(table)} units changed state after epoch {epochs[0]}; every unit below.")
+    st.dataframe(table, hide_index=True, width="stretch", height=240)
 
 
 def heatmap(runs, histories) -> None:
@@ -93,6 +134,7 @@ def main() -> None:
         return
     histories = curves(runs)
     heatmap(runs, histories)
+    timeline(runs, histories)
     replay(runs)
     common.follow_training(runs)
 

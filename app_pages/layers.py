@@ -1,4 +1,5 @@
-"""Layers: every latent layer's PCA of the test points in one figure; select a point to follow it through them.
+"""Layers: every latent layer of the test points in one figure (PCA, UMAP or t-SNE); a box or lasso
+selection is coloured in every layer and in a linked second run, the rest grey; a click follows one point.
 
 "Show images on hover" (issue #3) draws the same figure as a self-contained HTML frame
 (explorer.hover) that shows each point's test image on hover: plotly's own hover labels
@@ -10,27 +11,35 @@ import numpy as np
 import streamlit as st
 
 from app_pages import common
-from explorer.figures import explained_variance, export_config, layer_scatter, layer_scatter_grid
+from explorer.figures import (explained_variance, export_config, layer_scatter, layer_scatter_grid, projection_grid,
+                              projection_scatter3d)
 from explorer.hover import MAX_HOVER_POINTS, first_points, hover_html
 from explorer.images import image_data_uris
+from explorer.projections import METHODS
 from explorer.traverse import reconstruct
 
 POINT = "layers_point"
 CHART = "layers_grid"
+CHART_LINKED = "layers_grid_linked"
 HOVER = "layers_hover"
+SELECTION = "layers_selection"  # session_state: test-set positions of the box/lasso selection (shared by runs)
+SETS = "direction_sets"         # session_state: {"A"/"B": test-set positions} for the Paths page's directions
 HOVER_HEIGHT = 480  # px: the grid figure's own height, so the frame shows it without scrolling
+STRIP = 40          # selected images shown under the plots
 
 
-def on_select() -> None:
-    """A click/lasso on the chart picks the point (the first selected one) for the number input."""
-    event = st.session_state.get(CHART)
-    points = (event or {}).get("selection", {}).get("points", [])
-    for p in points:
-        data = p.get("customdata")
-        data = data[0] if isinstance(data, (list, tuple)) else data
-        if data is not None:
-            st.session_state[POINT] = int(data)
-            return
+def selection_callback(points, key: str):
+    """A click picks the point (number input); a box or lasso selects points in every layer and run;
+    a double-click on the chart (an empty selection) clears it."""
+    def on_select() -> None:
+        kind, rows = common.chart_selection(st.session_state.get(key))
+        if kind == "click":
+            st.session_state[POINT] = rows[0]
+        elif kind == "clear":
+            st.session_state.pop(SELECTION, None)
+        else:
+            st.session_state[SELECTION] = points.index[rows].tolist()
+    return on_select
 
 
 def selected_point(run, points) -> None:
@@ -76,7 +85,7 @@ NEIGHBOURS = 8
 def neighbours(run, points, n: int) -> None:
     """The selected point's nearest neighbours in every layer (posterior means, Euclidean), a row each."""
     idx = int(st.session_state[POINT])
-    indexes, agreement = common.neighbour_indexes_of(str(run.path), run.stamp, n, NEIGHBOURS)
+    indexes, agreement, _ = common.neighbour_indexes_of(str(run.path), run.stamp, n, NEIGHBOURS)
     st.caption(f"Point {idx} (class {int(points.labels[idx])}), then its {NEIGHBOURS} nearest test points in each "
                "layer's posterior means. Label agreement: the share of all points' neighbours that share their "
                "class (chance is about 1/10); a collapsed layer groups nothing.")
@@ -88,68 +97,164 @@ def neighbours(run, points, n: int) -> None:
                                    + " ".join(str(int(c)) for c in points.labels[near]))
 
 
-def codes_downloads(run, points, n: int) -> None:
-    """Every layer's posterior means and variances of the shown points, as .npz and CSV (made on click)."""
-    from explorer.codes import codes_frame, codes_npz
+def codes_downloads(run, points, n: int, rows: np.ndarray) -> None:
+    """Every layer's posterior means and variances of the shown points (or of the selection), as .npz and
+    CSV (made on click), the test-set positions, run and selection recorded."""
+    from explorer.codes import codes_frame, codes_npz, subset
     enc = common.encoding_of(str(run.path), run.stamp, n)
     what = f"the {len(points.labels)} points shown: {points.source}"
-    d1, d2, _ = st.columns([1, 1, 3])
-    d1.download_button("Codes (.npz)", lambda: codes_npz(enc, points.labels, run.name, what),
+    d1, d2, d3, _ = st.columns([1, 1, 2, 1])
+    labels, index = points.labels, points.index
+    if len(rows) and d3.checkbox(f"only the selection ({len(rows)} points)", value=True, key="layers_codes_sel"):
+        enc, labels, index = subset(enc, rows), labels[rows], index[rows]
+        what = f"a box/lasso selection of {len(rows)} of {what}"
+    d1.download_button("Codes (.npz)", lambda: codes_npz(enc, labels, run.name, what, index),
                        file_name=f"{run.name}-codes.npz", mime="application/octet-stream", key="layers_codes_npz",
                        on_click="ignore", icon=":material/download:",
                        help="posterior means and variances of every layer (mean path), labels, run and selection")
-    d2.download_button("Codes (CSV)", lambda: codes_frame(enc, points.labels, run.name, what).to_csv(index=False).encode(),
+    d2.download_button("Codes (CSV)", lambda: codes_frame(enc, labels, run.name, what, index).to_csv(index=False).encode(),
                        file_name=f"{run.name}-codes.csv", mime="text/csv", key="layers_codes_csv",
                        on_click="ignore", icon=":material/download:",
                        help="one row per point, layer and unit: mean and variance")
 
 
+def selection_strip(run, points, rows: np.ndarray) -> None:
+    """The selected images as one strip, the class mix, and buttons that keep it for the Paths page."""
+    classes = np.bincount(points.labels[rows])
+    mix = ", ".join(f"{c}: {k}" for c, k in enumerate(classes) if k)
+    st.markdown(f"**Selection: {len(rows)} of {len(points.labels)} points** (grey elsewhere, in every layer"
+                f" and in the linked run) · classes {mix}")
+    shown = rows[:STRIP]
+    common.show_images(points.images[shown], points.image_shape, ncols=20, target=40,
+                       caption=f"the selected images{'' if len(rows) <= STRIP else f' (first {STRIP})'}")
+    b1, b2, b3, _ = st.columns([1, 1, 1, 2])
+    if b1.button("Clear the selection", key="layers_clear", icon=":material/deselect:"):
+        st.session_state.pop(SELECTION, None)
+        st.rerun()
+    for col, name in ((b2, "A"), (b3, "B")):
+        if col.button(f"Keep as set {name}", key=f"layers_set_{name}", icon=":material/bookmark_add:",
+                      help="the Paths page walks the direction from set A's mean code to set B's"):
+            st.session_state.setdefault(SETS, {})[name] = {"run": str(run.path), "index": points.index[rows].tolist()}
+            st.toast(f"Set {name}: {len(rows)} points kept for the Paths page's directions")
+
+
+def grid_figure(run, n: int, use_means: bool, method: str, points, selected, title: str | None = None):
+    """The one-figure grid of every layer in the chosen projection, the selection coloured."""
+    active, prior_sd = common.layer_stats_of(str(run.path), run.stamp, n, use_means)
+    if method == "PCA":
+        pcas = common.pcas_of(str(run.path), run.stamp, n, use_means)
+        return layer_scatter_grid(pcas, points.labels, highlight=st.session_state[POINT], selected=selected,
+                                  active=active, prior_sd=prior_sd, title=title)
+    projs = common.projections(run, n, use_means, method)
+    return projection_grid(projs, points.labels, highlight=st.session_state[POINT], selected=selected,
+                           active=active, title=title)
+
+
+def linked_run(run, points, n: int, use_means: bool, method: str, selected) -> None:
+    """A second run's grid with the same selection (same test points, matched by test-set position)."""
+    others = [r for r in common.ok_runs() if r.path != run.path]
+    if not others:
+        st.info("No other run to link with.")
+        return
+    compared = [st.session_state.get(k) for k in common.COMPARED]
+    default = next((r for r in others if str(r.path) in compared), others[0])
+    paths = [str(r.path) for r in others]
+    by_path = {str(r.path): r for r in others}
+    choice = st.selectbox("Linked run", paths, index=paths.index(str(default.path)), key="layers_linked_run",
+                          format_func=lambda p: by_path[p].label)
+    other = by_path[choice]
+    try:
+        other_points = common.points_of(str(other.path), other.stamp, n)
+    except Exception as e:  # noqa: BLE001
+        st.error(f"Cannot encode {other.name}: {e}")
+        return
+    if not np.array_equal(other_points.index, points.index) or other_points.image_shape != points.image_shape:
+        st.warning(f"{other.name} shows other test points ({other_points.source}): its plots cannot be linked.")
+        return
+    fig = grid_figure(other, n, use_means, method, other_points, selected, title=f"{other.name}: every latent layer "
+                      f"({method}), the same points")
+    fig.update_layout(dragmode="select")
+    common.chart(fig, CHART_LINKED, f"{other.name}-layers-{method.lower()}",
+                 on_select=selection_callback(points, CHART_LINKED), selection_mode=("points", "box", "lasso"))
+
+
 def main() -> None:
-    st.header("Latent layers in PCA")
+    st.header("Latent layers: PCA, UMAP, t-SNE")
     run = common.pick_run("Run", "layers_run")
     if run is None:
         return
-    c1, c2, c3 = st.columns([2, 2, 1])
+    c1, c2, c3, c4 = st.columns([2, 2, 2, 1])
     use = c1.radio("Codes", ["posterior means", "posterior samples"], horizontal=True, key="layers_codes",
                    help="means show the structure; samples add q's noise, which hides collapsed layers' emptiness less")
+    method = c2.radio("Projection", list(METHODS), horizontal=True, key="layers_method",
+                      help="PCA: instant, linear, axes in the codes' units. UMAP and t-SNE keep neighbourhoods and "
+                           "lose distances and axes; computed on first use (seconds per layer), then shared by "
+                           "every session")
+    use_means = use == "posterior means"
     try:
         available = len(common.points_of(str(run.path), run.stamp, common.TEST_POINTS).labels)
         sizes = [v for v in (500, 1000, 2000) if v < available] + [available]  # never more than the test set has
-        n = sizes[0] if len(sizes) == 1 else c2.select_slider("Test points", sizes, value=sizes[-1], key="layers_n")
+        n = sizes[0] if len(sizes) == 1 else c3.select_slider("Test points", sizes, value=sizes[-1], key="layers_n")
         points = common.points_of(str(run.path), run.stamp, n)
-        pcas = common.pcas_of(str(run.path), run.stamp, n, use == "posterior means")
+        pcas = common.pcas_of(str(run.path), run.stamp, n, use_means)
     except Exception as e:  # noqa: BLE001  missing data, bad run: a message, not a traceback
         st.error(f"Cannot encode {run.name}: {e}")
         return
     count = len(points.labels)
     st.caption(f"{count} points · {points.source}" + (" · posterior means along the mean path (nothing sampled), "
-               "the quantity the Curves page's snapshot replay shows" if use == "posterior means" else
-               " · one posterior sample per point"))
+               "the quantity the Curves page's snapshot replay shows" if use_means else
+               " · one posterior sample per point")
+               + (". Axes: each principal component's spread in units of the layer's prior standard deviation "
+                  "(1 = as wide as p(z_i|z_i+1))" if method == "PCA" else f". {method} axes have no units: only "
+                  "who is near whom means something") + ". A box or lasso selects points in every layer; a click "
+               "picks one; a double-click clears.")
     st.session_state[POINT] = min(int(st.session_state.get(POINT, 0)), count - 1)
-    c3.number_input("Point", 0, count - 1, key=POINT, help="or click a point in the chart")
+    c4.number_input("Point", 0, count - 1, key=POINT, help="or click a point in the chart")
+    rows = common.rows_of(points, st.session_state.get(SELECTION))
+    selected = rows if len(rows) else None
 
-    hover = st.checkbox("Show images on hover", key=HOVER,
-                        help=f"redraws the chart in a frame that shows each point's test image on hover "
-                             f"(at most the first {MAX_HOVER_POINTS:,} points)")
+    t1, t2 = st.columns(2)
+    hover = t1.checkbox("Show images on hover", key=HOVER,
+                        help=f"redraws the PCA chart in a frame that shows each point's test image on hover "
+                             f"(at most the first {MAX_HOVER_POINTS:,} points; no selection there)")
+    linked = t2.toggle("Link a second run (the same points, the same selection)", key="layers_link")
     left, right = st.columns([4, 1])
     with left:
         if hover:
-            hover_chart(run, points, n, use == "posterior means")
+            hover_chart(run, points, n, use_means)
         else:
-            fig = layer_scatter_grid(pcas, points.labels, highlight=st.session_state[POINT])
-            common.chart(fig, CHART, f"{run.name}-layers-pca", on_select=on_select, selection_mode=("points",))
+            try:
+                fig = grid_figure(run, n, use_means, method, points, selected)
+            except Exception as e:  # noqa: BLE001  e.g. a projection library missing: say so, keep the page
+                st.error(f"Cannot compute the {method} of {run.name}: {e}")
+                return
+            fig.update_layout(dragmode="select")  # a drag selects (box; lasso in the modebar), not zooms
+            common.chart(fig, CHART, f"{run.name}-layers-{method.lower()}",
+                         on_select=selection_callback(points, CHART), selection_mode=("points", "box", "lasso"))
     with right:
         selected_point(run, points)
-    common.chart(explained_variance(pcas), "layers_explained", f"{run.name}-explained-variance")
+    if linked:
+        linked_run(run, points, n, use_means, method, selected)
+    if selected is not None:
+        selection_strip(run, points, rows)
+    if method == "PCA":
+        common.chart(explained_variance(pcas), "layers_explained", f"{run.name}-explained-variance")
     if st.toggle("Nearest neighbours of the point in every layer", key="layers_neighbours"):
         neighbours(run, points, n)
-    codes_downloads(run, points, n)
+    codes_downloads(run, points, n, rows)
 
     if st.toggle("3-D view of one layer", key="layers_3d"):
         layer = st.selectbox("Layer", range(len(pcas)), format_func=lambda i: f"z{i + 1}", key="layers_3d_layer")
-        pca3 = common.pcas_of(str(run.path), run.stamp, n, use == "posterior means", 3)[layer]
-        common.chart(layer_scatter(pca3, points.labels, layer, highlight=st.session_state[POINT], three_d=True),
-                     "layers_scatter3d", f"{run.name}-z{layer + 1}-pca3d")
+        active, _ = common.layer_stats_of(str(run.path), run.stamp, n, use_means)
+        if method == "PCA":
+            pca3 = common.pcas_of(str(run.path), run.stamp, n, use_means, 3)[layer]
+            fig3 = layer_scatter(pca3, points.labels, layer, highlight=st.session_state[POINT], three_d=True,
+                                 selected=selected, active=active[layer])
+        else:
+            with st.spinner(f"{method} of z{layer + 1} in 3-D (once, then shared)…"):
+                proj = common.projection_of(str(run.path), run.stamp, n, use_means, method, layer, 3)
+            fig3 = projection_scatter3d(proj, points.labels, layer, st.session_state[POINT], selected, active[layer])
+        common.chart(fig3, "layers_scatter3d", f"{run.name}-z{layer + 1}-{method.lower()}3d")
 
 
 main()

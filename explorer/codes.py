@@ -12,6 +12,12 @@ import pandas as pd
 from .encode import Encoding
 
 
+def subset(enc: Encoding, rows: Sequence[int] | np.ndarray) -> Encoding:
+    """The encoding of some of its points (rows), every layer."""
+    rows = np.asarray(rows, dtype=np.int64)
+    return Encoding(*([z[rows] for z in part] for part in (enc.means, enc.samples, enc.variances, enc.prior_variances)))
+
+
 def codes_npz(enc: Encoding, labels: np.ndarray, run: str, selection: str,
               index: Sequence[int] | None = None) -> bytes:
     """means_z{i}, variances_z{i} (N, units_i), labels, index (test-set positions) and a JSON `about`."""

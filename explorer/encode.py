@@ -25,6 +25,8 @@ from training.errors import CheckpointError, DataError, UserError
 from training.evaluate import test_tensors
 from training.model import HierarchicalVAE
 
+from .neighbours import class_balanced_indices
+
 BATCH = 1000
 # The explorer's forward passes are many small kernels: a second thread gains
 # little on an idle machine, and on a busy one (a training job on the Train
@@ -89,6 +91,7 @@ class TestPoints:
     labels: np.ndarray            # (N,) int64
     image_shape: tuple[int, int]
     source: str                   # where they came from, for the page's caption
+    index: np.ndarray             # (N,) int64: each point's position in the test set (what exports record)
 
 
 def image_shape(cfg: RunConfig) -> tuple[int, int]:
@@ -101,7 +104,9 @@ def image_shape(cfg: RunConfig) -> tuple[int, int]:
 
 
 def test_points(cfg: RunConfig, run_dir: Path, n: int = 5000, data_dir: str | None = None) -> TestPoints:
-    """The first n images of the run's test set, binarized exactly as training evaluated them.
+    """A class-balanced sample of n images of the run's test set (explorer.neighbours.class_balanced_indices,
+    seeded: the same points for every run on the same data, never just the first n, whose class mix is
+    the file's order), binarized exactly as training evaluated them.
 
     When the dataset files are not there (a run copied from another machine),
     the run's own snapshots/points.safetensors (up to 1,000 test images saved
@@ -113,8 +118,9 @@ def test_points(cfg: RunConfig, run_dir: Path, n: int = 5000, data_dir: str | No
         return _snapshot_points(cfg, Path(run_dir), n, str(e))
     if x.shape[1] != cfg.input_dim:
         raise UserError(f"{cfg.dataset} images have {x.shape[1]} pixels, the run was trained on {cfg.input_dim}")
-    return TestPoints(x[:n].copy(), y[:n].copy(), shape,
-                      f"{cfg.dataset} test set, first {min(n, len(x))} of {len(x)} images")
+    idx = class_balanced_indices(y, n)
+    return TestPoints(x[idx], y[idx], shape, f"{cfg.dataset} test set, {len(idx)} of {len(x)} images, "
+                      "class-balanced", idx)
 
 
 @functools.lru_cache(maxsize=2)
@@ -141,9 +147,13 @@ def _snapshot_points(cfg: RunConfig, run_dir: Path, n: int, why: str) -> TestPoi
     images = points["image"].float().numpy() / 255.0
     if images.ndim != 2 or images.shape[1] != cfg.input_dim:
         raise UserError(f"{run_dir}: snapshot points do not match the run's {cfg.input_dim} pixels")
+    labels = points["label"].numpy().astype(np.int64)
     total = images.shape[0]
-    return TestPoints(images[:n].astype(np.float32), points["label"].numpy()[:n].astype(np.int64), image_shape(cfg),
-                      f"{min(n, total)} of the run's {total} snapshot test images ({cfg.dataset} files not found)")
+    pick = class_balanced_indices(labels, n) if n < total else np.arange(total)
+    index = points["index"].numpy().astype(np.int64) if "index" in points else np.arange(total)
+    what = "all" if n >= total else f"{len(pick)} (class-balanced) of the"
+    return TestPoints(images[pick].astype(np.float32), labels[pick], image_shape(cfg),
+                      f"{what} run's {total} snapshot test images ({cfg.dataset} files not found)", index[pick])
 
 
 # ---- encoding ----------------------------------------------------------------------
@@ -153,6 +163,7 @@ class Encoding:
     means: list[np.ndarray]      # per layer (N, units_i): posterior means along the mean path (nothing sampled)
     samples: list[np.ndarray]    # per layer (N, units_i): one posterior sample z ~ q(z|x)
     variances: list[np.ndarray]  # per layer (N, units_i): q's variance along the mean path
+    prior_variances: list[np.ndarray]  # per layer (N, units_i): p(z_i | z_{i+1})'s variance there (1 at the top)
 
 
 def encode(model: HierarchicalVAE, images: np.ndarray, seed: int = 0) -> Encoding:
@@ -160,6 +171,7 @@ def encode(model: HierarchicalVAE, images: np.ndarray, seed: int = 0) -> Encodin
     sizes = model.cfg.latent_sizes
     means: list[list[np.ndarray]] = [[] for _ in sizes]
     variances: list[list[np.ndarray]] = [[] for _ in sizes]
+    prior_variances: list[list[np.ndarray]] = [[] for _ in sizes]
     samples: list[list[np.ndarray]] = [[] for _ in sizes]
     g = generator(seed, device_of(model))
     with evaluating(model):
@@ -168,13 +180,27 @@ def encode(model: HierarchicalVAE, images: np.ndarray, seed: int = 0) -> Encodin
             for i, layer in enumerate(model.inference(x, model.generative, 1, sample=False)):
                 means[i].append(layer.z.cpu().numpy())
                 variances[i].append(layer.var_q.cpu().numpy())
+                prior_variances[i].append(layer.var_p.expand_as(layer.z).cpu().numpy())
             for i, z in enumerate(model.encode(x, sample=True, generator=g)):
                 samples[i].append(z.cpu().numpy())
 
     def stack(parts: list[list[np.ndarray]]) -> list[np.ndarray]:
         return [np.concatenate(p) if p else np.zeros((0, u), np.float32) for p, u in zip(parts, sizes)]
 
-    return Encoding(stack(means), stack(samples), stack(variances))
+    return Encoding(stack(means), stack(samples), stack(variances), stack(prior_variances))
+
+
+def active_counts(codes: list[np.ndarray], threshold: float = 0.01) -> list[int]:
+    """Per layer, the units whose codes vary over the points by more than `threshold` (Burda et al.'s
+    A_u > 0.01, here of the codes plotted): 0 marks a layer collapsed onto its prior."""
+    return [int((np.asarray(z).var(axis=0) > threshold).sum()) if len(z) > 1 else 0 for z in codes]
+
+
+def prior_sd_along(components: np.ndarray, prior_variances: np.ndarray) -> np.ndarray:
+    """(k,): the prior's standard deviation along each unit-length direction (rows of components), as the
+    root mean over the points of w' diag(var_p) w: the yardstick a PCA axis's spread is read against."""
+    w2 = np.asarray(components, dtype=np.float64) ** 2
+    return np.sqrt(np.asarray(prior_variances, dtype=np.float64).mean(axis=0) @ w2.T)
 
 
 # ---- PCA of one layer --------------------------------------------------------------

@@ -52,6 +52,21 @@ def image_grid(images: np.ndarray, shape: tuple[int, int], ncols: int | None = N
     return Image.fromarray(canvas, mode="L")
 
 
+def gif_bytes(images: np.ndarray, shape: tuple[int, int], scale: int = 4, frame_ms: int = 150,
+              bounce: bool = True) -> bytes:
+    """An animated GIF (Pillow) of the images as frames, looping; bounce plays it back and forth."""
+    tiles = to_uint8(images, shape)
+    if not len(tiles):
+        raise ValueError("a GIF needs at least one frame")
+    frames = [Image.fromarray(np.kron(t, np.ones((scale, scale), np.uint8)) if scale > 1 else t, mode="L")
+              for t in tiles]
+    if bounce and len(frames) > 2:
+        frames = frames + frames[-2:0:-1]
+    buf = io.BytesIO()
+    frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:], duration=frame_ms, loop=0)
+    return buf.getvalue()
+
+
 def png_bytes(img: Image.Image) -> bytes:
     """PNG file contents; low compression, since these images are tiny and latency matters more."""
     buf = io.BytesIO()

@@ -67,3 +67,21 @@ def neighbourhood_overlap(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     if a.size == 0:
         return np.zeros(a.shape[0])
     return np.array([len(set(x) & set(y)) for x, y in zip(a.tolist(), b.tolist())], dtype=float) / a.shape[1]
+
+
+def most_changed(a: np.ndarray, b: np.ndarray, top: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """The `top` points whose neighbour sets differ most between two tables (lowest overlap first; ties by
+    index), and every point's overlap."""
+    overlap = neighbourhood_overlap(a, b)
+    order = np.lexsort((np.arange(len(overlap)), overlap))
+    return order[:top], overlap
+
+
+def overlap_summary(tables_a: Sequence[np.ndarray], tables_b: Sequence[np.ndarray] | None = None) -> dict:
+    """Mean neighbourhood overlap per layer: between consecutive layers of run A (z_i vs z_i+1), of run B,
+    and between the two runs' same layer (when B is given: the same points, the same k)."""
+    out = {"A: z_i vs z_i+1": [float(neighbourhood_overlap(x, y).mean()) for x, y in zip(tables_a, tables_a[1:])]}
+    if tables_b is not None:
+        out["B: z_i vs z_i+1"] = [float(neighbourhood_overlap(x, y).mean()) for x, y in zip(tables_b, tables_b[1:])]
+        out["A vs B, same layer"] = [float(neighbourhood_overlap(x, y).mean()) for x, y in zip(tables_a, tables_b)]
+    return out

@@ -104,6 +104,24 @@ def interpolate(model: HierarchicalVAE, image_a: np.ndarray, image_b: np.ndarray
     return decode_layer(model, at, (1 - t) * a + t * b)
 
 
+def interpolation_strips(model: HierarchicalVAE, image_a: np.ndarray, image_b: np.ndarray,
+                         steps: int = 9) -> dict[str, np.ndarray]:
+    """{"all layers": (steps, D), "z1": ..., "zL": ...}: the path between two images in all layers at once,
+    then in one layer at a time (explorer.traverse.interpolate)."""
+    strips = {"all layers": interpolate(model, image_a, image_b, None, steps)}
+    for layer in range(model.cfg.layers):
+        strips[f"z{layer + 1}"] = interpolate(model, image_a, image_b, layer, steps)
+    return strips
+
+
+def along_mean_difference(start: np.ndarray, mean_a: np.ndarray, mean_b: np.ndarray, t: float | np.ndarray) -> np.ndarray:
+    """start + t (mean_b - mean_a): (units,) for a scalar t, (len(t), units) for several. With start = mean_a,
+    t = 0 is set A's mean code and t = 1 set B's (class means, or two selections' means)."""
+    d = np.asarray(mean_b, dtype=np.float32) - np.asarray(mean_a, dtype=np.float32)
+    t = np.asarray(t, dtype=np.float32)
+    return np.asarray(start, dtype=np.float32) + (t[..., None] * d if t.ndim else t * d)
+
+
 def reconstruct(model: HierarchicalVAE, images: np.ndarray) -> np.ndarray:
     """E[x|z_1] at the posterior-mean path of each image: (n, D) in [0, 1]."""
     images = np.atleast_2d(np.asarray(images, dtype=np.float32))

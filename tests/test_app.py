@@ -459,3 +459,142 @@ def test_pages_know_which_runs_are_training_and_when_they_saved(runs_dir, tmp_pa
         proc.kill()
         proc.wait()
     assert not jobs.is_training(run)  # the job ended
+
+
+# ---- issue 18: linked selection, projections, information, neighbourhoods, paths, timeline -------------
+
+def test_chart_selection_reads_boxes_clicks_and_clears():
+    from app_pages.common import chart_selection
+    box = {"selection": {"points": [{"customdata": 4}, {"customdata": [2]}, {"customdata": 4}], "box": [{}],
+                         "lasso": []}}
+    assert chart_selection(box) == ("box", [2, 4])
+    assert chart_selection({"selection": {"points": [{"customdata": 3}], "box": [], "lasso": [{}]}}) == ("lasso", [3])
+    assert chart_selection({"selection": {"points": [{"customdata": 1}], "box": [], "lasso": []}}) == ("click", [1])
+    assert chart_selection({"selection": {"points": [], "box": [], "lasso": []}}) == ("clear", [])
+    assert chart_selection(None) == ("clear", [])
+
+
+def _grey(fig: dict) -> dict[str, list]:
+    return {t["meta"]: t["customdata"] for t in fig["data"] if t["name"] == "not selected"}
+
+
+def test_layers_selection_is_linked_across_layers_and_runs(app):
+    page(app, "layers")
+    grid = by_title(app, "every latent layer")
+    assert not _grey(grid)
+    titles = [a["text"] for a in grid["layout"]["annotations"]]
+    assert all("active" in t for t in titles)  # "N active" or "no active units" on every layer's title
+    assert "prior sd" in grid["layout"]["xaxis"]["title"]["text"]
+    app.session_state["layers_selection"] = [3, 5, 8, 13, 21]  # test-set positions, as a box selection leaves
+    app.run()
+    no_exceptions(app)
+    grid = by_title(app, "every latent layer")
+    grey = _grey(grid)
+    assert set(grey) == {"z1", "z2", "z3"} and all(len(g) == len(grey["z1"]) for g in grey.values())
+    coloured = {c for t in grid["data"] if t["meta"] == "z1" and t["name"] not in ("not selected", "selected point")
+                for c in t["customdata"]}
+    assert len(coloured) == 5 and not coloured & set(grey["z1"])
+    assert any("Selection: 5 of" in m.value for m in app.markdown)
+    image_url(app, "the selected images")
+
+    app.toggle(key="layers_link").set_value(True).run()
+    no_exceptions(app)
+    linked = by_title(app, "the same points")
+    assert "tiny-" in linked["layout"]["title"]["text"] and _grey(linked) == grey
+
+    app.button(key="layers_set_A").click().run()
+    app.session_state["layers_selection"] = [1, 2]
+    app.run()
+    app.button(key="layers_set_B").click().run()
+    no_exceptions(app)
+    sets = app.session_state["direction_sets"]
+    assert sets["A"]["index"] == [3, 5, 8, 13, 21] and sets["B"]["index"] == [1, 2]
+    app.button(key="layers_clear").click().run()
+    no_exceptions(app)
+    assert not _grey(by_title(app, "every latent layer"))
+
+
+def test_layers_projections_umap_and_tsne(app):
+    page(app, "layers")
+    app.radio(key="layers_method").set_value("t-SNE").run()
+    no_exceptions(app)
+    grid = by_title(app, "(t-SNE)")
+    assert {t["meta"] for t in grid["data"]} == {"z1", "z2", "z3"}
+    assert grid["layout"]["xaxis"]["title"]["text"] == "t-SNE 1"
+    assert not any("Variance" in f["layout"]["title"]["text"] for f in figures(app))  # PCA-only chart hidden
+    app.radio(key="layers_method").set_value("UMAP").run()
+    no_exceptions(app)
+    assert by_title(app, "(UMAP)")["layout"]["xaxis"]["title"]["text"] in ("UMAP 1", "PC1")
+    app.toggle(key="layers_3d").set_value(True).run()
+    no_exceptions(app)
+    assert any(t["type"] == "scatter3d" for t in by_title(app, "in 3-D")["data"])
+
+
+def test_compare_information_and_neighbourhoods(app):
+    app.toggle(key="compare_info").set_value(True).run()
+    no_exceptions(app)
+    rd = by_title(app, "Rate (KL per layer")
+    assert {t["name"] for t in rd["data"]} == {"KL z1", "KL z2", "KL z3", "distortion −E log p(x|z1)"}
+    mi = by_title(app, "Mutual information")
+    assert len(mi["data"]) == 2 and all(len(t["y"]) == 3 and t["error_y"]["array"] for t in mi["data"])
+    units = by_title(app, "activity A_u against its own KL")
+    assert sum(len(t["x"]) for t in units["data"]) == 2 * (16 + 8 + 8)
+    assert any("only through the layer above" in m.value for m in app.caption)
+    assert not any("L_K for growing K" in f["layout"]["title"]["text"] for f in figures(app))
+    app.select_slider(key="compare_bounds_n").set_value(100)
+    submit = [b for b in app.button if "L_K" in b.label]
+    submit[0].click().run()
+    no_exceptions(app)
+    curve = by_title(app, "L_K for growing K")
+    assert [t["x"] for t in curve["data"]] == [[1, 10, 100, 1000]] * 2
+
+    app.toggle(key="compare_neighbours").set_value(True).run()
+    no_exceptions(app)
+    table = [d.value for d in app.dataframe if "A vs B, same layer" in d.value.columns][0]
+    assert list(table["layer"]) == ["z1", "z2", "z3"]
+    assert ((table["A vs B, same layer"] >= 0) & (table["A vs B, same layer"] <= 1)).all()
+    rows = [c for img in app.image for c in img.captions if "overlap" in c]
+    assert len(rows) == 5 and all(" | " in r for r in rows)
+    app.selectbox(key="compare_overlap_pair").select_index(len(app.selectbox(key="compare_overlap_pair").options) - 1)
+    app.run()
+    no_exceptions(app)
+
+
+def test_curves_collapse_timeline_and_rate_distortion(app):
+    page(app, "curves")
+    rd = by_title(app, "Rate against distortion")
+    assert len(rd["data"]) == 2 and all(len(t["x"]) == 2 for t in rd["data"])  # two epochs per run
+    tl = by_title(app, "Collapse timeline")
+    assert len(tl["data"][0]["y"]) == 16 + 8 + 8 and tl["data"][0]["x"] == ["0", "1", "2"]  # snapshot epochs
+    before = tl["layout"]["title"]["text"]
+    app.select_slider(key="training_timeline_threshold").set_value(1.0).run()
+    no_exceptions(app)
+    assert by_title(app, "Collapse timeline")["layout"]["title"]["text"] != before
+    app.radio(key="training_timeline_measure").set_value("own KL per unit (test evaluations)").run()
+    no_exceptions(app)
+    assert by_title(app, "Collapse timeline")["data"][0]["x"] == ["1", "2"]  # evaluation epochs
+    assert any("became active" in d.value.columns for d in app.dataframe)
+
+
+def test_paths_interpolates_and_walks_directions(app):
+    page(app, "paths")
+    captions = [c for img in app.image for c in img.captions]
+    assert [c for c in captions if c.endswith("A → B")] == ["all layers: A → B", "z1: A → B", "z2: A → B",
+                                                             "z3: A → B"]
+    assert any(b.proto.label == "Path (GIF)" for b in app.get("download_button"))
+    first = app.session_state["paths_decoded_sha1"]
+    slider = [s for s in app.slider if s.label == "t along the direction"][0]
+    slider.set_value(1.0).run()
+    no_exceptions(app)
+    assert app.session_state["paths_decoded_sha1"] != first
+    before = image_url(app, "z1: A → B")
+    app.number_input(key="paths_b").set_value(5).run()
+    assert image_url(app, "z1: A → B") != before
+    app.radio(key="paths_source").set_value("two selections (Layers page)").run()
+    no_exceptions(app)
+    assert any("keep them as set A and set B" in m.value for m in app.info)
+    run = app.session_state["selected_run"]
+    app.session_state["direction_sets"] = {"A": {"run": run, "index": [0, 1, 2]}, "B": {"run": run, "index": [7, 9]}}
+    app.run()
+    no_exceptions(app)
+    assert any("set A's mean code (3 points) → set B's (2)" in c.value for c in app.caption)

@@ -170,6 +170,28 @@ def _images_drawn(page) -> None:
         return imgs.length > 0 && imgs.every(i => i.complete && i.naturalWidth > 0); }""", timeout=60_000)
 
 
+def _slide(thumb, steps: int, image, message: str) -> None:
+    """Press ArrowRight `steps` times on a slider thumb and wait until the image's URL changes."""
+    before = image.get_attribute("src")
+    thumb.focus()
+    for _ in range(steps):
+        thumb.press("ArrowRight")
+    deadline = time.time() + 30
+    while image.get_attribute("src") == before and time.time() < deadline:
+        time.sleep(0.2)
+    assert image.get_attribute("src") != before, message
+
+
+def _box_select(page, chart: int = 0) -> None:
+    """Drag a box over the middle of the first subplot (z1) of a chart: plotly's box selection."""
+    box = page.locator(".js-plotly-plot").nth(chart).locator(".nsewdrag").first.bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.2, box["y"] + box["height"] * 0.2)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.5, steps=8)
+    page.mouse.move(box["x"] + box["width"] * 0.7, box["y"] + box["height"] * 0.7, steps=8)
+    page.mouse.up()
+
+
 def _shot(page, name: str) -> Path:
     assert page.locator('[data-testid="stException"]').count() == 0, f"{name}: an exception is shown"
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
@@ -195,6 +217,18 @@ def test_every_page_on_the_shipped_mnist_pair_in_a_real_browser(shipped_server, 
             body = page.locator("body").inner_text()
             assert "mnist-lvae-bn-wu" in body and "mnist-vae-bn-wu" in body and "-82.12" in body
             _shot(page, "compare")
+            # Information per layer: rate beside distortion, MI, each unit's activity against its own KL.
+            page.get_by_text("Information per layer: rate").click()
+            page.locator(".gtitle").filter(has_text="Mutual information").wait_for(timeout=120_000)
+            page.locator(".gtitle").filter(has_text="its own KL").wait_for(timeout=60_000)
+            page.get_by_text("only through the layer above (KL").wait_for(timeout=60_000)
+            page.locator(".gtitle").filter(has_text="Mutual information").scroll_into_view_if_needed()
+            _shot(page, "compare-information")
+            page.get_by_text("Neighbourhoods per layer").click()
+            page.get_by_text("Where do neighbourhoods change most?").wait_for(timeout=120_000)
+            page.get_by_text("Where do neighbourhoods change most?").scroll_into_view_if_needed()
+            _images_drawn(page)
+            _shot(page, "compare-neighbourhoods")
 
             page.goto(f"{shipped_server}/layers", timeout=60_000)
             _charts_drawn(page, 1)
@@ -210,24 +244,45 @@ def test_every_page_on_the_shipped_mnist_pair_in_a_real_browser(shipped_server, 
             page.get_by_text("z5: label agreement").wait_for(timeout=60_000)
             _images_drawn(page)
             _shot(page, "layers-neighbours")
+            # A box drawn in z1 selects points in every layer, and in the linked second run.
+            page.get_by_text("Link a second run").click()
+            _charts_drawn(page, 3)
+            _box_select(page)
+            page.get_by_text("Selection:").wait_for(timeout=60_000)
+            page.locator(".gtitle").filter(has_text="the same points").wait_for(timeout=60_000)
+            page.wait_for_function("""() => [...document.querySelectorAll('.js-plotly-plot')].filter(
+                p => (p.data || []).some(t => t.name === 'not selected')).length >= 2""", timeout=60_000)
+            _images_drawn(page)
+            page.locator(".gtitle").filter(has_text="the same points").scroll_into_view_if_needed()
+            _shot(page, "layers-selection")
+            page.get_by_text("Link a second run").click()
+            # UMAP of every layer: computed on first use (numba compiles), a progress bar meanwhile.
+            page.get_by_text("UMAP", exact=True).click()
+            page.locator(".gtitle").filter(has_text="(UMAP)").wait_for(timeout=240_000)
+            _shot(page, "layers-umap")
 
             page.goto(f"{shipped_server}/traverse", timeout=60_000)
             decoded = page.locator('[data-testid="stImage"]').filter(has_text="decoded").locator("img")
             decoded.wait_for(timeout=60_000)
-            before = decoded.get_attribute("src")
-            thumb = page.get_by_role("slider").first
-            thumb.focus()
-            for _ in range(4):
-                thumb.press("ArrowRight")
-            deadline = time.time() + 30
-            while decoded.get_attribute("src") == before and time.time() < deadline:
-                time.sleep(0.2)
-            assert decoded.get_attribute("src") != before, "the decoded image did not follow the slider"
+            _slide(page.get_by_role("slider").first, 4, decoded, "the decoded image did not follow the slider")
             _images_drawn(page)
             _shot(page, "traverse")
 
+            page.goto(f"{shipped_server}/paths", timeout=60_000)
+            page.get_by_text("all layers: A → B").wait_for(timeout=60_000)
+            _images_drawn(page)
+            with page.expect_download(timeout=60_000) as download:
+                page.get_by_role("button", name="Path (GIF)").click()
+            assert Path(download.value.path()).read_bytes()[:6] in (b"GIF87a", b"GIF89a")
+            walked = page.locator('[data-testid="stImage"]').filter(has_text="decoded at t").locator("img")
+            _slide(page.get_by_role("slider").last, 10, walked, "the direction's image did not follow the slider")
+            _images_drawn(page)
+            _shot(page, "paths")
+
             page.goto(f"{shipped_server}/curves", timeout=60_000)
             _charts_drawn(page, 6)
+            page.locator(".gtitle").filter(has_text="Collapse timeline").wait_for(timeout=60_000)
+            page.locator(".gtitle").filter(has_text="Collapse timeline").scroll_into_view_if_needed()
             _shot(page, "curves")
 
             page.goto(f"{shipped_server}/samples", timeout=60_000)

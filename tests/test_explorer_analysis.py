@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from explorer.align import procrustes_align
+from explorer.runs import load_model
 from explorer.neighbours import LayerIndex, class_balanced_indices, label_agreement, neighbourhood_overlap
 
 
@@ -78,7 +80,7 @@ def test_codes_export_records_run_selection_means_and_variances():
     rng = np.random.default_rng(4)
     means = [rng.normal(size=(5, 3)).astype(np.float32), rng.normal(size=(5, 2)).astype(np.float32)]
     variances = [np.full((5, 3), 0.5, np.float32), np.full((5, 2), 0.25, np.float32)]
-    enc = Encoding(means, means, variances)
+    enc = Encoding(means, means, variances, variances)
     labels = np.array([0, 1, 2, 1, 0])
     z = np.load(io.BytesIO(codes_npz(enc, labels, "run-a", "the 5 points shown", index=[10, 11, 12, 13, 14])))
     np.testing.assert_array_equal(z["means_z2"], means[1])
@@ -91,3 +93,122 @@ def test_codes_export_records_run_selection_means_and_variances():
     row = frame[(frame["layer"] == "z2") & (frame["point"] == 3) & (frame["unit"] == 1)].iloc[0]
     assert row["mean"] == pytest.approx(means[1][3, 1]) and row["variance"] == pytest.approx(0.25)
     assert row["class"] == 1 and row["run"] == "run-a"
+
+
+# ---- issue 18: projections, information, timeline, paths ------------------------------------------------
+
+def test_class_balanced_samples_are_nested():
+    """A smaller sample is the start of a larger one (the same seeded round-robin), so points kept on one
+    page (Layers at 1,000 points) are among another's (Paths at 5,000)."""
+    labels = np.random.default_rng(0).integers(0, 10, 3000)
+    small, large = class_balanced_indices(labels, 500), class_balanced_indices(labels, 2000)
+    assert set(small.tolist()) <= set(large.tolist())
+
+
+def test_projections_are_seeded_and_import_their_libraries_lazily():
+    import subprocess
+    import sys
+    code = ("import sys, numpy as np\nfrom explorer.projections import project\nimport explorer.figures, explorer.encode\n"
+            "p = project(np.random.default_rng(0).normal(size=(50, 4)), 'PCA')\n"
+            "print(p.coords.shape, 'umap' in sys.modules, 'numba' in sys.modules, 'sklearn.manifold' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["(50,", "2)", "False", "False", "False"]
+    from explorer.projections import project
+    rng = np.random.default_rng(1)
+    z = np.concatenate([rng.normal(0, 0.1, (60, 5)), rng.normal(3, 0.1, (60, 5))]).astype(np.float32)
+    for method in ("UMAP", "t-SNE"):
+        a, b = project(z, method, seed=0), project(z, method, seed=0)
+        assert a.coords.shape == (120, 2) and a.method == method and a.explained is None
+        np.testing.assert_allclose(a.coords, b.coords)
+        # two well-separated clusters stay apart: every point's nearest neighbour is in its own cluster
+        nn = LayerIndex(a.coords).neighbours(np.arange(120), 1)[:, 0]
+        assert ((nn < 60) == (np.arange(120) < 60)).all()
+    assert project(z, "UMAP", k=3).coords.shape == (120, 3)
+    flat = project(np.zeros((40, 3)), "UMAP")
+    assert "flat layer" in flat.method and not flat.coords.any()
+    with pytest.raises(ValueError, match="unknown projection"):
+        project(z, "MDS")
+
+
+def test_most_changed_and_overlap_summary():
+    from explorer.neighbours import most_changed, overlap_summary
+    a = np.array([[1, 2], [0, 2], [0, 1]])
+    b = np.array([[1, 2], [2, 0], [2, 0]])  # point 2 keeps only one of its two neighbours
+    top, overlap = most_changed(a, b, 2)
+    np.testing.assert_allclose(overlap, [1.0, 1.0, 0.5])
+    assert top.tolist() == [2, 0]
+    s = overlap_summary([a, b], [a, a])
+    assert s["A: z_i vs z_i+1"] == pytest.approx([2.5 / 3]) and s["A vs B, same layer"] == pytest.approx([1.0, 2.5 / 3])
+
+
+def test_mutual_information_is_capped_at_log_n():
+    from explorer.information import mutual_information
+    x = np.random.default_rng(5).standard_normal((300, 2))
+    est, _ = mutual_information(10 * x, np.full_like(x, 1e-4))  # an almost noiseless code: I would be huge
+    assert est == pytest.approx(np.log(300), abs=0.05)
+
+
+def test_units_active_only_through_the_layer_above_are_marked():
+    from explorer.information import active_only_through_above
+    activity = [np.array([0.5, 0.5, 0.0]), np.array([0.2])]
+    kl = [np.array([1.0, 1e-6, 0.0]), np.array([0.3])]
+    masks = active_only_through_above(activity, kl)
+    assert masks[0].tolist() == [False, True, False] and masks[1].tolist() == [False]
+
+
+def test_layer_information_and_iw_bounds_on_a_trained_run(digits_runs, digits_test):
+    from explorer.encode import encode
+    from explorer.information import iw_bounds, layer_information
+    model = load_model(digits_runs["lvae"], "cpu")[0]
+    x = digits_test[:150].numpy()
+    rng = torch.get_rng_state()
+    info = layer_information(model, x, encode(model, x))
+    assert len(info.kl_per_unit) == 3 and info.points == 150
+    assert info.elbo == pytest.approx(-(sum(info.rate) + info.distortion), rel=1e-4)
+    assert all(-0.1 <= m <= np.log(150) + 0.1 for m, _ in info.mi), info.mi  # a collapsed layer: about 0
+    assert info.active() == [int((a > 0.01).sum()) for a in info.activity]
+    b = iw_bounds(model, x, ks=(1, 10, 100))
+    assert b[1][0] == pytest.approx(info.elbo, abs=3.0)  # one sample per image: the ELBO, noisily
+    assert b[100][0] > b[1][0]  # the IW bound rises with K (Burda et al. 2016, Thm 1)
+    assert torch.get_rng_state().equal(rng)  # seeded generators only: sessions share torch's global RNG
+
+
+def test_collapse_timeline_transitions():
+    import pandas as pd
+    from explorer.timeline import activity_over_epochs, kl_over_epochs, transitions
+    epochs = [0, 10, 20, 30]
+    values = [np.array([[0.0, 1.0], [0.5, 1.0], [0.5, 0.0], [0.0, 0.0]])]
+    t = transitions(epochs, values, 0.1)
+    assert t.loc[0, "became active"] == "10" and t.loc[0, "became inactive"] == "30"
+    assert t.loc[1, "became active"] == "0" and t.loc[1, "became inactive"] == "20"
+    assert not t["active at the end"].any()
+    rng = np.random.default_rng(0)
+    snaps = {0: [np.zeros((20, 2))], 5: [np.c_[rng.normal(size=20), np.zeros(20)]]}
+    ep, act = activity_over_epochs(snaps)
+    assert ep == [0, 5] and act[0][0].tolist() == [0, 0] and act[0][1, 0] > 0.1 and act[0][1, 1] == 0
+    hist = pd.DataFrame({"epoch": [1, 2, 3], "kl_per_unit": [None, [[0.1, 0.0]], [[0.2, 0.3]]]})
+    ep, kl = kl_over_epochs(hist)
+    assert ep == [2, 3] and kl[0].tolist() == [[0.1, 0.0], [0.2, 0.3]]
+
+
+def test_interpolation_strips_and_mean_directions(digits_runs, digits_test):
+    from explorer.traverse import along_mean_difference, interpolation_strips, reconstruct
+    model = load_model(digits_runs["lvae"], "cpu")[0]
+    a, b = digits_test[0].numpy(), digits_test[1].numpy()
+    strips = interpolation_strips(model, a, b, steps=5)
+    assert list(strips) == ["all layers", "z1", "z2", "z3"] and all(s.shape == (5, 64) for s in strips.values())
+    np.testing.assert_allclose(strips["all layers"][[0, -1]], reconstruct(model, np.stack([a, b])), atol=1e-5)
+    ma, mb = np.array([0.0, 1.0]), np.array([2.0, 1.0])
+    np.testing.assert_allclose(along_mean_difference(ma, ma, mb, 1.0), mb)
+    np.testing.assert_allclose(along_mean_difference(ma, ma, mb, np.array([0.0, 0.5])), [[0, 1], [1, 1]])
+
+
+def test_gif_has_one_frame_per_image_there_and_back():
+    import io
+
+    from PIL import Image
+
+    from explorer.images import gif_bytes
+    frames = np.linspace(0, 1, 5)[:, None] * np.ones((5, 16))
+    gif = Image.open(io.BytesIO(gif_bytes(frames, (4, 4), scale=2)))
+    assert gif.format == "GIF" and gif.size == (8, 8) and gif.n_frames == 8  # 5 there, 3 back

@@ -203,8 +203,16 @@ def test_test_points_from_dataset(lvae, runs_root, points):
     assert points.labels.shape == (200,) and points.labels.dtype == np.int64
     assert points.image_shape == (8, 8) and "digits test set" in points.source
     x, y = evaluate_mod.test_tensors(load_dataset("digits"), cfg, torch.device("cpu"))
-    np.testing.assert_array_equal(points.images, x[:200].numpy())
-    np.testing.assert_array_equal(points.labels, y[:200].numpy())
+    # a class-balanced sample, never the first n (whose class mix is the file's order); seeded, so every
+    # run on the same data shows the same points
+    idx = points.index
+    assert len(set(idx.tolist())) == 200 and not np.array_equal(idx, np.arange(200))
+    np.testing.assert_array_equal(points.images, x.numpy()[idx])
+    np.testing.assert_array_equal(points.labels, y.numpy()[idx])
+    counts = np.bincount(points.labels, minlength=10)
+    assert counts.max() - counts.min() <= 1
+    assert "class-balanced" in points.source
+    np.testing.assert_array_equal(test_points(cfg, runs_root / "tiny-vae", 200).index, idx)
 
 
 def test_test_points_fall_back_to_snapshot(lvae, runs_root, monkeypatch, tmp_path):
@@ -217,8 +225,11 @@ def test_test_points_fall_back_to_snapshot(lvae, runs_root, monkeypatch, tmp_pat
     tp = test_points(cfg, runs_root / "tiny-lvae", n=50)
     saved = ckpt.load_snapshot_points(runs_root / "tiny-lvae")
     assert "snapshot" in tp.source and tp.image_shape == (8, 8)
-    np.testing.assert_array_equal(tp.images, saved["image"][:50].float().numpy() / 255)
-    np.testing.assert_array_equal(tp.labels, saved["label"][:50].numpy())
+    saved_index = saved["index"].numpy().tolist()
+    rows = [saved_index.index(i) for i in tp.index.tolist()]  # the saved points' own test-set positions
+    assert len(set(rows)) == 50 and rows != list(range(50))   # a class-balanced 50 of them, not the first
+    np.testing.assert_array_equal(tp.images, saved["image"][rows].float().numpy() / 255)
+    np.testing.assert_array_equal(tp.labels, saved["label"][rows].numpy())
     with pytest.raises(UserError, match="no test images"):
         test_points(cfg, tmp_path, n=50)
     monkeypatch.undo()

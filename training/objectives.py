@@ -42,7 +42,7 @@ def importance_weighted_bound(log_w: torch.Tensor) -> torch.Tensor:
 
 
 def training_loss(model: HierarchicalVAE, x: torch.Tensor, beta: float, iw_samples: int = 1,
-                  mc_samples: int = 1) -> tuple[torch.Tensor, BatchStats]:
+                  mc_samples: int = 1, generator: torch.Generator | None = None) -> tuple[torch.Tensor, BatchStats]:
     """The loss trained on (mean over the batch) and the batch's statistics: -ELBO for K = 1, the
     importance-weighted bound -L_K for K = iw_samples > 1.
 
@@ -52,7 +52,7 @@ def training_loss(model: HierarchicalVAE, x: torch.Tensor, beta: float, iw_sampl
     where the sampling order allows it. K > 1: -L_K with beta on the latent terms of each weight.
     """
     n = iw_samples * mc_samples
-    fp = model(x, n_samples=n)
+    fp = model(x, n_samples=n, generator=generator)
     if iw_samples == 1:
         kl_units = [layer.kl() for layer in fp.layers]
         kl = sum(k.sum(-1) for k in kl_units)
@@ -75,11 +75,12 @@ def _batches(n: int, size: int):
 
 
 @torch.inference_mode()
-def evaluate_elbo(model: HierarchicalVAE, x: torch.Tensor, batch_size: int = 1000) -> BatchStats:
+def evaluate_elbo(model: HierarchicalVAE, x: torch.Tensor, batch_size: int = 1000,
+                  generator: torch.Generator | None = None) -> BatchStats:
     """Single-sample ELBO statistics summed over x (beta = 1)."""
     total: BatchStats | None = None
     for s in _batches(x.shape[0], batch_size):
-        _, stats = training_loss(model, x[s], beta=1.0)
+        _, stats = training_loss(model, x[s], beta=1.0, generator=generator)
         if total is None:
             total = stats
         else:
@@ -132,7 +133,7 @@ def posterior_means(model: HierarchicalVAE, x: torch.Tensor, batch_size: int = 1
 
 @torch.inference_mode()
 def unit_activity(model: HierarchicalVAE, x: torch.Tensor, n_samples: int = 10,
-                  batch_size: int = 1000) -> list[torch.Tensor]:
+                  batch_size: int = 1000, generator: torch.Generator | None = None) -> list[torch.Tensor]:
     """A_u = Cov_x(E_{q(u|x)}[u]) for every unit of every layer (Burda et al. 2016, Sec. 5.2).
 
     E_q[u|x] of a layer below the sampling order's first is an average over
@@ -143,7 +144,7 @@ def unit_activity(model: HierarchicalVAE, x: torch.Tensor, n_samples: int = 10,
     sums: list[list[torch.Tensor]] = [[] for _ in model.cfg.latent_sizes]
     noise: list[list[torch.Tensor]] = [[] for _ in model.cfg.latent_sizes]
     for s in _batches(x.shape[0], batch_size):
-        layers = model.inference(x[s], model.generative, n_samples)
+        layers = model.inference(x[s], model.generative, n_samples, generator=generator)
         for i, layer in enumerate(layers):
             mu = layer.mu_q.view(n_samples, -1, layer.mu_q.shape[-1])
             sums[i].append(mu.mean(0))

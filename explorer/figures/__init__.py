@@ -1,5 +1,6 @@
 """Plotly figure builders for the explorer pages, by subject: style.py (palettes, layout, export),
-latent.py (latent-space plots and snapshots), curves.py (training history), table.py (CSV numbers).
+latent.py (latent-space plots and snapshots), curves.py (training history), information.py (rate,
+distortion, mutual information, bounds, collapse timeline), table.py (CSV numbers).
 No streamlit here, so every figure is unit-testable.
 
 Conventions shared by every builder:
@@ -19,13 +20,18 @@ Conventions shared by every builder:
 from __future__ import annotations
 
 from .curves import active_units_curves, kl_heatmap, kl_per_layer_curves, training_curves
-from .latent import (explained_variance, layer_scatter, layer_scatter_grid, per_layer_bars, snapshot_animation,
+from .information import (collapse_timeline, iw_bound_curve, mutual_information_bars, rate_distortion_bars,
+                          rate_distortion_curves, unit_activity_vs_kl)
+from .latent import (explained_variance, layer_scatter, layer_scatter_grid, per_layer_bars, projection_grid,
+                     projection_scatter3d,
+                     snapshot_animation,
                      snapshot_scatter)
 from .style import (CLASS_PALETTE, KL_FLOOR, MAX_CLASS_TRACES, METRICS, RUN_PALETTE, class_colours, export_config,
                     layer_colours, layer_name, run_colours)
 from .table import FRAME_COLUMNS, figure_frame
 
-__all__ = ["CLASS_PALETTE", "FRAME_COLUMNS", "KL_FLOOR", "MAX_CLASS_TRACES", "METRICS", "RUN_PALETTE",
+__all__ = ["collapse_timeline", "iw_bound_curve", "mutual_information_bars", "rate_distortion_bars",
+           "rate_distortion_curves", "unit_activity_vs_kl", "CLASS_PALETTE", "FRAME_COLUMNS", "KL_FLOOR", "MAX_CLASS_TRACES", "METRICS", "RUN_PALETTE",
            "active_units_curves", "class_colours", "explained_variance", "export_config", "figure_frame",
            "kl_heatmap", "kl_per_layer_curves", "layer_colours", "layer_name", "layer_scatter", "layer_scatter_grid",
-           "per_layer_bars", "run_colours", "snapshot_animation", "snapshot_scatter", "training_curves"]
+           "per_layer_bars", "projection_grid", "projection_scatter3d", "run_colours", "snapshot_animation", "snapshot_scatter", "training_curves"]

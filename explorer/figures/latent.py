@@ -44,30 +44,64 @@ def _explained(pca: Any, k: int) -> np.ndarray:
     return np.concatenate([ev, np.zeros(max(0, k - ev.shape[0]))])[:k]
 
 
-def _layer_title(pca: Any, layer: int, k: int = 2) -> str:
-    """Short enough for five subplots side by side: "z1 (16 units) · PC1–2 70%" (explained variance)."""
-    return f"{layer_name(layer)} ({_units(pca)} units) · PC1–{k} {_explained(pca, k).sum():.0%}"
+def _activity_note(active: int | None) -> str:
+    """A layer with no active units says so in its title: its plot shows the prior's noise or one point."""
+    return "" if active is None else (" · no active units" if active == 0 else f" · {active} active")
+
+
+def _layer_title(pca: Any, layer: int, k: int = 2, active: int | None = None) -> str:
+    """Short enough for five subplots side by side: "z1 (16 units) · PC1–2 70%" (explained variance),
+    then the layer's active units when known ("· no active units" for a collapsed layer)."""
+    head = f"{layer_name(layer)} ({_units(pca)} units) · PC1–{k} {_explained(pca, k).sum():.0%}"
+    # On a second line: five titles side by side have room for one short line each.
+    return head + ("" if active is None else "<br>" + _activity_note(active).removeprefix(" · "))
+
+
+def _spread_titles(pca: Any, prior_sd: Sequence[float] | None, k: int = 2) -> list[str]:
+    """Axis titles with each axis's spread in prior standard deviations: "PC1 · 1.8 prior sd"."""
+    sd = np.asarray(pca.sd, dtype=float).ravel()
+    if prior_sd is None:
+        return [f"PC{j + 1}" for j in range(k)]
+    out = []
+    for j in range(k):
+        p = float(prior_sd[j]) if j < len(prior_sd) else 0.0
+        out.append(f"PC{j + 1} · {sd[j] / p:.2g} prior sd" if j < len(sd) and p > 0 else f"PC{j + 1}")
+    return out
+
+
+UNSELECTED = "#c9c9c9"
 
 
 def _point_traces(coords: np.ndarray, labels: np.ndarray, layer: int, trace_cls: type, showlegend: bool,
-                  colours: dict[Any, str], marker_size: float) -> list:
+                  colours: dict[Any, str], marker_size: float, keep: np.ndarray | None = None,
+                  axis_names: Sequence[str] = ("PC1", "PC2", "PC3")) -> list:
     """The points of one layer: one trace per class (legendgroup = class, so a legend click hides
     that class in every layer), or one label-coloured trace when there are too many classes.
-    customdata is the point's row index in the arrays the page passed (maps selections back)."""
+    customdata is the point's row index in the arrays the page passed (maps selections back).
+    keep: a mask of the points to draw in colour (a selection); the rest become one grey trace under them."""
     three_d = trace_cls is go.Scatter3d
-    hover = "PC1 %{x:.2f}, PC2 %{y:.2f}" + (", PC3 %{z:.2f}" if three_d else "")
+    a = list(axis_names)
+    hover = f"{a[0]} %{{x:.2f}}, {a[1]} %{{y:.2f}}" + (f", {a[2]} %{{z:.2f}}" if three_d and len(a) > 2 else "")
     tag = layer_name(layer)
-    index = np.arange(labels.shape[0])
+    index = np.arange(labels.shape[0]) if keep is None else np.flatnonzero(keep)
+    grey = []
+    if keep is not None:
+        rest = np.flatnonzero(~keep)
+        xyz = dict(x=coords[rest, 0], y=coords[rest, 1], **({"z": coords[rest, 2]} if three_d else {}))
+        grey = [trace_cls(**xyz, mode="markers", name="not selected", legendgroup="not selected",
+                          showlegend=showlegend, meta=tag, customdata=rest,
+                          marker=dict(size=marker_size, color=UNSELECTED, opacity=0.35),
+                          hovertemplate=f"point %{{customdata}} (not selected)<extra>{tag}</extra>")]
     if len(colours) > MAX_CLASS_TRACES:
-        xyz = dict(x=coords[:, 0], y=coords[:, 1], **({"z": coords[:, 2]} if three_d else {}))
-        codes = np.unique(labels, return_inverse=True)[1]
-        return [trace_cls(**xyz, mode="markers", name="points", legendgroup="points", showlegend=showlegend,
-                          meta=tag, customdata=index, text=[str(_plain(c)) for c in labels],
-                          marker=dict(size=marker_size, color=codes, colorscale="Turbo", opacity=0.75),
-                          hovertemplate=f"class %{{text}} · point %{{customdata}}<br>{hover}<extra>{tag}</extra>")]
-    traces = []
+        xyz = dict(x=coords[index, 0], y=coords[index, 1], **({"z": coords[index, 2]} if three_d else {}))
+        codes = np.unique(labels, return_inverse=True)[1][index]
+        return grey + [trace_cls(**xyz, mode="markers", name="points", legendgroup="points", showlegend=showlegend,
+                                 meta=tag, customdata=index, text=[str(_plain(c)) for c in labels[index]],
+                                 marker=dict(size=marker_size, color=codes, colorscale="Turbo", opacity=0.75),
+                                 hovertemplate=f"class %{{text}} · point %{{customdata}}<br>{hover}<extra>{tag}</extra>")]
+    traces = grey
     for c, colour in colours.items():
-        idx = index[labels == c]
+        idx = index[labels[index] == c]
         xyz = dict(x=coords[idx, 0], y=coords[idx, 1], **({"z": coords[idx, 2]} if three_d else {}))
         traces.append(trace_cls(
             **xyz, mode="markers", name=str(c), legendgroup=f"class {c}", showlegend=showlegend, meta=tag,
@@ -108,11 +142,27 @@ def _valid_point(highlight: int | None, n: int) -> int | None:
     return h if 0 <= h < n else None
 
 
+def _selection_mask(selected: Sequence[int] | np.ndarray | None, n: int) -> np.ndarray | None:
+    """A boolean mask of the selected rows; None when nothing (valid) is selected."""
+    if selected is None:
+        return None
+    idx = np.asarray(selected, dtype=np.int64).ravel()
+    idx = idx[(idx >= 0) & (idx < n)]
+    if not idx.size:
+        return None
+    mask = np.zeros(n, bool)
+    mask[idx] = True
+    return mask
+
+
 def _layer_grid(coords: Sequence[np.ndarray], titles: Sequence[str], labels: Sequence[Any] | np.ndarray,
                 highlight: int | None = None, trace_cls: type = go.Scattergl, marker_size: float = 4,
-                layers: Sequence[int] | None = None) -> go.Figure:
+                layers: Sequence[int] | None = None, selected: Sequence[int] | np.ndarray | None = None,
+                axis_titles: Sequence[Sequence[str]] | None = None) -> go.Figure:
     """One row of 2-D subplots, one per layer, in ONE figure: Scattergl traces of all subplots share
-    a single WebGL context (browsers allow ~16 per page, one figure per layer would exhaust them)."""
+    a single WebGL context (browsers allow ~16 per page, one figure per layer would exhaust them).
+    selected: rows drawn in colour in every layer, the rest grey (a linked selection);
+    axis_titles: per layer (x title, y title), default PC1 and PC2."""
     n_cols = len(coords)
     layers = list(range(n_cols)) if layers is None else list(layers)
     fig = make_subplots(rows=1, cols=max(n_cols, 1), subplot_titles=list(titles) or None,
@@ -123,16 +173,25 @@ def _layer_grid(coords: Sequence[np.ndarray], titles: Sequence[str], labels: Seq
     lab = _labels(labels, n)
     colours = class_colours(lab)
     point = _valid_point(highlight, n)
+    keep = _selection_mask(selected, n)
+    traces = []
     for col, (xy, layer) in enumerate(zip(coords, layers), start=1):
         xy = _columns(xy, 2)
         if xy.shape[0] != n:
             raise ValueError(f"layer {layer_name(layer)} has {xy.shape[0]} points, the first layer {n}")
-        for tr in _point_traces(xy, lab, layer, trace_cls, col == 1, colours, marker_size):
-            fig.add_trace(tr, row=1, col=col)
+        x_title, y_title = axis_titles[col - 1] if axis_titles else ("PC1", "PC2")
+        names = [t.split(" · ")[0] for t in (x_title, y_title)]
+        ref = "" if col == 1 else str(col)  # make_subplots' axes of column col: x/y, x2/y2, ...
+        for tr in _point_traces(xy, lab, layer, trace_cls, col == 1, colours, marker_size, keep, names):
+            traces.append(tr.update(xaxis=f"x{ref}", yaxis=f"y{ref}"))
         if point is not None:
-            fig.add_trace(_highlight_trace(xy, lab, point, layer, trace_cls, col == 1, colours), row=1, col=col)
-        fig.update_xaxes(title_text="PC1", row=1, col=col)
-    fig.update_yaxes(title_text="PC2", row=1, col=1)
+            traces.append(_highlight_trace(xy, lab, point, layer, trace_cls, col == 1, colours)
+                          .update(xaxis=f"x{ref}", yaxis=f"y{ref}"))
+    fig.add_traces(traces)  # once: one add_trace per trace re-validates the figure every time (2x slower)
+    for col in range(1, len(coords) + 1):
+        x_title, y_title = axis_titles[col - 1] if axis_titles else ("PC1", "PC2")
+        fig.update_xaxes(title_text=x_title, row=1, col=col)
+        fig.update_yaxes(title_text=y_title, row=1, col=col, title_standoff=2)
     fig.update_annotations(font_size=12)
     # A horizontal legend under the plots: a side legend would take a sixth of the width from the layers.
     fig.update_layout(legend=dict(title=dict(text="class "), itemsizing="constant", orientation="h",
@@ -141,7 +200,8 @@ def _layer_grid(coords: Sequence[np.ndarray], titles: Sequence[str], labels: Seq
 
 
 def layer_scatter(pca: Any, labels: Sequence[Any] | np.ndarray, layer: int, highlight: int | None = None,
-                  three_d: bool = False, hover_images: list[str] | None = None) -> go.Figure:
+                  three_d: bool = False, hover_images: list[str] | None = None,
+                  selected: Sequence[int] | np.ndarray | None = None, active: int | None = None) -> go.Figure:
     """One layer's posterior means in PCA coordinates, coloured by class.
 
     2-D: go.Scattergl; 3-D: go.Scatter3d (PC1-3; a layer with fewer PCs is padded with 0).
@@ -154,29 +214,66 @@ def layer_scatter(pca: Any, labels: Sequence[Any] | np.ndarray, layer: int, high
     del hover_images  # see the docstring: shown by the page, not by plotly
     coords = np.asarray(pca.coords, dtype=float)
     if not three_d:
-        fig = _layer_grid([coords], [_layer_title(pca, layer)], labels, highlight, layers=[layer])
+        fig = _layer_grid([coords], [_layer_title(pca, layer, active=active)], labels, highlight, layers=[layer],
+                          selected=selected)
         return _style(fig, f"Latent layer {layer_name(layer)}: posterior means, first two principal components",
                       height=540, margin=GRID_MARGIN)
+    ev = _explained(pca, 3)
+    return _scatter3d(coords, labels, layer, [f"PC{j + 1} ({ev[j]:.0%})" for j in range(3)],
+                      f"Latent layer {_layer_title(pca, layer, 3, active)}", highlight, selected)
+
+
+def projection_scatter3d(projection: Any, labels: Sequence[Any] | np.ndarray, layer: int,
+                         highlight: int | None = None, selected: Sequence[int] | np.ndarray | None = None,
+                         active: int | None = None) -> go.Figure:
+    """One layer's 3-D map (explorer.projections.Projection with k = 3: PCA, UMAP or t-SNE)."""
+    axes = list(projection.axes) + [""] * (3 - len(projection.axes))
+    return _scatter3d(projection.coords, labels, layer, axes[:3],
+                      f"Latent layer {layer_name(layer)} · {projection.method} in 3-D" + _activity_note(active),
+                      highlight, selected)
+
+
+def _scatter3d(coords: np.ndarray, labels: Sequence[Any] | np.ndarray, layer: int, axes: Sequence[str], title: str,
+               highlight: int | None, selected: Sequence[int] | np.ndarray | None) -> go.Figure:
     xyz = _columns(coords, 3)
     lab = _labels(labels, xyz.shape[0])
     colours = class_colours(lab)
-    fig = go.Figure(_point_traces(xyz, lab, layer, go.Scatter3d, True, colours, marker_size=2.5))
+    names = [a.split(" (")[0] for a in axes]
+    fig = go.Figure(_point_traces(xyz, lab, layer, go.Scatter3d, True, colours, 2.5,
+                                  _selection_mask(selected, xyz.shape[0]), names))
     point = _valid_point(highlight, xyz.shape[0])
     if point is not None:
         fig.add_trace(_highlight_trace(xyz, lab, point, layer, go.Scatter3d, True, colours))
-    ev = _explained(pca, 3)
-    fig.update_layout(scene=dict(xaxis_title=f"PC1 ({ev[0]:.0%})", yaxis_title=f"PC2 ({ev[1]:.0%})",
-                                 zaxis_title=f"PC3 ({ev[2]:.0%})"),
+    fig.update_layout(scene=dict(xaxis_title=axes[0], yaxis_title=axes[1], zaxis_title=axes[2]),
                       legend=dict(title=dict(text="class"), itemsizing="constant"))
     with_numbers(fig, _points_table([xyz], lab, [layer], k=3))
-    return _style(fig, f"Latent layer {_layer_title(pca, layer, 3)}", height=600)
+    return _style(fig, title, height=600)
 
 
-def layer_scatter_grid(pcas: Sequence[Any], labels: Sequence[Any] | np.ndarray,
-                       highlight: int | None = None) -> go.Figure:
-    """All layers side by side in ONE figure (one WebGL context), one column per layer."""
-    fig = _layer_grid([p.coords for p in pcas], [_layer_title(p, i) for i, p in enumerate(pcas)], labels, highlight)
-    return _style(fig, "Posterior means of every latent layer (PCA, PC1 vs PC2)", height=480, margin=GRID_MARGIN)
+def layer_scatter_grid(pcas: Sequence[Any], labels: Sequence[Any] | np.ndarray, highlight: int | None = None,
+                       selected: Sequence[int] | np.ndarray | None = None, active: Sequence[int] | None = None,
+                       prior_sd: Sequence[Sequence[float]] | None = None, title: str | None = None) -> go.Figure:
+    """All layers side by side in ONE figure (one WebGL context), one column per layer.
+    active: units per layer (titles say "no active units" for 0); prior_sd: per layer the prior's
+    standard deviation along PC1, PC2 (explorer.encode.prior_sd_along), so each axis shows its spread in it."""
+    titles = [_layer_title(p, i, active=None if active is None else active[i]) for i, p in enumerate(pcas)]
+    axes = [_spread_titles(p, None if prior_sd is None else prior_sd[i]) for i, p in enumerate(pcas)]
+    fig = _layer_grid([p.coords for p in pcas], titles, labels, highlight, selected=selected, axis_titles=axes)
+    return _style(fig, title or "Posterior means of every latent layer (PCA, PC1 vs PC2)", height=480,
+                  margin=GRID_MARGIN)
+
+
+def projection_grid(projections: Sequence[Any], labels: Sequence[Any] | np.ndarray, highlight: int | None = None,
+                    selected: Sequence[int] | np.ndarray | None = None, active: Sequence[int] | None = None,
+                    title: str | None = None) -> go.Figure:
+    """Every layer's non-linear map (explorer.projections.Projection: UMAP or t-SNE) side by side, as the
+    PCA grid: the axes have no units, only neighbourhoods mean something."""
+    titles = [f"{layer_name(i)} · {p.method}" + ("" if active is None else "<br>" + _activity_note(active[i])
+                                                     .removeprefix(" · ")) for i, p in enumerate(projections)]
+    axes = [tuple(p.axes[:2]) for p in projections]
+    fig = _layer_grid([p.coords for p in projections], titles, labels, highlight, selected=selected, axis_titles=axes)
+    method = projections[0].method if projections else "projection"
+    return _style(fig, title or f"Posterior means of every latent layer ({method})", height=480, margin=GRID_MARGIN)
 
 
 def explained_variance(pcas: Sequence[Any]) -> go.Figure:
@@ -247,7 +344,9 @@ def snapshot_scatter(points_by_layer: Sequence[np.ndarray], labels: Sequence[Any
     coords = [p.coords for p in pcas]
     if reference is not None:
         coords = [procrustes_align(c, _layer_pca(r).coords) for c, r in zip(coords, reference)]
-    fig = _layer_grid(coords, [_layer_title(p, i) for i, p in enumerate(pcas)], labels)
+    from ..encode import active_counts
+    active = active_counts(list(points_by_layer))
+    fig = _layer_grid(coords, [_layer_title(p, i, active=active[i]) for i, p in enumerate(pcas)], labels)
     with_numbers(fig, _points_table(coords, _labels(labels, len(coords[0]) if coords else 0), range(len(pcas)),
                                     epoch=epoch))
     when = f" at epoch {epoch}" if epoch is not None else ""
@@ -280,7 +379,9 @@ def snapshot_animation(snapshots: Mapping[int, Sequence[np.ndarray]], labels: Se
             raise ValueError(f"snapshot of epoch {e} has {len(snapshots[e])} layers, the last one {n_layers}")
     pcas = [_layer_pca(z) for z in snapshots[epochs[-1]]]
     coords = {e: [_project(snapshots[e][i], pcas[i]) for i in range(n_layers)] for e in epochs}
-    titles = [_layer_title(p, i) for i, p in enumerate(pcas)]
+    from ..encode import active_counts
+    active = active_counts(list(snapshots[epochs[-1]]))  # at the last epoch, whose basis every frame uses
+    titles = [_layer_title(p, i, active=active[i]) for i, p in enumerate(pcas)]
     fig = _layer_grid(coords[epochs[0]], titles, labels, trace_cls=go.Scatter, marker_size=4)
     # Each trace's (layer, points) stays fixed across frames; frames only move x and y.
     layer_of = [int(str(tr.meta)[1:]) - 1 for tr in fig.data]

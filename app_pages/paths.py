@@ -1,0 +1,134 @@
+"""Paths: interpolate between two test images layer by layer, and walk a direction between two classes' (or two
+selections') mean codes, decoded live.
+
+Interpolation: the straight line between the two images' posterior means in all layers at once (the image
+then follows z1), or in one layer z_i (the layers below at p's mean given it, as a traversal), a strip
+each, and a GIF of the chosen path. Directions: start + t (mean code of B - mean code of A) in one layer.
+"""
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import streamlit as st
+
+from app_pages import common
+from explorer.images import gif_bytes
+from explorer.traverse import along_mean_difference, decode_layer, encode_one, interpolation_strips
+
+SETS = "direction_sets"            # session_state: kept by the Layers page ("Keep as set A/B")
+DECODED = "paths_decoded_sha1"     # session_state: digest of the last direction image (tests)
+
+
+@st.cache_resource(max_entries=32, show_spinner="Decoding the paths…")
+def strips_of(path: str, stamp: float, a: int, b: int, steps: int) -> dict[str, np.ndarray]:
+    points = common.points_of(path, stamp, common.TEST_POINTS)
+    return interpolation_strips(common.model_of(path, stamp), points.images[a], points.images[b], steps)
+
+
+def other_class(points, row: int) -> int:
+    """The first point of another class than `row`'s: a default pair that differs."""
+    others = np.flatnonzero(points.labels != points.labels[row])
+    return int(others[0]) if len(others) else min(row + 1, len(points.labels) - 1)
+
+
+def interpolation(run, points) -> None:
+    st.subheader("Interpolate between two test images")
+    count = len(points.labels)
+    c1, c2, c3 = st.columns([1, 1, 2])
+    a = int(c1.number_input("Image A", 0, count - 1, 0, key="paths_a"))
+    b = int(c2.number_input("Image B", 0, count - 1, other_class(points, 0), key="paths_b"))
+    steps = int(c3.slider("Steps", 3, 15, 9, key="paths_steps"))
+    strips = strips_of(str(run.path), run.stamp, a, b, steps)
+    st.caption(f"A: point {int(points.index[a])} (class {int(points.labels[a])}) · B: point {int(points.index[b])} "
+               f"(class {int(points.labels[b])}). Each row decodes the straight line between their posterior means: "
+               "in all layers at once (its ends are the two reconstructions), or in z_i alone (the layers above stay "
+               "at A's codes, the layers below follow p's mean, as a traversal), so a row shows what z_i alone "
+               "can change.")
+    common.show_images(points.images[[a, b]], points.image_shape, ncols=2, target=64, caption="A · B")
+    for name, strip in strips.items():
+        common.show_images(strip, points.image_shape, ncols=steps, target=56, caption=f"{name}: A → B")
+    g1, g2, _ = st.columns([1, 1, 2], vertical_alignment="bottom")
+    which = g1.selectbox("GIF of", list(strips), key="paths_gif")
+    g2.download_button("Path (GIF)", lambda: gif_bytes(strips[which], points.image_shape, scale=6),
+                       file_name=f"{run.name}-{which.replace(' ', '-')}-{a}-to-{b}.gif", mime="image/gif",
+                       key="paths_gif_download", on_click="ignore", icon=":material/download:")
+
+
+def mean_codes(run, points, source: str, layer: int) -> tuple[np.ndarray, np.ndarray, str] | None:
+    """(mean of A, mean of B, description) in `layer`: two classes' mean codes, or the Layers page's two sets."""
+    enc = common.encoding_of(str(run.path), run.stamp, common.TEST_POINTS)
+    z = enc.means[layer]
+    if source == "two classes":
+        classes = [int(c) for c in np.unique(points.labels)]
+        c1, c2 = st.columns(2)
+        ca = c1.selectbox("From class", classes, index=0, key="paths_class_a")
+        cb = c2.selectbox("To class", classes, index=min(1, len(classes) - 1), key="paths_class_b")
+        return (z[points.labels == ca].mean(axis=0), z[points.labels == cb].mean(axis=0),
+                f"class {ca}'s mean code → class {cb}'s")
+    sets = st.session_state.get(SETS, {})
+    kept = {k: v for k, v in sets.items() if v.get("run") == str(run.path)}
+    if set(kept) != {"A", "B"}:
+        st.info("Select points with a box or lasso on the **Layers** page (this run) and keep them as set A and set B.")
+        return None
+    rows = {k: common.rows_of(points, v["index"]) for k, v in kept.items()}
+    if not all(len(r) for r in rows.values()):
+        st.info("The kept sets are not among this page's test points; select them again on the Layers page.")
+        return None
+    return (z[rows["A"]].mean(axis=0), z[rows["B"]].mean(axis=0),
+            f"set A's mean code ({len(rows['A'])} points) → set B's ({len(rows['B'])})")
+
+
+def directions(run, model, points) -> None:
+    st.subheader("Walk a direction between two groups' mean codes")
+    layers = model.cfg.layers
+    c1, c2 = st.columns([1, 2])
+    layer = int(c1.selectbox("Layer", range(layers), index=layers - 1, key="paths_layer",
+                             format_func=lambda i: f"z{i + 1} ({model.cfg.latent_sizes[i]} units)"))
+    source = c2.radio("Between", ["two classes", "two selections (Layers page)"], horizontal=True, key="paths_source")
+    found = mean_codes(run, points, source, layer)
+    if found is None:
+        return
+    mean_a, mean_b, what = found
+    start_on = st.radio("Start from", ["A's mean code", "a test image"], horizontal=True, key="paths_start")
+    if start_on == "a test image":
+        idx = int(st.number_input("Test image", 0, len(points.labels) - 1, 0, key="paths_start_image"))
+        start, start_what = encode_one(model, points.images[idx])[layer], f"test image {int(points.index[idx])}"
+    else:
+        start, start_what = mean_a, "A's mean code"
+    distance = float(np.linalg.norm(mean_b - mean_a))
+    st.caption(f"z{layer + 1}: start + t·(B − A), {what}; |B − A| = {distance:.2f}. Start: {start_what}; "
+               "layers below at p's mean. t = 1 from A's mean reaches B's mean.")
+    ctx = hashlib.sha1(f"{run.path}|{run.stamp}|{layer}|{what}|{start_what}".encode()).hexdigest()[:8]
+
+    @st.fragment
+    def live() -> None:
+        left, right = st.columns([3, 2])
+        t = left.slider("t along the direction", -1.0, 2.0, 0.0, 0.05, key=f"paths_t_{ctx}")
+        image = decode_layer(model, layer, along_mean_difference(start, mean_a, mean_b, t)[None])
+        st.session_state[DECODED] = hashlib.sha1(image.tobytes()).hexdigest()
+        with right:
+            common.show_images(image, points.image_shape, target=160, caption=f"decoded at t = {t:.2f}")
+        strip = decode_layer(model, layer, along_mean_difference(start, mean_a, mean_b, np.linspace(-0.5, 1.5, 9)))
+        with left:
+            common.show_images(strip, points.image_shape, ncols=9, target=48, caption="t = -0.5 … 1.5 in 9 steps")
+
+    live()
+
+
+def main() -> None:
+    st.header("Paths: interpolations and directions")
+    run = common.pick_run("Run", "paths_run")
+    if run is None:
+        return
+    try:
+        model = common.model_for(run)
+        points = common.points_of(str(run.path), run.stamp, common.TEST_POINTS)
+    except Exception as e:  # noqa: BLE001
+        st.error(f"Cannot load {run.name}: {e}")
+        return
+    interpolation(run, points)
+    directions(run, model, points)
+
+
+main()

@@ -1,0 +1,192 @@
+"""Information figures: rate (KL per layer) beside distortion, I(x; z_i) per layer, each unit's activity
+against its own KL, the IW-K bounds for growing K, rate-distortion over training, the collapse timeline."""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from .curves import _list_rows, _metric_rows
+from .style import KL_FLOOR, RUN_DASHES, _note, _style, layer_colours, layer_name, run_colours
+from .table import with_numbers
+
+
+def rate_distortion_bars(info: Mapping[str, Any]) -> go.Figure:
+    """Per run one bar of the rate, stacked by layer (KL of z1..zL), beside one bar of the distortion
+    -E log p(x|z1): their sum is -ELBO (nats per image). info: {run: explorer.information.LayerInformation}."""
+    fig = go.Figure()
+    names = list(info)
+    n_layers = max((len(i.kl_per_unit) for i in info.values()), default=0)
+    colours = layer_colours(n_layers)
+    rows = []
+    for layer in range(n_layers):
+        y = [float(info[n].rate[layer]) if layer < len(info[n].rate) else 0.0 for n in names]
+        fig.add_trace(go.Bar(x=[[n for n in names], ["rate"] * len(names)], y=y, name=f"KL {layer_name(layer)}",
+                             marker_color=colours[layer], legendgroup="rate",
+                             hovertemplate=f"%{{x}}<br>KL {layer_name(layer)}: %{{y:.3g}} nats<extra></extra>"))
+        rows += [{"run": n, "part": f"KL {layer_name(layer)}", "nats": v} for n, v in zip(names, y)]
+    d = [float(info[n].distortion) for n in names]
+    fig.add_trace(go.Bar(x=[names, ["distortion"] * len(names)], y=d, name="distortion −E log p(x|z1)",
+                         marker_color="#7f7f7f", hovertemplate="%{x}<br>distortion: %{y:.4g} nats<extra></extra>"))
+    rows += [{"run": n, "part": "distortion", "nats": v} for n, v in zip(names, d)]
+    if not names:
+        _note(fig, "no runs")
+    with_numbers(fig, pd.DataFrame(rows, columns=["run", "part", "nats"]))
+    return _style(fig, "Rate (KL per layer, stacked) beside distortion: their sum is −ELBO", height=400,
+                  yaxis="nats per image", barmode="stack", legend=dict(title=dict(text="")))
+
+
+def mutual_information_bars(info: Mapping[str, Any]) -> go.Figure:
+    """I(x; z_i) per layer for each run with ±1 standard error, and the estimator's log N cap."""
+    fig = go.Figure()
+    colours = run_colours(list(info))
+    rows = []
+    cap = None
+    for name, inf in info.items():
+        est = [m for m, _ in inf.mi]
+        se = [0.0 if math.isnan(s) else s for _, s in inf.mi]
+        x = [layer_name(i) for i in range(len(est))]
+        fig.add_trace(go.Bar(x=x, y=est, name=name, marker_color=colours[name],
+                             error_y=dict(type="data", array=se, visible=True),
+                             hovertemplate=f"{name}<br>%{{x}}: %{{y:.3f}} nats<extra></extra>"))
+        rows += [{"run": name, "layer": xi, "mi_nats": m, "standard_error": s} for xi, m, s in zip(x, est, se)]
+        cap = math.log(inf.points)
+    if cap is not None:
+        fig.add_hline(y=cap, line_dash="dot", line_color="#888888",
+                      annotation_text=f"log N = {cap:.2f}: the most N test images can show", annotation_position="top left")
+    else:
+        _note(fig, "no runs")
+    with_numbers(fig, pd.DataFrame(rows, columns=["run", "layer", "mi_nats", "standard_error"]))
+    return _style(fig, "Mutual information I(x; z_i) per layer (He et al. 2019 estimator, ±1 SE)", height=400,
+                  xaxis="latent layer", yaxis="I(x; z_i) (nats)", barmode="group", legend=dict(title=dict(text="run")))
+
+
+def unit_activity_vs_kl(info: Mapping[str, Any], threshold: float = 0.01, nil_kl: float = 0.01) -> go.Figure:
+    """Every unit of every layer: its activity A_u (x, log) against its own KL (y, log), one colour per layer,
+    one symbol per run. Crosses: units that count as active (A_u > threshold) with a nil KL of their own
+    (< nil_kl): their mean moves only with the layer above."""
+    from ..information import active_only_through_above
+    fig = go.Figure()
+    n_layers = max((len(i.activity) for i in info.values()), default=0)
+    colours = layer_colours(n_layers)
+    symbols = ["circle", "diamond", "square", "triangle-up"]
+    rows = []
+    for r, (name, inf) in enumerate(info.items()):
+        through = active_only_through_above(inf.activity, inf.kl_per_unit, threshold, nil_kl)
+        for layer, (a, k, m) in enumerate(zip(inf.activity, inf.kl_per_unit, through)):
+            units = np.arange(len(a))
+            sym = np.where(m, "x", symbols[r % len(symbols)])
+            fig.add_trace(go.Scatter(
+                x=np.maximum(a, KL_FLOOR), y=np.maximum(k, KL_FLOOR), mode="markers", customdata=units,
+                name=f"{name} · {layer_name(layer)}", legendgroup=name,
+                marker=dict(color=colours[layer], size=9, symbol=list(sym), line=dict(width=1, color="#333333")),
+                hovertemplate=f"{name} · {layer_name(layer)} unit %{{customdata}}<br>A_u %{{x:.3g}} · KL %{{y:.3g}} "
+                              "nats<extra></extra>"))
+            rows += [{"run": name, "layer": layer_name(layer), "unit": int(u), "activity": float(av), "kl_nats": float(kv),
+                      "active_only_through_above": bool(mv)} for u, av, kv, mv in zip(units, a, k, m)]
+    if rows:
+        fig.add_vline(x=threshold, line_dash="dot", line_color="#888888", annotation_text=f"A_u = {threshold:g}")
+        fig.add_hline(y=nil_kl, line_dash="dot", line_color="#888888", annotation_text=f"KL = {nil_kl:g} nats",
+                      annotation_position="bottom right")
+    else:
+        _note(fig, "no runs")
+    fig.update_xaxes(type="log")
+    fig.update_yaxes(type="log")
+    with_numbers(fig, pd.DataFrame(rows, columns=["run", "layer", "unit", "activity", "kl_nats",
+                                                  "active_only_through_above"]))
+    return _style(fig, "Each unit's activity A_u against its own KL (×: active only through the layer above)",
+                  height=460, xaxis="activity A_u = Var_x E_q[u|x] (log)", yaxis="KL(q‖p) of the unit, nats (log)",
+                  legend=dict(title=dict(text="run · layer")))
+
+
+def iw_bound_curve(bounds: Mapping[str, Mapping[int, tuple[float, float]]]) -> go.Figure:
+    """L_K against K (log axis) per run with ±1 SE: K = 1 is the ELBO; the rise is the ELBO-IW gap."""
+    fig = go.Figure()
+    colours = run_colours(list(bounds))
+    rows = []
+    for name, b in bounds.items():
+        ks = sorted(b)
+        y = [b[k][0] for k in ks]
+        se = [0.0 if math.isnan(b[k][1]) else b[k][1] for k in ks]
+        gap = [v - y[0] for v in y]
+        fig.add_trace(go.Scatter(x=ks, y=y, mode="lines+markers", name=name, line=dict(color=colours[name]),
+                                 error_y=dict(type="data", array=se, visible=True), customdata=gap,
+                                 hovertemplate=f"{name}<br>K = %{{x}}: %{{y:.2f}} nats (gap to K=1: "
+                                               "%{customdata:.2f})<extra></extra>"))
+        rows += [{"run": name, "K": k, "bound_nats": v, "standard_error": s, "gap_to_elbo": g}
+                 for k, v, s, g in zip(ks, y, se, gap)]
+    if not rows:
+        _note(fig, "not computed yet")
+    fig.update_xaxes(type="log")
+    with_numbers(fig, pd.DataFrame(rows, columns=["run", "K", "bound_nats", "standard_error", "gap_to_elbo"]))
+    return _style(fig, "Importance-weighted bound L_K for growing K (K = 1: the ELBO)", height=400,
+                  xaxis="importance samples K (log)", yaxis="L_K (nats per image)", legend=dict(title=dict(text="run")))
+
+
+def rate_distortion_curves(histories: Mapping[str, pd.DataFrame]) -> go.Figure:
+    """Training's path in the rate-distortion plane: x = rate (the epoch's KL summed over layers),
+    y = distortion (-log p(x|z1)), one line per run, epochs on hover (Alemi et al. 2018's plane)."""
+    fig = go.Figure()
+    colours = run_colours(list(histories))
+    rows = []
+    for r, (name, h) in enumerate(histories.items()):
+        epochs, kl = _list_rows(h, "kl_per_layer")
+        recon = _metric_rows(h, "recon").set_index("epoch")["recon"] if not h.empty else pd.Series(dtype=float)
+        keep = [i for i, e in enumerate(epochs) if e in recon.index]
+        if not keep:
+            continue
+        rate = np.nansum(kl[keep], axis=1)
+        dist = -recon.loc[epochs[keep]].to_numpy(dtype=float)
+        fig.add_trace(go.Scatter(x=rate, y=dist, mode="lines+markers", name=name, customdata=epochs[keep],
+                                 line=dict(color=colours[name], dash=RUN_DASHES[r % len(RUN_DASHES)]),
+                                 marker=dict(size=4),
+                                 hovertemplate=f"{name}<br>epoch %{{customdata}}: rate %{{x:.2f}}, distortion "
+                                               "%{y:.2f} nats<extra></extra>"))
+        rows += [{"run": name, "epoch": int(e), "rate_nats": float(a), "distortion_nats": float(d)}
+                 for e, a, d in zip(epochs[keep], rate, dist)]
+    if not rows:
+        _note(fig, "no epochs yet")
+    with_numbers(fig, pd.DataFrame(rows, columns=["run", "epoch", "rate_nats", "distortion_nats"]))
+    return _style(fig, "Rate against distortion over training (training set, per epoch)", height=420,
+                  xaxis="rate: KL summed over layers (nats per image)", yaxis="distortion −log p(x|z1) (nats)",
+                  legend=dict(title=dict(text="run")))
+
+
+def collapse_timeline(epochs: Sequence[int], values: Sequence[np.ndarray], threshold: float, measure: str) -> go.Figure:
+    """Layer x unit over epochs: each cell's value (log colour), active cells (value > threshold) outlined by
+    colour scale's break, so a unit switching on or off reads as a change along its row."""
+    rows, labels, z, text = [], [], [], []
+    for layer, v in enumerate(values):
+        v = np.asarray(v, dtype=float)
+        for unit in range(v.shape[1]):
+            labels.append(f"{layer_name(layer)} u{unit}")
+            col = v[:, unit]
+            z.append(np.where(col > threshold, 1.0, 0.0))
+            text.append([f"{x:.3g}" for x in col])
+            rows += [{"layer": layer_name(layer), "unit": unit, "epoch": int(e), "value": float(x),
+                      "active": bool(x > threshold)} for e, x in zip(epochs, col)]
+    fig = go.Figure()
+    if not labels:
+        _note(fig, "no epochs with per-unit values yet")
+    else:
+        fig.add_trace(go.Heatmap(x=[str(e) for e in epochs], y=labels, z=np.array(z), text=np.array(text),
+                                 zmin=0, zmax=1, colorscale=[[0, "#f0f0f0"], [0.5, "#f0f0f0"], [0.5, "#2c7fb8"],
+                                                             [1, "#2c7fb8"]],
+                                 showscale=False, xgap=1, ygap=0,
+                                 hovertemplate="%{y} · epoch %{x}: " + measure + " %{text}<extra></extra>"))
+        # layer boundaries as lines, top layer at the top
+        start = 0
+        for layer, v in enumerate(values):
+            start += np.asarray(v).shape[1]
+            if layer < len(values) - 1:
+                fig.add_hline(y=start - 0.5, line_color="#333333", line_width=1)
+        fig.update_yaxes(autorange="reversed", showticklabels=len(labels) <= 40)
+    active_end = sum(int((np.asarray(v)[-1] > threshold).sum()) for v in values) if labels else 0
+    with_numbers(fig, pd.DataFrame(rows, columns=["layer", "unit", "epoch", "value", "active"]))
+    return _style(fig, f"Collapse timeline: units with {measure} > {threshold:g} (blue) per epoch · "
+                       f"{active_end} of {len(labels)} active at the end", height=max(360, min(900, 8 * len(labels) + 140)),
+                  xaxis="epoch", yaxis="layer · unit (z1 at the top)")
