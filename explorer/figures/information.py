@@ -184,7 +184,12 @@ def collapse_timeline(epochs: Sequence[int], values: Sequence[np.ndarray], thres
             start += np.asarray(v).shape[1]
             if layer < len(values) - 1:
                 fig.add_hline(y=start - 0.5, line_color="#333333", line_width=1)
-        fig.update_yaxes(autorange="reversed", showticklabels=len(labels) <= 40)
+        if len(labels) <= 40:
+            fig.update_yaxes(autorange="reversed")
+        else:  # too many units to name: one tick per layer, at its first unit
+            firsts = [lab for lab in labels if lab.endswith(" u0")]
+            fig.update_yaxes(autorange="reversed", tickmode="array", tickvals=firsts,
+                             ticktext=[f.split()[0] for f in firsts])
     active_end = sum(int((np.asarray(v)[-1] > threshold).sum()) for v in values) if labels else 0
     with_numbers(fig, pd.DataFrame(rows, columns=["layer", "unit", "epoch", "value", "active"]))
     return _style(fig, f"Collapse timeline: units with {measure} > {threshold:g} (blue) per epoch · "
