@@ -139,15 +139,18 @@ def selection_strip(run, points, rows: np.ndarray) -> None:
 
 
 def grid_figure(run, n: int, use_means: bool, method: str, points, selected, title: str | None = None):
-    """The one-figure grid of every layer in the chosen projection, the selection coloured."""
+    """The one-figure grid of every layer in the chosen projection, the selection coloured; a drag selects
+    (a box; the lasso is in the modebar), it does not zoom."""
     active, prior_sd = common.layer_stats_of(str(run.path), run.stamp, n, use_means)
     if method == "PCA":
         pcas = common.pcas_of(str(run.path), run.stamp, n, use_means)
-        return layer_scatter_grid(pcas, points.labels, highlight=st.session_state[POINT], selected=selected,
-                                  active=active, prior_sd=prior_sd, title=title)
-    projs = common.projections(run, n, use_means, method)
-    return projection_grid(projs, points.labels, highlight=st.session_state[POINT], selected=selected,
-                           active=active, title=title)
+        fig = layer_scatter_grid(pcas, points.labels, highlight=st.session_state[POINT], selected=selected,
+                                 active=active, prior_sd=prior_sd, title=title)
+    else:
+        projs = common.projections(run, n, use_means, method)
+        fig = projection_grid(projs, points.labels, highlight=st.session_state[POINT], selected=selected,
+                              active=active, title=title)
+    return fig.update_layout(dragmode="select")
 
 
 def linked_run(run, points, n: int, use_means: bool, method: str, selected) -> None:
@@ -173,7 +176,6 @@ def linked_run(run, points, n: int, use_means: bool, method: str, selected) -> N
         return
     fig = grid_figure(other, n, use_means, method, other_points, selected, title=f"{other.name}: every latent layer "
                       f"({method}), the same points")
-    fig.update_layout(dragmode="select")
     common.chart(fig, CHART_LINKED, f"{other.name}-layers-{method.lower()}",
                  on_select=selection_callback(points, CHART_LINKED), selection_mode=("points", "box", "lasso"))
 
@@ -210,8 +212,7 @@ def main() -> None:
                "picks one; a double-click clears.")
     st.session_state[POINT] = min(int(st.session_state.get(POINT, 0)), count - 1)
     c4.number_input("Point", 0, count - 1, key=POINT, help="or click a point in the chart")
-    rows = common.rows_of(points, st.session_state.get(SELECTION))
-    selected = rows if len(rows) else None
+    selected = common.rows_of(points, st.session_state.get(SELECTION))  # empty: nothing greyed
 
     t1, t2 = st.columns(2)
     hover = t1.checkbox("Show images on hover", key=HOVER,
@@ -228,20 +229,19 @@ def main() -> None:
             except Exception as e:  # noqa: BLE001  e.g. a projection library missing: say so, keep the page
                 st.error(f"Cannot compute the {method} of {run.name}: {e}")
                 return
-            fig.update_layout(dragmode="select")  # a drag selects (box; lasso in the modebar), not zooms
             common.chart(fig, CHART, f"{run.name}-layers-{method.lower()}",
                          on_select=selection_callback(points, CHART), selection_mode=("points", "box", "lasso"))
     with right:
         selected_point(run, points)
     if linked:
         linked_run(run, points, n, use_means, method, selected)
-    if selected is not None:
-        selection_strip(run, points, rows)
+    if len(selected):
+        selection_strip(run, points, selected)
     if method == "PCA":
         common.chart(explained_variance(pcas), "layers_explained", f"{run.name}-explained-variance")
     if st.toggle("Nearest neighbours of the point in every layer", key="layers_neighbours"):
         neighbours(run, points, n)
-    codes_downloads(run, points, n, rows)
+    codes_downloads(run, points, n, selected)
 
     if st.toggle("3-D view of one layer", key="layers_3d"):
         layer = st.selectbox("Layer", range(len(pcas)), format_func=lambda i: f"z{i + 1}", key="layers_3d_layer")
