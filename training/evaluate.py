@@ -146,7 +146,7 @@ def evaluate_run(run_dir: Path, iw_samples: int = 5000, data_dir: str | None = N
         "bn_stats": bn_stats,
         "pixel_scale": cfg.pixel_scale if cfg.dataset in ("mnist", "fashion-mnist") else None,
         "test_images": n,
-        "seconds": round(time.perf_counter() - started, 1),
+        "seconds": round(time.perf_counter() - started, 3),
         "threads": torch.get_num_threads(),
     }
 
