@@ -12,7 +12,7 @@ import streamlit as st
 
 from app_pages import common
 from explorer.figures import (explained_variance, export_config, layer_scatter, layer_scatter_grid, projection_grid,
-                              projection_scatter3d)
+                              projection_scatter3d, with_selection)
 from explorer.hover import MAX_HOVER_POINTS, first_points, hover_html
 from explorer.images import image_data_uris
 from explorer.projections import METHODS
@@ -138,19 +138,27 @@ def selection_strip(run, points, rows: np.ndarray) -> None:
             st.toast(f"Set {name}: {len(rows)} points kept for the Paths page's directions")
 
 
-def grid_figure(run, n: int, use_means: bool, method: str, points, selected, title: str | None = None):
-    """The one-figure grid of every layer in the chosen projection, the selection coloured; a drag selects
-    (a box; the lasso is in the modebar), it does not zoom."""
-    active, prior_sd = common.layer_stats_of(str(run.path), run.stamp, n, use_means)
+@st.cache_resource(max_entries=32, show_spinner=False)
+def base_grid_of(path: str, stamp: float, n: int, use_means: bool, method: str, highlight: int, title: str | None,
+                 _projections: list | None = None):
+    """The grid figure of every layer without a selection, once per (run, points, projection, highlighted
+    point) for every session: a new box or lasso only recolours a copy (explorer.figures.with_selection).
+    _projections: the run's UMAP/t-SNE (common.projections, computed with its progress bar); PCA: None."""
+    active, prior_sd = common.layer_stats_of(path, stamp, n, use_means)
+    labels = common.points_of(path, stamp, n).labels
     if method == "PCA":
-        pcas = common.pcas_of(str(run.path), run.stamp, n, use_means)
-        fig = layer_scatter_grid(pcas, points.labels, highlight=st.session_state[POINT], selected=selected,
+        fig = layer_scatter_grid(common.pcas_of(path, stamp, n, use_means), labels, highlight=highlight,
                                  active=active, prior_sd=prior_sd, title=title)
     else:
-        projs = common.projections(run, n, use_means, method)
-        fig = projection_grid(projs, points.labels, highlight=st.session_state[POINT], selected=selected,
-                              active=active, title=title)
-    return fig.update_layout(dragmode="select")
+        fig = projection_grid(_projections, labels, highlight=highlight, active=active, title=title)
+    return fig.update_layout(dragmode="select")  # a drag selects (a box; the lasso is in the modebar), not zooms
+
+
+def grid_figure(run, n: int, use_means: bool, method: str, selected, title: str | None = None):
+    """The one-figure grid of every layer in the chosen projection, the selection coloured."""
+    projs = common.projections(run, n, use_means, method) if method != "PCA" else None
+    base = base_grid_of(str(run.path), run.stamp, n, use_means, method, int(st.session_state[POINT]), title, projs)
+    return with_selection(base, selected)
 
 
 def linked_run(run, points, n: int, use_means: bool, method: str, selected) -> None:
@@ -174,8 +182,8 @@ def linked_run(run, points, n: int, use_means: bool, method: str, selected) -> N
     if not np.array_equal(other_points.index, points.index) or other_points.image_shape != points.image_shape:
         st.warning(f"{other.name} shows other test points ({other_points.source}): its plots cannot be linked.")
         return
-    fig = grid_figure(other, n, use_means, method, other_points, selected, title=f"{other.name}: every latent layer "
-                      f"({method}), the same points")
+    fig = grid_figure(other, n, use_means, method, selected, title=f"{other.name}: every latent layer ({method}), "
+                      "the same points")
     common.chart(fig, CHART_LINKED, f"{other.name}-layers-{method.lower()}",
                  on_select=selection_callback(points, CHART_LINKED), selection_mode=("points", "box", "lasso"))
 
@@ -225,7 +233,7 @@ def main() -> None:
             hover_chart(run, points, n, use_means)
         else:
             try:
-                fig = grid_figure(run, n, use_means, method, points, selected)
+                fig = grid_figure(run, n, use_means, method, selected)
             except Exception as e:  # noqa: BLE001  e.g. a projection library missing: say so, keep the page
                 st.error(f"Cannot compute the {method} of {run.name}: {e}")
                 return

@@ -474,8 +474,22 @@ def test_chart_selection_reads_boxes_clicks_and_clears():
     assert chart_selection(None) == ("clear", [])
 
 
+def _split(fig: dict) -> tuple[dict[str, list], dict[str, list]]:
+    """Per layer, the points drawn grey and in colour: plotly's selectedpoints (positions in each trace)
+    mark the coloured ones once a selection exists; the selected-point marker is neither."""
+    grey: dict[str, list] = {}
+    coloured: dict[str, list] = {}
+    for t in fig["data"]:
+        if t["name"] == "selected point" or t.get("selectedpoints") is None:
+            continue
+        chosen = set(t["selectedpoints"])
+        for i, p in enumerate(t["customdata"]):
+            (coloured if i in chosen else grey).setdefault(t["meta"], []).append(p)
+    return grey, coloured
+
+
 def _grey(fig: dict) -> dict[str, list]:
-    return {t["meta"]: t["customdata"] for t in fig["data"] if t["name"] == "not selected"}
+    return {layer: sorted(points) for layer, points in _split(fig)[0].items()}
 
 
 def test_layers_selection_is_linked_across_layers_and_runs(app):
@@ -491,8 +505,7 @@ def test_layers_selection_is_linked_across_layers_and_runs(app):
     grid = by_title(app, "every latent layer")
     grey = _grey(grid)
     assert set(grey) == {"z1", "z2", "z3"} and all(len(g) == len(grey["z1"]) for g in grey.values())
-    coloured = {c for t in grid["data"] if t["meta"] == "z1" and t["name"] not in ("not selected", "selected point")
-                for c in t["customdata"]}
+    coloured = set(_split(grid)[1]["z1"])
     assert len(coloured) == 5 and not coloured & set(grey["z1"])
     assert any("Selection: 5 of" in m.value for m in app.markdown)
     image_url(app, "the selected images")

@@ -251,7 +251,7 @@ def test_every_page_on_the_shipped_mnist_pair_in_a_real_browser(shipped_server, 
             page.get_by_text("Selection:").wait_for(timeout=60_000)
             page.locator(".gtitle").filter(has_text="the same points").wait_for(timeout=60_000)
             page.wait_for_function("""() => [...document.querySelectorAll('.js-plotly-plot')].filter(
-                p => (p.data || []).some(t => t.name === 'not selected')).length >= 2""", timeout=60_000)
+                p => (p.data || []).some(t => Array.isArray(t.selectedpoints))).length >= 2""", timeout=60_000)
             _images_drawn(page)
             page.locator(".gtitle").filter(has_text="the same points").scroll_into_view_if_needed()
             _shot(page, "layers-selection")

@@ -353,3 +353,26 @@ def test_snapshot_scatter_aligned_to_a_reference_keeps_its_axes():
     plain = F.figure_frame(F.snapshot_scatter([z], labels, 1))
     aligned = F.figure_frame(F.snapshot_scatter([-z], labels, 1, reference=[z]))  # -z: PCA signs may flip
     np.testing.assert_allclose(aligned[["pc1", "pc2"]].to_numpy(), plain[["pc1", "pc2"]].to_numpy(), atol=1e-4)
+
+
+def test_with_selection_greys_the_rest_in_a_copy():
+    pcas = [fake_pca(seed=s) for s in range(3)]
+    labels = np.arange(N) % 4
+    base = F.layer_scatter_grid(pcas, labels, highlight=2)
+    before = base.to_plotly_json()
+    picked = [0, 5, 9]
+    fig = F.with_selection(base, picked)
+    assert base.to_plotly_json() == before  # the cached base is never changed
+    for t in fig.data:
+        if t.name == "selected point":
+            assert t.selectedpoints is None
+            continue
+        data = np.asarray([t2 for t2 in base.data if t2.meta == t.meta and t2.name == t.name][0].customdata)
+        assert sorted(data[list(t.selectedpoints)].tolist()) == sorted(p for p in picked if p in data.tolist())
+        assert t.unselected.marker.color == latent.UNSELECTED
+    assert F.figure_frame(fig).equals(F.figure_frame(base))
+    go.Figure(fig.to_dict())  # still a valid figure (the copy skipped validation)
+    assert F.with_selection(base, []) is base and F.with_selection(base, None) is base
+    three = F.layer_scatter(fake_pca(), labels, 0, three_d=True, selected=picked)
+    colours = [c for t in three.data if t.name != "selected point" for c in t.marker.color]
+    assert colours.count(latent.UNSELECTED) == N - len(picked)

@@ -23,7 +23,7 @@ from .curves import active_units_curves, kl_heatmap, kl_per_layer_curves, traini
 from .information import (collapse_timeline, iw_bound_curve, mutual_information_bars, rate_distortion_bars,
                           rate_distortion_curves, unit_activity_vs_kl)
 from .latent import (explained_variance, layer_scatter, layer_scatter_grid, per_layer_bars, projection_grid,
-                     projection_scatter3d,
+                     projection_scatter3d, with_selection,
                      snapshot_animation,
                      snapshot_scatter)
 from .style import (CLASS_PALETTE, KL_FLOOR, MAX_CLASS_TRACES, METRICS, RUN_PALETTE, class_colours, export_config,
@@ -34,4 +34,5 @@ __all__ = ["collapse_timeline", "iw_bound_curve", "mutual_information_bars", "ra
            "rate_distortion_curves", "unit_activity_vs_kl", "CLASS_PALETTE", "FRAME_COLUMNS", "KL_FLOOR", "MAX_CLASS_TRACES", "METRICS", "RUN_PALETTE",
            "active_units_curves", "class_colours", "explained_variance", "export_config", "figure_frame",
            "kl_heatmap", "kl_per_layer_curves", "layer_colours", "layer_name", "layer_scatter", "layer_scatter_grid",
-           "per_layer_bars", "projection_grid", "projection_scatter3d", "run_colours", "snapshot_animation", "snapshot_scatter", "training_curves"]
+           "per_layer_bars", "projection_grid", "projection_scatter3d", "run_colours", "snapshot_animation",
+           "snapshot_scatter", "training_curves", "with_selection"]

@@ -73,35 +73,26 @@ UNSELECTED = "#c9c9c9"
 
 
 def _point_traces(coords: np.ndarray, labels: np.ndarray, layer: int, trace_cls: type, showlegend: bool,
-                  colours: dict[Any, str], marker_size: float, keep: np.ndarray | None = None,
+                  colours: dict[Any, str], marker_size: float,
                   axis_names: Sequence[str] = ("PC1", "PC2", "PC3")) -> list:
     """The points of one layer: one trace per class (legendgroup = class, so a legend click hides
     that class in every layer), or one label-coloured trace when there are too many classes.
-    customdata is the point's row index in the arrays the page passed (maps selections back).
-    keep: a mask of the points to draw in colour (a selection); the rest become one grey trace under them."""
+    customdata is the point's row index in the arrays the page passed (maps selections back)."""
     three_d = trace_cls is go.Scatter3d
     a = list(axis_names)
     hover = f"{a[0]} %{{x:.2f}}, {a[1]} %{{y:.2f}}" + (f", {a[2]} %{{z:.2f}}" if three_d and len(a) > 2 else "")
     tag = layer_name(layer)
-    index = np.arange(labels.shape[0]) if keep is None else np.flatnonzero(keep)
-    grey = []
-    if keep is not None:
-        rest = np.flatnonzero(~keep)
-        xyz = dict(x=coords[rest, 0], y=coords[rest, 1], **({"z": coords[rest, 2]} if three_d else {}))
-        grey = [trace_cls(**xyz, mode="markers", name="not selected", legendgroup="not selected",
-                          showlegend=showlegend, meta=tag, customdata=rest,
-                          marker=dict(size=marker_size, color=UNSELECTED, opacity=0.35),
-                          hovertemplate=f"point %{{customdata}} (not selected)<extra>{tag}</extra>")]
+    index = np.arange(labels.shape[0])
     if len(colours) > MAX_CLASS_TRACES:
-        xyz = dict(x=coords[index, 0], y=coords[index, 1], **({"z": coords[index, 2]} if three_d else {}))
-        codes = np.unique(labels, return_inverse=True)[1][index]
-        return grey + [trace_cls(**xyz, mode="markers", name="points", legendgroup="points", showlegend=showlegend,
-                                 meta=tag, customdata=index, text=[str(_plain(c)) for c in labels[index]],
-                                 marker=dict(size=marker_size, color=codes, colorscale="Turbo", opacity=0.75),
-                                 hovertemplate=f"class %{{text}} · point %{{customdata}}<br>{hover}<extra>{tag}</extra>")]
-    traces = grey
+        xyz = dict(x=coords[:, 0], y=coords[:, 1], **({"z": coords[:, 2]} if three_d else {}))
+        codes = np.unique(labels, return_inverse=True)[1]
+        return [trace_cls(**xyz, mode="markers", name="points", legendgroup="points", showlegend=showlegend,
+                          meta=tag, customdata=index, text=[str(_plain(c)) for c in labels],
+                          marker=dict(size=marker_size, color=codes, colorscale="Turbo", opacity=0.75),
+                          hovertemplate=f"class %{{text}} · point %{{customdata}}<br>{hover}<extra>{tag}</extra>")]
+    traces = []
     for c, colour in colours.items():
-        idx = index[labels[index] == c]
+        idx = index[labels == c]
         xyz = dict(x=coords[idx, 0], y=coords[idx, 1], **({"z": coords[idx, 2]} if three_d else {}))
         traces.append(trace_cls(
             **xyz, mode="markers", name=str(c), legendgroup=f"class {c}", showlegend=showlegend, meta=tag,
@@ -142,26 +133,42 @@ def _valid_point(highlight: int | None, n: int) -> int | None:
     return h if 0 <= h < n else None
 
 
-def _selection_mask(selected: Sequence[int] | np.ndarray | None, n: int) -> np.ndarray | None:
-    """A boolean mask of the selected rows; None when nothing (valid) is selected."""
-    if selected is None:
-        return None
-    idx = np.asarray(selected, dtype=np.int64).ravel()
-    idx = idx[(idx >= 0) & (idx < n)]
-    if not idx.size:
-        return None
-    mask = np.zeros(n, bool)
-    mask[idx] = True
-    return mask
+def with_selection(fig: go.Figure, selected: Sequence[int] | np.ndarray | None) -> go.Figure:
+    """A copy of a points figure (the layer grids, the 3-D scatter) with the rows in `selected` in colour in
+    every subplot and the rest grey (a linked selection); the figure itself is left alone, so a cached one
+    serves every selection.
+
+    2-D traces get plotly's own `selectedpoints` (their positions within the trace) and an `unselected`
+    grey, which plotly.js draws without new traces; Scatter3d has no selection, so its points get one
+    colour each. The copy skips plotly's validation (the figure was validated when built): a few ms, where
+    building the grid again costs ~0.1 s. None or no valid rows: the figure as it is.
+    """
+    rows = np.asarray([] if selected is None else selected, dtype=np.int64).ravel()
+    if not rows.size:
+        return fig
+    out = go.Figure(fig.to_dict(), _validate=False)
+    chosen = set(rows.tolist())
+    for source, trace in zip(fig.data, out.data):  # the source's arrays: the copy holds them base64-encoded
+        if source.customdata is None or source.name == "selected point":
+            continue
+        data = np.asarray(source.customdata).ravel().tolist()
+        if trace.type == "scatter3d":
+            colour = trace.marker.color
+            if isinstance(colour, str):  # a class trace; the one label-coloured trace keeps its colour scale
+                trace.marker.color = [colour if p in chosen else UNSELECTED for p in data]
+        else:
+            trace.selectedpoints = [i for i, p in enumerate(data) if p in chosen]
+            trace.unselected = {"marker": {"color": UNSELECTED, "opacity": 0.35}}
+    numbers = getattr(fig, "_numbers", None)
+    return with_numbers(out, numbers) if numbers is not None else out
 
 
 def _layer_grid(coords: Sequence[np.ndarray], titles: Sequence[str], labels: Sequence[Any] | np.ndarray,
                 highlight: int | None = None, trace_cls: type = go.Scattergl, marker_size: float = 4,
-                layers: Sequence[int] | None = None, selected: Sequence[int] | np.ndarray | None = None,
+                layers: Sequence[int] | None = None,
                 axis_titles: Sequence[Sequence[str]] | None = None) -> go.Figure:
     """One row of 2-D subplots, one per layer, in ONE figure: Scattergl traces of all subplots share
     a single WebGL context (browsers allow ~16 per page, one figure per layer would exhaust them).
-    selected: rows drawn in colour in every layer, the rest grey (a linked selection);
     axis_titles: per layer (x title, y title), default PC1 and PC2."""
     n_cols = len(coords)
     layers = list(range(n_cols)) if layers is None else list(layers)
@@ -173,7 +180,6 @@ def _layer_grid(coords: Sequence[np.ndarray], titles: Sequence[str], labels: Seq
     lab = _labels(labels, n)
     colours = class_colours(lab)
     point = _valid_point(highlight, n)
-    keep = _selection_mask(selected, n)
     traces = []
     for col, (xy, layer) in enumerate(zip(coords, layers), start=1):
         xy = _columns(xy, 2)
@@ -182,7 +188,7 @@ def _layer_grid(coords: Sequence[np.ndarray], titles: Sequence[str], labels: Seq
         x_title, y_title = axis_titles[col - 1] if axis_titles else ("PC1", "PC2")
         names = [t.split(" · ")[0] for t in (x_title, y_title)]
         ref = "" if col == 1 else str(col)  # make_subplots' axes of column col: x/y, x2/y2, ...
-        for tr in _point_traces(xy, lab, layer, trace_cls, col == 1, colours, marker_size, keep, names):
+        for tr in _point_traces(xy, lab, layer, trace_cls, col == 1, colours, marker_size, names):
             traces.append(tr.update(xaxis=f"x{ref}", yaxis=f"y{ref}"))
         if point is not None:
             traces.append(_highlight_trace(xy, lab, point, layer, trace_cls, col == 1, colours)
@@ -214,10 +220,9 @@ def layer_scatter(pca: Any, labels: Sequence[Any] | np.ndarray, layer: int, high
     del hover_images  # see the docstring: shown by the page, not by plotly
     coords = np.asarray(pca.coords, dtype=float)
     if not three_d:
-        fig = _layer_grid([coords], [_layer_title(pca, layer, active=active)], labels, highlight, layers=[layer],
-                          selected=selected)
-        return _style(fig, f"Latent layer {layer_name(layer)}: posterior means, first two principal components",
-                      height=540, margin=GRID_MARGIN)
+        fig = _layer_grid([coords], [_layer_title(pca, layer, active=active)], labels, highlight, layers=[layer])
+        return with_selection(_style(fig, f"Latent layer {layer_name(layer)}: posterior means, first two principal "
+                                          "components", height=540, margin=GRID_MARGIN), selected)
     ev = _explained(pca, 3)
     return _scatter3d(coords, labels, layer, [f"PC{j + 1} ({ev[j]:.0%})" for j in range(3)],
                       f"Latent layer {_layer_title(pca, layer, 3, active)}", highlight, selected)
@@ -239,15 +244,14 @@ def _scatter3d(coords: np.ndarray, labels: Sequence[Any] | np.ndarray, layer: in
     lab = _labels(labels, xyz.shape[0])
     colours = class_colours(lab)
     names = [a.split(" (")[0] for a in axes]
-    fig = go.Figure(_point_traces(xyz, lab, layer, go.Scatter3d, True, colours, 2.5,
-                                  _selection_mask(selected, xyz.shape[0]), names))
+    fig = go.Figure(_point_traces(xyz, lab, layer, go.Scatter3d, True, colours, 2.5, names))
     point = _valid_point(highlight, xyz.shape[0])
     if point is not None:
         fig.add_trace(_highlight_trace(xyz, lab, point, layer, go.Scatter3d, True, colours))
     fig.update_layout(scene=dict(xaxis_title=axes[0], yaxis_title=axes[1], zaxis_title=axes[2]),
                       legend=dict(title=dict(text="class"), itemsizing="constant"))
     with_numbers(fig, _points_table([xyz], lab, [layer], k=3))
-    return _style(fig, title, height=600)
+    return with_selection(_style(fig, title, height=600), selected)
 
 
 def layer_scatter_grid(pcas: Sequence[Any], labels: Sequence[Any] | np.ndarray, highlight: int | None = None,
@@ -258,9 +262,9 @@ def layer_scatter_grid(pcas: Sequence[Any], labels: Sequence[Any] | np.ndarray, 
     standard deviation along PC1, PC2 (explorer.encode.prior_sd_along), so each axis shows its spread in it."""
     titles = [_layer_title(p, i, active=None if active is None else active[i]) for i, p in enumerate(pcas)]
     axes = [_spread_titles(p, None if prior_sd is None else prior_sd[i]) for i, p in enumerate(pcas)]
-    fig = _layer_grid([p.coords for p in pcas], titles, labels, highlight, selected=selected, axis_titles=axes)
-    return _style(fig, title or "Posterior means of every latent layer (PCA, PC1 vs PC2)", height=480,
-                  margin=GRID_MARGIN)
+    fig = _layer_grid([p.coords for p in pcas], titles, labels, highlight, axis_titles=axes)
+    return with_selection(_style(fig, title or "Posterior means of every latent layer (PCA, PC1 vs PC2)", height=480,
+                                 margin=GRID_MARGIN), selected)
 
 
 def projection_grid(projections: Sequence[Any], labels: Sequence[Any] | np.ndarray, highlight: int | None = None,
@@ -271,9 +275,10 @@ def projection_grid(projections: Sequence[Any], labels: Sequence[Any] | np.ndarr
     titles = [f"{layer_name(i)} · {p.method}" + ("" if active is None else "<br>" + _activity_note(active[i])
                                                      .removeprefix(" · ")) for i, p in enumerate(projections)]
     axes = [tuple(p.axes[:2]) for p in projections]
-    fig = _layer_grid([p.coords for p in projections], titles, labels, highlight, selected=selected, axis_titles=axes)
+    fig = _layer_grid([p.coords for p in projections], titles, labels, highlight, axis_titles=axes)
     method = projections[0].method if projections else "projection"
-    return _style(fig, title or f"Posterior means of every latent layer ({method})", height=480, margin=GRID_MARGIN)
+    return with_selection(_style(fig, title or f"Posterior means of every latent layer ({method})", height=480,
+                                 margin=GRID_MARGIN), selected)
 
 
 def explained_variance(pcas: Sequence[Any]) -> go.Figure:
