@@ -139,10 +139,19 @@ def same_points(a: RunInfo, b: RunInfo, n: int) -> bool:
     return pa.image_shape == pb.image_shape and len(pa.index) == len(pb.index) and bool((pa.index == pb.index).all())
 
 
+@st.cache_resource(max_entries=16, show_spinner=False)
+def overlaps_of(path_a: str, stamp_a: float, path_b: str, stamp_b: float, linked: bool) -> dict:
+    """explorer.neighbours.overlap_summary of two runs' neighbour tables, once per pair for every session."""
+    from explorer.neighbours import overlap_summary
+    tables = [common.neighbour_indexes_of(p, s, common.TEST_POINTS, NEIGHBOURS)[2]
+              for p, s in ((path_a, stamp_a), (path_b, stamp_b))]
+    return overlap_summary(tables[0], tables[1] if linked else None)
+
+
 def neighbourhoods(a: RunInfo, b: RunInfo, names: list[str]) -> None:
     """k-NN label agreement per layer of both runs, neighbourhood overlap between layers and runs, and the
     points whose neighbourhoods change most."""
-    from explorer.neighbours import most_changed, overlap_summary
+    from explorer.neighbours import most_changed
     st.subheader("Neighbourhoods, layer by layer")
     n = common.TEST_POINTS
     try:
@@ -153,7 +162,7 @@ def neighbourhoods(a: RunInfo, b: RunInfo, names: list[str]) -> None:
     except Exception as e:  # noqa: BLE001
         st.error(f"Cannot index the runs' codes: {e}")
         return
-    summary = overlap_summary(tables_a, tables_b if linked else None)
+    summary = overlaps_of(str(a.path), a.stamp, str(b.path), b.stamp, linked)
     layers = max(len(tables_a), len(tables_b))
     table = pd.DataFrame({"layer": [f"z{i + 1}" for i in range(layers)],
                           f"A ({names[0]}): label agreement": agree_a + [None] * (layers - len(agree_a)),
@@ -188,28 +197,36 @@ def neighbourhoods(a: RunInfo, b: RunInfo, names: list[str]) -> None:
                                    + " | " + " ".join(str(int(c)) for c in pts.labels[second[p]]))
 
 
+@st.cache_resource(max_entries=16, show_spinner=False)
+def information_figures(runs: tuple[tuple[str, float, str], ...], threshold: float) -> tuple:
+    """The information figures of two runs ((path, stamp, name) each) and, per run, its units active only
+    through the layer above; built once per pair and threshold for every session (figures are only read)."""
+    info = {name: common.information_of(path, stamp, common.TEST_POINTS) for path, stamp, name in runs}
+    through = {name: sum(int(m.sum()) for m in active_only_through_above(i.activity, i.kl_per_unit, threshold, NIL_KL))
+               for name, i in info.items()}
+    return (rate_distortion_bars(info), mutual_information_bars(info), unit_activity_vs_kl(info, threshold, NIL_KL),
+            through, next(iter(info.values())).points)
+
+
 def information(a: RunInfo, b: RunInfo, names: list[str]) -> None:
     """Rate beside distortion, I(x; z_i) per layer, each unit's activity against its own KL, the IW-K curve."""
     st.subheader("Information per layer")
-    n = common.TEST_POINTS
-    try:
-        info = {name: common.information_of(str(r.path), r.stamp, n) for name, r in zip(names, (a, b))}
-    except Exception as e:  # noqa: BLE001
-        st.error(f"Cannot measure the runs: {e}")
-        return
-    points = next(iter(info.values())).points
-    c1, c2 = st.columns(2)
-    with c1:
-        common.chart(rate_distortion_bars(info), "compare_rate_distortion", "rate-distortion")
-    with c2:
-        common.chart(mutual_information_bars(info), "compare_mi", "mutual-information")
-        st.caption(f"I(x; z_i) on {points} test images.", help=MI_HELP)
     threshold = st.select_slider("Activity threshold for 'active'", [0.001, 0.003, 0.01, 0.03, 0.1], value=0.01,
                                  key="compare_activity_threshold",
                                  help="Burda et al. 2016 count a unit active when A_u = Var_x E_q[u|x] > 0.01")
-    common.chart(unit_activity_vs_kl(info, threshold, NIL_KL), "compare_units_kl", "unit-activity-vs-kl")
-    through = {name: sum(int(m.sum()) for m in active_only_through_above(i.activity, i.kl_per_unit, threshold, NIL_KL))
-               for name, i in info.items()}
+    try:
+        rd, mi, units, through, points = information_figures(
+            tuple((str(r.path), r.stamp, name) for name, r in zip(names, (a, b))), threshold)
+    except Exception as e:  # noqa: BLE001
+        st.error(f"Cannot measure the runs: {e}")
+        return
+    c1, c2 = st.columns(2)
+    with c1:
+        common.chart(rd, "compare_rate_distortion", "rate-distortion")
+    with c2:
+        common.chart(mi, "compare_mi", "mutual-information")
+        st.caption(f"I(x; z_i) on {points} test images.", help=MI_HELP)
+    common.chart(units, "compare_units_kl", "unit-activity-vs-kl")
     st.caption("Active units and information can disagree: a unit whose posterior mean follows p(z_i|z_i+1)'s mean "
                "varies with x (active) while its own KL is nil: it carries the layer above's information, none of its "
                f"own. Units active only through the layer above (KL < {NIL_KL} nats): "
