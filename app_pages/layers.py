@@ -11,6 +11,7 @@ import numpy as np
 import streamlit as st
 
 from app_pages import common
+from app_pages.linked_selection import drawn_selection, link_charts, selection_from_chart
 from explorer.figures import (explained_variance, export_config, layer_scatter, layer_scatter_grid, projection_grid,
                               projection_scatter3d, with_selection)
 from explorer.hover import MAX_HOVER_POINTS, first_points, hover_html
@@ -23,6 +24,7 @@ CHART = "layers_grid"
 CHART_LINKED = "layers_grid_linked"
 HOVER = "layers_hover"
 SELECTION = "layers_selection"  # session_state: test-set positions of the box/lasso selection (shared by runs)
+DRAWN = "layers_drawn_selection"  # session_state: what the grids were last sent with (linked_selection)
 SETS = "direction_sets"         # session_state: {"A"/"B": test-set positions} for the Paths page's directions
 HOVER_HEIGHT = 480  # px: the grid figure's own height, so the frame shows it without scrolling
 STRIP = 40          # selected images shown under the plots
@@ -35,10 +37,12 @@ def selection_callback(points, key: str):
         kind, rows = common.chart_selection(st.session_state.get(key))
         if kind == "click":
             st.session_state[POINT] = rows[0]
-        elif kind == "clear":
+            return
+        if kind == "clear":
             st.session_state.pop(SELECTION, None)
         else:
             st.session_state[SELECTION] = points.index[rows].tolist()
+        selection_from_chart()  # the browser has recoloured the linked charts itself
     return on_select
 
 
@@ -154,14 +158,14 @@ def base_grid_of(path: str, stamp: float, n: int, use_means: bool, method: str, 
     return fig.update_layout(dragmode="select")  # a drag selects (a box; the lasso is in the modebar), not zooms
 
 
-def grid_figure(run, n: int, use_means: bool, method: str, selected, title: str | None = None):
+def grid_figure(run, n: int, use_means: bool, method: str, selected, revision: int = 0, title: str | None = None):
     """The one-figure grid of every layer in the chosen projection, the selection coloured."""
     projs = common.projections(run, n, use_means, method) if method != "PCA" else None
     base = base_grid_of(str(run.path), run.stamp, n, use_means, method, int(st.session_state[POINT]), title, projs)
-    return with_selection(base, selected)
+    return with_selection(base, selected, revision)
 
 
-def linked_run(run, points, n: int, use_means: bool, method: str, selected) -> None:
+def linked_run(run, points, n: int, use_means: bool, method: str, selected, revision: int) -> None:
     """A second run's grid with the same selection (same test points, matched by test-set position)."""
     others = [r for r in common.ok_runs() if r.path != run.path]
     if not others:
@@ -182,7 +186,7 @@ def linked_run(run, points, n: int, use_means: bool, method: str, selected) -> N
     if not np.array_equal(other_points.index, points.index) or other_points.image_shape != points.image_shape:
         st.warning(f"{other.name} shows other test points ({other_points.source}): its plots cannot be linked.")
         return
-    fig = grid_figure(other, n, use_means, method, selected, title=f"{other.name}: every latent layer ({method}), "
+    fig = grid_figure(other, n, use_means, method, selected, revision, title=f"{other.name}: every latent layer ({method}), "
                       "the same points")
     common.chart(fig, CHART_LINKED, f"{other.name}-layers-{method.lower()}",
                  on_select=selection_callback(points, CHART_LINKED), selection_mode=("points", "box", "lasso"))
@@ -221,6 +225,8 @@ def main() -> None:
     st.session_state[POINT] = min(int(st.session_state.get(POINT, 0)), count - 1)
     c4.number_input("Point", 0, count - 1, key=POINT, help="or click a point in the chart")
     selected = common.rows_of(points, st.session_state.get(SELECTION))  # empty: nothing greyed
+    drawn, revision = drawn_selection(st.session_state.get(SELECTION), DRAWN)  # the grids' colouring
+    drawn = common.rows_of(points, drawn)
 
     t1, t2 = st.columns(2)
     hover = t1.checkbox("Show images on hover", key=HOVER,
@@ -233,7 +239,7 @@ def main() -> None:
             hover_chart(run, points, n, use_means)
         else:
             try:
-                fig = grid_figure(run, n, use_means, method, selected)
+                fig = grid_figure(run, n, use_means, method, drawn, revision)
             except Exception as e:  # noqa: BLE001  e.g. a projection library missing: say so, keep the page
                 st.error(f"Cannot compute the {method} of {run.name}: {e}")
                 return
@@ -242,7 +248,9 @@ def main() -> None:
     with right:
         selected_point(run, points)
     if linked:
-        linked_run(run, points, n, use_means, method, selected)
+        linked_run(run, points, n, use_means, method, drawn, revision)
+    if not hover:
+        link_charts([CHART, CHART_LINKED], key="layers_linker")
     if len(selected):
         selection_strip(run, points, selected)
     if method == "PCA":

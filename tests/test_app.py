@@ -527,6 +527,48 @@ def test_layers_selection_is_linked_across_layers_and_runs(app):
     assert not _grey(by_title(app, "every latent layer"))
 
 
+def test_layers_selection_drawn_by_the_browser_is_not_sent_again(app):
+    """A box or lasso on a chart: the browser's linker (app_pages/frontend/linked_selection.js) has already
+    recoloured both runs' grids, so that rerun sends them as last drawn (the frontend redraws nothing) while
+    the strip shows the new selection; the next rerun for any other reason draws the selection itself."""
+    from app_pages.linked_selection import LOCAL
+    page(app, "layers")
+    app.toggle(key="layers_link").set_value(True).run()
+    assert not _grey(by_title(app, "every latent layer")) and not _grey(by_title(app, "the same points"))
+    assert app.session_state["layers_drawn_selection"]["drawn"] is None
+    app.session_state["layers_selection"] = [3, 5, 8, 13, 21]
+    app.session_state[LOCAL] = True  # what a chart's on_select callback leaves (selection_from_chart)
+    app.run()
+    no_exceptions(app)
+    assert not _grey(by_title(app, "every latent layer")) and not _grey(by_title(app, "the same points"))
+    assert any("Selection: 5 of" in m.value for m in app.markdown)
+    assert LOCAL not in app.session_state
+    app.run()  # e.g. a toggle elsewhere on the page
+    grey = _grey(by_title(app, "every latent layer"))
+    assert grey and _grey(by_title(app, "the same points")) == grey
+    assert app.session_state["layers_drawn_selection"]["drawn"] == [3, 5, 8, 13, 21]
+    assert "datarevision" not in by_title(app, "every latent layer")["layout"]
+
+    app.button(key="layers_clear").click().run()  # the selection differs from the one drawn: a new spec
+    assert not _grey(by_title(app, "every latent layer"))
+    assert app.session_state["layers_drawn_selection"]["revision"] == 0
+
+    # A drag, then the selection gone by other means than the chart (the "Clear" button's own rerun): the
+    # grids' spec would equal the one last sent (no selection), which the frontend would not redraw over
+    # the linker's colours; a new datarevision makes it.
+    app.session_state["layers_selection"] = [1, 2]
+    app.session_state[LOCAL] = True
+    app.run()
+    assert any("Selection: 2 of" in m.value for m in app.markdown)
+    assert "datarevision" not in by_title(app, "every latent layer")["layout"]
+    del app.session_state["layers_selection"]
+    app.run()
+    no_exceptions(app)
+    grid = by_title(app, "every latent layer")
+    assert grid["layout"]["datarevision"] == 1 and not _grey(grid)
+    assert by_title(app, "the same points")["layout"]["datarevision"] == 1
+
+
 def test_layers_projections_umap_and_tsne(app):
     page(app, "layers")
     app.radio(key="layers_method").set_value("t-SNE").run()

@@ -182,6 +182,18 @@ def _slide(thumb, steps: int, image, message: str) -> None:
     assert image.get_attribute("src") != before, message
 
 
+# Per subplot of the first two charts, the rows (customdata) plotly draws selected, as one sorted string.
+LINKED_ROWS = """() => [...document.querySelectorAll('.js-plotly-plot')].slice(0, 2).flatMap(gd => {
+    const by = {};
+    for (const t of gd._fullData || []) {
+        if (!t.customdata || t.name === 'selected point') continue;
+        const rows = by[t.xaxis] = by[t.xaxis] || [];
+        for (const j of t.selectedpoints || []) { const c = t.customdata[j]; rows.push(typeof c === 'number' ? c : c[0]); }
+    }
+    return Object.values(by).map(r => r.sort((a, b) => a - b).join(','));
+})"""
+
+
 def _box_select(page, chart: int = 0) -> None:
     """Drag a box over the middle of the first subplot (z1) of a chart: plotly's box selection."""
     box = page.locator(".js-plotly-plot").nth(chart).locator(".nsewdrag").first.bounding_box()
@@ -250,8 +262,12 @@ def test_every_page_on_the_shipped_mnist_pair_in_a_real_browser(shipped_server, 
             _box_select(page)
             page.get_by_text("Selection:").wait_for(timeout=60_000)
             page.locator(".gtitle").filter(has_text="the same points").wait_for(timeout=60_000)
-            page.wait_for_function("""() => [...document.querySelectorAll('.js-plotly-plot')].filter(
-                p => (p.data || []).some(t => Array.isArray(t.selectedpoints))).length >= 2""", timeout=60_000)
+            # Linked in the browser: every subplot of both runs' grids colours the same test points.
+            page.wait_for_function(f"() => {{ const r = ({LINKED_ROWS})(); return r.length === 10 && "
+                                   "r.every(x => x.length && x === r[0]); }", timeout=60_000)
+            linked_rows = page.evaluate(LINKED_ROWS)[0].split(",")
+            shown = page.get_by_text("Selection:").first.inner_text()
+            assert f"Selection: {len(linked_rows)} of" in shown, (shown, len(linked_rows))
             _images_drawn(page)
             page.locator(".gtitle").filter(has_text="the same points").scroll_into_view_if_needed()
             _shot(page, "layers-selection")

@@ -373,6 +373,11 @@ def test_with_selection_greys_the_rest_in_a_copy():
     assert F.figure_frame(fig).equals(F.figure_frame(base))
     go.Figure(fig.to_dict())  # still a valid figure (the copy skipped validation)
     assert F.with_selection(base, []) is base and F.with_selection(base, None) is base
+    # the base grid greys unselected points itself, for plotly.js's own and the browser linker's selections
+    assert all(t.unselected.marker.color == latent.UNSELECTED for t in base.data if t.name != "selected point")
+    redrawn = F.with_selection(base, None, revision=3)  # no selection, but a new figure for the frontend
+    assert redrawn is not base and redrawn.layout.datarevision == 3 and base.layout.datarevision is None
+    assert all(t.selectedpoints is None for t in redrawn.data)
     three = F.layer_scatter(fake_pca(), labels, 0, three_d=True, selected=picked)
     colours = [c for t in three.data if t.name != "selected point" for c in t.marker.color]
     assert colours.count(latent.UNSELECTED) == N - len(picked)

@@ -70,6 +70,7 @@ def _spread_titles(pca: Any, prior_sd: Sequence[float] | None, k: int = 2) -> li
 
 
 UNSELECTED = "#c9c9c9"
+UNSELECTED_STYLE = {"marker": {"color": UNSELECTED, "opacity": 0.35}}  # points outside a linked selection
 
 
 def _point_traces(coords: np.ndarray, labels: np.ndarray, layer: int, trace_cls: type, showlegend: bool,
@@ -133,7 +134,7 @@ def _valid_point(highlight: int | None, n: int) -> int | None:
     return h if 0 <= h < n else None
 
 
-def with_selection(fig: go.Figure, selected: Sequence[int] | np.ndarray | None) -> go.Figure:
+def with_selection(fig: go.Figure, selected: Sequence[int] | np.ndarray | None, revision: int = 0) -> go.Figure:
     """A copy of a points figure (the layer grids, the 3-D scatter) with the rows in `selected` in colour in
     every subplot and the rest grey (a linked selection); the figure itself is left alone, so a cached one
     serves every selection.
@@ -141,14 +142,18 @@ def with_selection(fig: go.Figure, selected: Sequence[int] | np.ndarray | None) 
     2-D traces get plotly's own `selectedpoints` (their positions within the trace) and an `unselected`
     grey, which plotly.js draws without new traces; Scatter3d has no selection, so its points get one
     colour each. The copy skips plotly's validation (the figure was validated when built): a few ms, where
-    building the grid again costs ~0.1 s. None or no valid rows: the figure as it is.
+    building the grid again costs ~0.1 s. revision > 0 goes into layout.datarevision: a figure otherwise
+    equal to the last one sent then still replaces what the browser recoloured by itself. None or no valid
+    rows and no revision: the figure as it is.
     """
     rows = np.asarray([] if selected is None else selected, dtype=np.int64).ravel()
-    if not rows.size:
+    if not rows.size and not revision:
         return fig
     out = go.Figure(fig.to_dict(), _validate=False)
+    if revision:
+        out.layout.datarevision = revision
     chosen = set(rows.tolist())
-    for source, trace in zip(fig.data, out.data):  # the source's arrays: the copy holds them base64-encoded
+    for source, trace in zip(fig.data, out.data) if rows.size else ():  # the source's arrays: the copy's are base64
         if source.customdata is None or source.name == "selected point":
             continue
         data = np.asarray(source.customdata).ravel().tolist()
@@ -158,7 +163,7 @@ def with_selection(fig: go.Figure, selected: Sequence[int] | np.ndarray | None) 
                 trace.marker.color = [colour if p in chosen else UNSELECTED for p in data]
         else:
             trace.selectedpoints = [i for i, p in enumerate(data) if p in chosen]
-            trace.unselected = {"marker": {"color": UNSELECTED, "opacity": 0.35}}
+            trace.unselected = UNSELECTED_STYLE
     numbers = getattr(fig, "_numbers", None)
     return with_numbers(out, numbers) if numbers is not None else out
 
@@ -189,7 +194,9 @@ def _layer_grid(coords: Sequence[np.ndarray], titles: Sequence[str], labels: Seq
         names = [t.split(" · ")[0] for t in (x_title, y_title)]
         ref = "" if col == 1 else str(col)  # make_subplots' axes of column col: x/y, x2/y2, ...
         for tr in _point_traces(xy, lab, layer, trace_cls, col == 1, colours, marker_size, names):
-            traces.append(tr.update(xaxis=f"x{ref}", yaxis=f"y{ref}"))
+            # grey outside a selection, as with_selection draws it, also where plotly.js itself or the
+            # browser-side linker (app_pages/linked_selection.py) draws one
+            traces.append(tr.update(xaxis=f"x{ref}", yaxis=f"y{ref}", unselected=UNSELECTED_STYLE))
         if point is not None:
             traces.append(_highlight_trace(xy, lab, point, layer, trace_cls, col == 1, colours)
                           .update(xaxis=f"x{ref}", yaxis=f"y{ref}"))
