@@ -138,23 +138,31 @@ def pcas_of(path: str, stamp: float, n: int, use_means: bool, k: int = 3) -> lis
     return [layer_pca(z, k) for z in (enc.means if use_means else enc.samples)]
 
 
+_projected: set[tuple] = set()  # projection_of's keys computed in this process: no progress bar for those
+
+
 @st.cache_resource(max_entries=64, show_spinner=False)
 def projection_of(path: str, stamp: float, n: int, use_means: bool, method: str, layer: int, k: int = 2) -> Any:
     """One layer's projection (explorer.projections), once per server for every session."""
     from explorer.projections import project
     enc = encoding_of(path, stamp, n)
-    return project((enc.means if use_means else enc.samples)[layer], method, k)
+    out = project((enc.means if use_means else enc.samples)[layer], method, k)
+    _projected.add((path, stamp, n, use_means, method, layer, k))
+    return out
 
 
 def projections(run: RunInfo, n: int, use_means: bool, method: str, k: int = 2) -> list:
-    """Every layer's projection; a progress bar while UMAP or t-SNE runs (seconds per layer, then cached)."""
+    """Every layer's projection; a progress bar while UMAP or t-SNE runs (seconds per layer, then cached),
+    none when all were computed before (a bar on every rerun would flash)."""
     layers = model_for(run).cfg.layers
-    bar = st.progress(0.0, text=f"{method} of every layer…") if method != "PCA" else None
+    keys = [(str(run.path), run.stamp, n, use_means, method, i, k) for i in range(layers)]
+    fresh = method != "PCA" and not all(key in _projected for key in keys)
+    bar = st.progress(0.0, text=f"{method} of every layer…") if fresh else None
     out = []
     for i in range(layers):
         if bar is not None:
             bar.progress(i / layers, text=f"{method} of z{i + 1} ({i + 1} of {layers}; computed once, then shared)…")
-        out.append(projection_of(str(run.path), run.stamp, n, use_means, method, i, k))
+        out.append(projection_of(*keys[i]))
     if bar is not None:
         bar.empty()
     return out
