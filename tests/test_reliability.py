@@ -78,8 +78,8 @@ VALID_MAT = _mat_bytes(data=np.random.default_rng(0).random((784, 6)), testdata=
                        target=np.eye(50)[:, :6], testtarget=np.eye(50)[:, :4])
 
 
-# derandomize: scipy's loadmat can segfault on some corrupt files (seen once in CI, in C code), which takes
-# pytest down with it; fixed examples keep CI deterministic until the reader runs in a child process.
+# derandomize: fixed examples keep CI deterministic. scipy's loadmat can crash on some corrupt files (a
+# segfault once in CI); the read runs in a forked child, so that is a DataError too (test below).
 @settings(max_examples=150, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(payload=st.one_of(
@@ -97,3 +97,20 @@ def test_omniglot_reader_fuzz(tmp_path, payload):
         assert str(e) and "\n" not in str(e)
     else:
         assert data.train_x.shape[1] == 784 and np.all((data.train_x >= 0) & (data.train_x <= 1))
+
+
+def _crash(path: str) -> dict:
+    os.abort()
+
+
+def test_a_crash_inside_the_mat_reader_is_a_one_line_data_error(tmp_path, monkeypatch):
+    """What scipy's C reader did once on a corrupt file: the process dies. The read runs in a forked child
+    (inheriting this patch), so the caller gets a DataError and lives on."""
+    import training.data as data_mod
+    (tmp_path / "chardata.mat").write_bytes(VALID_MAT)
+    monkeypatch.setattr(data_mod, "_loadmat", _crash)
+    with pytest.raises(DataError, match="crashed") as err:
+        load_dataset("omniglot", tmp_path)
+    assert "\n" not in str(err.value)
+    monkeypatch.undo()
+    assert load_dataset("omniglot", tmp_path).train_x.shape == (6, 784)  # a good file reads as before

@@ -338,13 +338,37 @@ def _load_omniglot(data_dir: Path) -> Dataset:
     return Dataset("omniglot", train_x, train_y, test_x, test_y, (28, 28))
 
 
+MAT_VARIABLES = ["data", "testdata", "target", "testtarget"]  # only these are parsed; nothing else is
+
+
+def _loadmat(path: str) -> dict:
+    from scipy.io import loadmat
+    return loadmat(path, variable_names=MAT_VARIABLES)
+
+
+def _loadmat_in_child(path: str) -> dict:
+    """loadmat in a forked child process: scipy's C reader can crash the process on some corrupt files
+    (seen in CI as a segfault), which would take a training run or the app down with it; a crashed
+    child is one failed read. Fork (Linux) costs milliseconds; elsewhere the read runs in this process."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return _loadmat(path)
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork")) as pool:
+        try:
+            return pool.submit(_loadmat, path).result()
+        except BrokenProcessPool:
+            raise DataError(f"{path}: not a readable MATLAB .mat file (the reader crashed on it: corrupt?)") from None
+
+
 def _read_mat(path: Path) -> dict:
     _regular_file_size(path)
-    from scipy.io import loadmat
-
     try:
-        # Only the four variables used: other contents are never parsed.
-        return loadmat(str(path), variable_names=["data", "testdata", "target", "testtarget"])
+        return _loadmat_in_child(str(path))
+    except DataError:
+        raise
     except NotImplementedError:
         raise DataError(f"{path}: MATLAB v7.3 (HDF5) files are not supported; "
                         f"use the original chardata.mat from {OMNIGLOT_URL}") from None
