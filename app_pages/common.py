@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -227,21 +228,25 @@ def iw_bounds_of(path: str, stamp: float, n: int, ks: tuple[int, ...]) -> dict:
     return iw_bounds(model_of(path, stamp), points_of(path, stamp, n).images, ks)
 
 
-@st.cache_data(max_entries=32, show_spinner=False)
+@st.cache_resource(max_entries=32, show_spinner=False)
 def history_of(path: str, stamp: float, size: int) -> pd.DataFrame:
     """history.jsonl as a DataFrame; `size` (the file's size) keys it, as a running job appends lines."""
     return runs_mod.load_history(Path(path))
 
 
-def history_for(run: RunInfo) -> pd.DataFrame:
-    """The run's history; empty (with a warning) if the file is unreadable."""
-    hist = run.path / "history.jsonl"
+def history_key(run: RunInfo) -> tuple[str, float, int]:
+    """What names the run's history as it is now: its path, checkpoint stamp and history file size."""
     try:
-        size = hist.stat().st_size
+        size = (run.path / "history.jsonl").stat().st_size
     except OSError:
         size = -1
+    return str(run.path), run.stamp, size
+
+
+def history_for(run: RunInfo) -> pd.DataFrame:
+    """The run's history (shared by every session: never change it); empty (with a warning) if unreadable."""
     try:
-        return history_of(str(run.path), run.stamp, size)
+        return history_of(*history_key(run))
     except Exception as e:  # noqa: BLE001  an unreadable history must not break a page
         st.warning(f"{run.name}: history unreadable ({e})")
         return pd.DataFrame()
@@ -266,6 +271,17 @@ def last_with(history: pd.DataFrame, column: str) -> Any:
 
 # ---- output helpers ---------------------------------------------------------------
 
+@st.cache_resource(max_entries=256, show_spinner=False)
+def _shared(name: str, key: tuple, _build: Callable[[], Any]) -> Any:
+    return _build()
+
+
+def shared(name: str, key: tuple, build: Callable[[], Any]) -> Any:
+    """What build() returns (a figure, a table), made once per (name, key) for every session: the key must
+    name everything build reads (runs by history_key, the widgets' values). Never change the result."""
+    return _shared(name, key, build)
+
+
 def figure_csv(fig: go.Figure) -> bytes:
     """The CSV of the numbers the figure was drawn from (explorer.figures.figure_frame)."""
     from explorer.figures import figure_frame
@@ -287,13 +303,23 @@ def image_scale(shape: tuple[int, int], target: int = 112) -> int:
     return max(1, round(target / max(shape[0], 1)))
 
 
+def grid_png(images: np.ndarray, shape: tuple[int, int], ncols: int | None = None, target: int = 112) -> bytes:
+    """Pixel vectors as one PNG grid, each tile scaled to about `target` pixels."""
+    from explorer.images import image_grid, png_bytes
+    return png_bytes(image_grid(images, shape, ncols=ncols, scale=image_scale(shape, target)))
+
+
+def show_png(png: bytes, caption: str | None = None, container: Any = st) -> bytes:
+    """A PNG as it is (st.image would re-encode it as JPEG); returns it (tests compare them). Streamlit keeps
+    one media file per distinct image, so a cached PNG that many sessions show is stored once."""
+    container.image(png, caption=caption, output_format="PNG")
+    return png
+
+
 def show_images(images: np.ndarray, shape: tuple[int, int], caption: str | None = None, ncols: int | None = None,
                 target: int = 112, container: Any = st) -> bytes:
     """Pixel vectors as one PNG grid; returns the PNG bytes (tests compare them)."""
-    from explorer.images import image_grid, png_bytes
-    png = png_bytes(image_grid(images, shape, ncols=ncols, scale=image_scale(shape, target)))
-    container.image(png, caption=caption, output_format="PNG")  # lossless: st.image would re-encode as JPEG
-    return png
+    return show_png(grid_png(images, shape, ncols, target), caption, container)
 
 
 def settings_table(run: RunInfo) -> dict[str, Any]:

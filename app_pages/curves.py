@@ -25,19 +25,25 @@ def snapshots_of(path: str, stamp: float, epochs: tuple[int, ...]) -> tuple[dict
 
 def curves(runs) -> dict:
     histories = {r.name: common.history_for(r) for r in runs}
+    key = tuple(common.history_key(r) for r in runs)  # every figure below is built once per key for all sessions
     cols = st.columns(2)
     for i, metric in enumerate(METRICS):
         with cols[i % 2]:
-            common.chart(training_curves(histories, metric), f"training_{metric}", f"training-{metric}")
+            fig = common.shared("training_curves", (key, metric), lambda m=metric: training_curves(histories, m))
+            common.chart(fig, f"training_{metric}", f"training-{metric}")
     c1, c2 = st.columns(2)
     with c1:
         test = st.toggle("KL on the test set", key="training_kl_test",
                          help="training KL is every epoch; test KL at the evaluation epochs")
         log_y = st.toggle("log scale", key="training_kl_log")
-        common.chart(kl_per_layer_curves(histories, test=test, log_y=log_y), "training_kl", "training-kl-per-layer")
+        fig = common.shared("kl_per_layer", (key, test, log_y),
+                            lambda: kl_per_layer_curves(histories, test=test, log_y=log_y))
+        common.chart(fig, "training_kl", "training-kl-per-layer")
     with c2:
-        common.chart(active_units_curves(histories), "training_units", "training-active-units")
-    common.chart(rate_distortion_curves(histories), "training_rate_distortion", "training-rate-distortion")
+        common.chart(common.shared("active_units", key, lambda: active_units_curves(histories)), "training_units",
+                     "training-active-units")
+    common.chart(common.shared("rate_distortion", key, lambda: rate_distortion_curves(histories)),
+                 "training_rate_distortion", "training-rate-distortion")
     st.caption("Rate (KL, the information the codes carry) against distortion (what the decoder misses), epoch by "
                "epoch: warm-up starts at low distortion and high rate and trades them as β reaches 1.")
     return histories
@@ -73,8 +79,10 @@ def timeline(runs, histories) -> None:
     if not epochs:
         st.info(f"{name} has no {'snapshots' if short == 'A_u' else 'per-unit test KL'} yet.")
         return
-    common.chart(collapse_timeline(epochs, values, threshold, short), "training_timeline", f"{name}-collapse-timeline")
-    table = transitions(epochs, values, threshold)
+    key = (common.history_key(run), short, threshold)
+    common.chart(common.shared("collapse_timeline", key, lambda: collapse_timeline(epochs, values, threshold, short)),
+                 "training_timeline", f"{name}-collapse-timeline")
+    table = common.shared("transitions", key, lambda: transitions(epochs, values, threshold))
     changed = table[(table["became inactive"] != "–") | (table["became active"] != str(epochs[0]))]
     st.caption(f"{len(changed)} of {len(table)} units changed state after epoch {epochs[0]}; every unit below.")
     st.dataframe(table, hide_index=True, width="stretch", height=240)
@@ -83,7 +91,9 @@ def timeline(runs, histories) -> None:
 def heatmap(runs, histories) -> None:
     st.subheader("KL per unit over training")
     name = st.selectbox("Run", [r.name for r in runs], key="training_heatmap_run")
-    common.chart(kl_heatmap(histories[name]), "training_heatmap", f"{name}-kl-per-unit")
+    run = next(r for r in runs if r.name == name)
+    fig = common.shared("kl_heatmap", common.history_key(run), lambda: kl_heatmap(histories[name]))
+    common.chart(fig, "training_heatmap", f"{name}-kl-per-unit")
 
 
 def replay(runs) -> None:
@@ -106,12 +116,15 @@ def replay(runs) -> None:
     mode = st.radio("View", ["epoch slider", "animation (play button)"], horizontal=True, key="training_replay_mode")
     if mode == "epoch slider":
         epoch = st.select_slider("Epoch", epochs, value=epochs[-1], key="training_replay_epoch")
-        common.chart(snapshot_scatter(snaps[epoch], labels, epoch, reference=snaps[epochs[-1]]), "training_snapshot",
-                     f"{name}-snapshot-{epoch}")
+        fig = common.shared("snapshot_scatter", (str(run.path), run.stamp, epochs, epoch),
+                            lambda: snapshot_scatter(snaps[epoch], labels, epoch, reference=snaps[epochs[-1]]))
+        common.chart(fig, "training_snapshot", f"{name}-snapshot-{epoch}")
         st.caption(f"Each epoch's PCA is rotated onto epoch {epochs[-1]}'s (Procrustes), so the axes keep their "
                    "orientation from frame to frame.")
     else:
-        common.chart(snapshot_animation(snaps, labels), "training_animation", f"{name}-snapshots")
+        fig = common.shared("snapshot_animation", (str(run.path), run.stamp, epochs),
+                            lambda: snapshot_animation(snaps, labels))
+        common.chart(fig, "training_animation", f"{name}-snapshots")
 
 
 def main() -> None:

@@ -46,15 +46,19 @@ def selection_callback(points, key: str):
     return on_select
 
 
-def selected_point(run, points) -> None:
-    """The selected test image next to its reconstruction (posterior mean path)."""
-    idx = st.session_state[POINT]
+@st.cache_resource(max_entries=256, show_spinner=False)
+def point_png(path: str, stamp: float, n: int, idx: int) -> bytes:
+    """A test image beside its reconstruction (posterior mean path), as one PNG, once for every session."""
+    points = common.points_of(path, stamp, n)
     image = points.images[idx]
-    model = common.model_for(run)
-    recon = reconstruct(model, image[None])[0]
+    recon = reconstruct(common.model_of(path, stamp), image[None])[0]
+    return common.grid_png(np.stack([image, recon]), points.image_shape, ncols=2, target=96)
+
+
+def selected_point(run, points, n: int) -> None:
+    idx = int(st.session_state[POINT])
     st.markdown(f"**Point {idx}** · class {int(points.labels[idx])}")
-    common.show_images(np.stack([image, recon]), points.image_shape, ncols=2, target=96,
-                       caption="test image · reconstruction")
+    common.show_png(point_png(str(run.path), run.stamp, n, idx), caption="test image · reconstruction")
 
 
 @st.cache_resource(max_entries=4, show_spinner="Drawing the hover images…")
@@ -86,19 +90,26 @@ def hover_chart(run, points, n: int, use_means: bool) -> None:
 NEIGHBOURS = 8
 
 
+@st.cache_resource(max_entries=256, show_spinner=False)
+def neighbour_rows_png(path: str, stamp: float, n: int, idx: int) -> list[bytes]:
+    """Per layer one PNG row: the point, then its nearest neighbours (from the precomputed tables)."""
+    points = common.points_of(path, stamp, n)
+    _, _, tables = common.neighbour_indexes_of(path, stamp, n, NEIGHBOURS)
+    return [common.grid_png(np.concatenate([points.images[[idx]], points.images[t[idx]]]), points.image_shape,
+                            ncols=NEIGHBOURS + 1, target=48) for t in tables]
+
+
 def neighbours(run, points, n: int) -> None:
     """The selected point's nearest neighbours in every layer (posterior means, Euclidean), a row each."""
     idx = int(st.session_state[POINT])
-    indexes, agreement, _ = common.neighbour_indexes_of(str(run.path), run.stamp, n, NEIGHBOURS)
+    _, agreement, tables = common.neighbour_indexes_of(str(run.path), run.stamp, n, NEIGHBOURS)
     st.caption(f"Point {idx} (class {int(points.labels[idx])}), then its {NEIGHBOURS} nearest test points in each "
                "layer's posterior means. Label agreement: the share of all points' neighbours that share their "
                "class (chance is about 1/10); a collapsed layer groups nothing.")
-    for i, ix in enumerate(indexes):
-        near = ix.neighbours([idx], NEIGHBOURS)[0]
-        row = np.concatenate([points.images[[idx]], points.images[near]])
-        common.show_images(row, points.image_shape, ncols=NEIGHBOURS + 1, target=48,
-                           caption=f"z{i + 1}: label agreement {agreement[i]:.0%}; classes "
-                                   + " ".join(str(int(c)) for c in points.labels[near]))
+    rows = neighbour_rows_png(str(run.path), run.stamp, n, idx)
+    for i, (png, table) in enumerate(zip(rows, tables)):
+        common.show_png(png, caption=f"z{i + 1}: label agreement {agreement[i]:.0%}; classes "
+                                     + " ".join(str(int(c)) for c in points.labels[table[idx]]))
 
 
 def codes_downloads(run, points, n: int, rows: np.ndarray) -> None:
@@ -142,27 +153,32 @@ def selection_strip(run, points, rows: np.ndarray) -> None:
             st.toast(f"Set {name}: {len(rows)} points kept for the Paths page's directions")
 
 
-@st.cache_resource(max_entries=32, show_spinner=False)
-def base_grid_of(path: str, stamp: float, n: int, use_means: bool, method: str, highlight: int, title: str | None,
+@st.cache_resource(max_entries=16, show_spinner=False)
+def explained_variance_of(path: str, stamp: float, n: int, use_means: bool):
+    return explained_variance(common.pcas_of(path, stamp, n, use_means))
+
+
+@st.cache_resource(max_entries=16, show_spinner=False)
+def base_grid_of(path: str, stamp: float, n: int, use_means: bool, method: str, title: str | None,
                  _projections: list | None = None):
-    """The grid figure of every layer without a selection, once per (run, points, projection, highlighted
-    point) for every session: a new box or lasso only recolours a copy (explorer.figures.with_selection).
+    """The grid figure of every layer, nothing selected or marked, once per (run, points, projection) for
+    every session: a box or lasso and the followed point only go onto a copy (explorer.figures.with_selection).
     _projections: the run's UMAP/t-SNE (common.projections, computed with its progress bar); PCA: None."""
     active, prior_sd = common.layer_stats_of(path, stamp, n, use_means)
     labels = common.points_of(path, stamp, n).labels
     if method == "PCA":
-        fig = layer_scatter_grid(common.pcas_of(path, stamp, n, use_means), labels, highlight=highlight,
-                                 active=active, prior_sd=prior_sd, title=title)
+        fig = layer_scatter_grid(common.pcas_of(path, stamp, n, use_means), labels, active=active, prior_sd=prior_sd,
+                                 title=title)
     else:
-        fig = projection_grid(_projections, labels, highlight=highlight, active=active, title=title)
+        fig = projection_grid(_projections, labels, active=active, title=title)
     return fig.update_layout(dragmode="select")  # a drag selects (a box; the lasso is in the modebar), not zooms
 
 
 def grid_figure(run, n: int, use_means: bool, method: str, selected, revision: int = 0, title: str | None = None):
-    """The one-figure grid of every layer in the chosen projection, the selection coloured."""
+    """The one-figure grid of every layer in the chosen projection, the selection coloured, the point marked."""
     projs = common.projections(run, n, use_means, method) if method != "PCA" else None
-    base = base_grid_of(str(run.path), run.stamp, n, use_means, method, int(st.session_state[POINT]), title, projs)
-    return with_selection(base, selected, revision)
+    base = base_grid_of(str(run.path), run.stamp, n, use_means, method, title, projs)
+    return with_selection(base, selected, revision, highlight=int(st.session_state[POINT]))
 
 
 def linked_run(run, points, n: int, use_means: bool, method: str, selected, revision: int) -> None:
@@ -246,7 +262,7 @@ def main() -> None:
             common.chart(fig, CHART, f"{run.name}-layers-{method.lower()}",
                          on_select=selection_callback(points, CHART), selection_mode=("points", "box", "lasso"))
     with right:
-        selected_point(run, points)
+        selected_point(run, points, n)
     if linked:
         linked_run(run, points, n, use_means, method, drawn, revision)
     if not hover:
@@ -254,7 +270,8 @@ def main() -> None:
     if len(selected):
         selection_strip(run, points, selected)
     if method == "PCA":
-        common.chart(explained_variance(pcas), "layers_explained", f"{run.name}-explained-variance")
+        common.chart(explained_variance_of(str(run.path), run.stamp, n, use_means), "layers_explained",
+                     f"{run.name}-explained-variance")
     if st.toggle("Nearest neighbours of the point in every layer", key="layers_neighbours"):
         neighbours(run, points, n)
     codes_downloads(run, points, n, selected)

@@ -1,4 +1,9 @@
-"""Samples: prior samples at a temperature, reconstructions, and what each layer controls (hierarchy decomposition)."""
+"""Samples: prior samples at a temperature, reconstructions, and what each layer controls (hierarchy decomposition).
+
+Each section is a fragment (a slider reruns its own section only) and every picture is computed once per
+(run, choice) for all sessions: sampling is seeded, so a class moving the same temperature slider shares
+one model pass per position instead of one per student.
+"""
 from __future__ import annotations
 
 import numpy as np
@@ -10,7 +15,36 @@ from explorer.traverse import hierarchy_decomposition, prior_samples, reconstruc
 N_RECON = 16
 
 
-def samples(model, shape) -> None:
+@st.cache_resource(max_entries=256, show_spinner=False)
+def samples_png(path: str, stamp: float, n: int, temps: float | tuple[float, ...], seed: int,
+                shape: tuple[int, int]) -> bytes:
+    model = common.model_of(path, stamp)
+    return common.grid_png(prior_samples(model, n, list(temps) if isinstance(temps, tuple) else temps, seed), shape,
+                           target=56)
+
+
+@st.cache_resource(max_entries=128, show_spinner=False)
+def reconstructions_png(path: str, stamp: float, start: int) -> bytes:
+    points = common.points_of(path, stamp, common.TEST_POINTS)
+    x = points.images[start:start + N_RECON]
+    pairs = np.stack([x, reconstruct(common.model_of(path, stamp), x)], axis=0)  # row 1 inputs, row 2 reconstructions
+    return common.grid_png(pairs, points.image_shape, target=56)
+
+
+@st.cache_resource(max_entries=256, show_spinner=False)
+def decomposition_png(path: str, stamp: float, idx: int, keep: int | None) -> bytes:
+    """The image and 8 images sharing its top `keep` layers; keep=None: one such row for every k."""
+    points = common.points_of(path, stamp, common.TEST_POINTS)
+    model, image = common.model_of(path, stamp), points.images[idx]
+    if keep is None:
+        rows = np.stack([hierarchy_decomposition(model, image, k, n=8, seed=0) for k in range(model.cfg.layers, -1, -1)])
+        return common.grid_png(rows, points.image_shape, target=48)
+    out = hierarchy_decomposition(model, image, keep, n=8, seed=0)
+    return common.grid_png(np.concatenate([image[None], out]), points.image_shape, ncols=9, target=56)
+
+
+@st.fragment
+def samples(run, model, shape) -> None:
     st.subheader("Samples from the prior")
     c1, c2, c3 = st.columns(3)
     temperature = c1.slider("Temperature", 0.0, 2.0, 1.0, 0.1, key="samples_temperature",
@@ -20,40 +54,38 @@ def samples(model, shape) -> None:
     per_layer = st.toggle("One temperature per layer", key="samples_per_layer",
                           help="noise in one layer at a time: a layer at 0 takes p's mean, so its sliders show "
                                "what that layer's randomness adds to the samples")
-    temps: float | list[float] = temperature
+    temps: float | tuple[float, ...] = float(temperature)
     if per_layer:
         cols = st.columns(model.cfg.layers)
-        temps = [cols[i].slider(f"z{i + 1}", 0.0, 2.0, float(temperature), 0.1, key=f"samples_temperature_z{i + 1}")
-                 for i in range(model.cfg.layers)]
+        temps = tuple(float(cols[i].slider(f"z{i + 1}", 0.0, 2.0, float(temperature), 0.1,
+                                           key=f"samples_temperature_z{i + 1}")) for i in range(model.cfg.layers))
     label = " / ".join(f"{t:.1f}" for t in temps) if per_layer else f"{temperature:.1f}"
-    common.show_images(prior_samples(model, n, temps, int(seed)), shape, target=56,
-                       caption=f"{n} samples z_L → … → z_1 → E[x|z_1], temperature {label}")
+    common.show_png(samples_png(str(run.path), run.stamp, int(n), temps, int(seed), shape),
+                    caption=f"{n} samples z_L → … → z_1 → E[x|z_1], temperature {label}")
 
 
-def reconstructions(model, points) -> None:
+@st.fragment
+def reconstructions(run, points) -> None:
     st.subheader("Reconstructions")
     start = st.number_input("First test image", 0, max(0, len(points.labels) - N_RECON), 0, step=N_RECON,
                             key="samples_recon_start")
-    x = points.images[start:start + N_RECON]
-    pairs = np.stack([x, reconstruct(model, x)], axis=0)  # (2, n, D): row 1 inputs, row 2 reconstructions
-    common.show_images(pairs, points.image_shape, target=56, caption="top: test images · bottom: reconstructions")
+    common.show_png(reconstructions_png(str(run.path), run.stamp, int(start)),
+                    caption="top: test images · bottom: reconstructions")
 
 
-def decomposition(model, points) -> None:
+@st.fragment
+def decomposition(run, model, points) -> None:
     st.subheader("Hierarchy decomposition: what the top layers decide")
     layers = model.cfg.layers
     c1, c2 = st.columns(2)
     idx = c1.number_input("Test image", 0, len(points.labels) - 1, 0, key="samples_decomp_index")
     keep = c2.slider("Keep the top k layers of its code", 0, layers, min(1, layers), key="samples_keep_top",
                      help="the image's posterior sample in z_L..z_{L-k+1}; every layer below resampled from p")
-    image = points.images[idx]
-    out = hierarchy_decomposition(model, image, int(keep), n=8, seed=0)
-    common.show_images(np.concatenate([image[None], out]), points.image_shape, ncols=9, target=56,
-                       caption=f"the test image, then 8 images that share its top {keep} layer(s)")
+    common.show_png(decomposition_png(str(run.path), run.stamp, int(idx), int(keep)),
+                    caption=f"the test image, then 8 images that share its top {keep} layer(s)")
     with st.expander("Every k at once"):
-        rows = np.stack([hierarchy_decomposition(model, image, k, n=8, seed=0) for k in range(layers, -1, -1)])
-        common.show_images(rows, points.image_shape, target=48,
-                           caption=f"rows: keep the top {layers} … 0 layers (last row: plain prior samples)")
+        common.show_png(decomposition_png(str(run.path), run.stamp, int(idx), None),
+                        caption=f"rows: keep the top {layers} … 0 layers (last row: plain prior samples)")
 
 
 def main() -> None:
@@ -67,9 +99,9 @@ def main() -> None:
     except Exception as e:  # noqa: BLE001
         st.error(f"Cannot load test images for {run.name}: {e}")
         return
-    samples(model, points.image_shape)
-    reconstructions(model, points)
-    decomposition(model, points)
+    samples(run, model, points.image_shape)
+    reconstructions(run, points)
+    decomposition(run, model, points)
 
 
 main()

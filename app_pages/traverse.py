@@ -20,6 +20,14 @@ STEPS = np.linspace(-3, 3, 7)
 DECODED = "traverse_decoded_sha1"   # session_state: digest of the last decoded image (for tests and debugging)
 
 
+@st.cache_resource(max_entries=128, show_spinner=False)
+def traversal_png(path: str, stamp: float, layer: int, n_dirs: int, start_digest: str, _pca, _base,
+                  shape: tuple[int, int]) -> bytes:
+    """The -3..+3 sd grid of one start (named by its codes' digest), once for every session."""
+    grid = traversal_grid(common.model_of(path, stamp), layer, _pca, _base, STEPS)[:n_dirs]
+    return common.grid_png(grid, shape, target=48)
+
+
 def start_codes(run, model, points):
     """Per-layer codes to start from, and a description; None (after a message) if there is none."""
     c1, c2 = st.columns([2, 1])
@@ -103,9 +111,9 @@ def main() -> None:
         live()
     with grid_col:
         st.markdown("**Traversal grid**")
-        grid = traversal_grid(model, layer, pca, base, STEPS)[:n_dirs]
-        common.show_images(grid, shape, target=48,
-                           caption=f"rows: PC1..PC{n_dirs} of z{layer + 1}; columns: -3 to +3 sd from the start")
+        digest = hashlib.sha1(np.ascontiguousarray(base).tobytes()).hexdigest()
+        common.show_png(traversal_png(str(run.path), run.stamp, layer, n_dirs, digest, pca, base, shape),
+                        caption=f"rows: PC1..PC{n_dirs} of z{layer + 1}; columns: -3 to +3 sd from the start")
 
 
 main()

@@ -1,0 +1,266 @@
+"""A class of students for the load test (`python benchmarks/load_test.py --class`): what each one does.
+
+ClassSession is load_test.Session with a realistic mix instead of Traverse only. After opening the app,
+each loop picks one of:
+- Traverse (35%): the page, sometimes another layer, then 2-5 slider moves (each a fragment rerun);
+- Layers (25%): the page, a box selection of 30-300 of the shown points on the grid (the plotly chart
+  widget's selection event, as the frontend sends it), then either the nearest-neighbours toggle or
+  another point picked by number;
+- Samples (15%): the page, then 1-3 moves of the temperature slider;
+- another page (25%): Compare, Paths, Curves or Train a model;
+- now and then (2% of loops) the tab closes while its request runs and the student opens the app again.
+Every action waits 1-5 s (uniform) before the next, as a student reads what came back.
+
+BrowserTabs are real headless Chromium tabs on Traverse inside the same load: they move a slider with the
+keyboard and measure, in the page, key press to the new decoded image loaded (the check on the simulated
+clients' slider figure).
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import random
+import time
+
+import numpy as np
+from sessions import HOME, RunReply, Session
+from st_client import StreamlitClient
+from streamlit.proto.BackMsg_pb2 import BackMsg
+from streamlit.proto.WidgetStates_pb2 import WidgetState
+
+LAYERS, SAMPLES = "Layers", "Samples"
+OTHER_PAGES = ("Compare", "Paths", "Curves", "Train a model")
+SELECT_POINTS = (30, 300)
+DROP_CHANCE = 0.02  # per loop: the tab closes mid-action and the student comes back in a new session
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--headless=new", "--disable-gpu", "--use-gl=swiftshader",
+                 "--enable-unsafe-swiftshader"]
+
+
+def _array(value) -> list:
+    """A plotly JSON array: a list, or plotly.py's {"dtype", "bdata"(, "shape")} typed array."""
+    if isinstance(value, dict) and "bdata" in value:
+        return np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"])).tolist()
+    return list(np.ravel(value)) if value is not None else []
+
+
+def grid_rows(spec: str) -> list[tuple[int, list[int]]]:
+    """(trace number, rows) of the z1 subplot's point traces in a Layers grid's plotly spec."""
+    fig = json.loads(spec)
+    out = []
+    for i, t in enumerate(fig.get("data", [])):
+        if t.get("xaxis", "x") == "x" and t.get("customdata") is not None and t.get("name") != "selected point":
+            out.append((i, [int(r) for r in _array(t["customdata"])]))
+    return out
+
+
+def box_selection(traces: list[tuple[int, list[int]]], rng: random.Random) -> tuple[str, int]:
+    """A plotly box-selection event as the frontend sends it (JSON), over a random share of z1's points;
+    and the number of points it selects."""
+    everything = [(c, j, r) for c, rows in traces for j, r in enumerate(rows)]
+    picked = rng.sample(everything, min(len(everything), rng.randint(*SELECT_POINTS)))
+    points = [{"curve_number": c, "point_number": j, "point_index": j, "customdata": [r]} for c, j, r in picked]
+    event = {"selection": {"points": points, "point_indices": [p["point_index"] for p in points],
+                           "box": [{"xref": "x", "yref": "y", "x": [0, 1], "y": [0, 1]}], "lasso": []}}
+    return json.dumps(event), len({r for _, _, r in picked})
+
+
+def _markdown(reply: RunReply) -> list[str]:
+    return [e.proto.body for e in reply.of_kind("markdown")]
+
+
+class ClassSession(Session):
+    """One student (see the module's docstring)."""
+
+    async def step(self, deadline: float, think: tuple[float, float]) -> None:
+        """One round: now and then a closed tab, else a page from the mix and what a student does there."""
+        if self.rng.random() < DROP_CHANCE:
+            await self.drop_and_return()
+            await self.pause(deadline, think)
+            return
+        r = self.rng.random()
+        page = HOME if r < 0.35 else LAYERS if r < 0.60 else SAMPLES if r < 0.75 else \
+            self.rng.choice([p for p in OTHER_PAGES if p in self.client.pages] or [HOME])
+        reply = await self.timed("page", lambda: self.client.switch_page(page), page)
+        await self.pause(deadline, think)
+        if time.monotonic() >= deadline:
+            return
+        if page == HOME:
+            await self.traverse_visit(reply, deadline, think)
+        elif page == LAYERS:
+            await self.layers_visit(reply, deadline, think)
+        elif page == SAMPLES:
+            await self.samples_visit(reply, deadline, think)
+
+    async def drop_and_return(self) -> None:
+        """A student whose tab closes mid-action: ask for a page and close the socket without waiting for the
+        reply, then come back in a new session ("reconnect": the new session's first page). The server must
+        finish or drop the orphaned run without disturbing anyone else."""
+        page = self.rng.choice(list(self.client.pages) or [HOME])
+        msg = BackMsg()
+        msg.rerun_script.page_script_hash = self.client.pages.get(page, "")
+        await self.client.ws.send(msg.SerializeToString())
+        await self.client.close()
+        self.client = StreamlitClient(self.client.base_url, timeout=self.client.timeout)
+        await self.client.connect()
+        await self.timed("reconnect", self.client.open)
+
+    async def checked(self, kind: str, make, must: str) -> RunReply:
+        """An action whose reply must hold a markdown or image caption containing `must`."""
+        reply = await self.timed(kind, make)
+        texts = _markdown(reply) + [caption for _, caption in reply.images]
+        if reply.status is not None and not any(must in t for t in texts):
+            self.fail_last(f"{kind}: the reply shows no {must!r}")
+        return reply
+
+    def fail_last(self, problem: str) -> None:
+        action = self.log.actions[-1]
+        if not action.errors:
+            self.log.rendered -= 1
+        action.errors.append(problem)
+
+    async def layers_visit(self, reply: RunReply, deadline: float, think: tuple[float, float]) -> None:
+        chart = next((e for e in reply.of_kind("plotly_chart") if e.proto.id.endswith("layers_grid")), None)
+        if chart is None:
+            self.fail_last("Layers without its grid chart")
+            return
+        value, count = box_selection(grid_rows(chart.proto.spec), self.rng)
+        state = WidgetState(id=chart.proto.id, string_value=value)
+        reply = await self.checked("select", lambda: self.client.set_widget(state), f"Selection: {count} of")
+        await self.pause(deadline, think)
+        if time.monotonic() >= deadline:
+            return
+        if self.rng.random() < 0.5:
+            toggle = next((e for e in reply.of_kind("checkbox") if e.proto.label.startswith("Nearest neighbours")), None)
+            if toggle is not None:
+                held = self.client.widget_values.get(toggle.proto.id)
+                on = WidgetState(id=toggle.proto.id, bool_value=not (held is not None and held.bool_value))
+                await self.checked("neighbours", lambda: self.client.set_widget(on),
+                                   "label agreement" if on.bool_value else "Selection:")
+        else:
+            number = next((e for e in reply.of_kind("number_input") if e.proto.label == "Point"), None)
+            if number is not None:
+                value = self.rng.randint(int(number.proto.min), int(number.proto.max))
+                pick = WidgetState(id=number.proto.id, int_value=value)
+                await self.checked("point", lambda: self.client.set_widget(pick), f"**Point {value}**")
+        await self.pause(deadline, think)
+
+    async def samples_visit(self, reply: RunReply, deadline: float, think: tuple[float, float]) -> None:
+        slider = next((e for e in reply.of_kind("slider") if e.proto.label == "Temperature"), None)
+        if slider is None:
+            self.fail_last("Samples without its temperature slider")
+            return
+        for _ in range(self.rng.randint(1, 3)):
+            if time.monotonic() >= deadline:
+                return
+            t = round(self.rng.choice([v / 10 for v in range(0, 21)]), 1)
+            state = WidgetState(id=slider.proto.id)
+            state.double_array_value.data.append(t)
+            await self.checked("temperature", lambda s=state: self.client.set_widget(s, slider.fragment_id),
+                               f"temperature {t:.1f}")
+            await self.pause(deadline, think)
+
+
+# ---- real browser tabs ----------------------------------------------------------------
+
+DECODED_IMG = """() => { const e = [...document.querySelectorAll('[data-testid="stImage"]')]
+    .find(x => x.innerText.includes('decoded')); return e ? e.querySelector('img') : null; }"""
+
+
+class NetworkClock:
+    """A tab's websocket frames and /media requests as the browser's network stack saw them (Chrome DevTools
+    Protocol timestamps, not the page's busy main thread)."""
+
+    def __init__(self) -> None:
+        self.sent: list[float] = []
+        self.received: list[float] = []
+        self.media: dict[str, float] = {}      # request id -> request sent
+        self.finished: dict[str, float] = {}   # request id -> response fully received
+
+    async def attach(self, page) -> None:
+        cdp = await page.context.new_cdp_session(page)
+        cdp.on("Network.webSocketFrameSent", lambda e: self.sent.append(e["timestamp"]))
+        cdp.on("Network.webSocketFrameReceived", lambda e: self.received.append(e["timestamp"]))
+        cdp.on("Network.requestWillBeSent", lambda e: self.media.__setitem__(e["requestId"], e["timestamp"])
+               if "/media/" in e["request"]["url"] else None)
+        cdp.on("Network.loadingFinished", lambda e: self.finished.__setitem__(e["requestId"], e["timestamp"])
+               if e["requestId"] in self.media else None)
+        await cdp.send("Network.enable")
+
+    def last_move(self) -> float | None:
+        """For the last slider move: rerun request to the reply's last frame before the image was requested,
+        plus the image's download, in seconds (what the simulated client times); then forget it."""
+        done = [(self.media[r], self.finished[r]) for r in self.finished if r in self.media]
+        out = None
+        if done and self.sent:
+            asked, got = max(done)
+            sent = max((t for t in self.sent if t <= asked), default=None)
+            replied = max((t for t in self.received if sent is not None and sent <= t <= asked), default=None)
+            if sent is not None and replied is not None:
+                out = (replied - sent) + (got - asked)
+        self.sent.clear(), self.received.clear(), self.media.clear(), self.finished.clear()
+        return out
+
+
+async def _tab(browser, url: str, deadline: float, think: tuple[float, float], rng: random.Random,
+               times: list[tuple[float, float | None]], errors: list[str]) -> None:
+    """One tab on Traverse moving the first slider with the keyboard; per move in seconds: (key press to new
+    image loaded, measured in the page; the share the simulated client also times, from the network stack:
+    rerun request to the reply, plus the image's download). The rest is the browser's own work: the key to
+    the request, drawing the reply before the image is requested, decoding and showing it."""
+    page = await browser.new_page(viewport={"width": 1300, "height": 900})
+    try:
+        clock = NetworkClock()
+        await clock.attach(page)
+        await page.goto(f"{url}/traverse", timeout=60_000)
+        await page.wait_for_function(f"() => {{ const i = ({DECODED_IMG})(); return i && i.complete && i.naturalWidth; }}",
+                                     timeout=60_000)
+        slider = page.get_by_role("slider").first
+        await slider.focus()
+        position = 0  # steps from the start (0 sd); the slider runs -12..12 steps of 0.25 sd
+        await page.evaluate("() => document.addEventListener('keydown', () => { window.__keyAt = performance.now(); }, true)")
+        while time.monotonic() < deadline:
+            key = "ArrowRight" if position < 12 and (position <= -12 or rng.random() < 0.5) else "ArrowLeft"
+            position += 1 if key == "ArrowRight" else -1
+            before = await page.evaluate(f"() => ({DECODED_IMG})().src")
+            await slider.press(key)
+            try:
+                await page.wait_for_function(
+                    f"""prev => {{ const i = ({DECODED_IMG})();
+                        if (i && i.src !== prev && i.complete && i.naturalWidth) {{
+                            window.__doneAt = performance.now(); return true; }} return false; }}""",
+                    arg=before, timeout=60_000)
+            except Exception as e:  # noqa: BLE001
+                errors.append(f"browser tab: no new decoded image after a slider key: {type(e).__name__}")
+                return
+            seen = await page.evaluate("() => (window.__doneAt - window.__keyAt) / 1000")
+            await asyncio.sleep(0.05)  # the DevTools events of the move reach us a little after the page saw it
+            times.append((seen, clock.last_move()))
+            await asyncio.sleep(max(0.0, min(rng.uniform(*think), deadline - time.monotonic())))
+    except Exception as e:  # noqa: BLE001
+        errors.append(f"browser tab: {type(e).__name__}: {str(e).splitlines()[0][:200]}")
+    finally:
+        await page.close()
+
+
+async def browser_tabs(url: str, tabs: int, deadline: float, think: tuple[float, float], seed: int) -> dict:
+    """`tabs` Chromium tabs on Traverse until the deadline; per slider move, in the page (see _tab): (key press
+    to new image loaded, request to reply plus image download) in seconds."""
+    import os
+    import shutil
+
+    from playwright.async_api import async_playwright
+    times: list[tuple[float, float | None]] = []
+    errors: list[str] = []
+    executable = CHROMIUM if os.path.exists(CHROMIUM) else shutil.which("chromium")
+    if executable is None:
+        return {"tabs": tabs, "times": times, "errors": ["no chromium to run the browser tabs"]}
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        try:
+            await asyncio.gather(*(_tab(browser, url, deadline, think, random.Random(seed * 7919 + i), times, errors)
+                                   for i in range(tabs)))
+        finally:
+            await browser.close()
+    return {"tabs": tabs, "times": times, "errors": errors}
