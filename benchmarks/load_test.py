@@ -114,13 +114,15 @@ def wait_healthy(url: str, proc: subprocess.Popen, log: Path) -> None:
 
 @contextmanager
 def streamlit_server(runs_dir: Path, workdir: Path, app: Path = APP,
-                     env_changes: dict[str, str | None] | None = None) -> Iterator[tuple[str, subprocess.Popen, Path]]:
-    """`streamlit run app.py` on a free 127.0.0.1 port; stopped (terminate, then kill) on the way out.
+                     env_changes: dict[str, str | None] | None = None,
+                     port: int | None = None) -> Iterator[tuple[str, subprocess.Popen, Path]]:
+    """`streamlit run app.py` on 127.0.0.1 (a free port unless given), with the repository's own
+    .streamlit/config.toml; stopped (terminate, then kill) on the way out.
 
     env_changes: variables to set for the server, or (value None) to remove from its environment.
     """
-    port = free_port()
-    log = workdir / "streamlit.log"
+    port = port or free_port()
+    log = workdir / f"streamlit-{port}.log"
     env = {**os.environ, "LVAE_RUNS_DIR": str(runs_dir), "LVAE_OFFLINE": "1"}
     for name, value in (env_changes or {}).items():
         if value is None:
@@ -131,6 +133,7 @@ def streamlit_server(runs_dir: Path, workdir: Path, app: Path = APP,
            "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"]
     cwd = workdir / "cwd"  # empty: no ./runs folder joins the runs under test
     cwd.mkdir(exist_ok=True)
+    _server_config(cwd)
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
@@ -393,7 +396,6 @@ def run_load(runs_dir: Path, sessions: int = 20, seconds: float = 60.0, think: f
     with tempfile.TemporaryDirectory(prefix="lvae-load-") as tmp:
         work = Path(workdir) if workdir else Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        _server_config(work / "cwd")
         try:
             with streamlit_server(runs_dir, work, Path(app).resolve()) as (url, proc, log):
                 started = counter.drain()

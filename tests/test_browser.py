@@ -7,6 +7,7 @@ chromium or playwright is not installed.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -309,5 +310,44 @@ def test_every_page_on_the_shipped_mnist_pair_in_a_real_browser(shipped_server, 
             page.goto(f"{shipped_server}/train", timeout=60_000)
             page.get_by_text("Train the digits demo pair").wait_for(timeout=60_000)
             _shot(page, "train")
+        finally:
+            browser.close()
+
+
+def test_a_server_restart_loses_no_run_and_the_open_tab_reconnects(runs_dir, tmp_path):
+    """A class's tab stays open while the server restarts (same address): the frontend reconnects by itself,
+    reruns its page, and the runs are all there again (they live on disk, not in the server)."""
+    missing = _browser_missing()
+    if missing:
+        pytest.skip(missing)
+    from playwright.sync_api import sync_playwright
+
+    from benchmarks.load_test import free_port
+    port = free_port()
+    header = "Traverse a latent layer"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM if os.path.exists(CHROMIUM) else shutil.which("chromium"),
+                                    args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            with streamlit_server(runs_dir, tmp_path, port=port) as (url, _, _):
+                page.goto(f"{url}/traverse", timeout=60_000)
+                page.get_by_text(header).wait_for(timeout=60_000)
+                counted = page.get_by_test_id("stSidebar").get_by_text(re.compile(r"^\d+ runs?")).first
+                counted.wait_for(timeout=60_000)
+                runs_seen = counted.inner_text()  # "N runs (k broken) in ..."
+                # a page drawn to the end, as the class's are: a restart while its element code still loads
+                # leaves those elements as "Failed to fetch dynamically imported module" until a reload
+                _images_drawn(page)
+            # the server is gone: the tab's frontend keeps retrying its websocket
+            page.evaluate("() => { window.__beforeRestart = true; }")  # a reload would clear this
+            with streamlit_server(runs_dir, tmp_path, port=port):
+                page.wait_for_function("""() => [...document.querySelectorAll('[data-testid="stImage"]')]
+                    .some(e => e.innerText.includes('decoded') && e.querySelector('img').complete)""", timeout=90_000)
+                assert page.evaluate("() => window.__beforeRestart === true"), "the tab was reloaded, not reconnected"
+                page.get_by_text(header).wait_for(timeout=30_000)
+                counted.wait_for(timeout=30_000)
+                assert counted.inner_text() == runs_seen
+                assert page.locator('[data-testid="stException"]').count() == 0
         finally:
             browser.close()
