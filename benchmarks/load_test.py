@@ -112,6 +112,15 @@ def wait_healthy(url: str, proc: subprocess.Popen, log: Path) -> None:
     raise RuntimeError(f"streamlit did not answer within {START_TIMEOUT_S} s:\n{log.read_text()[-3000:]}")
 
 
+def _server_config(cwd: Path) -> None:
+    """The server runs with the repository's own .streamlit/config.toml (the settings `streamlit run app.py`
+    gets from the repository root), from its empty working folder."""
+    config = ROOT / ".streamlit" / "config.toml"
+    if config.is_file():
+        (cwd / ".streamlit").mkdir(parents=True, exist_ok=True)
+        (cwd / ".streamlit" / "config.toml").write_text(config.read_text())
+
+
 @contextmanager
 def streamlit_server(runs_dir: Path, workdir: Path, app: Path = APP,
                      env_changes: dict[str, str | None] | None = None,
@@ -366,15 +375,6 @@ def rss_timeline(samples: list[tuple[float, float]], step: float = 10.0) -> list
         k = int(t // step)
         out[k] = max(out.get(k, 0.0), mib)
     return [(k * step, v) for k, v in sorted(out.items())]
-
-
-def _server_config(cwd: Path) -> None:
-    """The server runs with the repository's own .streamlit/config.toml (the settings `streamlit run app.py`
-    gets from the repository root), from its empty working folder."""
-    config = ROOT / ".streamlit" / "config.toml"
-    if config.is_file():
-        (cwd / ".streamlit").mkdir(parents=True, exist_ok=True)
-        (cwd / ".streamlit" / "config.toml").write_text(config.read_text())
 
 
 def run_load(runs_dir: Path, sessions: int = 20, seconds: float = 60.0, think: float | Think = 0.5, seed: int = 0,

@@ -23,15 +23,14 @@ export default function (component) {
   }
 
   function recolourRegl(gd, traces, chosen) {
-    const scenes = new Set();
+    const targets = [];  // [regl scene, the trace's index in it, the trace]
     for (const t of traces) {
       const stash = gd.calcdata && gd.calcdata[t.index] && gd.calcdata[t.index][0].t;
       const scene = stash && stash._scene;
       if (!scene || !scene.scatter2d || !scene.selectBatch || !scene.markerUnselectedOptions) return false;
-      scenes.add([scene, stash.index, t]);
+      targets.push([scene, stash.index, t]);
     }
-    const drawn = new Set();
-    for (const [scene, i, t] of scenes) {
+    for (const [scene, i, t] of targets) {
       const els = chosen === null ? [] : pick(t, chosen);
       const opts = new Array(scene.count);
       if (chosen === null) {
@@ -51,7 +50,6 @@ export default function (component) {
         scene.unselectBatch[i] = [...Array(t._length).keys()].filter((j) => !inside.has(j));
         t._input.selectedpoints = t.selectedpoints = els;
       }
-      drawn.add(scene);
     }
     // every subplot of a figure draws into one shared canvas: clear it, draw all its scenes again
     gd._fullLayout._glcanvas.each(function (d) { if (d.regl) d.regl.clear({ color: true, depth: true }); });
