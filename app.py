@@ -58,13 +58,16 @@ def sidebar(runs: list) -> None:
         broken = sum(not r.ok for r in runs)
         st.caption(f"**{len(runs)} run{'s' if len(runs) != 1 else ''}**" + (f" ({broken} broken)" if broken else "")
                    + " in " + ", ".join(f"`{d}`" for d in common.runs_dirs()))
-        running = [j.name for j in jobs.started.values() if j.running]
-        if jobs.demo is not None and jobs.demo.poll() is None:
+        running = [j.name for j in jobs.submitted.values() if j.running]
+        if jobs.demo is not None and jobs.demo.running:
             running.append("the digits demo pair")
-        if running:
-            st.caption("Training: " + ", ".join(running))
+        queued = len(jobs.scheduler.waiting)
+        if running or queued:
+            st.caption("Training: " + (", ".join(running) or "nothing yet")
+                       + (f" ({queued} queued)" if queued else ""))
 
 
+jobs.scheduler.slots = common.training_slots()[0]
 pg = st.navigation(PAGES)
 sidebar(common.all_runs())
 pg.run()

@@ -8,6 +8,7 @@ copies on a hit): callers never modify what they get.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from collections.abc import Callable
@@ -20,6 +21,7 @@ import streamlit as st
 import torch
 
 from explorer import runs as runs_mod
+from explorer.figures.frozen import freeze
 from explorer.runs import RunInfo
 
 SELECTED = "selected_run"          # session_state: the run the single-run pages show (its path)
@@ -29,12 +31,32 @@ TEST_POINTS = 5000                 # test points the Layers/Traverse pages encod
 
 # ---- runs --------------------------------------------------------------------
 
-def cli_runs_dirs() -> list[str]:
-    """`--runs-dir DIR` (repeatable) from `streamlit run app.py -- --runs-dir DIR`; anything else is ignored."""
+def _app_args() -> argparse.Namespace:
+    """`streamlit run app.py -- --runs-dir DIR --training-slots N`; anything else is ignored."""
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--runs-dir", action="append", default=[])
+    parser.add_argument("--training-slots", default=None)
     args, _ = parser.parse_known_args(sys.argv[1:])
-    return args.runs_dir
+    return args
+
+
+def cli_runs_dirs() -> list[str]:
+    """`--runs-dir DIR` (repeatable)."""
+    return _app_args().runs_dir
+
+
+def training_slots() -> tuple[int, str | None]:
+    """How many training jobs run at once (`--training-slots N`, else $LVAE_TRAINING_SLOTS, else 1; the rest
+    queue): one suits a two-core server shared by a class. A value that is not a whole number from 1 to 64
+    counts as 1, with the reason (the Train page shows it)."""
+    value = _app_args().training_slots or os.environ.get("LVAE_TRAINING_SLOTS") or "1"
+    try:
+        slots = int(value)
+    except ValueError:
+        slots = 0
+    if 1 <= slots <= 64:
+        return slots, None
+    return 1, f"training slots must be a whole number from 1 to 64, not {value!r}: using 1"
 
 
 def runs_dirs() -> list[Path]:
@@ -46,9 +68,19 @@ def writable_runs_dirs() -> list[Path]:
     return runs_mod.writable_runs_dirs(cli_runs_dirs())
 
 
+# A new, changed or removed run shows within this many seconds; every session's reruns share one look.
+DISCOVERY_SECONDS = 1.0
+
+
+def rerun_with_new_runs() -> None:
+    """st.rerun() after a run changed on disk (a checkpoint saved, a job ended): the rerun looks afresh."""
+    runs_mod.forget_discovery()
+    st.rerun()
+
+
 def all_runs() -> list[RunInfo]:
     """Every run under the runs folders, broken ones included (discovery caches its validation itself)."""
-    return runs_mod.discover_runs(runs_dirs())
+    return runs_mod.discover_runs(runs_dirs(), max_age=DISCOVERY_SECONDS)
 
 
 def ok_runs() -> list[RunInfo]:
@@ -101,7 +133,7 @@ def follow_training(runs: list[RunInfo], seconds: float = 2.0) -> None:
     def watch() -> None:
         if any(runs_mod.checkpoint_stamp(path) != stamp for path, stamp in watched.items()) \
                 or not any(jobs.is_training(path) for path in watched):
-            st.rerun()  # the whole page, with the new checkpoint (or the final one)
+            rerun_with_new_runs()  # the whole page, with the new checkpoint (or the final one)
 
     watch()
 
@@ -273,12 +305,14 @@ def last_with(history: pd.DataFrame, column: str) -> Any:
 
 @st.cache_resource(max_entries=256, show_spinner=False)
 def _shared(name: str, key: tuple, _build: Callable[[], Any]) -> Any:
-    return _build()
+    made = _build()
+    return freeze(made) if isinstance(made, go.Figure) else made  # shared: sent as is, never changed
 
 
 def shared(name: str, key: tuple, build: Callable[[], Any]) -> Any:
     """What build() returns (a figure, a table), made once per (name, key) for every session: the key must
-    name everything build reads (runs by history_key, the widgets' values). Never change the result."""
+    name everything build reads (runs by history_key, the widgets' values). Never change the result (a figure
+    is frozen: explorer.figures.freeze)."""
     return _shared(name, key, build)
 
 

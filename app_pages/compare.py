@@ -11,9 +11,9 @@ import pandas as pd
 import streamlit as st
 
 from app_pages import common
-from explorer.figures import (iw_bound_curve, mutual_information_bars, per_layer_bars, rate_distortion_bars,
-                              unit_activity_vs_kl)
-from explorer.information import IW_KS, NIL_KL, active_only_through_above
+from app_pages.computed import NEIGHBOURS, information_figures, overlaps_of
+from explorer.figures import iw_bound_curve, per_layer_bars
+from explorer.information import IW_KS, NIL_KL
 from explorer.paper import PAPER, PAPER_MNIST, paper_reference, reproductions, scale_note
 from explorer.runs import RunInfo, default_pair
 
@@ -90,6 +90,12 @@ def final_per_layer(run: RunInfo, hist: pd.DataFrame, key: str) -> list:
     return common.last_with(hist, "test_kl_per_layer") or common.last_with(hist, "kl_per_layer") or []
 
 
+def bars(values: dict[str, list], title: str, axis: str):
+    """per_layer_bars, built once per (numbers, title) for every session: the page everyone opens on."""
+    key = (tuple((name, tuple(v)) for name, v in values.items()), title, axis)
+    return common.shared("compare_bars", key, lambda: per_layer_bars(values, title, axis))
+
+
 def compare(a: RunInfo, b: RunInfo) -> None:
     names = [a.name, b.name if b.name != a.name else f"{b.name} (B)"]
     hists = [common.history_for(r) for r in (a, b)]
@@ -97,11 +103,11 @@ def compare(a: RunInfo, b: RunInfo) -> None:
     kl = {n: final_per_layer(r, h, "kl_per_layer") for n, r, h in zip(names, (a, b), hists)}
     c1, c2 = st.columns(2)
     with c1:
-        common.chart(per_layer_bars(units, "Active units per layer (A_u > 0.01)", "active units"),
-                     "compare_units", "active-units")
+        common.chart(bars(units, "Active units per layer (A_u > 0.01)", "active units"), "compare_units",
+                     "active-units")
     with c2:
-        common.chart(per_layer_bars(kl, "KL divergence per layer (test set)", "KL (nats per image)"),
-                     "compare_kl", "kl-per-layer")
+        common.chart(bars(kl, "KL divergence per layer (test set)", "KL (nats per image)"), "compare_kl",
+                     "kl-per-layer")
     if any(stored_iw(r) for r in (a, b)):
         st.caption("Runs with an eval.json (the shipped pair): active units and KL on the whole test set with BN "
                    "statistics recomputed over the training set; other runs: their last evaluation in history.jsonl.")
@@ -127,7 +133,6 @@ def compare(a: RunInfo, b: RunInfo) -> None:
         st.rerun()
 
 
-NEIGHBOURS = 8
 MI_HELP = ("I(x; z_i) = E_x E_q(z_i|x)[log q(z_i|x) − log q(z_i)], q(z_i) = the mean of q(z_i|x) over the test "
            "images (the aggregate posterior); estimated as He et al. 2019 do (one z per image, q(z) a mixture of the N "
            "shown images' posteriors). Biased low and capped at log N: N images cannot show more than log N nats. "
@@ -137,15 +142,6 @@ MI_HELP = ("I(x; z_i) = E_x E_q(z_i|x)[log q(z_i|x) − log q(z_i)], q(z_i) = th
 def same_points(a: RunInfo, b: RunInfo, n: int) -> bool:
     pa, pb = (common.points_of(str(r.path), r.stamp, n) for r in (a, b))
     return pa.image_shape == pb.image_shape and len(pa.index) == len(pb.index) and bool((pa.index == pb.index).all())
-
-
-@st.cache_resource(max_entries=16, show_spinner=False)
-def overlaps_of(path_a: str, stamp_a: float, path_b: str, stamp_b: float, linked: bool) -> dict:
-    """explorer.neighbours.overlap_summary of two runs' neighbour tables, once per pair for every session."""
-    from explorer.neighbours import overlap_summary
-    tables = [common.neighbour_indexes_of(p, s, common.TEST_POINTS, NEIGHBOURS)[2]
-              for p, s in ((path_a, stamp_a), (path_b, stamp_b))]
-    return overlap_summary(tables[0], tables[1] if linked else None)
 
 
 def neighbourhoods(a: RunInfo, b: RunInfo, names: list[str]) -> None:
@@ -195,17 +191,6 @@ def neighbourhoods(a: RunInfo, b: RunInfo, names: list[str]) -> None:
                            caption=f"point {int(pts.index[p])} (class {int(pts.labels[p])}): overlap "
                                    f"{overlap[p]:.0%}; classes " + " ".join(str(int(c)) for c in pts.labels[first[p]])
                                    + " | " + " ".join(str(int(c)) for c in pts.labels[second[p]]))
-
-
-@st.cache_resource(max_entries=16, show_spinner=False)
-def information_figures(runs: tuple[tuple[str, float, str], ...], threshold: float) -> tuple:
-    """The information figures of two runs ((path, stamp, name) each) and, per run, its units active only
-    through the layer above; built once per pair and threshold for every session (figures are only read)."""
-    info = {name: common.information_of(path, stamp, common.TEST_POINTS) for path, stamp, name in runs}
-    through = {name: sum(int(m.sum()) for m in active_only_through_above(i.activity, i.kl_per_unit, threshold, NIL_KL))
-               for name, i in info.items()}
-    return (rate_distortion_bars(info), mutual_information_bars(info), unit_activity_vs_kl(info, threshold, NIL_KL),
-            through, next(iter(info.values())).points)
 
 
 def information(a: RunInfo, b: RunInfo, names: list[str]) -> None:

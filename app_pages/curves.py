@@ -1,10 +1,10 @@
 """Curves: warm-up, ELBO, KL and active units per layer over epochs for several runs, and a snapshot replay."""
 from __future__ import annotations
 
-import numpy as np
 import streamlit as st
 
 from app_pages import common
+from app_pages.computed import snapshots_of
 from explorer.figures import (active_units_curves, collapse_timeline, kl_heatmap, kl_per_layer_curves,
                               rate_distortion_curves, snapshot_animation, snapshot_scatter, training_curves)
 from explorer.timeline import activity_over_epochs, kl_over_epochs, transitions
@@ -15,13 +15,6 @@ METRICS = ["beta", "train_elbo", "recon", "test_elbo"]
 
 
 # Local helpers: explorer/ has no snapshot loader, training.checkpoint reads the files.
-@st.cache_resource(max_entries=8, show_spinner="Loading training snapshots…")
-def snapshots_of(path: str, stamp: float, epochs: tuple[int, ...]) -> tuple[dict[int, list[np.ndarray]], np.ndarray]:
-    """Every snapshot epoch's per-layer posterior means of the fixed test points, and their labels."""
-    points = ckpt.load_snapshot_points(path)
-    snaps = {e: [z.numpy() for z in ckpt.load_snapshot(path, e)] for e in epochs}
-    return snaps, points["label"].numpy()
-
 
 def curves(runs) -> dict:
     histories = {r.name: common.history_for(r) for r in runs}
@@ -68,14 +61,17 @@ def timeline(runs, histories) -> None:
     run = by_name[name]
     if short == "A_u":
         epochs_saved = tuple(ckpt.snapshot_epochs(run.path))
-        try:
-            snaps = snapshots_of(str(run.path), run.stamp, epochs_saved)[0] if epochs_saved else {}
+        try:  # once per server for every session, like the figures below
+            epochs, values = common.shared(
+                "activity_over_epochs", (str(run.path), run.stamp, epochs_saved),
+                lambda: activity_over_epochs(snapshots_of(str(run.path), run.stamp, epochs_saved)[0]
+                                             if epochs_saved else {}))
         except Exception as e:  # noqa: BLE001
             st.warning(f"{name}: snapshots unreadable ({e})")
             return
-        epochs, values = activity_over_epochs(snaps)
     else:
-        epochs, values = kl_over_epochs(histories[name])
+        epochs, values = common.shared("kl_over_epochs", common.history_key(run),
+                                       lambda: kl_over_epochs(histories[name]))
     if not epochs:
         st.info(f"{name} has no {'snapshots' if short == 'A_u' else 'per-unit test KL'} yet.")
         return

@@ -11,13 +11,12 @@ import numpy as np
 import streamlit as st
 
 from app_pages import common
+from app_pages.computed import (HOVER_HEIGHT, NEIGHBOURS, base_grid_of, explained_variance_of, hover_page_of,
+                                neighbour_rows_png, point_png)
 from app_pages.linked_selection import drawn_selection, link_charts, selection_from_chart
-from explorer.figures import (explained_variance, export_config, layer_scatter, layer_scatter_grid, projection_grid,
-                              projection_scatter3d, with_selection)
-from explorer.hover import MAX_HOVER_POINTS, first_points, hover_html
-from explorer.images import image_data_uris
+from explorer.figures import layer_scatter, projection_scatter3d, with_selection
+from explorer.hover import MAX_HOVER_POINTS
 from explorer.projections import METHODS
-from explorer.traverse import reconstruct
 
 POINT = "layers_point"
 CHART = "layers_grid"
@@ -26,7 +25,6 @@ HOVER = "layers_hover"
 SELECTION = "layers_selection"  # session_state: test-set positions of the box/lasso selection (shared by runs)
 DRAWN = "layers_drawn_selection"  # session_state: what the grids were last sent with (linked_selection)
 SETS = "direction_sets"         # session_state: {"A"/"B": test-set positions} for the Paths page's directions
-HOVER_HEIGHT = 480  # px: the grid figure's own height, so the frame shows it without scrolling
 STRIP = 40          # selected images shown under the plots
 
 
@@ -46,30 +44,10 @@ def selection_callback(points, key: str):
     return on_select
 
 
-@st.cache_resource(max_entries=256, show_spinner=False)
-def point_png(path: str, stamp: float, n: int, idx: int) -> bytes:
-    """A test image beside its reconstruction (posterior mean path), as one PNG, once for every session."""
-    points = common.points_of(path, stamp, n)
-    image = points.images[idx]
-    recon = reconstruct(common.model_of(path, stamp), image[None])[0]
-    return common.grid_png(np.stack([image, recon]), points.image_shape, ncols=2, target=96)
-
-
 def selected_point(run, points, n: int) -> None:
     idx = int(st.session_state[POINT])
     st.markdown(f"**Point {idx}** · class {int(points.labels[idx])}")
     common.show_png(point_png(str(run.path), run.stamp, n, idx), caption="test image · reconstruction")
-
-
-@st.cache_resource(max_entries=4, show_spinner="Drawing the hover images…")
-def hover_page_of(path: str, stamp: float, n: int, use_means: bool, m: int, highlight: int, name: str) -> str:
-    """The hover-mode HTML of the first m points; cached as a resource (a multi-MB string, never copied)."""
-    points = common.points_of(path, stamp, n)
-    pcas = common.pcas_of(path, stamp, n, use_means)
-    fig = layer_scatter_grid(first_points(pcas, m), points.labels[:m], highlight=highlight)
-    # scale=1: the smallest PNGs; the page scales them up with crisp pixels.
-    uris = image_data_uris(points.images[:m], points.image_shape, scale=1)
-    return hover_html(fig, uris, HOVER_HEIGHT, config=export_config(f"{name}-layers-pca"))
 
 
 def hover_chart(run, points, n: int, use_means: bool) -> None:
@@ -87,16 +65,6 @@ def hover_chart(run, points, n: int, use_means: bool) -> None:
     st.caption(f"Hover mode: {note}. Pick a point with the number input; clicking selects nothing here.")
 
 
-NEIGHBOURS = 8
-
-
-@st.cache_resource(max_entries=256, show_spinner=False)
-def neighbour_rows_png(path: str, stamp: float, n: int, idx: int) -> list[bytes]:
-    """Per layer one PNG row: the point, then its nearest neighbours (from the precomputed tables)."""
-    points = common.points_of(path, stamp, n)
-    _, _, tables = common.neighbour_indexes_of(path, stamp, n, NEIGHBOURS)
-    return [common.grid_png(np.concatenate([points.images[[idx]], points.images[t[idx]]]), points.image_shape,
-                            ncols=NEIGHBOURS + 1, target=48) for t in tables]
 
 
 def neighbours(run, points, n: int) -> None:
@@ -151,27 +119,6 @@ def selection_strip(run, points, rows: np.ndarray) -> None:
                       help="the Paths page walks the direction from set A's mean code to set B's"):
             st.session_state.setdefault(SETS, {})[name] = {"run": str(run.path), "index": points.index[rows].tolist()}
             st.toast(f"Set {name}: {len(rows)} points kept for the Paths page's directions")
-
-
-@st.cache_resource(max_entries=16, show_spinner=False)
-def explained_variance_of(path: str, stamp: float, n: int, use_means: bool):
-    return explained_variance(common.pcas_of(path, stamp, n, use_means))
-
-
-@st.cache_resource(max_entries=16, show_spinner=False)
-def base_grid_of(path: str, stamp: float, n: int, use_means: bool, method: str, title: str | None,
-                 _projections: list | None = None):
-    """The grid figure of every layer, nothing selected or marked, once per (run, points, projection) for
-    every session: a box or lasso and the followed point only go onto a copy (explorer.figures.with_selection).
-    _projections: the run's UMAP/t-SNE (common.projections, computed with its progress bar); PCA: None."""
-    active, prior_sd = common.layer_stats_of(path, stamp, n, use_means)
-    labels = common.points_of(path, stamp, n).labels
-    if method == "PCA":
-        fig = layer_scatter_grid(common.pcas_of(path, stamp, n, use_means), labels, active=active, prior_sd=prior_sd,
-                                 title=title)
-    else:
-        fig = projection_grid(_projections, labels, active=active, title=title)
-    return fig.update_layout(dragmode="select")  # a drag selects (a box; the lasso is in the modebar), not zooms
 
 
 def grid_figure(run, n: int, use_means: bool, method: str, selected, revision: int = 0, title: str | None = None):

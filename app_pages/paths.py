@@ -13,17 +13,12 @@ import numpy as np
 import streamlit as st
 
 from app_pages import common
+from app_pages.computed import strips_of
 from explorer.images import gif_bytes
-from explorer.traverse import along_mean_difference, decode_layer, encode_one, interpolation_strips
+from explorer.traverse import along_mean_difference, decode_layer, encode_one
 
 SETS = "direction_sets"            # session_state: kept by the Layers page ("Keep as set A/B")
 DECODED = "paths_decoded_sha1"     # session_state: digest of the last direction image (tests)
-
-
-@st.cache_resource(max_entries=32, show_spinner="Decoding the paths…")
-def strips_of(path: str, stamp: float, a: int, b: int, steps: int) -> dict[str, np.ndarray]:
-    points = common.points_of(path, stamp, common.TEST_POINTS)
-    return interpolation_strips(common.model_of(path, stamp), points.images[a], points.images[b], steps)
 
 
 def other_class(points, row: int) -> int:

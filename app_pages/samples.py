@@ -6,41 +6,11 @@ one model pass per position instead of one per student.
 """
 from __future__ import annotations
 
-import numpy as np
 import streamlit as st
 
 from app_pages import common
-from explorer.traverse import hierarchy_decomposition, prior_samples, reconstruct
+from app_pages.computed import N_RECON, decomposition_png, reconstructions_png, samples_png
 
-N_RECON = 16
-
-
-@st.cache_resource(max_entries=256, show_spinner=False)
-def samples_png(path: str, stamp: float, n: int, temps: float | tuple[float, ...], seed: int,
-                shape: tuple[int, int]) -> bytes:
-    model = common.model_of(path, stamp)
-    return common.grid_png(prior_samples(model, n, list(temps) if isinstance(temps, tuple) else temps, seed), shape,
-                           target=56)
-
-
-@st.cache_resource(max_entries=128, show_spinner=False)
-def reconstructions_png(path: str, stamp: float, start: int) -> bytes:
-    points = common.points_of(path, stamp, common.TEST_POINTS)
-    x = points.images[start:start + N_RECON]
-    pairs = np.stack([x, reconstruct(common.model_of(path, stamp), x)], axis=0)  # row 1 inputs, row 2 reconstructions
-    return common.grid_png(pairs, points.image_shape, target=56)
-
-
-@st.cache_resource(max_entries=256, show_spinner=False)
-def decomposition_png(path: str, stamp: float, idx: int, keep: int | None) -> bytes:
-    """The image and 8 images sharing its top `keep` layers; keep=None: one such row for every k."""
-    points = common.points_of(path, stamp, common.TEST_POINTS)
-    model, image = common.model_of(path, stamp), points.images[idx]
-    if keep is None:
-        rows = np.stack([hierarchy_decomposition(model, image, k, n=8, seed=0) for k in range(model.cfg.layers, -1, -1)])
-        return common.grid_png(rows, points.image_shape, target=48)
-    out = hierarchy_decomposition(model, image, keep, n=8, seed=0)
-    return common.grid_png(np.concatenate([image[None], out]), points.image_shape, ncols=9, target=56)
 
 
 @st.fragment

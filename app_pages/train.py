@@ -1,7 +1,6 @@
 """Train: a form that starts `python -m training train` in the background, then its progress and live curves."""
 from __future__ import annotations
 
-import pandas as pd
 import streamlit as st
 
 from app_pages import common
@@ -13,7 +12,7 @@ POLL_SECONDS = 2.0
 
 
 def free_name(model: str, layers: int) -> str:
-    taken = {r.name for r in common.all_runs()} | set(jobs.started)
+    taken = {r.name for r in common.all_runs()} | set(jobs.submitted)
     n = 1
     while f"digits-{model}-{layers}l-{n}" in taken:
         n += 1
@@ -45,11 +44,26 @@ def form() -> None:
                "name": name.strip()}
     try:
         cfg, out = jobs.validate_request(request, out_dir)
-        jobs.start_job(cfg, out)
+        job = jobs.submit_job(cfg, out)
     except (ValueError, OSError) as e:
         st.error(f"Not started: {e}")
         return
-    st.success(f"Started **{out.name}** ({cfg.label}, {cfg.layers} layers, {cfg.dataset}) into `{out}`.")
+    what = f"**{out.name}** ({cfg.label}, {cfg.layers} layers, {cfg.dataset}) into `{out}`"
+    if job.state == "queued":
+        st.info(f"Queued {what}: {queue_text(job)}", icon=":material/hourglass_top:")
+    elif job.state == "failed":
+        st.error(f"Not started: {job.error_line()}")
+    else:
+        st.success(f"Started {what}.")
+
+
+def queue_text(job: jobs.Queued) -> str:
+    """Where a queued job stands, in words."""
+    slots = jobs.scheduler.slots
+    ahead = (job.position or 1) - 1
+    line = "next in line" if not ahead else f"{ahead} job{'s' if ahead > 1 else ''} ahead of it"
+    at_a_time = "one job trains" if slots == 1 else f"{slots} jobs train"
+    return f"{line}; {at_a_time} at a time on this server, so the explorer stays quick for everyone. It starts by itself."
 
 
 def show_job(job: jobs.Job) -> None:
@@ -57,31 +71,52 @@ def show_job(job: jobs.Job) -> None:
     status = job.status
     with st.container(border=True):
         head, stop = st.columns([5, 1])
-        head.markdown(f"**{job.name}** · {job.cfg.label}, {job.cfg.layers} layers, {job.cfg.dataset} · {status}")
+        shown = f"queued, #{job.position} in line" if status == "queued" else status
+        head.markdown(f"**{job.name}** · {job.cfg.label}, {job.cfg.layers} layers, {job.cfg.dataset} · {shown}")
         if status == "running":
             stop.button("Stop", key=f"train_stop_{job.name}", on_click=job.stop,
                         help="interrupt; the last checkpoint is kept")
+        elif status == "queued":
+            stop.button("Cancel", key=f"train_stop_{job.name}", on_click=job.stop, help="take it out of the queue")
+            st.caption(f"Waiting: {queue_text(job)}")
+            return
+        if status == "cancelled":
+            st.caption("Cancelled before it started.")
+            return
         st.progress(done / total, text=f"{done} of {total} epochs")
         if status == "failed":
             st.error(f"Training failed: {job.error_line()}")
         elif status == "stopped":
             st.warning("Stopped; the last checkpoint is kept.")
         try:
-            hist = load_history(job.out)
-        except Exception:  # noqa: BLE001  a torn file mid-write: next poll
-            hist = pd.DataFrame()
-        if not hist.empty and "train_elbo" in hist:
-            from explorer.figures import training_curves
-            fig = training_curves({job.name: hist}, "train_elbo")
-            fig.update_layout(height=260, margin=dict(t=30, b=10))
+            size = (job.out / "history.jsonl").stat().st_size
+        except OSError:
+            return
+        # Built once per history as it grows, for every session polling the page (a class watches one job).
+        fig = common.shared("train_live", (str(job.out), size), lambda: live_curve(job))
+        if fig is not None:
             st.plotly_chart(fig, key=f"train_live_{job.name}", width="stretch")
+
+
+def live_curve(job: jobs.Job):
+    """The job's training ELBO so far, or None before its first epoch (or mid-write: the next poll)."""
+    try:
+        hist = load_history(job.out)
+    except Exception:  # noqa: BLE001  a torn file mid-write
+        return None
+    if hist.empty or "train_elbo" not in hist:
+        return None
+    from explorer.figures import training_curves
+    fig = training_curves({job.name: hist}, "train_elbo")
+    fig.update_layout(height=260, margin=dict(t=30, b=10))
+    return fig
 
 
 def demo() -> None:
     """The digits demo pair (`python -m training demo`): trained only when asked for, one job per server."""
     out = common.writable_runs_dirs()[0]
     job = jobs.demo
-    if job is None or job.poll() is not None:
+    if job is None or not job.pending:
         st.caption(f"VAE+BN+WU and LVAE+BN+WU with 5 layers on scikit-learn's 8x8 digits, into `{out}`: about a "
                    "minute on two cores, offline. Runs already there are kept.")
         if st.button("Train the digits demo pair", key="train_demo", icon=":material/play_arrow:"):
@@ -91,18 +126,21 @@ def demo() -> None:
                 st.error(f"Cannot start the demo training in {out}: {e}")
                 return
             st.rerun()
-        if job is not None and job.poll() not in (None, 0):
+        if job is not None and job.state == "failed":
             st.error(f"Demo training failed: {job.error_line()} (log: {job.log})")
         return
 
     @st.fragment(run_every=1.0)
     def progress() -> None:
-        if job.poll() is not None:
-            st.rerun()  # ended: the whole app, so every run list has the pair
+        if not job.pending:
+            common.rerun_with_new_runs()  # ended: the whole app, so every run list has the pair
+        if job.state == "queued":
+            st.caption(f"The digits demo pair is queued: {queue_text(job)}")
+            return
         ready = job.ready_runs()
         if ready != st.session_state.setdefault("demo_ready", set()):
             st.session_state["demo_ready"] = ready
-            st.rerun()  # a demo run saved its first checkpoint: let every list show it
+            common.rerun_with_new_runs()  # a demo run saved its first checkpoint: let every list show it
         done, total = job.progress()
         st.progress(done / total, text=f"Training the digits demo pair into {job.out}: {done} of {total} epochs. "
                                        "The other pages show it as its checkpoints arrive.")
@@ -111,24 +149,30 @@ def demo() -> None:
 
 
 def job_list() -> None:
-    if not jobs.started:
+    if not jobs.submitted:
         st.caption("No jobs started from this app yet.")
         return
-    running = any(j.running for j in jobs.started.values())
+    pending = sum(j.pending for j in jobs.submitted.values())
 
-    @st.fragment(run_every=POLL_SECONDS if running else None)
+    @st.fragment(run_every=POLL_SECONDS if pending else None)
     def live() -> None:
-        for job in sorted(jobs.started.values(), key=lambda j: -j.started):
+        for job in sorted(jobs.submitted.values(), key=lambda j: -j.submitted):
             show_job(job)
-        if running and not any(j.running for j in jobs.started.values()):
-            st.rerun()  # a job ended: rerun the app so the new run appears in every list
+        if sum(j.pending for j in jobs.submitted.values()) < pending:
+            # A job ended (the next may have started): the whole page, so its run is in every list and the
+            # timer stops when nothing is left.
+            common.rerun_with_new_runs()
 
     live()
 
 
 st.header("Train a model")
+if (problem := common.training_slots()[1]) is not None:
+    st.warning(problem)
 st.caption("Trains in a background process (`python -m training train`); the app stays usable and the new run "
-           "appears in every run list when it has saved a checkpoint.")
+           "appears in every run list when it has saved a checkpoint. The server trains "
+           + ("one job" if jobs.scheduler.slots == 1 else f"{jobs.scheduler.slots} jobs")
+           + " at a time, at low priority; later ones wait in a queue and start by themselves.")
 form()
 st.subheader("The digits demo pair")
 demo()

@@ -11,21 +11,13 @@ import numpy as np
 import streamlit as st
 
 from app_pages import common
+from app_pages.computed import traversal_png
 from explorer.images import read_upload
-from explorer.traverse import along_directions, decode_layer, encode_one, prior_start, traversal_grid
+from explorer.traverse import along_directions, decode_layer, encode_one, prior_start
 
 MAX_DIRECTIONS = 6
 MIN_EXPLAINED = 0.01  # directions with less of the layer's variance decode to the same image: no slider for them
-STEPS = np.linspace(-3, 3, 7)
 DECODED = "traverse_decoded_sha1"   # session_state: digest of the last decoded image (for tests and debugging)
-
-
-@st.cache_resource(max_entries=128, show_spinner=False)
-def traversal_png(path: str, stamp: float, layer: int, n_dirs: int, start_digest: str, _pca, _base,
-                  shape: tuple[int, int]) -> bytes:
-    """The -3..+3 sd grid of one start (named by its codes' digest), once for every session."""
-    grid = traversal_grid(common.model_of(path, stamp), layer, _pca, _base, STEPS)[:n_dirs]
-    return common.grid_png(grid, shape, target=48)
 
 
 def start_codes(run, model, points):

@@ -6,6 +6,11 @@ folder name, so nothing the user types may reach a shell or leave the runs
 folder. A job is `python -m training train ...` in its own process (list argv,
 no shell, own session) so the app stays responsive and a job outlives a page
 rerun; its progress is read from the run's history.jsonl.
+
+A small server is shared by a class: jobs (and the demo pair) go through one
+queue per server, `scheduler`, that runs at most `slots` of them at a time
+(default 1), niced and on the cores but one, so that students' sliders keep
+the CPU; the others wait with their position shown.
 """
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -98,8 +104,8 @@ def validate_request(form: Mapping[str, Any], runs_dir: str | Path) -> tuple[Run
         raise ValueError(f"run folder {out} would not be directly inside {root}")
     if out.exists() or out.is_symlink():
         raise ValueError(f"a run named {name!r} already exists in {root}; choose another name")
-    if name in started and started[name].running:
-        raise ValueError(f"a job named {name!r} is already running")
+    if name in submitted and submitted[name].pending:
+        raise ValueError(f"a job named {name!r} is already {submitted[name].state}")
     try:
         # Evaluate about 30 times a run (live active-unit curves) and keep ten snapshots.
         cfg = RunConfig(model=model, layers=layers, dataset=dataset, batch_norm=batch_norm, warmup_epochs=warmup,
@@ -110,30 +116,197 @@ def validate_request(form: Mapping[str, Any], runs_dir: str | Path) -> tuple[Run
     return cfg, out
 
 
-@dataclass
-class Job:
-    """One background training process and where it writes."""
-    name: str
-    cfg: RunConfig
-    out: Path
-    log: Path
-    proc: subprocess.Popen
-    started: float = field(default_factory=time.time)
-    finished: float | None = None
+# Training processes get only the CPU time nothing else wants: on Linux SCHED_IDLE (it runs when a core would
+# otherwise idle), elsewhere the lowest nice. A class's sliders then never wait for a student's training.
+NICE = 19
+POLL_SECONDS = 1.0  # how often the scheduler looks for a free slot while jobs wait
 
-    @property
-    def running(self) -> bool:
-        return self.poll() is None
+
+def training_threads(slots: int) -> int:
+    """Torch threads for one job: the cores but one (the app server's), shared by the slots; at least 1."""
+    return max(1, ((os.cpu_count() or 2) - 1) // max(1, slots))
+
+
+@dataclass(eq=False)  # identity: the queue finds an item by itself
+class Queued:
+    """A command that waits for a training slot, then runs in its own process (list argv, no shell, own session)."""
+    argv: list[str]
+    log: Path
+    threads: int | None = None  # OMP/MKL threads; None: the scheduler's share of the cores
+    proc: subprocess.Popen | None = None
+    submitted: float = field(default_factory=time.time)
+    started: float | None = None
+    finished: float | None = None
+    cancelled: bool = False
+    launch_error: str | None = None
+
+    def launch(self, threads: int) -> None:
+        """Start the process now (the scheduler calls this when a slot is free)."""
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with open(self.log, "wb") as f:
+                self.proc = subprocess.Popen(self.argv, cwd=ROOT, env=_env(self.threads or threads),
+                                             stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT,
+                                             start_new_session=True)
+        except OSError as e:
+            self.launch_error, self.finished = f"could not start: {e}", time.time()
+            return
+        # After the start, not in preexec_fn (unsafe in a threaded server); children it starts inherit both.
+        try:
+            os.setpriority(os.PRIO_PROCESS, self.proc.pid, NICE)
+        except OSError:
+            pass
+        if hasattr(os, "SCHED_IDLE"):
+            try:
+                os.sched_setscheduler(self.proc.pid, os.SCHED_IDLE, os.sched_param(0))
+            except OSError:
+                pass
+        self.started = time.time()
 
     def poll(self) -> int | None:
-        """The exit code, or None while running; on the first look after the end, the log moves into the run."""
+        """The exit code once the process has ended; None while it waits or runs (or was cancelled)."""
+        if self.proc is None:
+            return None
         code = self.proc.poll()
         if code is not None and self.finished is None:
             self.finished = time.time()
-            self._move_log()
+            self._ended()
         return code
 
-    def _move_log(self) -> None:
+    def _ended(self) -> None:
+        """Called once, on the first look after the process ended."""
+
+    @property
+    def state(self) -> str:
+        """queued, running, done, failed, stopped (interrupted; the last checkpoint is kept) or cancelled."""
+        if self.cancelled:
+            return "cancelled"
+        if self.launch_error:
+            return "failed"
+        if self.proc is None:
+            return "queued"
+        code = self.poll()
+        return "running" if code is None else "done" if code == 0 else "stopped" if code < 0 else "failed"
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running"
+
+    @property
+    def pending(self) -> bool:
+        """Queued or running: not over yet."""
+        return self.state in ("queued", "running")
+
+    @property
+    def position(self) -> int | None:
+        """1 for the next job to start, 2 for the one after, ...; None unless queued."""
+        return scheduler.position(self)
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            text = self.log.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def error_line(self) -> str:
+        """The one-line reason a failed job gives (`error: ...` from the CLI), or its last log line."""
+        if self.launch_error:
+            return self.launch_error
+        tail = self.log_tail(50).splitlines()
+        errors = [ln for ln in tail if ln.startswith("error:")]
+        code = self.proc.returncode if self.proc is not None else None
+        return (errors or tail or [f"exit code {code}"])[-1]
+
+    def stop(self) -> None:
+        """A queued job leaves the queue; a running one gets SIGINT to its process group (the trainer keeps its
+        last checkpoint, resumable)."""
+        if scheduler.cancel(self):
+            return
+        if self.poll() is None and self.proc is not None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGINT)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+
+class Scheduler:
+    """At most `slots` training processes at a time for the whole server; the rest wait in submission order.
+
+    Every session's submission goes through the one module-level `scheduler`, under one lock. A daemon thread
+    starts the next job when a slot frees (no session has to be looking), and ends when nothing waits.
+    The queue lives in the server's memory: a restart drops jobs that had not started (they had written
+    nothing); a started job is a process of its own and carries on.
+    """
+
+    def __init__(self, slots: int = 1):
+        self.slots = slots
+        self.waiting: list[Queued] = []
+        self.launched: list[Queued] = []
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def submit(self, item: Queued) -> Queued:
+        with self._lock:
+            self.waiting.append(item)
+            self._pump()
+            if self.waiting and self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="lvae-training-queue", daemon=True)
+                self._thread.start()
+        return item
+
+    def position(self, item: Queued) -> int | None:
+        with self._lock:
+            return self.waiting.index(item) + 1 if item in self.waiting else None
+
+    def cancel(self, item: Queued) -> bool:
+        """Take a queued item out of the queue; False if it is not waiting (running or over)."""
+        with self._lock:
+            if item not in self.waiting:
+                return False
+            self.waiting.remove(item)
+            item.cancelled, item.finished = True, time.time()
+            return True
+
+    def running(self) -> list[Queued]:
+        with self._lock:
+            self.launched = [p for p in self.launched if p.running]
+            return list(self.launched)
+
+    def pump(self) -> None:
+        with self._lock:
+            self._pump()
+
+    def _pump(self) -> None:
+        self.launched = [p for p in self.launched if p.running]
+        while self.waiting and len(self.launched) < max(1, self.slots):
+            item = self.waiting.pop(0)
+            item.launch(training_threads(self.slots))
+            if item.running:
+                self.launched.append(item)
+
+    def _loop(self) -> None:
+        while True:
+            time.sleep(POLL_SECONDS)
+            with self._lock:
+                self._pump()
+                if not self.waiting:
+                    self._thread = None
+                    return
+
+
+# The one queue of this process (the app server): `--training-slots` / $LVAE_TRAINING_SLOTS set its size.
+scheduler = Scheduler()
+
+
+@dataclass(eq=False, kw_only=True)
+class Job(Queued):
+    """One `python -m training train` job from the Train page and where it writes."""
+    name: str
+    cfg: RunConfig
+    out: Path
+
+    def _ended(self) -> None:
         # The trainer refuses a non-empty new folder, so the log waits beside it until the run exists.
         target = self.out / LOG_NAME
         if self.out.is_dir() and self.log.is_file() and not target.exists():
@@ -145,8 +318,7 @@ class Job:
 
     @property
     def status(self) -> str:
-        code = self.poll()
-        return "running" if code is None else "done" if code == 0 else "stopped" if code < 0 else "failed"
+        return self.state
 
     def progress(self) -> tuple[int, int]:
         """(epochs done, epochs asked for) from history.jsonl."""
@@ -156,30 +328,9 @@ class Job:
             done = 0
         return min(done, self.cfg.epochs), self.cfg.epochs
 
-    def log_tail(self, lines: int = 20) -> str:
-        try:
-            text = self.log.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
 
-    def error_line(self) -> str:
-        """The one-line reason a failed job gives (`error: ...` from the CLI), or its last log line."""
-        tail = self.log_tail(50).splitlines()
-        errors = [ln for ln in tail if ln.startswith("error:")]
-        return (errors or tail or [f"exit code {self.proc.returncode}"])[-1]
-
-    def stop(self) -> None:
-        """Interrupt the process group; the trainer keeps its last checkpoint (resumable)."""
-        if self.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGINT)
-            except (ProcessLookupError, PermissionError):
-                pass
-
-
-# Jobs started by this process (the app server), by run name: survives page reruns, not a server restart.
-started: dict[str, Job] = {}
+# Jobs submitted to this process (the app server), by run name: survives page reruns, not a server restart.
+submitted: dict[str, Job] = {}
 
 
 def _env(threads: int | None = None) -> dict[str, str]:
@@ -190,29 +341,23 @@ def _env(threads: int | None = None) -> dict[str, str]:
     return env
 
 
-def start_job(cfg: RunConfig, out: Path) -> Job:
-    """Start `python -m training train` for cfg into out, in the background."""
+def submit_job(cfg: RunConfig, out: Path) -> Job:
+    """Queue `python -m training train` for cfg into out; it starts at once if a training slot is free."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     log = out.parent / f".{out.name}.{LOG_NAME}"
     argv = train_command(cfg, out, resume=False) + ["--no-progress"]
-    with open(log, "wb") as f:
-        proc = subprocess.Popen(argv, cwd=ROOT, env=_env(1 if cfg.dataset == "digits" else None),
-                                stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-    job = Job(out.name, cfg, out, log, proc)
-    started[out.name] = job
-    return job
+    job = Job(argv=argv, log=log, threads=1 if cfg.dataset == "digits" else None, name=out.name, cfg=cfg, out=out)
+    submitted[out.name] = job
+    return scheduler.submit(job)
 
 
 # ---- the digits demo pair, on request ---------------------------------------------
 
-@dataclass
-class DemoJob:
+@dataclass(eq=False, kw_only=True)
+class DemoJob(Queued):
     """`python -m training demo --out DIR`: the digits pair, trained when the "Train a model" page asks for it."""
     out: Path
-    proc: subprocess.Popen
-    log: Path
 
     @property
     def total_epochs(self) -> int:
@@ -227,47 +372,34 @@ class DemoJob:
                 pass
         return min(done, self.total_epochs), self.total_epochs
 
-    def poll(self) -> int | None:
-        return self.proc.poll()
-
     def ready_runs(self) -> set[str]:
         """The demo runs that have saved a checkpoint (usable while training goes on)."""
         return {name for name in DEMO_RUNS if (self.out / name / ckpt.CHECKPOINT).is_file()}
 
-    def error_line(self) -> str:
-        try:
-            lines = self.log.read_text(errors="replace").strip().splitlines()
-        except OSError:
-            lines = []
-        return (lines or [f"exit code {self.proc.returncode}"])[-1]
 
-
-# The demo job this process (the app server) started: one for every session.
+# The demo job this process (the app server) took: one for every session.
 demo: DemoJob | None = None
 
 
 def is_training(folder: Path) -> bool:
     """Whether a job or the demo job of this process is writing the run folder now."""
     folder = Path(folder).resolve()
-    if any(job.out.resolve() == folder and job.running for job in started.values()):
+    if any(job.out.resolve() == folder and job.running for job in submitted.values()):
         return True
-    return demo is not None and demo.poll() is None and folder.parent == demo.out and folder.name in DEMO_RUNS
+    return demo is not None and demo.running and folder.parent == demo.out and folder.name in DEMO_RUNS
 
 
 def start_demo_once(out: Path) -> DemoJob:
-    """The running demo job, or a new one into out (also after an earlier one ended)."""
+    """The queued or running demo job, or a new one into out (also after an earlier one ended)."""
     global demo
-    if demo is None or demo.poll() is not None:
+    if demo is None or not demo.pending:
         demo = start_demo(out)
     return demo
 
 
 def start_demo(out: Path) -> DemoJob:
+    """Queue the demo pair: one training slot (its two runs take one thread each)."""
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    log = out / ".demo.log"
-    with open(log, "wb") as f:
-        proc = subprocess.Popen([sys.executable, "-m", "training", "demo", "--out", str(out), "--no-progress"],
-                                cwd=ROOT, env=_env(), stdin=subprocess.DEVNULL, stdout=f,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-    return DemoJob(out, proc, log)
+    argv = [sys.executable, "-m", "training", "demo", "--out", str(out), "--no-progress"]
+    return scheduler.submit(DemoJob(argv=argv, log=out / ".demo.log", out=out))

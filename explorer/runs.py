@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -64,6 +66,16 @@ def runs_dirs(extra: Sequence[str | Path] = ()) -> list[Path]:
 
     The first is where the app trains; pretrained/ is listed but never written (writable_runs_dirs).
     """
+    key = (tuple(str(p) for p in extra), os.environ.get(RUNS_ENV), os.environ.get(PRETRAINED_ENV), os.getcwd())
+    if key not in _resolved_dirs:  # resolving is a system call per path component, on every rerun otherwise
+        _resolved_dirs[key] = _runs_dirs(extra)
+    return list(_resolved_dirs[key])
+
+
+_resolved_dirs: dict[tuple, list[Path]] = {}
+
+
+def _runs_dirs(extra: Sequence[str | Path]) -> list[Path]:
     env = [p for p in os.environ.get(RUNS_ENV, "").split(os.pathsep) if p.strip()]
     out: list[Path] = []
     for p in [DEFAULT_RUNS_DIR, *extra, *env, pretrained_dir()]:
@@ -115,9 +127,14 @@ def _mtime(path: Path) -> float:
         return 0.0
 
 
-# Full validation loads every weight; runs are small, but discovery happens on
-# every page rerun, so results are kept per (folder, file mtimes and sizes).
+# Discovery runs on every page rerun of every session, so each folder's RunInfo is kept per (folder, its
+# files' mtimes and sizes); the full validation, which loads every weight, only repeats when the config,
+# checkpoint or eval.json change: a run in training appends to history.jsonl every epoch, and that only
+# re-reads the history. All three are shared by every session (plain dicts: a race computes twice).
 _validated: dict[tuple, tuple[str | None, int, dict | None]] = {}
+_history_errors: dict[tuple, str | None] = {}
+_inspected: dict[tuple, RunInfo] = {}
+_FORGET_AFTER = 1000  # a long-lived app sees many versions of a training run; forget old ones
 
 
 def _file_key(path: Path) -> tuple[int, int]:
@@ -128,20 +145,40 @@ def _file_key(path: Path) -> tuple[int, int]:
         return 0, -1
 
 
+def _remember(cache: dict, key: tuple, make: Callable[[], Any]) -> Any:
+    if key not in cache:
+        if len(cache) > _FORGET_AFTER:
+            cache.clear()
+        cache[key] = make()
+    return cache[key]
+
+
+def _validate_model(folder: Path) -> tuple[str | None, int, dict | None]:
+    """(error or None, epochs done, eval.json or None): the config and a full model load."""
+    try:
+        _, _, epochs = ckpt.load_model(folder, "cpu")  # config, pickles, truncation, shapes, NaN
+        return None, epochs, read_evaluation(folder)
+    except Exception as e:  # noqa: BLE001  discovery must never raise, whatever the folder holds
+        return _one_line(e), 0, None
+
+
+def _history_error(folder: Path) -> str | None:
+    try:
+        ckpt.read_history(folder)  # an unreadable history.jsonl makes the run unusable
+        return None
+    except Exception as e:  # noqa: BLE001
+        return _one_line(e)
+
+
 def _validate(folder: Path) -> tuple[str | None, int, dict | None]:
     """(error or None, epochs done, eval.json or None): the config, a full model load, the history."""
-    key = (str(folder), *(_file_key(folder / f) for f in (ckpt.CONFIG, ckpt.CHECKPOINT, ckpt.HISTORY, ckpt.EVAL)))
-    if key not in _validated:
-        if len(_validated) > 1000:  # a long-lived app sees many checkpoint versions; forget old ones
-            _validated.clear()
-        try:
-            _, _, epochs = ckpt.load_model(folder, "cpu")  # config, pickles, truncation, shapes, NaN
-            ckpt.read_history(folder)                      # unreadable history.jsonl
-            result: tuple[str | None, int, dict | None] = (None, epochs, read_evaluation(folder))
-        except Exception as e:  # noqa: BLE001  discovery must never raise, whatever the folder holds
-            result = (_one_line(e), 0, None)
-        _validated[key] = result
-    return _validated[key]
+    model_key = (str(folder), *(_file_key(folder / f) for f in (ckpt.CONFIG, ckpt.CHECKPOINT, ckpt.EVAL)))
+    error, epochs, evaluation = _remember(_validated, model_key, lambda: _validate_model(folder))
+    if error is not None:
+        return error, 0, None
+    history = _remember(_history_errors, (str(folder), _file_key(folder / ckpt.HISTORY)),
+                        lambda: _history_error(folder))
+    return (history, 0, None) if history is not None else (None, epochs, evaluation)
 
 
 def read_evaluation(folder: Path) -> dict | None:
@@ -156,6 +193,12 @@ def read_evaluation(folder: Path) -> dict | None:
 def inspect_run(folder: Path) -> RunInfo:
     """One folder's RunInfo; never raises."""
     folder = Path(folder)
+    key = (str(folder), os.environ.get(PRETRAINED_ENV),  # read_only depends on where pretrained/ is
+           *(_file_key(folder / f) for f in (ckpt.CONFIG, ckpt.CHECKPOINT, ckpt.HISTORY, ckpt.EVAL)))
+    return _remember(_inspected, key, lambda: _inspect(folder))
+
+
+def _inspect(folder: Path) -> RunInfo:
     try:
         config: RunConfig | None = ckpt.load_config(folder)
     except Exception:  # noqa: BLE001  the full validation below reports the reason
@@ -165,12 +208,36 @@ def inspect_run(folder: Path) -> RunInfo:
                    is_read_only(folder), evaluation)
 
 
-def discover_runs(dirs: Sequence[Path]) -> list[RunInfo]:
+# The last look at each list of folders: (when, what was found), for discover_runs(max_age=...).
+_looked: dict[tuple[str, ...], tuple[float, list[RunInfo]]] = {}
+
+
+def discover_runs(dirs: Sequence[Path], max_age: float = 0.0) -> list[RunInfo]:
     """Every immediate subfolder of `dirs` that looks like a run (a folder of `dirs` itself too).
 
     Missing or unreadable folders in `dirs` are skipped. Runs are sorted by
     name within each folder; a folder reached twice is listed once.
+    max_age > 0: what a look at most that many seconds ago found, if there was one. A server with
+    many sessions then looks at the disk about once per max_age, not on every rerun of every session:
+    under load each of a look's ~20 system calls lets another thread take the interpreter lock, so
+    a 0.5 ms look took tens of ms on a busy two-core server.
     """
+    key = tuple(str(d) for d in dirs)
+    if max_age > 0:
+        hit = _looked.get(key)
+        if hit is not None and time.monotonic() - hit[0] < max_age:
+            return list(hit[1])
+    found = _discover(dirs)
+    _looked[key] = (time.monotonic(), found)
+    return list(found)
+
+
+def forget_discovery() -> None:
+    """The next discover_runs looks at the disk (a job just ended, a run was just written)."""
+    _looked.clear()
+
+
+def _discover(dirs: Sequence[Path]) -> list[RunInfo]:
     seen: set[Path] = set()
     found: list[RunInfo] = []
     for d in dirs:

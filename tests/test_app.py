@@ -16,7 +16,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from explorer import jobs
-from explorer.jobs import check_run_name, start_job, validate_request
+from explorer.jobs import check_run_name, submit_job, validate_request
 from training.demo import DEMO_EPOCHS
 
 APP = Path(__file__).resolve().parent.parent / "app.py"
@@ -60,6 +60,25 @@ def image_url(at: AppTest, caption: str) -> str:
 
 def no_exceptions(at: AppTest) -> None:
     assert not at.exception, [e.value for e in at.exception]
+
+
+SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]
+
+
+@pytest.fixture(autouse=True)
+def fresh_queue(monkeypatch):
+    """Each test gets its own training queue and job list (the app's are per server process); jobs it leaves
+    running are killed."""
+    queue = jobs.Scheduler()
+    monkeypatch.setattr(jobs, "scheduler", queue)
+    monkeypatch.setattr(jobs, "submitted", {})
+    yield queue
+    with queue._lock:
+        queue.waiting.clear()
+    for item in queue.launched:
+        if item.proc is not None and item.proc.poll() is None:
+            os.killpg(item.proc.pid, 9)
+            item.proc.wait()
 
 
 @pytest.fixture
@@ -157,8 +176,9 @@ def test_no_runs_trains_nothing_until_the_train_page_asks_for_the_demo(tmp_path,
 
     def fake_start_demo(out: Path) -> jobs.DemoJob:
         started.append(Path(out))
-        procs.append(subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]))
-        return jobs.DemoJob(Path(out), procs[-1], tmp_path / "demo.log")
+        job = jobs.scheduler.submit(jobs.DemoJob(argv=SLEEPER, log=tmp_path / "demo.log", out=Path(out)))
+        procs.append(job.proc)
+        return job
 
     monkeypatch.setattr(jobs, "start_demo", fake_start_demo)
     monkeypatch.setattr(jobs, "demo", None)
@@ -358,7 +378,7 @@ def test_train_form_refuses_bad_names(app, tmp_path):
     app.button[0].click().run()  # Start training
     no_exceptions(app)
     assert any("run name must be" in e.value for e in app.error)
-    assert not jobs.started.get("escape") and not (tmp_path.parent / "escape").exists()
+    assert not jobs.submitted.get("escape") and not (tmp_path.parent / "escape").exists()
 
 
 def test_train_form_starts_a_job_that_appears_in_every_list(app, tmp_path):
@@ -371,7 +391,7 @@ def test_train_form_starts_a_job_that_appears_in_every_list(app, tmp_path):
     app.button[0].click().run()
     no_exceptions(app)
     assert any("Started **fresh-run**" in s.value for s in app.success)
-    job = jobs.started["fresh-run"]
+    job = jobs.submitted["fresh-run"]
     deadline = time.time() + 120
     while job.running and time.time() < deadline:
         time.sleep(0.5)
@@ -431,11 +451,87 @@ def test_a_failing_job_reports_its_one_line_reason(tmp_path, monkeypatch):
     monkeypatch.setenv("LVAE_OFFLINE", "1")
     cfg, out = validate_request({**GOOD, "dataset": "mnist", "name": "no-data", "epochs": 1}, tmp_path)
     cfg.data_dir = str(tmp_path / "missing-data")
-    job = start_job(cfg, out)
+    job = submit_job(cfg, out)
     job.proc.wait(timeout=120)
     assert job.status == "failed"
     assert job.error_line().startswith("error:")
     assert job.progress() == (0, 1)
+
+
+def sleeper_job(tmp_path: Path, name: str) -> jobs.Job:
+    cfg, out = validate_request({**GOOD, "name": name}, tmp_path)
+    return jobs.Job(argv=SLEEPER, log=tmp_path / f".{name}.log", name=name, cfg=cfg, out=out)
+
+
+def wait_for(predicate, seconds: float = 20.0) -> bool:
+    deadline = time.time() + seconds
+    while not predicate() and time.time() < deadline:
+        time.sleep(0.1)
+    return predicate()
+
+
+def test_one_job_trains_at_a_time_the_rest_wait_in_order_and_start_by_themselves(tmp_path, fresh_queue):
+    a, b, c = (fresh_queue.submit(sleeper_job(tmp_path, n)) for n in "abc")
+    assert (a.state, b.state, c.state) == ("running", "queued", "queued")
+    assert (a.position, b.position, c.position) == (None, 1, 2)
+    assert os.getpriority(os.PRIO_PROCESS, a.proc.pid) == jobs.NICE  # the app's sessions get the CPU first
+    if hasattr(os, "SCHED_IDLE"):
+        assert os.sched_getscheduler(a.proc.pid) == os.SCHED_IDLE
+    b.stop()  # a queued job leaves the queue and never starts
+    assert b.state == "cancelled" and b.proc is None and c.position == 1
+    a.stop()  # SIGINT to the running one: the scheduler's thread starts the next, with no page looking
+    assert wait_for(lambda: c.state == "running"), c.state
+    assert a.state == "stopped" and [j.name for j in fresh_queue.running()] == ["c"]
+    assert b.proc is None
+
+
+def test_more_slots_run_more_jobs_at_once(tmp_path, fresh_queue):
+    fresh_queue.slots = 2
+    a, b, c = (fresh_queue.submit(sleeper_job(tmp_path, n)) for n in "abc")
+    assert (a.state, b.state, c.state) == ("running", "running", "queued")
+    assert jobs.training_threads(2) == max(1, ((os.cpu_count() or 2) - 1) // 2)
+
+
+def test_a_name_that_is_queued_cannot_be_taken_twice(tmp_path, fresh_queue):
+    fresh_queue.submit(sleeper_job(tmp_path, "first"))
+    jobs.submitted["second"] = fresh_queue.submit(sleeper_job(tmp_path, "second"))
+    with pytest.raises(ValueError, match="already queued"):
+        validate_request({**GOOD, "name": "second"}, tmp_path)
+
+
+def test_the_train_page_queues_a_second_job_shows_its_place_and_cancels_it(app, tmp_path, monkeypatch):
+    monkeypatch.setattr(jobs, "train_command", lambda cfg, out, resume: list(SLEEPER))
+    page(app, "train")
+    app.selectbox(key="train_dir").set_value(str((tmp_path / "runs").resolve()))
+    for name in ("long-one", "waits"):
+        app.text_input(key="train_name").set_value(name)
+        app.button[0].click().run()
+        no_exceptions(app)
+        if name == "long-one":
+            assert any("Started **long-one**" in s.value for s in app.success)
+    queued = [i.value for i in app.info if "Queued **waits**" in i.value]
+    assert queued and "next in line" in queued[0] and "one job trains at a time" in queued[0]
+    app.run()  # the sidebar is drawn before the page: the next rerun lists the queue
+    assert any("long-one" in c.value and "(1 queued)" in c.value for c in app.sidebar.caption)
+    assert any("waits" in m.value and "queued, #1 in line" in m.value for m in app.markdown)
+    app.button(key="train_stop_waits").click().run()  # Cancel
+    no_exceptions(app)
+    assert jobs.submitted["waits"].state == "cancelled" and jobs.submitted["long-one"].state == "running"
+    assert any("Cancelled before it started" in c.value for c in app.caption)
+
+
+@pytest.mark.parametrize("value,slots,warned", [("3", 3, False), ("0", 1, True), ("two", 1, True), (None, 1, False)])
+def test_training_slots_come_from_the_command_line_or_the_environment(monkeypatch, value, slots, warned):
+    from app_pages.common import training_slots
+    monkeypatch.setattr(sys, "argv", ["app.py"])
+    if value is None:
+        monkeypatch.delenv("LVAE_TRAINING_SLOTS", raising=False)
+    else:
+        monkeypatch.setenv("LVAE_TRAINING_SLOTS", value)
+    got, problem = training_slots()
+    assert got == slots and (problem is not None) == warned
+    monkeypatch.setattr(sys, "argv", ["app.py", "--training-slots", "2"])  # the command line comes first
+    assert training_slots() == (2, None)
 
 
 def test_pages_know_which_runs_are_training_and_when_they_saved(runs_dir, tmp_path, monkeypatch):
@@ -445,10 +541,12 @@ def test_pages_know_which_runs_are_training_and_when_they_saved(runs_dir, tmp_pa
     try:
         cfg, _ = validate_request(GOOD, tmp_path)
         run = runs_dir / "tiny-lvae"
-        monkeypatch.setitem(jobs.started, "tiny-lvae", jobs.Job("tiny-lvae", cfg, run, tmp_path / "log", proc))
+        monkeypatch.setitem(jobs.submitted, "tiny-lvae",
+                            jobs.Job(argv=SLEEPER, log=tmp_path / "log", proc=proc, name="tiny-lvae", cfg=cfg, out=run))
         monkeypatch.setattr(jobs, "demo", None)
         assert jobs.is_training(run) and not jobs.is_training(runs_dir / "tiny-vae")
-        monkeypatch.setattr(jobs, "demo", jobs.DemoJob(tmp_path.resolve(), proc, tmp_path / "demo.log"))
+        monkeypatch.setattr(jobs, "demo", jobs.DemoJob(argv=SLEEPER, log=tmp_path / "demo.log", proc=proc,
+                                                       out=tmp_path.resolve()))
         assert jobs.is_training(tmp_path / "digits-vae-bn-wu") and not jobs.is_training(tmp_path / "other")
         stamp = checkpoint_stamp(run)
         assert stamp > 0 and checkpoint_stamp(tmp_path) == 0.0

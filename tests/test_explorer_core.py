@@ -142,6 +142,32 @@ def test_discover_never_raises(runs_root, tmp_path, monkeypatch):
     assert r.error == "RuntimeError: something unexpected" and r.config is not None
 
 
+def test_a_training_runs_new_epochs_reread_its_history_but_not_its_weights(runs_root, tmp_path, monkeypatch):
+    """A run in training appends to history.jsonl every epoch: discovery re-reads the history, not the model."""
+    run = _copy(runs_root / "tiny-vae", tmp_path / "growing")
+    loads = []
+    real = ckpt.load_model
+    monkeypatch.setattr(ckpt, "load_model", lambda *a, **k: loads.append(1) or real(*a, **k))
+    assert discover_runs([tmp_path])[0].ok and len(loads) == 1
+    with open(run / ckpt.HISTORY, "a") as f:
+        f.write('{"epoch": 3, "train_elbo": -1.0}\n')
+    assert discover_runs([tmp_path])[0].ok and len(loads) == 1
+    (run / ckpt.HISTORY).write_bytes(b"\xff\xfe not utf-8\n")  # a damaged history still shows
+    assert "unreadable" in discover_runs([tmp_path])[0].error and len(loads) == 1
+
+
+def test_discovery_with_a_max_age_looks_again_only_when_it_is_over(runs_root, tmp_path):
+    from explorer.runs import forget_discovery
+    assert discover_runs([tmp_path], max_age=60) == []
+    _copy(runs_root / "tiny-vae", tmp_path / "new")
+    assert discover_runs([tmp_path], max_age=60) == []  # the last look is recent: as it was
+    assert [r.name for r in discover_runs([tmp_path])] == ["new"]  # max_age 0: always a fresh look
+    shutil.rmtree(tmp_path / "new")
+    assert [r.name for r in discover_runs([tmp_path], max_age=60)] == ["new"]
+    forget_discovery()  # what the pages call when they know a run changed
+    assert discover_runs([tmp_path], max_age=60) == []
+
+
 def test_runs_dirs_env_and_dedup(monkeypatch, tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     monkeypatch.setenv(RUNS_ENV, os.pathsep.join([str(a), "", str(b), str(a)]))

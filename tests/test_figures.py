@@ -381,3 +381,24 @@ def test_with_selection_greys_the_rest_in_a_copy():
     three = F.layer_scatter(fake_pca(), labels, 0, three_d=True, selected=picked)
     colours = [c for t in three.data if t.name != "selected point" for c in t.marker.color]
     assert colours.count(latent.UNSELECTED) == N - len(picked)
+
+
+def test_a_frozen_figure_sends_the_same_json_and_refuses_changes():
+    base = F.layer_scatter_grid([fake_pca(seed=s) for s in range(2)], np.arange(N) % 4)
+    sent = pio.to_json(base, validate=False)
+    frozen = F.freeze(base)
+    assert frozen is base and pio.to_json(frozen, validate=False) == sent  # what st.plotly_chart sends
+    assert frozen.to_dict() is frozen.to_dict()  # no deep copy per chart
+    with pytest.raises(TypeError, match="frozen"):
+        frozen.update_layout(height=10)
+    copy = go.Figure(frozen)  # a change goes onto a copy
+    copy.update_layout(height=10)
+    assert copy.layout.height == 10 and pio.to_json(frozen, validate=False) == sent
+
+
+def test_a_figure_from_a_spec_builds_its_traces_only_when_read():
+    spec = go.Figure(go.Scatter(x=[1, 2], y=[3, 4], name="a")).to_dict()
+    fig = F.from_spec(spec)
+    assert fig.to_dict() is spec and "_built_figure" not in fig.__dict__
+    assert [t.name for t in fig.data] == ["a"] and list(fig.data[0].y) == [3, 4]
+    assert "_built_figure" in fig.__dict__

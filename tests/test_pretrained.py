@@ -39,7 +39,8 @@ def fresh(monkeypatch, tmp_path):
     monkeypatch.delenv("LVAE_RESULTS_DIR", raising=False)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(jobs, "demo", None)
-    monkeypatch.setattr(jobs, "started", {})
+    monkeypatch.setattr(jobs, "submitted", {})
+    monkeypatch.setattr(jobs, "scheduler", jobs.Scheduler())
     before = tree_state(SHIPPED_DIR)
     yield tmp_path
     assert tree_state(SHIPPED_DIR) == before, "the app wrote into pretrained/"
@@ -70,7 +71,7 @@ def test_first_start_opens_on_the_mnist_pair_with_nothing_to_train(fresh):
     iw = [m for m in at.metric if m.label == f"log p(x), IW-{stored(PAIR[1])['iw_samples']}"]  # 5000: test above
     assert [m.value for m in iw] == [f"{stored(n)['iw_ll']:.2f}" for n in PAIR]
     assert any("-82.12" in i.value and f"{stored(PAIR[1])['iw_ll']:.2f}" in i.value for i in at.info)
-    assert not jobs.started and jobs.demo is None and not (fresh / "runs").exists()
+    assert not jobs.submitted and jobs.demo is None and not (fresh / "runs").exists()
     assert not at.get("progress")
 
 

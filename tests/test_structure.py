@@ -26,3 +26,20 @@ def test_nothing_imports_the_app_entry_point():
                 [node.module or ""] if isinstance(node, ast.ImportFrom) else []
             offenders += [f"{path.name}: {n}" for n in names if n == "app" or n.startswith("app.")]
     assert not offenders, offenders
+
+
+def test_page_scripts_define_no_cached_functions():
+    """A page script runs again on every rerun: a st.cache_* decorator in it would read its function's source
+    again each time. Shared computations live in app_pages/computed.py (imported once)."""
+    modules = {"__init__.py", "common.py", "computed.py", "linked_selection.py"}  # imported, not run as pages
+    pages = [p for p in ROOT.glob("app_pages/*.py") if p.name not in modules]
+    assert len(pages) >= 6
+    offenders = []
+    for path in pages:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef):
+                for dec in node.decorator_list:
+                    text = ast.unparse(dec)
+                    if "cache_resource" in text or "cache_data" in text:
+                        offenders.append(f"{path.name}: {node.name}")
+    assert not offenders, offenders

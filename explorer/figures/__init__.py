@@ -12,13 +12,16 @@ Conventions shared by every builder:
 - every figure uses the "plotly_white" template, a set height and compact margins, so the
   modebar's PNG/SVG export (see `export_config`) gives a tidy image;
 - `figure_frame(fig)` flattens any figure built here into a tidy DataFrame for the
-  "download the numbers (CSV)" buttons.
+  "download the numbers (CSV)" buttons;
+- a figure shared by every session is frozen (frozen.py): serialized without plotly's deep copies,
+  and it refuses changes.
 
 `LayerPCA` (explorer/encode.py) is only duck-typed here: builders read its `coords` (N, k),
 `explained` (k,), `components` (k, units), `mean` (units,) attributes.
 """
 from __future__ import annotations
 
+from .frozen import FrozenFigure, freeze, from_spec
 from .curves import active_units_curves, kl_heatmap, kl_per_layer_curves, training_curves
 from .information import (collapse_timeline, iw_bound_curve, mutual_information_bars, rate_distortion_bars,
                           rate_distortion_curves, unit_activity_vs_kl)
@@ -30,7 +33,7 @@ from .style import (CLASS_PALETTE, KL_FLOOR, MAX_CLASS_TRACES, METRICS, RUN_PALE
                     layer_colours, layer_name, run_colours)
 from .table import FRAME_COLUMNS, figure_frame
 
-__all__ = ["collapse_timeline", "iw_bound_curve", "mutual_information_bars", "rate_distortion_bars",
+__all__ = ["FrozenFigure", "freeze", "from_spec", "collapse_timeline", "iw_bound_curve", "mutual_information_bars", "rate_distortion_bars",
            "rate_distortion_curves", "unit_activity_vs_kl", "CLASS_PALETTE", "FRAME_COLUMNS", "KL_FLOOR", "MAX_CLASS_TRACES", "METRICS", "RUN_PALETTE",
            "active_units_curves", "class_colours", "explained_variance", "export_config", "figure_frame",
            "kl_heatmap", "kl_per_layer_curves", "layer_colours", "layer_name", "layer_scatter", "layer_scatter_grid",

@@ -10,6 +10,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from .frozen import from_spec
 from .table import with_numbers
 from .style import (CLASS_PALETTE, GRID_MARGIN, HIGHLIGHT_SIZE, MAX_CLASS_TRACES, _note, _plain, _style, class_colours,
                     layer_name, run_colours)
@@ -168,7 +169,8 @@ def with_selection(fig: go.Figure, selected: Sequence[int] | np.ndarray | None, 
     if highlight is not None:
         data += _highlight_overlay(spec["data"], arrays, int(highlight))
     layout = dict(spec["layout"], **({"datarevision": revision} if revision else {}))
-    out = go.Figure({"data": data, "layout": layout}, _validate=False)
+    # Sent once, never changed: frozen, so the chart serializes this dict (its traces are built only if read).
+    out = from_spec({"data": data, "layout": layout})
     numbers = getattr(fig, "_numbers", None)
     return with_numbers(out, numbers) if numbers is not None else out
 

@@ -1,0 +1,156 @@
+"""What the pages compute once per server and share with every session (st.cache_resource), by page.
+
+Here, not in the page scripts: a page script runs again on every rerun, and a cache decorator in it reads
+its function's source again each time (inspect.getsource: a stat of the file and a parse), ~1 ms per
+function per rerun, more on a busy server. An imported module is run once.
+"""
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from app_pages import common
+from explorer.figures import (explained_variance, export_config, layer_scatter_grid, mutual_information_bars,
+                              projection_grid, rate_distortion_bars, unit_activity_vs_kl)
+from explorer.hover import first_points, hover_html
+from explorer.images import image_data_uris
+from explorer.information import NIL_KL, active_only_through_above
+from explorer.traverse import hierarchy_decomposition, interpolation_strips, prior_samples, reconstruct, traversal_grid
+from training import checkpoint as ckpt
+
+HOVER_HEIGHT = 480  # px (Layers' hover mode): the grid figure's own height, so the frame shows it without scrolling
+NEIGHBOURS = 8      # nearest neighbours shown and compared (Layers, Compare)
+N_RECON = 16        # reconstructions in one row (Samples)
+STEPS = np.linspace(-3, 3, 7)  # traversal grid, in standard deviations (Traverse)
+
+
+# ---- Layers --------------------------------------------------------------------------------------
+
+@st.cache_resource(max_entries=256, show_spinner=False)
+def point_png(path: str, stamp: float, n: int, idx: int) -> bytes:
+    """A test image beside its reconstruction (posterior mean path), as one PNG, once for every session."""
+    points = common.points_of(path, stamp, n)
+    image = points.images[idx]
+    recon = reconstruct(common.model_of(path, stamp), image[None])[0]
+    return common.grid_png(np.stack([image, recon]), points.image_shape, ncols=2, target=96)
+
+
+@st.cache_resource(max_entries=4, show_spinner="Drawing the hover images…")
+def hover_page_of(path: str, stamp: float, n: int, use_means: bool, m: int, highlight: int, name: str) -> str:
+    """The hover-mode HTML of the first m points; cached as a resource (a multi-MB string, never copied)."""
+    points = common.points_of(path, stamp, n)
+    pcas = common.pcas_of(path, stamp, n, use_means)
+    fig = layer_scatter_grid(first_points(pcas, m), points.labels[:m], highlight=highlight)
+    # scale=1: the smallest PNGs; the page scales them up with crisp pixels.
+    uris = image_data_uris(points.images[:m], points.image_shape, scale=1)
+    return hover_html(fig, uris, HOVER_HEIGHT, config=export_config(f"{name}-layers-pca"))
+
+
+@st.cache_resource(max_entries=256, show_spinner=False)
+def neighbour_rows_png(path: str, stamp: float, n: int, idx: int) -> list[bytes]:
+    """Per layer one PNG row: the point, then its nearest neighbours (from the precomputed tables)."""
+    points = common.points_of(path, stamp, n)
+    _, _, tables = common.neighbour_indexes_of(path, stamp, n, NEIGHBOURS)
+    return [common.grid_png(np.concatenate([points.images[[idx]], points.images[t[idx]]]), points.image_shape,
+                            ncols=NEIGHBOURS + 1, target=48) for t in tables]
+
+
+@st.cache_resource(max_entries=16, show_spinner=False)
+def explained_variance_of(path: str, stamp: float, n: int, use_means: bool):
+    return explained_variance(common.pcas_of(path, stamp, n, use_means))
+
+
+@st.cache_resource(max_entries=16, show_spinner=False)
+def base_grid_of(path: str, stamp: float, n: int, use_means: bool, method: str, title: str | None,
+                 _projections: list | None = None):
+    """The grid figure of every layer, nothing selected or marked, once per (run, points, projection) for
+    every session: a box or lasso and the followed point only go onto a copy (explorer.figures.with_selection).
+    _projections: the run's UMAP/t-SNE (common.projections, computed with its progress bar); PCA: None."""
+    active, prior_sd = common.layer_stats_of(path, stamp, n, use_means)
+    labels = common.points_of(path, stamp, n).labels
+    if method == "PCA":
+        fig = layer_scatter_grid(common.pcas_of(path, stamp, n, use_means), labels, active=active, prior_sd=prior_sd,
+                                 title=title)
+    else:
+        fig = projection_grid(_projections, labels, active=active, title=title)
+    return fig.update_layout(dragmode="select")  # a drag selects (a box; the lasso is in the modebar), not zooms
+
+
+# ---- Samples -------------------------------------------------------------------------------------
+
+@st.cache_resource(max_entries=256, show_spinner=False)
+def samples_png(path: str, stamp: float, n: int, temps: float | tuple[float, ...], seed: int,
+                shape: tuple[int, int]) -> bytes:
+    model = common.model_of(path, stamp)
+    return common.grid_png(prior_samples(model, n, list(temps) if isinstance(temps, tuple) else temps, seed), shape,
+                           target=56)
+
+
+@st.cache_resource(max_entries=128, show_spinner=False)
+def reconstructions_png(path: str, stamp: float, start: int) -> bytes:
+    points = common.points_of(path, stamp, common.TEST_POINTS)
+    x = points.images[start:start + N_RECON]
+    pairs = np.stack([x, reconstruct(common.model_of(path, stamp), x)], axis=0)  # row 1 inputs, row 2 reconstructions
+    return common.grid_png(pairs, points.image_shape, target=56)
+
+
+@st.cache_resource(max_entries=256, show_spinner=False)
+def decomposition_png(path: str, stamp: float, idx: int, keep: int | None) -> bytes:
+    """The image and 8 images sharing its top `keep` layers; keep=None: one such row for every k."""
+    points = common.points_of(path, stamp, common.TEST_POINTS)
+    model, image = common.model_of(path, stamp), points.images[idx]
+    if keep is None:
+        rows = np.stack([hierarchy_decomposition(model, image, k, n=8, seed=0) for k in range(model.cfg.layers, -1, -1)])
+        return common.grid_png(rows, points.image_shape, target=48)
+    out = hierarchy_decomposition(model, image, keep, n=8, seed=0)
+    return common.grid_png(np.concatenate([image[None], out]), points.image_shape, ncols=9, target=56)
+
+
+# ---- Traverse ------------------------------------------------------------------------------------
+
+@st.cache_resource(max_entries=128, show_spinner=False)
+def traversal_png(path: str, stamp: float, layer: int, n_dirs: int, start_digest: str, _pca, _base,
+                  shape: tuple[int, int]) -> bytes:
+    """The -3..+3 sd grid of one start (named by its codes' digest), once for every session."""
+    grid = traversal_grid(common.model_of(path, stamp), layer, _pca, _base, STEPS)[:n_dirs]
+    return common.grid_png(grid, shape, target=48)
+
+
+# ---- Compare -------------------------------------------------------------------------------------
+
+@st.cache_resource(max_entries=16, show_spinner=False)
+def overlaps_of(path_a: str, stamp_a: float, path_b: str, stamp_b: float, linked: bool) -> dict:
+    """explorer.neighbours.overlap_summary of two runs' neighbour tables, once per pair for every session."""
+    from explorer.neighbours import overlap_summary
+    tables = [common.neighbour_indexes_of(p, s, common.TEST_POINTS, NEIGHBOURS)[2]
+              for p, s in ((path_a, stamp_a), (path_b, stamp_b))]
+    return overlap_summary(tables[0], tables[1] if linked else None)
+
+
+@st.cache_resource(max_entries=16, show_spinner=False)
+def information_figures(runs: tuple[tuple[str, float, str], ...], threshold: float) -> tuple:
+    """The information figures of two runs ((path, stamp, name) each) and, per run, its units active only
+    through the layer above; built once per pair and threshold for every session (figures are only read)."""
+    info = {name: common.information_of(path, stamp, common.TEST_POINTS) for path, stamp, name in runs}
+    through = {name: sum(int(m.sum()) for m in active_only_through_above(i.activity, i.kl_per_unit, threshold, NIL_KL))
+               for name, i in info.items()}
+    return (rate_distortion_bars(info), mutual_information_bars(info), unit_activity_vs_kl(info, threshold, NIL_KL),
+            through, next(iter(info.values())).points)
+
+
+# ---- Curves --------------------------------------------------------------------------------------
+
+@st.cache_resource(max_entries=8, show_spinner="Loading training snapshots…")
+def snapshots_of(path: str, stamp: float, epochs: tuple[int, ...]) -> tuple[dict[int, list[np.ndarray]], np.ndarray]:
+    """Every snapshot epoch's per-layer posterior means of the fixed test points, and their labels."""
+    points = ckpt.load_snapshot_points(path)
+    snaps = {e: [z.numpy() for z in ckpt.load_snapshot(path, e)] for e in epochs}
+    return snaps, points["label"].numpy()
+
+
+# ---- Paths ---------------------------------------------------------------------------------------
+
+@st.cache_resource(max_entries=32, show_spinner="Decoding the paths…")
+def strips_of(path: str, stamp: float, a: int, b: int, steps: int) -> dict[str, np.ndarray]:
+    points = common.points_of(path, stamp, common.TEST_POINTS)
+    return interpolation_strips(common.model_of(path, stamp), points.images[a], points.images[b], steps)
