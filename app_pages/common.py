@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from pathlib import Path
 from collections.abc import Callable
 from typing import Any
@@ -266,8 +267,19 @@ def history_of(path: str, stamp: float, size: int) -> pd.DataFrame:
     return runs_mod.load_history(Path(path))
 
 
+# A run in training appends to its history every epoch (several times a second on digits): what is built
+# from it is rebuilt at most every LIVE_SECONDS, and kept apart (_shared_live) so that it does not push
+# every other session's figures out of the shared cache.
+LIVE = "in training"
+LIVE_SECONDS = 5.0
+
+
 def history_key(run: RunInfo) -> tuple[str, float, int]:
-    """What names the run's history as it is now: its path, checkpoint stamp and history file size."""
+    """What names the run's history as it is now: its path, checkpoint stamp and history file size; for a
+    run a job of this server is training, its path, LIVE and the current LIVE_SECONDS period."""
+    from explorer import jobs
+    if jobs.is_training(run.path):
+        return str(run.path), LIVE, int(time.time() // LIVE_SECONDS)
     try:
         size = (run.path / "history.jsonl").stat().st_size
     except OSError:
@@ -305,15 +317,27 @@ def last_with(history: pd.DataFrame, column: str) -> Any:
 
 @st.cache_resource(max_entries=256, show_spinner=False)
 def _shared(name: str, key: tuple, _build: Callable[[], Any]) -> Any:
-    made = _build()
-    return freeze(made) if isinstance(made, go.Figure) else made  # shared: sent as is, never changed
+    return _frozen(_build())  # shared: sent as is, never changed
+
+
+@st.cache_resource(max_entries=16, show_spinner=False)
+def _shared_live(name: str, key: tuple, _build: Callable[[], Any]) -> Any:
+    return _frozen(_build())
+
+
+def _frozen(made: Any) -> Any:
+    return freeze(made) if isinstance(made, go.Figure) else made
+
+
+def _is_live(key: Any) -> bool:
+    return key == LIVE or (isinstance(key, tuple) and any(_is_live(k) for k in key))
 
 
 def shared(name: str, key: tuple, build: Callable[[], Any]) -> Any:
     """What build() returns (a figure, a table), made once per (name, key) for every session: the key must
     name everything build reads (runs by history_key, the widgets' values). Never change the result (a figure
-    is frozen: explorer.figures.freeze)."""
-    return _shared(name, key, build)
+    is frozen: explorer.figures.freeze). Keys of runs in training (LIVE) have a small cache of their own."""
+    return (_shared_live if _is_live(key) else _shared)(name, key, build)
 
 
 def figure_csv(fig: go.Figure) -> bytes:

@@ -1,6 +1,8 @@
 """Train: a form that starts `python -m training train` in the background, then its progress and live curves."""
 from __future__ import annotations
 
+import time
+
 import streamlit as st
 
 from app_pages import common
@@ -92,8 +94,11 @@ def show_job(job: jobs.Job) -> None:
             size = (job.out / "history.jsonl").stat().st_size
         except OSError:
             return
-        # Built once per history as it grows, for every session polling the page (a class watches one job).
-        fig = common.shared("train_live", (str(job.out), size), lambda: live_curve(job))
+        # While it runs: built at most once per LIVE_SECONDS for every session polling the page (a class
+        # watches one job); then once for good.
+        key = (str(job.out), common.LIVE, int(time.time() // common.LIVE_SECONDS)) if status == "running" \
+            else (str(job.out), size)
+        fig = common.shared("train_live", key, lambda: live_curve(job))
         if fig is not None:
             st.plotly_chart(fig, key=f"train_live_{job.name}", width="stretch")
 

@@ -9,7 +9,11 @@ each loop picks one of:
 - Samples (15%): the page, then 1-3 moves of the temperature slider;
 - another page (25%): Compare, Paths, Curves or Train a model;
 - now and then (2% of loops) the tab closes while its request runs and the student opens the app again.
-Every action waits 1-5 s (uniform) before the next, as a student reads what came back.
+Every action waits 1-5 s (uniform) before the next, as a student reads what came back; while a page with a
+timed fragment shows (the Train page's job list while jobs run), the student's tab reruns it on its timer
+("poll"), as the browser does. A few students (`trains`) first submit a training job on the Train page
+("train": a 5-layer digits model for 5000 epochs, so it trains all through the load); the server runs one
+at a time and queues the rest, and their replies must say which.
 
 BrowserTabs are real headless Chromium tabs on Traverse inside the same load: they move a slider with the
 keyboard and measure, in the page, key press to the new decoded image loaded (the check on the simulated
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import random
 import time
@@ -70,11 +75,25 @@ def _markdown(reply: RunReply) -> list[str]:
     return [e.proto.body for e in reply.of_kind("markdown")]
 
 
+TRAIN_PAGE = "Train a model"
+TRAIN_EPOCHS = 5000  # the form's most: longer than any load test, so the job trains all through it
+
+
+def _alerts(reply: RunReply) -> list[str]:
+    return [e.proto.body for e in reply.of_kind("alert")]
+
+
 class ClassSession(Session):
     """One student (see the module's docstring)."""
 
+    trains = False                  # submits a training job first
+    train_reply: str | None = None  # what the Train page answered
+
     async def step(self, deadline: float, think: tuple[float, float]) -> None:
         """One round: now and then a closed tab, else a page from the mix and what a student does there."""
+        if self.trains and self.train_reply is None:
+            await self.train_visit(deadline, think)
+            return
         if self.rng.random() < DROP_CHANCE:
             await self.drop_and_return()
             await self.pause(deadline, think)
@@ -83,7 +102,7 @@ class ClassSession(Session):
         page = HOME if r < 0.35 else LAYERS if r < 0.60 else SAMPLES if r < 0.75 else \
             self.rng.choice([p for p in OTHER_PAGES if p in self.client.pages] or [HOME])
         reply = await self.timed("page", lambda: self.client.switch_page(page), page)
-        await self.pause(deadline, think)
+        await self.watch(reply, deadline, think)
         if time.monotonic() >= deadline:
             return
         if page == HOME:
@@ -92,6 +111,41 @@ class ClassSession(Session):
             await self.layers_visit(reply, deadline, think)
         elif page == SAMPLES:
             await self.samples_visit(reply, deadline, think)
+
+    async def watch(self, reply: RunReply, deadline: float, think: tuple[float, float]) -> None:
+        """The think time after a page; the page's timed fragments rerun on their timers meanwhile."""
+        if not reply.auto_reruns:
+            await self.pause(deadline, think)
+            return
+        until = min(deadline, time.monotonic() + self.rng.uniform(*think))
+        fragment, interval = min(reply.auto_reruns.items(), key=lambda kv: kv[1])
+        while time.monotonic() + interval < until:
+            await asyncio.sleep(interval)
+            await self.timed("poll", lambda: self.client.rerun(self.client.page_hash, fragment))
+        await asyncio.sleep(max(0.0, until - time.monotonic()))
+
+    async def train_visit(self, deadline: float, think: tuple[float, float]) -> None:
+        """The Train page's form, filled in and submitted: the reply says started or queued (with the place)."""
+        reply = await self.timed("page", lambda: self.client.switch_page(TRAIN_PAGE), TRAIN_PAGE)
+        self.train_reply = "no form"
+        form = {e.proto.label: e for e in reply.elements if getattr(e.proto, "form_id", "")}
+        submit = next((e for e in reply.of_kind("button") if e.proto.is_form_submitter), None)
+        if "Run name" not in form or "Epochs" not in form or submit is None:
+            self.fail_last("Train page without its form (run name, epochs, submit)")
+            return
+        name = f"class-{self.log.index}"
+        self.client.widget_values[form["Run name"].proto.id] = WidgetState(id=form["Run name"].proto.id,
+                                                                           string_value=name)
+        self.client.widget_values[form["Epochs"].proto.id] = WidgetState(id=form["Epochs"].proto.id,
+                                                                         int_value=TRAIN_EPOCHS)
+        press = WidgetState(id=submit.proto.id, trigger_value=True)
+        reply = await self.timed("train", lambda: self.client.set_widget(press))
+        self.client.widget_values.pop(submit.proto.id, None)  # a trigger is true for one run only
+        said = [t for t in _alerts(reply) if f"**{name}**" in t]
+        self.train_reply = said[0] if said else "no answer"
+        if reply.status is not None and not any(t.startswith(("Started", "Queued")) for t in said):
+            self.fail_last(f"train: the reply says neither started nor queued for {name}: {_alerts(reply)}")
+        await self.watch(reply, deadline, think)
 
     async def drop_and_return(self) -> None:
         """A student whose tab closes mid-action: ask for a page and close the socket without waiting for the
@@ -244,23 +298,60 @@ async def _tab(browser, url: str, deadline: float, think: tuple[float, float], r
         await page.close()
 
 
-async def browser_tabs(url: str, tabs: int, deadline: float, think: tuple[float, float], seed: int) -> dict:
-    """`tabs` Chromium tabs on Traverse until the deadline; per slider move, in the page (see _tab): (key press
-    to new image loaded, request to reply plus image download) in seconds."""
+@contextlib.asynccontextmanager
+async def chromium():
+    """A headless Chromium, or None when this machine has none. Launched before the load starts: its start-up
+    burst (a few CPU-seconds on these two cores) is the load generator's own work, which a class's browsers do
+    on the students' machines, not the server's."""
     import os
     import shutil
 
     from playwright.async_api import async_playwright
-    times: list[tuple[float, float | None]] = []
-    errors: list[str] = []
     executable = CHROMIUM if os.path.exists(CHROMIUM) else shutil.which("chromium")
     if executable is None:
-        return {"tabs": tabs, "times": times, "errors": ["no chromium to run the browser tabs"]}
+        yield None
+        return
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         try:
-            await asyncio.gather(*(_tab(browser, url, deadline, think, random.Random(seed * 7919 + i), times, errors)
-                                   for i in range(tabs)))
+            yield browser
         finally:
             await browser.close()
-    return {"tabs": tabs, "times": times, "errors": errors}
+
+
+async def browser_tabs(browser, url: str, tabs: int, deadline: float, think: tuple[float, float], seed: int) -> dict:
+    """`tabs` tabs of `browser` (see chromium()) on Traverse until the deadline; per slider move, in the page
+    (see _tab): (key press to new image loaded, request to reply plus image download) in seconds; and the CPU
+    the browser used meanwhile."""
+    times: list[tuple[float, float | None]] = []
+    errors: list[str] = []
+    if browser is None:
+        return {"tabs": tabs, "times": times, "errors": ["no chromium to run the browser tabs"], "cpu_s": 0.0}
+    cpu: dict[int, float] = {}  # Chromium pid -> CPU seconds used so far (the tabs share the server's cores)
+    watch = asyncio.create_task(_watch_cpu(cpu))
+    try:
+        await asyncio.gather(*(_tab(browser, url, deadline, think, random.Random(seed * 7919 + i), times, errors)
+                               for i in range(tabs)))
+    finally:
+        watch.cancel()
+    return {"tabs": tabs, "times": times, "errors": errors, "cpu_s": sum(cpu.values())}
+
+
+async def _watch_cpu(cpu: dict[int, float]) -> None:
+    """Every second, the CPU time of each Chromium process under this one (Linux /proc)."""
+    import os
+
+    from load_test import process_tree
+    tick = os.sysconf("SC_CLK_TCK")
+    while True:
+        for pid in process_tree(os.getpid())[1:]:
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    if b"chrom" not in f.read():
+                        continue
+                with open(f"/proc/{pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                cpu[pid] = (int(fields[11]) + int(fields[12])) / tick  # utime + stime
+            except (OSError, IndexError, ValueError):
+                continue
+        await asyncio.sleep(1.0)

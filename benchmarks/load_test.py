@@ -3,7 +3,7 @@
     python benchmarks/load_test.py --class     # a class: 40 students x 120 s on the shipped MNIST pair
     python benchmarks/load_test.py --stress    # the same mix, 20 sessions x 60 s acting every 0-1 s
     python benchmarks/load_test.py [--sessions 20] [--seconds 60] [--runs-dir DIR] [--think 0.5] [--tabs N]
-                                   [--json OUT] [--timeout 60] [--seed 0] [--app PATH]
+                                   [--train-jobs N] [--nginx] [--json OUT] [--timeout 60] [--seed 0] [--app PATH]
 
 Starts `streamlit run app.py --server.headless true --server.port <free port>
 --server.address 127.0.0.1 --browser.gatherUsageStats false` from an empty
@@ -24,13 +24,22 @@ folder; or --runs-dir). Localhost only. Then:
    selection on Layers, neighbours, a point picked, Samples' temperature, other
    pages), 1-5 s apart (--stress: 0-1 s); --class also runs 3 headless
    Chromium tabs moving Traverse sliders inside the load and timing them in
-   the page, and watches the server's memory for 60 s after everyone left;
+   the page, has 3 students submit a training job from the Train page first
+   (one trains all through the load, niced, the others wait in the queue;
+   --train-jobs N), and watches the server's memory for 60 s after everyone
+   left;
 3. the server is stopped (always, also on Ctrl-C or an error).
+
+A session's "open" is a first visit: the page's static files (those a real Chromium tab downloads, recorded
+once before the load when there are tabs; else those index.html names), 6 at a time over kept-alive
+connections as a browser does, then the default page's run. --nginx puts deploy/nginx.py's front between
+the students and the app: nginx serves those files and passes the rest (websocket, /media, /_stcore).
 
 Prints one table: sessions, actions, errors, p50/p95/max action-to-render
 latency per kind of action, the server's peak memory (VmHWM of the streamlit
 process and its children), its resident memory after the 1-session warm-up
-and with all N sessions connected, and how often the server opened each run's
+and with all N sessions connected (training jobs' processes not counted: their
+memory is reported on its own line, with how many ran at once), and how often the server opened each run's
 checkpoint.safetensors during the warm-up and under load (watched from
 outside with inotify): the model is loaded once per process when that count
 is 0 under load, however many sessions there are. Exits 1 on any error.
@@ -81,7 +90,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from sessions import Action, Session, Think  # noqa: E402
+from sessions import Action, Session, Think, page_assets  # noqa: E402
 
 APP = ROOT / "app.py"
 CHECKPOINT = "checkpoint.safetensors"
@@ -149,6 +158,31 @@ def streamlit_server(runs_dir: Path, workdir: Path, app: Path = APP,
     try:
         wait_healthy(url, proc, log)
         yield url, proc, log
+    finally:
+        stop_tree(proc)
+
+
+@contextmanager
+def nginx_front(upstream: str, workdir: Path) -> Iterator[str]:
+    """nginx on a free port in front of the app (deploy/nginx.py's config: it serves Streamlit's frontend
+    files itself); its URL. Stopped on the way out."""
+    import shutil
+    sys.path.insert(0, str(ROOT / "deploy"))
+    from nginx import standalone_conf
+    exe = shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx", "/sbin/nginx") if Path(p).exists()), None)
+    if exe is None:
+        raise RuntimeError("--nginx: no nginx on this machine (Debian: apt-get install nginx-light)")
+    port, home = free_port(), workdir / "nginx"
+    home.mkdir(parents=True, exist_ok=True)
+    conf = home / "nginx.conf"
+    conf.write_text(standalone_conf(f"127.0.0.1:{port}", upstream.split("://", 1)[-1], home))
+    log = home / "stderr.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([exe, "-c", str(conf), "-p", str(home)], stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url, proc, log)
+        yield url
     finally:
         stop_tree(proc)
 
@@ -222,10 +256,45 @@ def _status_kib(pid: int, key: str) -> int:
     return 0
 
 
+def is_training(pid: int) -> bool:
+    """Whether the process is `python -m training ...` (a job the Train page started)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            args = f.read().split(b"\0")
+    except OSError:
+        return False
+    return any(a == b"-m" and b == b"training" for a, b in zip(args, args[1:]))
+
+
+def split_tree(pid: int) -> tuple[list[int], list[int]]:
+    """(the server and its helpers, the training processes and theirs) among the process and its descendants."""
+    server, training, todo = [], [], [(pid, False)]
+    while todo:
+        p, inside = todo.pop()
+        inside = inside or is_training(p)
+        (training if inside else server).append(p)
+        todo.extend((c, inside) for c in _children(p))
+    return server, training
+
+
 def tree_memory_mib(pid: int, key: str) -> tuple[float, int]:
-    """(sum of `key` (VmRSS or VmHWM) over the process and its descendants in MiB, number of descendants)."""
-    pids = process_tree(pid)
+    """(sum of `key` (VmRSS or VmHWM) over the process and its descendants but training jobs, in MiB; number of
+    those descendants). Training jobs are their own processes with their own memory (`training_memory_mib`)."""
+    pids, _ = split_tree(pid)
     return sum(_status_kib(p, key) for p in pids) / 1024, len(pids) - 1
+
+
+def training_now(pid: int) -> tuple[int, float]:
+    """(training jobs running under the server: `python -m training train` processes, their RSS in MiB)."""
+    _, pids = split_tree(pid)
+    jobs = 0
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/cmdline", "rb") as f:
+                jobs += f.read().split(b"\0")[3:4] == [b"train"]
+        except OSError:
+            pass
+    return jobs, sum(_status_kib(p, "VmRSS") for p in pids) / 1024
 
 
 # ---- checkpoint opens, seen from outside (inotify) ------------------------------------
@@ -287,33 +356,48 @@ def weights_mib(run_dir: Path) -> float:
                for k, v in header.items() if k.startswith("model.")) / 2**20
 
 
-CLASS = {"sessions": 40, "seconds": 120.0, "think": (1.0, 5.0), "tabs": 3, "linger": 60.0}   # --class
-STRESS = {"sessions": 20, "seconds": 60.0, "think": (0.0, 1.0), "tabs": 0, "linger": 0.0}    # --stress
+# --class: 3 of the students submit a training job first (one trains, two wait in the queue)
+CLASS = {"sessions": 40, "seconds": 120.0, "think": (1.0, 5.0), "tabs": 3, "linger": 60.0, "train_jobs": 3}
+STRESS = {"sessions": 20, "seconds": 60.0, "think": (0.0, 1.0), "tabs": 0, "linger": 0.0, "train_jobs": 0}
 TARGETS_P95_MS = {"slider": 300, "page": 1000, "open": 2000}  # the class's targets (issue 19)
 MEMORY_LIMIT_MIB = 2048          # server RSS with the class connected
 RELEASED_WITHIN = 0.10           # RSS after the class left, relative to the one-session figure
-KINDS = ("open", "reconnect", "page", "layer", "slider", "select", "neighbours", "point", "temperature")
+KINDS = ("open", "reconnect", "page", "layer", "slider", "select", "neighbours", "point", "temperature", "train", "poll")
+SAMPLE_S = 0.5                   # how often memory and training jobs are sampled
+TRAINING_SLOTS = 1               # the app's default: at most one training job at a time
 
 
 async def _load_phase(url: str, pid: int, sessions: int, seconds: float, think: Think, seed: int,
-                      timeout: float, mix: str, tabs: int, linger: float) -> dict:
+                      timeout: float, mix: str, tabs: int, linger: float, train_jobs: int = 0) -> dict:
     """N sessions (and browser tabs) until the deadline, then closed; RSS sampled all along and for
-    `linger` seconds after they left. Returns the sessions, the tabs' report, RSS figures and samples."""
+    `linger` seconds after they left. Returns the sessions, the tabs' report, RSS figures and samples.
+    train_jobs (class mix): that many students submit a training job first."""
     session_cls = Session
     if mix == "class":
         from classroom import ClassSession
         session_cls = ClassSession
+    browser_cm = None
+    if tabs:
+        from classroom import browser_tabs, chromium
+        browser_cm = chromium()
+        browser = await browser_cm.__aenter__()  # before the clock starts (see chromium())
+    # Each student's first open downloads the page's static files too (~110 files, 3 MB for a real tab).
+    assets = await page_assets(url, browser if tabs else None, timeout)
     t0 = time.monotonic()
     deadline = t0 + seconds
-    users = [session_cls(i, url, random.Random(seed * 1000 + i), timeout) for i in range(sessions)]
+    users = [session_cls(i, url, random.Random(seed * 1000 + i), timeout, assets) for i in range(sessions)]
+    for u in users[:train_jobs if mix == "class" else 0]:
+        u.trains = True
     samples: list[tuple[float, float]] = []  # (seconds since the load started, RSS MiB)
+    training: list[tuple[int, float]] = []   # (training jobs running, their RSS MiB) at each sample
     done = asyncio.Event()
 
     async def sample() -> None:
         while not done.is_set():
             samples.append((time.monotonic() - t0, tree_memory_mib(pid, "VmRSS")[0]))
+            training.append(training_now(pid))
             try:
-                await asyncio.wait_for(done.wait(), 0.5)
+                await asyncio.wait_for(done.wait(), SAMPLE_S)
             except TimeoutError:
                 pass
 
@@ -323,9 +407,12 @@ async def _load_phase(url: str, pid: int, sessions: int, seconds: float, think: 
     work = [u.run(t0 + i * STAGGER_S, deadline, think, budget) for i, u in enumerate(users)]
     tab_report = {"tabs": 0, "times": [], "errors": []}
     if tabs:
-        from classroom import browser_tabs
-        work.append(browser_tabs(url, tabs, deadline, think, seed))
-    results = await asyncio.gather(*work)
+        work.append(browser_tabs(browser, url, tabs, deadline, think, seed))
+    try:
+        results = await asyncio.gather(*work)
+    finally:
+        if browser_cm is not None:
+            await browser_cm.__aexit__(None, None, None)
     if tabs:
         tab_report = results[-1]
     rss_all = tree_memory_mib(pid, "VmRSS")[0]
@@ -338,7 +425,8 @@ async def _load_phase(url: str, pid: int, sessions: int, seconds: float, think: 
     done.set()
     await sampler
     return {"users": users, "tabs": tab_report, "rss_all": rss_all, "rss_after_close": rss_after,
-            "closed_at_s": closed_at, "samples": samples}
+            "closed_at_s": closed_at, "samples": samples, "training": training, "t0": t0,
+            "assets": {"files": len(assets), "from": "a Chromium tab" if tabs and browser is not None else "index.html"}}
 
 
 async def _close(users: list[Session]) -> None:
@@ -379,12 +467,14 @@ def rss_timeline(samples: list[tuple[float, float]], step: float = 10.0) -> list
 
 def run_load(runs_dir: Path, sessions: int = 20, seconds: float = 60.0, think: float | Think = 0.5, seed: int = 0,
              timeout: float = 60.0, workdir: Path | None = None, app: Path = APP, mix: str = "traverse",
-             tabs: int = 0, linger: float = 0.0) -> dict:
+             tabs: int = 0, linger: float = 0.0, train_jobs: int = 0, nginx: bool = False) -> dict:
     """Start the app on the runs, warm it up with one session, drive `sessions` (and `tabs` Chromium tabs)
     for `seconds`, then watch the memory for `linger` seconds after they left; the report.
 
     think: a mean pause (uniform 0 to twice it) or a (low, high) range in seconds; mix: "traverse"
-    (sliders and pages) or "class" (benchmarks/classroom.py's mix of every page's actions)."""
+    (sliders and pages) or "class" (benchmarks/classroom.py's mix of every page's actions); train_jobs (class
+    mix): students who submit a training job first (they train into the server's ./runs in the work folder);
+    nginx: the students reach the app through nginx_front (it serves the frontend's files)."""
     import streamlit
 
     think = (0.0, 2.0 * think) if isinstance(think, (int, float)) else (float(think[0]), float(think[1]))
@@ -397,7 +487,8 @@ def run_load(runs_dir: Path, sessions: int = 20, seconds: float = 60.0, think: f
         work = Path(workdir) if workdir else Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
         try:
-            with streamlit_server(runs_dir, work, Path(app).resolve()) as (url, proc, log):
+            with streamlit_server(runs_dir, work, Path(app).resolve()) as (url, proc, log), \
+                    (nginx_front(url, work) if nginx else _as_is(url)) as url:
                 started = counter.drain()
                 memory: dict[str, float] = {}
                 opens_warm: dict[str, int] = {}
@@ -412,7 +503,8 @@ def run_load(runs_dir: Path, sessions: int = 20, seconds: float = 60.0, think: f
                     opens_warm.update({k: started[k] + v for k, v in counter.drain().items()})
                     await warm.client.close()
                     t1, cpu1 = time.perf_counter(), time.process_time()
-                    phase = await _load_phase(url, proc.pid, sessions, seconds, think, seed, timeout, mix, tabs, linger)
+                    phase = await _load_phase(url, proc.pid, sessions, seconds, think, seed, timeout, mix, tabs, linger,
+                                              train_jobs)
                     load_seconds = time.perf_counter() - t1
                     memory["client_cpu_s"] = time.process_time() - cpu1
                     return warm, phase, warm_seconds, load_seconds
@@ -422,6 +514,8 @@ def run_load(runs_dir: Path, sessions: int = 20, seconds: float = 60.0, think: f
                 rss_one = memory["rss_one"]
                 opens_load = counter.drain()
                 peak, children = tree_memory_mib(proc.pid, "VmHWM")
+                trained = {u.log.index: epochs_done(work / "cwd" / "runs" / f"class-{u.log.index}")
+                           for u in users if getattr(u, "trains", False)}
                 tracebacks = server_tracebacks(log)
                 log_tail = log.read_text(errors="replace")[-3000:] if tracebacks else ""
         finally:
@@ -439,7 +533,7 @@ def run_load(runs_dir: Path, sessions: int = 20, seconds: float = 60.0, think: f
     tab_times = [seen for seen, _ in phase["tabs"]["times"]]
     tab_server = [server for _, server in phase["tabs"]["times"] if server is not None]
     return {
-        "streamlit": streamlit.__version__, "app": str(app), "runs_dir": str(runs_dir), "mix": mix,
+        "streamlit": streamlit.__version__, "app": str(app), "runs_dir": str(runs_dir), "mix": mix, "nginx": nginx,
         "sessions": sessions, "seconds": seconds, "think_s": list(think), "seed": seed, "cpus": os.cpu_count(),
         "loadavg_1min_before": load_before,
         "warmup": {"seconds": warm_seconds, "actions": len(warm.log.actions), "errors": len(warm_errors)},
@@ -449,11 +543,17 @@ def run_load(runs_dir: Path, sessions: int = 20, seconds: float = 60.0, think: f
         "rendered_per_session": [u.log.rendered for u in users],
         "actions": len(actions), "errors": len(errors), "error_samples": errors[:20],
         "slider_moves_with_new_image": sum(bool(a.new_image) for a in sliders),
+        "slider_default_layer": summarize([a for a in sliders if a.detail == "default layer"]).get("slider", {}),
         "latency": summarize(actions),
+        "open_assets": phase["assets"],
+        "slowest": [{"kind": a.kind, "session": a.session, "ms": round(a.render_seconds * 1000),
+                     "at_s": round(a.started - phase["t0"], 1)}
+                    for a in sorted(actions, key=lambda a: -a.render_seconds)[:30]],
         "browser_tabs": {"tabs": phase["tabs"]["tabs"], "slider_moves": len(tab_times),
                          "p50_ms": 1000 * percentile(tab_times, 50), "p95_ms": 1000 * percentile(tab_times, 95),
                          "server_p50_ms": 1000 * percentile(tab_server, 50),
-                         "server_p95_ms": 1000 * percentile(tab_server, 95), "errors": len(tab_errors)},
+                         "server_p95_ms": 1000 * percentile(tab_server, 95), "errors": len(tab_errors),
+                         "cpu_s": phase["tabs"].get("cpu_s", 0.0)},
         "memory": {"peak_vmhwm_mib": peak, "children": children, "rss_after_1_session_mib": rss_one,
                    "rss_with_all_sessions_mib": rss_all,
                    "rss_max_sampled_mib": max((m for _, m in samples), default=float("nan")),
@@ -462,8 +562,28 @@ def run_load(runs_dir: Path, sessions: int = 20, seconds: float = 60.0, think: f
                    "timeline": rss_timeline(samples)},
         "models": {"weights_mib": model_mib, "inotify": counter.available,
                    "checkpoint_opens_warmup": opens_warm, "checkpoint_opens_under_load": opens_load},
+        "training": {"slots": TRAINING_SLOTS, "submitted": len(trained),
+                     "replies": {i: u.train_reply for u in users if getattr(u, "trains", False)
+                                 for i in [u.log.index]},
+                     "epochs_done": trained,
+                     "max_running": max((n for n, _ in phase["training"]), default=0),
+                     "seconds_training": sum(n > 0 for n, _ in phase["training"]) * SAMPLE_S,
+                     "max_rss_mib": max((m for _, m in phase["training"]), default=0.0)},
         "server_log_tail": log_tail,
     }
+
+
+def epochs_done(run: Path) -> int:
+    """Epochs a job run has logged in its history.jsonl (0 when it never started)."""
+    try:
+        return sum(1 for line in (run / "history.jsonl").read_text().splitlines() if line.strip())
+    except OSError:
+        return 0
+
+
+@contextmanager
+def _as_is(url: str) -> Iterator[str]:
+    yield url
 
 
 def failures(report: dict) -> list[str]:
@@ -475,6 +595,9 @@ def failures(report: dict) -> list[str]:
         out.append(f"{report['errors']} error(s)")
     if report["sessions_rendered"] < report["sessions"]:
         out.append(f"only {report['sessions_rendered']} of {report['sessions']} sessions got rendered replies")
+    train = report["training"]
+    if train["max_running"] > train["slots"]:
+        out.append(f"{train['max_running']} training jobs ran at once (at most {train['slots']})")
     reopened = {k: v for k, v in report["models"]["checkpoint_opens_under_load"].items() if v}
     if reopened:
         out.append(f"checkpoints opened again under load (a model loaded per session?): {reopened}")
@@ -500,10 +623,16 @@ def targets(report: dict) -> list[tuple[str, str, bool]]:
         # Like with like: the simulated client times request sent -> reply, then the image's download; the
         # tabs time the same two stretches in the page. What they add (key to request, drawing the reply
         # before the image is requested, decoding it) is the browser's own work, reported beside it.
-        sim = lat["slider"]["p50_render_ms"]
+        sim = report["slider_default_layer"].get("p50_render_ms", lat["slider"]["p50_render_ms"])
         ratio = max(tabs["server_p50_ms"], sim) / max(min(tabs["server_p50_ms"], sim), 1e-9)
-        out.append(("browser tabs' slider p50, request to reply + image download, within 2x of the simulated clients'",
+        out.append(("browser tabs' slider p50, request to reply + image download, within 2x of the simulated "
+                    "clients' on the same (default) layer",
                     f"{tabs['server_p50_ms']:.0f} ms vs {sim:.0f} ms ({ratio:.1f}x)", ratio <= 2))
+    train = report["training"]
+    if train["submitted"]:
+        out.append((f"at most {train['slots']} training job at a time, the rest queued",
+                    f"{train['max_running']} at most; {train['submitted']} submitted",
+                    train["max_running"] <= train["slots"]))
     out.append(("0 errors", str(report["errors"]), report["errors"] == 0))
     return out
 
@@ -512,7 +641,8 @@ def format_report(r: dict) -> str:
     m, lat = r["memory"], r["latency"]
     lo, hi = r["think_s"]
     lines = [f"load test ({r['mix']} mix): {r['sessions']} sessions x {r['seconds']:g} s, think time {lo:g}-{hi:g} s "
-             f"per action, streamlit {r['streamlit']}, runs {r['runs_dir']}",
+             f"per action, streamlit {r['streamlit']}" + (" behind nginx (deploy/nginx.py)" if r.get("nginx") else "")
+             + f", runs {r['runs_dir']}",
              f"machine: {r['cpus']} CPUs, 1-min load average {r['loadavg_1min_before']:.1f} before the test "
              "(the client runs on the same CPUs)",
              f"warm-up (1 session, every page): {r['warmup']['actions']} actions in {r['warmup']['seconds']:.1f} s", "",
@@ -522,7 +652,9 @@ def format_report(r: dict) -> str:
         lines.append(f"{kind:<12}{row['count']:>7}{row['errors']:>8}{row['p50_ms']:>9.0f}{row['p95_ms']:>9.0f}"
                      f"{row['max_ms']:>9.0f}{row['p50_render_ms']:>13.0f}{row['p95_render_ms']:>13.0f}")
     sliders = lat.get("slider", {}).get("count", 0)
-    lines += ["",
+    assets = r["open_assets"]
+    lines += ["", f"open = the page's {assets['files']} static files (as {assets['from']} loads them, 6 at a time) "
+                  "then the default page's run; reconnect = a reload in the same browser (files cached)",
               f"sessions: {r['sessions_connected']} connected, {r['sessions_rendered']} with rendered replies "
               f"(min {min(r['rendered_per_session'], default=0)} per session); actions: {r['actions']} "
               f"({r['actions'] / max(r['load_seconds'], 1e-9):.1f}/s); errors: {r['errors']}; "
@@ -541,8 +673,23 @@ def format_report(r: dict) -> str:
                      f"moves, in the page: key press to new image loaded p50 {tabs['p50_ms']:.0f} ms, p95 "
                      f"{tabs['p95_ms']:.0f} ms; of it request to reply + image download p50 "
                      f"{tabs['server_p50_ms']:.0f} ms, p95 {tabs['server_p95_ms']:.0f} ms (simulated clients' slider "
-                     f"with images: p50 {lat.get('slider', {}).get('p50_render_ms', float('nan')):.0f} ms); "
-                     f"errors {tabs['errors']}")
+                     f"with images on the same layer: p50 "
+                     f"{r['slider_default_layer'].get('p50_render_ms', float('nan')):.0f} ms of "
+                     f"{r['slider_default_layer'].get('count', 0)}; on any layer "
+                     f"{lat.get('slider', {}).get('p50_render_ms', float('nan')):.0f} ms); "
+                     f"errors {tabs['errors']}; Chromium used {tabs['cpu_s']:.0f} CPU-s of the {r['cpus']} CPUs' "
+                     f"{r['cpus'] * r['load_seconds']:.0f}")
+    train = r["training"]
+    if train["submitted"]:
+        said = "; ".join(f"student {i}: " + ("started" if text.startswith("Started") else
+                                              f"queued, {text.split(': ', 1)[-1].split(';')[0]}"
+                                              if text.startswith("Queued") else text)
+                         for i, text in train["replies"].items())
+        lines.append(f"training from the browser: {train['submitted']} jobs submitted ({said}); at most "
+                     f"{train['max_running']} ran at once ({train['slots']} slot); a job trained for "
+                     f"{train['seconds_training']:.0f} s of the load, epochs done: "
+                     + ", ".join(f"class-{i} {n}" for i, n in train["epochs_done"].items())
+                     + f"; training RSS at most {train['max_rss_mib']:.0f} MiB (not in the server's figures)")
     mods = r["models"]
     if mods["inotify"]:
         for name, mib in mods["weights_mib"].items():
@@ -584,6 +731,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs-dir", type=Path, help="runs to serve (default: train the demo pair into a temp folder)")
     ap.add_argument("--think", type=float, help="mean pause after each action, s (0: saturation); default 0.5")
     ap.add_argument("--tabs", type=int, help="headless Chromium tabs moving Traverse sliders inside the load")
+    ap.add_argument("--nginx", action="store_true", help="students reach the app through nginx serving the "
+                                                         "frontend's files (deploy/nginx.py; needs nginx)")
+    ap.add_argument("--train-jobs", type=int, help="students who first submit a training job (class mix; "
+                                                  "--class: 3)")
     ap.add_argument("--timeout", type=float, default=60.0, help="longest wait for one action's reply, s")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path, help="write the full report here")
@@ -591,15 +742,16 @@ def main(argv: list[str] | None = None) -> int:
                                                           "another copy to compare a change)")
     args = ap.parse_args(argv)
     preset = CLASS if args.klass else STRESS if args.stress else \
-        {"sessions": 20, "seconds": 60.0, "think": (0.0, 1.0), "tabs": 0, "linger": 0.0}
+        {"sessions": 20, "seconds": 60.0, "think": (0.0, 1.0), "tabs": 0, "linger": 0.0, "train_jobs": 0}
     sessions = args.sessions if args.sessions is not None else preset["sessions"]
     seconds = args.seconds if args.seconds is not None else preset["seconds"]
     think = (0.0, 2 * args.think) if args.think is not None else preset["think"]
     tabs = args.tabs if args.tabs is not None else preset["tabs"]
+    train_jobs = args.train_jobs if args.train_jobs is not None else preset["train_jobs"]
     if not 1 <= sessions <= 200 or not 0 < seconds <= 3600:
         ap.error("--sessions must be 1..200 and --seconds 0..3600")
-    if think[1] < 0 or args.timeout <= 0 or not 0 <= tabs <= 10:
-        ap.error("--think must be >= 0, --timeout > 0 and --tabs 0..10")
+    if think[1] < 0 or args.timeout <= 0 or not 0 <= tabs <= 10 or not 0 <= train_jobs <= sessions:
+        ap.error("--think must be >= 0, --timeout > 0, --tabs 0..10 and --train-jobs 0..sessions")
     if not args.app.is_file():
         ap.error(f"--app {args.app} is not a file")
 
@@ -615,7 +767,7 @@ def main(argv: list[str] | None = None) -> int:
             ap.error(f"--runs-dir {runs} is not a folder")
         report = run_load(runs, sessions, seconds, think, args.seed, args.timeout, app=args.app,
                           mix="class" if args.klass or args.stress else "traverse", tabs=tabs,
-                          linger=preset["linger"])
+                          linger=preset["linger"], train_jobs=train_jobs, nginx=args.nginx)
     print(format_report(report))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2, default=str))

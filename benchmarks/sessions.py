@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 import time
 from dataclasses import dataclass, field
 
@@ -17,7 +18,7 @@ HOME = "Traverse"                  # the page sessions return to
 DECODED = "decoded"                # the Traverse image's caption starts with this
 SLIDER_MOVES = (2, 5)              # slider moves per Traverse visit
 LAYER_CHANCE = 0.3                 # chance a Traverse visit starts by picking another layer
-FRAGMENT_ACTIONS = ("slider", "temperature")  # widgets inside an st.fragment: only it reruns
+FRAGMENT_ACTIONS = ("slider", "temperature", "poll")  # inside an st.fragment: only it reruns
 Think = tuple[float, float]        # a pause after each action: uniform between these seconds
 
 
@@ -29,6 +30,8 @@ class Action:
     render_seconds: float  # ... + the run's images downloaded
     errors: list[str] = field(default_factory=list)
     new_image: bool | None = None  # slider moves: did the decoded image change
+    started: float = 0.0           # time.monotonic() when it was sent (when the slow ones happened)
+    detail: str = ""               # slider moves: "default layer" (the page's first, as the browser tabs) or not
 
 
 @dataclass
@@ -84,19 +87,28 @@ class SessionOver(Exception):
 class Session:
     """One simulated user; every action is recorded in `log`."""
 
-    def __init__(self, index: int, url: str, rng: random.Random, timeout: float):
+    def __init__(self, index: int, url: str, rng: random.Random, timeout: float, assets: list[str] | None = None):
         self.client = StreamlitClient(url, timeout=timeout)
         self.log = SessionLog(index)
         self.rng = rng
         self.last_decoded: str | None = None
+        self.assets = assets or []  # what a browser downloads before it opens the websocket (page_assets)
 
-    async def timed(self, kind: str, make, expect_page: str | None = None) -> RunReply:
+    async def open_app(self) -> RunReply:
+        """A first visit: the page's static files (6 at a time, as a browser), then the default page's run."""
+        fetched = await self.client.fetch_all(self.assets) if self.assets else []
+        reply = await self.client.open()
+        reply.errors += [f"static file {path}: HTTP {status}" for path, status, _ in fetched if status != 200]
+        return reply
+
+    async def timed(self, kind: str, make, expect_page: str | None = None, detail: str = "") -> RunReply:
         """Run one action (`make()` sends it and reads the reply), check what it showed, download its images."""
-        start = time.perf_counter()
+        start, at = time.perf_counter(), time.monotonic()
         reply = await make()
         problems = check_reply(kind, reply, self.client, expect_page)
         problems += await fetch_images(self.client, reply)
-        action = Action(self.log.index, kind, reply.seconds, time.perf_counter() - start, problems)
+        action = Action(self.log.index, kind, reply.seconds, time.perf_counter() - start, problems, started=at,
+                        detail=detail)
         url = _decoded_url(reply)
         if kind == "slider":
             action.new_image = url is not None and url != self.last_decoded
@@ -122,6 +134,10 @@ class Session:
                 reply = await self.timed("layer", lambda: self.client.set_button_group(group, option))
                 await self.pause(deadline, think)
         sliders = reply.of_kind("slider")
+        group = next((e for e in reply.elements if e.kind == "button_group"), None)
+        # Decoding from the top layer costs most: the browser tabs stay there, so their figure is compared
+        # with these moves only.
+        where = "default layer" if group is None or group.proto.id not in self.client.widget_values else "other layer"
         for _ in range(self.rng.randint(*SLIDER_MOVES)):
             if not sliders or time.monotonic() >= deadline:
                 return
@@ -131,7 +147,7 @@ class Session:
             held = self.client.widget_values.get(p.id)
             current = held.double_array_value.data[0] if held is not None else (p.default[0] if p.default else 0.0)
             value = self.rng.choice([v for v in grid if v != current] or grid)
-            await self.timed("slider", lambda s=slider, v=value: self.client.set_slider(s, v))
+            await self.timed("slider", lambda s=slider, v=value: self.client.set_slider(s, v), detail=where)
             await self.pause(deadline, think)
 
     async def pause(self, deadline: float, think: Think) -> None:
@@ -149,7 +165,7 @@ class Session:
         await asyncio.sleep(max(0.0, start_at - time.monotonic()))
         try:
             await self.client.connect()
-            await self.timed("open", self.client.open)
+            await self.timed("open", self.open_app)
             await self.pause(deadline, think)
             while time.monotonic() < deadline:
                 await self.step(deadline, think)
@@ -191,4 +207,25 @@ class Session:
         if sliders:
             await self.timed("slider", lambda: self.client.set_slider(sliders[0], 1.0))
 
+
+async def page_assets(url: str, browser=None, timeout: float = 60.0) -> list[str]:
+    """The static files a browser downloads on a first visit: those a real tab of `browser` requested loading
+    Traverse, or (no browser) those index.html names, a lower bound (the chunks it imports later are missing)."""
+    if browser is not None:
+        page = await browser.new_page()
+        seen: list[str] = []
+        page.on("requestfinished", lambda r: seen.append(r.url))
+        try:
+            await page.goto(f"{url}/traverse", timeout=timeout * 1000)
+            await page.wait_for_load_state("networkidle", timeout=timeout * 1000)
+        finally:
+            await page.close()
+        paths = ["/" + u[len(url):].lstrip("/") for u in seen if u.startswith(url)]
+        return ["/"] + [p for p in dict.fromkeys(paths) if p.startswith("/static/")]
+    client = StreamlitClient(url, timeout=timeout)
+    status, body = await client.fetch("/")
+    if status != 200:
+        raise RuntimeError(f"index.html: HTTP {status}")
+    refs = re.findall(r'(?:src|href)="\.?(/static/[^"]+)"', body.decode("utf-8", "replace"))
+    return ["/"] + list(dict.fromkeys(refs))
 

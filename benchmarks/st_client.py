@@ -57,6 +57,7 @@ class RunReply:
     images: list[tuple[str, str]] = field(default_factory=list)   # (url, caption)
     errors: list[str] = field(default_factory=list)               # exceptions, st.error boxes, page_not_found
     warnings: list[str] = field(default_factory=list)             # st.warning boxes
+    auto_reruns: dict[str, float] = field(default_factory=dict)   # fragment id -> seconds (st.fragment(run_every))
     messages: int = 0
     bytes: int = 0
 
@@ -160,6 +161,8 @@ class StreamlitClient:
                 reply.page_hash = fwd.navigation.page_script_hash
             elif kind == "delta":
                 self._read_delta(fwd, reply)
+            elif kind == "auto_rerun":  # the browser then reruns that fragment on a timer while the page shows
+                reply.auto_reruns[fwd.auto_rerun.fragment_id] = fwd.auto_rerun.interval
             elif kind == "page_not_found":
                 reply.errors.append(f"page not found: {fwd.page_not_found.page_name!r}")
             elif kind == "session_event" and fwd.session_event.WhichOneof("type") == "script_compilation_exception":
@@ -212,3 +215,47 @@ class StreamlitClient:
         except (IndexError, ValueError):
             raise ProtocolError(f"unreadable HTTP answer for {path}") from None
         return status, body
+
+    async def fetch_all(self, paths: list[str], parallel: int = 6) -> list[tuple[str, int, int]]:
+        """GET every same-origin path over `parallel` keep-alive HTTP/1.1 connections, as a browser loads a
+        page's scripts and styles; (path, status, bytes) each."""
+        queue = list(paths)
+        out: list[tuple[str, int, int]] = []
+
+        async def worker() -> None:
+            reader, writer = await asyncio.wait_for(asyncio.open_connection(self.host, self.port), self.timeout)
+            try:
+                while queue:
+                    path = queue.pop(0)
+                    if not path.startswith("/"):
+                        raise ValueError(f"only same-origin paths are fetched, not {path!r}")
+                    writer.write(f"GET {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n\r\n".encode())
+                    await writer.drain()
+                    status, body = await asyncio.wait_for(_read_response(reader), self.timeout)
+                    out.append((path, status, len(body)))
+            finally:
+                writer.close()
+
+        await asyncio.gather(*(worker() for _ in range(min(parallel, len(queue)))))
+        return out
+
+
+async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    """One HTTP/1.1 response on a kept-alive connection: its status and body (Content-Length or chunked)."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    try:
+        status = int(lines[0].split(" ", 2)[1])
+    except (IndexError, ValueError):
+        raise ProtocolError(f"unreadable HTTP answer: {lines[0][:80]!r}") from None
+    headers = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:] if ln)}
+    if headers.get("transfer-encoding", "").lower() == "chunked":
+        body = b""
+        while True:
+            size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
+            chunk = await reader.readexactly(size + 2)  # the chunk and its CRLF
+            if size == 0:
+                return status, body
+            body += chunk[:-2]
+    return status, await reader.readexactly(int(headers.get("content-length", "0")))
+

@@ -545,6 +545,11 @@ def test_pages_know_which_runs_are_training_and_when_they_saved(runs_dir, tmp_pa
                             jobs.Job(argv=SLEEPER, log=tmp_path / "log", proc=proc, name="tiny-lvae", cfg=cfg, out=run))
         monkeypatch.setattr(jobs, "demo", None)
         assert jobs.is_training(run) and not jobs.is_training(runs_dir / "tiny-vae")
+        from app_pages import common
+        from explorer.runs import inspect_run
+        # What is built from a run in training is keyed by time, in a cache of its own, not by each epoch
+        assert common.history_key(inspect_run(run))[1] == common.LIVE and common._is_live(("x", ("y", common.LIVE)))
+        assert common.history_key(inspect_run(runs_dir / "tiny-vae"))[1] != common.LIVE
         monkeypatch.setattr(jobs, "demo", jobs.DemoJob(argv=SLEEPER, log=tmp_path / "demo.log", proc=proc,
                                                        out=tmp_path.resolve()))
         assert jobs.is_training(tmp_path / "digits-vae-bn-wu") and not jobs.is_training(tmp_path / "other")

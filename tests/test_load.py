@@ -4,10 +4,17 @@ fixture runs.
 The full benchmark (40 students x 120 s on the shipped MNIST pair, with real browser tabs) is
 `python benchmarks/load_test.py --class`; this runs the same code briefly with the class's mix of actions
 (Traverse sliders and layers, a Layers box selection, neighbours or a picked point, Samples' temperature,
-other pages) and asserts only what must hold on any machine: no errors, every session got rendered replies,
+other pages; two students submit a training job first: one trains, the other waits) and asserts only what must
+hold on any machine: no errors, every session got rendered replies, never more than one training job at a time,
 and no checkpoint was read again while the sessions ran (the model is loaded once per server process).
 """
 from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -17,7 +24,7 @@ from benchmarks import load_test as lt
 @pytest.mark.slow
 def test_a_short_class_gets_rendered_replies_without_errors(runs_dir, tmp_path):
     report = lt.run_load(runs_dir, sessions=5, seconds=10, think=(0.1, 0.5), seed=1, timeout=30, workdir=tmp_path,
-                         mix="class")
+                         mix="class", train_jobs=2)
     print(lt.format_report(report))
 
     assert report["errors"] == 0, report["error_samples"]
@@ -34,4 +41,39 @@ def test_a_short_class_gets_rendered_replies_without_errors(runs_dir, tmp_path):
     if models["inotify"]:
         assert sum(models["checkpoint_opens_warmup"].values()) >= 1      # the watch does see the server's reads
         assert not any(models["checkpoint_opens_under_load"].values())   # ... and none per session
+    train = report["training"]
+    replies = list(train["replies"].values())
+    assert train["submitted"] == 2 and replies[0].startswith("Started **class-0**"), replies
+    assert replies[1].startswith("Queued **class-1**") and "next in line" in replies[1], replies
+    assert train["max_running"] == 1 and train["epochs_done"][0] > 0 and train["epochs_done"][1] == 0
     assert lt.failures(report) == []
+
+
+NGINX = shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx", "/sbin/nginx") if os.path.exists(p)), None)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(NGINX is None, reason="no nginx (Debian: apt-get install nginx-light; .ci/run installs it)")
+def test_a_short_class_through_nginx_gets_its_static_files_from_nginx(runs_dir, tmp_path):
+    """deploy/nginx.py's front: the students' static files (HTTP 200 each, or the open fails) and websocket
+    runs go through it."""
+    report = lt.run_load(runs_dir, sessions=3, seconds=6, think=(0.1, 0.5), seed=2, timeout=30, workdir=tmp_path,
+                         mix="class", nginx=True)
+    print(lt.format_report(report))
+    assert report["nginx"] and report["errors"] == 0, report["error_samples"]
+    assert report["open_assets"]["files"] > 10 and report["latency"]["open"]["count"] == 3
+    assert report["sessions_rendered"] == 3 and lt.failures(report) == []
+
+
+def test_the_nginx_config_serves_streamlits_files_and_passes_the_rest(tmp_path):
+    sys.path.insert(0, str(Path(lt.ROOT) / "deploy"))
+    import nginx
+    conf = nginx.standalone_conf("127.0.0.1:8080", "127.0.0.1:8501", tmp_path)
+    assert f"alias {nginx.STATIC}/;" in conf and (nginx.STATIC / "js").is_dir()
+    assert "proxy_pass http://127.0.0.1:8501;" in conf and "Upgrade $http_upgrade" in conf
+    assert "listen 0.0.0.0:80;" in nginx.server_block("0.0.0.0:80", "127.0.0.1:8501")
+    if NGINX is not None:
+        (tmp_path / "nginx.conf").write_text(conf)
+        r = subprocess.run([NGINX, "-t", "-c", str(tmp_path / "nginx.conf"), "-p", str(tmp_path)],
+                           capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
