@@ -290,7 +290,9 @@ def history_key(run: RunInfo) -> tuple[str, float, int]:
 def history_for(run: RunInfo) -> pd.DataFrame:
     """The run's history (shared by every session: never change it); empty (with a warning) if unreadable."""
     try:
-        return history_of(*history_key(run))
+        key = history_key(run)
+        return shared("history", key, lambda: runs_mod.load_history(run.path)) if _is_live(key) \
+            else history_of(*key)
     except Exception as e:  # noqa: BLE001  an unreadable history must not break a page
         st.warning(f"{run.name}: history unreadable ({e})")
         return pd.DataFrame()
