@@ -224,6 +224,17 @@ class Queued:
         if scheduler.cancel(self):
             return
         if self.poll() is None and self.proc is not None:
+            # Out of SCHED_IDLE first: on a busy server an idle-class process may wait many seconds for the
+            # moment of CPU it needs to save its checkpoint and exit (back to nice 0 where permitted).
+            if hasattr(os, "SCHED_OTHER"):
+                try:
+                    os.sched_setscheduler(self.proc.pid, os.SCHED_OTHER, os.sched_param(0))
+                except OSError:
+                    pass
+            try:
+                os.setpriority(os.PRIO_PROCESS, self.proc.pid, 0)
+            except OSError:
+                pass
             try:
                 os.killpg(self.proc.pid, signal.SIGINT)
             except (ProcessLookupError, PermissionError):
