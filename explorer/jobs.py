@@ -120,6 +120,7 @@ def validate_request(form: Mapping[str, Any], runs_dir: str | Path) -> tuple[Run
 # otherwise idle), elsewhere the lowest nice. A class's sliders then never wait for a student's training.
 NICE = 19
 POLL_SECONDS = 1.0  # how often the scheduler looks for a free slot while jobs wait
+INTERRUPTED = 130   # training/cli.py's exit code after SIGINT (the last checkpoint kept): "stopped", not "failed"
 
 
 def training_threads(slots: int) -> int:
@@ -186,7 +187,8 @@ class Queued:
         if self.proc is None:
             return "queued"
         code = self.poll()
-        return "running" if code is None else "done" if code == 0 else "stopped" if code < 0 else "failed"
+        return "running" if code is None else "done" if code == 0 else \
+            "stopped" if code < 0 or code == INTERRUPTED else "failed"
 
     @property
     def running(self) -> bool:

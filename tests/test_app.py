@@ -458,9 +458,14 @@ def test_a_failing_job_reports_its_one_line_reason(tmp_path, monkeypatch):
     assert job.progress() == (0, 1)
 
 
+# Like `python -m training train` on SIGINT: exits 130; says "ready" once its handler is in place.
+TRAINER_LIKE = [sys.executable, "-c", "import signal, sys, time\n"
+                "signal.signal(signal.SIGINT, lambda *a: sys.exit(130))\nprint('ready', flush=True)\ntime.sleep(60)"]
+
+
 def sleeper_job(tmp_path: Path, name: str) -> jobs.Job:
     cfg, out = validate_request({**GOOD, "name": name}, tmp_path)
-    return jobs.Job(argv=SLEEPER, log=tmp_path / f".{name}.log", name=name, cfg=cfg, out=out)
+    return jobs.Job(argv=TRAINER_LIKE, log=tmp_path / f".{name}.log", name=name, cfg=cfg, out=out)
 
 
 def wait_for(predicate, seconds: float = 20.0) -> bool:
@@ -479,6 +484,7 @@ def test_one_job_trains_at_a_time_the_rest_wait_in_order_and_start_by_themselves
         assert os.sched_getscheduler(a.proc.pid) == os.SCHED_IDLE
     b.stop()  # a queued job leaves the queue and never starts
     assert b.state == "cancelled" and b.proc is None and c.position == 1
+    assert wait_for(lambda: "ready" in a.log_tail(), 60), a.log_tail()
     a.stop()  # SIGINT to the running one: the scheduler's thread starts the next, with no page looking
     if hasattr(os, "SCHED_OTHER"):  # ... after taking it out of SCHED_IDLE, so that it can exit on a busy machine
         assert wait_for(lambda: a.proc.poll() is not None) or os.sched_getscheduler(a.proc.pid) == os.SCHED_OTHER
