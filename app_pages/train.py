@@ -70,7 +70,7 @@ def queue_text(job: jobs.Queued) -> str:
 
 def show_job(job: jobs.Job) -> None:
     done, total = job.progress()
-    status = job.status
+    status = job.state
     with st.container(border=True):
         head, stop = st.columns([5, 1])
         shown = f"queued, #{job.position} in line" if status == "queued" else status

@@ -341,14 +341,13 @@ async def _watch_cpu(cpu: dict[int, float]) -> None:
     """Every second, the CPU time of each Chromium process under this one (Linux /proc)."""
     import os
 
-    from load_test import process_tree
+    from load_test import cmdline, process_tree
     tick = os.sysconf("SC_CLK_TCK")
     while True:
         for pid in process_tree(os.getpid())[1:]:
+            if not any(b"chrom" in a for a in cmdline(pid)):
+                continue
             try:
-                with open(f"/proc/{pid}/cmdline", "rb") as f:
-                    if b"chrom" not in f.read():
-                        continue
                 with open(f"/proc/{pid}/stat") as f:
                     fields = f.read().rsplit(")", 1)[1].split()
                 cpu[pid] = (int(fields[11]) + int(fields[12])) / tick  # utime + stime

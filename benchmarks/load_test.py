@@ -84,7 +84,7 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -256,14 +256,19 @@ def _status_kib(pid: int, key: str) -> int:
     return 0
 
 
-def is_training(pid: int) -> bool:
-    """Whether the process is `python -m training ...` (a job the Train page started)."""
+def cmdline(pid: int) -> list[bytes]:
+    """The process's arguments ([] when it is gone)."""
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
-            args = f.read().split(b"\0")
+            return f.read().split(b"\0")
     except OSError:
-        return False
-    return any(a == b"-m" and b == b"training" for a, b in zip(args, args[1:]))
+        return []
+
+
+def training_command(pid: int) -> bytes | None:
+    """The `python -m training <command>` a process runs (train, demo), or None for any other process."""
+    args = cmdline(pid)
+    return next((c for a, b, c in zip(args, args[1:], args[2:]) if a == b"-m" and b == b"training"), None)
 
 
 def split_tree(pid: int) -> tuple[list[int], list[int]]:
@@ -271,7 +276,7 @@ def split_tree(pid: int) -> tuple[list[int], list[int]]:
     server, training, todo = [], [], [(pid, False)]
     while todo:
         p, inside = todo.pop()
-        inside = inside or is_training(p)
+        inside = inside or training_command(p) is not None
         (training if inside else server).append(p)
         todo.extend((c, inside) for c in _children(p))
     return server, training
@@ -287,13 +292,7 @@ def tree_memory_mib(pid: int, key: str) -> tuple[float, int]:
 def training_now(pid: int) -> tuple[int, float]:
     """(training jobs running under the server: `python -m training train` processes, their RSS in MiB)."""
     _, pids = split_tree(pid)
-    jobs = 0
-    for p in pids:
-        try:
-            with open(f"/proc/{p}/cmdline", "rb") as f:
-                jobs += f.read().split(b"\0")[3:4] == [b"train"]
-        except OSError:
-            pass
+    jobs = sum(training_command(p) == b"train" for p in pids)
     return jobs, sum(_status_kib(p, "VmRSS") for p in pids) / 1024
 
 
@@ -488,7 +487,7 @@ def run_load(runs_dir: Path, sessions: int = 20, seconds: float = 60.0, think: f
         work.mkdir(parents=True, exist_ok=True)
         try:
             with streamlit_server(runs_dir, work, Path(app).resolve()) as (url, proc, log), \
-                    (nginx_front(url, work) if nginx else _as_is(url)) as url:
+                    (nginx_front(url, work) if nginx else nullcontext(url)) as url:
                 started = counter.drain()
                 memory: dict[str, float] = {}
                 opens_warm: dict[str, int] = {}
@@ -579,11 +578,6 @@ def epochs_done(run: Path) -> int:
         return sum(1 for line in (run / "history.jsonl").read_text().splitlines() if line.strip())
     except OSError:
         return 0
-
-
-@contextmanager
-def _as_is(url: str) -> Iterator[str]:
-    yield url
 
 
 def failures(report: dict) -> list[str]:

@@ -123,6 +123,20 @@ POLL_SECONDS = 1.0  # how often the scheduler looks for a free slot while jobs w
 INTERRUPTED = 130   # training/cli.py's exit code after SIGINT (the last checkpoint kept): "stopped", not "failed"
 
 
+def _set_priority(pid: int, idle: bool) -> None:
+    """idle: SCHED_IDLE (Linux) and nice NICE; else the normal policy and nice 0 (where permitted)."""
+    policy = getattr(os, "SCHED_IDLE" if idle else "SCHED_OTHER", None)
+    if policy is not None:
+        try:
+            os.sched_setscheduler(pid, policy, os.sched_param(0))
+        except OSError:
+            pass
+    try:
+        os.setpriority(os.PRIO_PROCESS, pid, NICE if idle else 0)
+    except OSError:
+        pass
+
+
 def training_threads(slots: int) -> int:
     """Torch threads for one job: the cores but one (the app server's), shared by the slots; at least 1."""
     return max(1, ((os.cpu_count() or 2) - 1) // max(1, slots))
@@ -152,16 +166,8 @@ class Queued:
         except OSError as e:
             self.launch_error, self.finished = f"could not start: {e}", time.time()
             return
-        # After the start, not in preexec_fn (unsafe in a threaded server); children it starts inherit both.
-        try:
-            os.setpriority(os.PRIO_PROCESS, self.proc.pid, NICE)
-        except OSError:
-            pass
-        if hasattr(os, "SCHED_IDLE"):
-            try:
-                os.sched_setscheduler(self.proc.pid, os.SCHED_IDLE, os.sched_param(0))
-            except OSError:
-                pass
+        # After the start, not in preexec_fn (unsafe in a threaded server); children it starts inherit it.
+        _set_priority(self.proc.pid, idle=True)
         self.started = time.time()
 
     def poll(self) -> int | None:
@@ -227,16 +233,8 @@ class Queued:
             return
         if self.poll() is None and self.proc is not None:
             # Out of SCHED_IDLE first: on a busy server an idle-class process may wait many seconds for the
-            # moment of CPU it needs to save its checkpoint and exit (back to nice 0 where permitted).
-            if hasattr(os, "SCHED_OTHER"):
-                try:
-                    os.sched_setscheduler(self.proc.pid, os.SCHED_OTHER, os.sched_param(0))
-                except OSError:
-                    pass
-            try:
-                os.setpriority(os.PRIO_PROCESS, self.proc.pid, 0)
-            except OSError:
-                pass
+            # moment of CPU it needs to save its checkpoint and exit.
+            _set_priority(self.proc.pid, idle=False)
             try:
                 os.killpg(self.proc.pid, signal.SIGINT)
             except (ProcessLookupError, PermissionError):
@@ -286,10 +284,6 @@ class Scheduler:
             self.launched = [p for p in self.launched if p.running]
             return list(self.launched)
 
-    def pump(self) -> None:
-        with self._lock:
-            self._pump()
-
     def _pump(self) -> None:
         self.launched = [p for p in self.launched if p.running]
         while self.waiting and len(self.launched) < max(1, self.slots):
@@ -328,10 +322,6 @@ class Job(Queued):
                 self.log = target
             except OSError:
                 pass
-
-    @property
-    def status(self) -> str:
-        return self.state
 
     def progress(self) -> tuple[int, int]:
         """(epochs done, epochs asked for) from history.jsonl."""

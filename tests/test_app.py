@@ -395,7 +395,7 @@ def test_train_form_starts_a_job_that_appears_in_every_list(app, tmp_path):
     deadline = time.time() + 120
     while job.running and time.time() < deadline:
         time.sleep(0.5)
-    assert job.status == "done", job.log_tail()
+    assert job.state == "done", job.log_tail()
     assert (tmp_path / "runs" / "fresh-run" / "train.log").is_file()
     app.run()
     no_exceptions(app)
@@ -453,7 +453,7 @@ def test_a_failing_job_reports_its_one_line_reason(tmp_path, monkeypatch):
     cfg.data_dir = str(tmp_path / "missing-data")
     job = submit_job(cfg, out)
     job.proc.wait(timeout=120)
-    assert job.status == "failed"
+    assert job.state == "failed"
     assert job.error_line().startswith("error:")
     assert job.progress() == (0, 1)
 
