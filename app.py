@@ -58,7 +58,7 @@ def sidebar(runs: list) -> None:
         broken = sum(not r.ok for r in runs)
         st.caption(f"**{len(runs)} run{'s' if len(runs) != 1 else ''}**" + (f" ({broken} broken)" if broken else "")
                    + " in " + ", ".join(f"`{d}`" for d in common.runs_dirs()))
-        running = [j.name for j in jobs.submitted.values() if j.running]
+        running = [j.name for j in jobs.all_jobs() if j.running]
         if jobs.demo is not None and jobs.demo.running:
             running.append("the digits demo pair")
         queued = len(jobs.scheduler.waiting)

@@ -14,7 +14,7 @@ POLL_SECONDS = 2.0
 
 
 def free_name(model: str, layers: int) -> str:
-    taken = {r.name for r in common.all_runs()} | set(jobs.submitted)
+    taken = {r.name for r in common.all_runs()} | {j.name for j in jobs.all_jobs()}
     n = 1
     while f"digits-{model}-{layers}l-{n}" in taken:
         n += 1
@@ -157,13 +157,13 @@ def job_list() -> None:
     if not jobs.submitted:
         st.caption("No jobs started from this app yet.")
         return
-    pending = sum(j.pending for j in jobs.submitted.values())
+    pending = sum(j.pending for j in jobs.all_jobs())
 
     @st.fragment(run_every=POLL_SECONDS if pending else None)
     def live() -> None:
-        for job in sorted(jobs.submitted.values(), key=lambda j: -j.submitted):
+        for job in sorted(jobs.all_jobs(), key=lambda j: -j.submitted):
             show_job(job)
-        if sum(j.pending for j in jobs.submitted.values()) < pending:
+        if sum(j.pending for j in jobs.all_jobs()) < pending:
             # A job ended (the next may have started): the whole page, so its run is in every list and the
             # timer stops when nothing is left.
             common.rerun_with_new_runs()

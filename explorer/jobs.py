@@ -336,6 +336,12 @@ class Job(Queued):
 submitted: dict[str, Job] = {}
 
 
+def all_jobs() -> list[Job]:
+    """The submitted jobs now, oldest first. A copy: every session's thread reads them while another may
+    submit, and a loop over the dict itself could then fail with "dictionary changed size"."""
+    return list(submitted.values())  # one C-level copy, not interrupted by another thread
+
+
 def _env(threads: int | None = None) -> dict[str, str]:
     env = {**os.environ}
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
@@ -387,7 +393,7 @@ demo: DemoJob | None = None
 def is_training(folder: Path) -> bool:
     """Whether a job or the demo job of this process is writing the run folder now."""
     folder = Path(folder).resolve()
-    if any(job.out.resolve() == folder and job.running for job in submitted.values()):
+    if any(job.out.resolve() == folder and job.running for job in all_jobs()):
         return True
     return demo is not None and demo.running and folder.parent == demo.out and folder.name in DEMO_RUNS
 
