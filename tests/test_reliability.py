@@ -55,8 +55,8 @@ def test_sigkill_at_random_moments_loses_nothing(tmp_path):
         if (run / ckpt.CHECKPOINT).exists():
             _, _, saved = ckpt.load_model(run)  # always loads
             assert saved <= len(epochs)  # the history is at most ahead of the checkpoint, never behind
-        if kills >= 10 and proc.returncode == 0:
-            break
+        if kills >= 10:  # enough: the last attempt below finishes the run (looping on for a clean exit cost
+            break        # minutes on a slow machine, where no 2-5 s attempt finishes twelve epochs)
         if proc.returncode == 0:  # finished before ten kills (a fast, idle machine): train it again afresh
             shutil.rmtree(run)
     assert kills >= 10
