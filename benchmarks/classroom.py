@@ -15,9 +15,10 @@ timed fragment shows (the Train page's job list while jobs run), the student's t
 ("train": a 5-layer digits model for 5000 epochs, so it trains all through the load); the server runs one
 at a time and queues the rest, and their replies must say which.
 
-BrowserTabs are real headless Chromium tabs on Traverse inside the same load: they move a slider with the
+browser_tabs() are real headless Chromium tabs on Traverse inside the same load: they move a slider with the
 keyboard and measure, in the page, key press to the new decoded image loaded (the check on the simulated
-clients' slider figure).
+clients' slider figure). The load test finds each move's rerun in the server's trace (server_trace.py), which
+splits that time into the server's share and the browser's own.
 """
 from __future__ import annotations
 
@@ -222,51 +223,13 @@ DECODED_IMG = """() => { const e = [...document.querySelectorAll('[data-testid="
     .find(x => x.innerText.includes('decoded')); return e ? e.querySelector('img') : null; }"""
 
 
-class NetworkClock:
-    """A tab's websocket frames and /media requests as the browser's network stack saw them (Chrome DevTools
-    Protocol timestamps, not the page's busy main thread)."""
-
-    def __init__(self) -> None:
-        self.sent: list[float] = []
-        self.received: list[float] = []
-        self.media: dict[str, float] = {}      # request id -> request sent
-        self.finished: dict[str, float] = {}   # request id -> response fully received
-
-    async def attach(self, page) -> None:
-        cdp = await page.context.new_cdp_session(page)
-        cdp.on("Network.webSocketFrameSent", lambda e: self.sent.append(e["timestamp"]))
-        cdp.on("Network.webSocketFrameReceived", lambda e: self.received.append(e["timestamp"]))
-        cdp.on("Network.requestWillBeSent", lambda e: self.media.__setitem__(e["requestId"], e["timestamp"])
-               if "/media/" in e["request"]["url"] else None)
-        cdp.on("Network.loadingFinished", lambda e: self.finished.__setitem__(e["requestId"], e["timestamp"])
-               if e["requestId"] in self.media else None)
-        await cdp.send("Network.enable")
-
-    def last_move(self) -> float | None:
-        """For the last slider move: rerun request to the reply's last frame before the image was requested,
-        plus the image's download, in seconds (what the simulated client times); then forget it."""
-        done = [(self.media[r], self.finished[r]) for r in self.finished if r in self.media]
-        out = None
-        if done and self.sent:
-            asked, got = max(done)
-            sent = max((t for t in self.sent if t <= asked), default=None)
-            replied = max((t for t in self.received if sent is not None and sent <= t <= asked), default=None)
-            if sent is not None and replied is not None:
-                out = (replied - sent) + (got - asked)
-        self.sent.clear(), self.received.clear(), self.media.clear(), self.finished.clear()
-        return out
-
-
 async def _tab(browser, url: str, deadline: float, think: tuple[float, float], rng: random.Random,
-               times: list[tuple[float, float | None]], errors: list[str]) -> None:
-    """One tab on Traverse moving the first slider with the keyboard; per move in seconds: (key press to new
-    image loaded, measured in the page; the share the simulated client also times, from the network stack:
-    rerun request to the reply, plus the image's download). The rest is the browser's own work: the key to
-    the request, drawing the reply before the image is requested, decoding and showing it."""
+               times: list[tuple[int, float, float]], errors: list[str], tab: int = 0) -> None:
+    """One tab on Traverse moving the first slider with the keyboard; per move: (the tab's number; key press to
+    the new image loaded, measured in the page, in seconds; time.monotonic() at the key press, to find the move's
+    rerun in the server's trace)."""
     page = await browser.new_page(viewport={"width": 1300, "height": 900})
     try:
-        clock = NetworkClock()
-        await clock.attach(page)
         await page.goto(f"{url}/traverse", timeout=60_000)
         await page.wait_for_function(f"() => {{ const i = ({DECODED_IMG})(); return i && i.complete && i.naturalWidth; }}",
                                      timeout=60_000)
@@ -278,6 +241,7 @@ async def _tab(browser, url: str, deadline: float, think: tuple[float, float], r
             key = "ArrowRight" if position < 12 and (position <= -12 or rng.random() < 0.5) else "ArrowLeft"
             position += 1 if key == "ArrowRight" else -1
             before = await page.evaluate(f"() => ({DECODED_IMG})().src")
+            pressed = time.monotonic()
             await slider.press(key)
             try:
                 await page.wait_for_function(
@@ -289,8 +253,7 @@ async def _tab(browser, url: str, deadline: float, think: tuple[float, float], r
                 errors.append(f"browser tab: no new decoded image after a slider key: {type(e).__name__}")
                 return
             seen = await page.evaluate("() => (window.__doneAt - window.__keyAt) / 1000")
-            await asyncio.sleep(0.05)  # the DevTools events of the move reach us a little after the page saw it
-            times.append((seen, clock.last_move()))
+            times.append((tab, seen, pressed))
             await asyncio.sleep(max(0.0, min(rng.uniform(*think), deadline - time.monotonic())))
     except Exception as e:  # noqa: BLE001
         errors.append(f"browser tab: {type(e).__name__}: {str(e).splitlines()[0][:200]}")
@@ -320,17 +283,17 @@ async def chromium():
 
 
 async def browser_tabs(browser, url: str, tabs: int, deadline: float, think: tuple[float, float], seed: int) -> dict:
-    """`tabs` tabs of `browser` (see chromium()) on Traverse until the deadline; per slider move, in the page
-    (see _tab): (key press to new image loaded, request to reply plus image download) in seconds; and the CPU
+    """`tabs` tabs of `browser` (see chromium()) on Traverse until the deadline; per slider move (see _tab): the
+    tab, key press to the new image loaded in the page in seconds, and when the key was pressed; and the CPU
     the browser used meanwhile."""
-    times: list[tuple[float, float | None]] = []
+    times: list[tuple[int, float, float]] = []
     errors: list[str] = []
     if browser is None:
         return {"tabs": tabs, "times": times, "errors": ["no chromium to run the browser tabs"], "cpu_s": 0.0}
     cpu: dict[int, float] = {}  # Chromium pid -> CPU seconds used so far (the tabs share the server's cores)
     watch = asyncio.create_task(_watch_cpu(cpu))
     try:
-        await asyncio.gather(*(_tab(browser, url, deadline, think, random.Random(seed * 7919 + i), times, errors)
+        await asyncio.gather(*(_tab(browser, url, deadline, think, random.Random(seed * 7919 + i), times, errors, i)
                                for i in range(tabs)))
     finally:
         watch.cancel()

@@ -50,6 +50,10 @@ Latency of an action = from sending its BackMsg to receiving script_finished
 (the server has sent every delta of that run, for a slider move the one with
 the new decoded image); the "with images" column adds downloading the run's
 /media images over HTTP, as a browser does before it can paint them.
+The server runs through benchmarks/server_trace.py, which logs when each rerun request reached it and when
+the run's script_finished left it: the report gives the slider moves' share at the server, and splits the
+browser tabs' time in the page into the server's share and the browser's own (measured also with one tab
+alone on the server just before the load).
 An error = a Python exception or st.error box in a reply, a run that does not
 finish within --timeout, a reply without what the action must show (the page's
 header; on Traverse the sliders and the decoded image; the image after a slider
@@ -90,6 +94,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import server_trace  # noqa: E402
 from sessions import Action, Session, Think, page_assets  # noqa: E402
 
 APP = ROOT / "app.py"
@@ -133,11 +138,12 @@ def _server_config(cwd: Path) -> None:
 @contextmanager
 def streamlit_server(runs_dir: Path, workdir: Path, app: Path = APP,
                      env_changes: dict[str, str | None] | None = None,
-                     port: int | None = None) -> Iterator[tuple[str, subprocess.Popen, Path]]:
+                     port: int | None = None, trace: Path | None = None) -> Iterator[tuple[str, subprocess.Popen, Path]]:
     """`streamlit run app.py` on 127.0.0.1 (a free port unless given), with the repository's own
     .streamlit/config.toml; stopped (terminate, then kill) on the way out.
 
-    env_changes: variables to set for the server, or (value None) to remove from its environment.
+    env_changes: variables to set for the server, or (value None) to remove from its environment;
+    trace: run it through server_trace.py, which writes every session's reruns to this file.
     """
     port = port or free_port()
     log = workdir / f"streamlit-{port}.log"
@@ -147,7 +153,9 @@ def streamlit_server(runs_dir: Path, workdir: Path, app: Path = APP,
             env.pop(name, None)
         else:
             env[name] = value
-    cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.headless", "true",
+    launch = [sys.executable, "-m", "streamlit"] if trace is None else \
+        [sys.executable, str(Path(server_trace.__file__).resolve()), str(trace)]
+    cmd = [*launch, "run", str(app), "--server.headless", "true",
            "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"]
     cwd = workdir / "cwd"  # empty: no ./runs folder joins the runs under test
     cwd.mkdir(exist_ok=True)
@@ -363,13 +371,15 @@ MEMORY_LIMIT_MIB = 2048          # server RSS with the class connected
 RELEASED_WITHIN = 0.10           # RSS after the class left, relative to the one-session figure
 KINDS = ("open", "reconnect", "page", "layer", "slider", "select", "neighbours", "point", "temperature", "train", "poll")
 SAMPLE_S = 0.5                   # how often memory and training jobs are sampled
+ALONE_S, ALONE_THINK = 6.0, (0.2, 0.4)  # one tab alone on the server before the load: its moves, 0.2-0.4 s apart
 TRAINING_SLOTS = 1               # the app's default: at most one training job at a time
 
 
 async def _load_phase(url: str, pid: int, sessions: int, seconds: float, think: Think, seed: int,
                       timeout: float, mix: str, tabs: int, linger: float, train_jobs: int = 0) -> dict:
     """N sessions (and browser tabs) until the deadline, then closed; RSS sampled all along and for
-    `linger` seconds after they left. Returns the sessions, the tabs' report, RSS figures and samples.
+    `linger` seconds after they left. Returns the sessions, the tabs' report (and one tab's, alone on the server
+    before the load), RSS figures and samples.
     train_jobs (class mix): that many students submit a training job first."""
     session_cls = Session
     if mix == "class":
@@ -382,6 +392,9 @@ async def _load_phase(url: str, pid: int, sessions: int, seconds: float, think: 
         browser = await browser_cm.__aenter__()  # before the clock starts (see chromium())
     # Each student's first open downloads the page's static files too (~110 files, 3 MB for a real tab).
     assets = await page_assets(url, browser if tabs else None, timeout)
+    alone = {"tabs": 0, "times": [], "errors": []}
+    if tabs:  # what a tab measures with the server to itself: the browser's own share when nothing competes
+        alone = await browser_tabs(browser, url, 1, time.monotonic() + ALONE_S, ALONE_THINK, seed)
     t0 = time.monotonic()
     deadline = t0 + seconds
     users = [session_cls(i, url, random.Random(seed * 1000 + i), timeout, assets) for i in range(sessions)]
@@ -423,7 +436,7 @@ async def _load_phase(url: str, pid: int, sessions: int, seconds: float, think: 
         rss_after = tree_memory_mib(pid, "VmRSS")[0]
     done.set()
     await sampler
-    return {"users": users, "tabs": tab_report, "rss_all": rss_all, "rss_after_close": rss_after,
+    return {"users": users, "tabs": tab_report, "tab_alone": alone, "rss_all": rss_all, "rss_after_close": rss_after,
             "closed_at_s": closed_at, "samples": samples, "training": training, "t0": t0,
             "assets": {"files": len(assets), "from": "a Chromium tab" if tabs and browser is not None else "index.html"}}
 
@@ -453,6 +466,28 @@ def summarize(actions: list[Action]) -> dict:
                       "p50_ms": percentile(lat, 50), "p95_ms": percentile(lat, 95), "max_ms": max(lat, default=float("nan")),
                       "p50_render_ms": percentile(ren, 50), "p95_render_ms": percentile(ren, 95)}
     return rows
+
+
+def at_the_server(actions: list[Action], traced: dict[str, server_trace.SessionTrace]) -> dict:
+    """The simulated clients' actions as the server saw them (server_trace.py: request in -> script_finished out):
+    how many were found in its trace, p50 and p95 in ms."""
+    reruns = [server_trace.rerun_of(traced.get(a.server_session), a.started, a.render_seconds) for a in actions]
+    ms = [1000 * r.seconds for r in reruns if r is not None]
+    return {"count": len(actions), "traced": len(ms), "p50_ms": percentile(ms, 50), "p95_ms": percentile(ms, 95)}
+
+
+def tab_figures(tabs: dict, traced: dict[str, server_trace.SessionTrace]) -> dict:
+    """A browser_tabs() report's slider moves in the page and, found in the server's trace, the server's share of
+    each (request in -> script_finished out) and the browser's own (the rest: key to request, the reply's way to
+    the page, drawing it, the image's download and decoding); p50 and p95 in ms."""
+    reruns = server_trace.browser_moves(traced, tabs["times"])
+    seen = [1000 * s for _, s, _ in tabs["times"]]
+    server = [1000 * r.seconds for r in reruns if r is not None]
+    own = [1000 * s - 1000 * r.seconds for (_, s, _), r in zip(tabs["times"], reruns, strict=True) if r is not None]
+    return {"tabs": tabs["tabs"], "slider_moves": len(seen), "traced": len(server), "errors": len(tabs["errors"]),
+            "cpu_s": tabs.get("cpu_s", 0.0), "p50_ms": percentile(seen, 50), "p95_ms": percentile(seen, 95),
+            "server_p50_ms": percentile(server, 50), "server_p95_ms": percentile(server, 95),
+            "own_p50_ms": percentile(own, 50), "own_p95_ms": percentile(own, 95)}
 
 
 def rss_timeline(samples: list[tuple[float, float]], step: float = 10.0) -> list[tuple[float, float]]:
@@ -486,7 +521,8 @@ def run_load(runs_dir: Path, sessions: int = 20, seconds: float = 60.0, think: f
         work = Path(workdir) if workdir else Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
         try:
-            with streamlit_server(runs_dir, work, Path(app).resolve()) as (url, proc, log), \
+            trace = work / "server-trace.log"
+            with streamlit_server(runs_dir, work, Path(app).resolve(), trace=trace) as (url, proc, log), \
                     (nginx_front(url, work) if nginx else nullcontext(url)) as url:
                 started = counter.drain()
                 memory: dict[str, float] = {}
@@ -517,6 +553,7 @@ def run_load(runs_dir: Path, sessions: int = 20, seconds: float = 60.0, think: f
                            for u in users if getattr(u, "trains", False)}
                 tracebacks = server_tracebacks(log)
                 log_tail = log.read_text(errors="replace")[-3000:] if tracebacks else ""
+            traced = server_trace.read(trace)  # complete: the server has stopped
         finally:
             counter.close()
 
@@ -524,13 +561,12 @@ def run_load(runs_dir: Path, sessions: int = 20, seconds: float = 60.0, think: f
     action_errors = [f"session {a.session} {a.kind}: {e}" for a in actions for e in a.errors]
     session_errors = [e for u in users for e in u.log.errors]
     warm_errors = [f"warm-up {a.kind}: {e}" for a in warm.log.actions for e in a.errors] + warm.log.errors
-    tab_errors = phase["tabs"]["errors"]
+    tab_errors = phase["tabs"]["errors"] + phase["tab_alone"]["errors"]
     errors = warm_errors + action_errors + session_errors + tab_errors + [f"server log: {t}" for t in tracebacks]
     sliders = [a for a in actions if a.kind == "slider"]
     rss_all, rss_after = phase["rss_all"], phase["rss_after_close"]
     samples = phase["samples"]
-    tab_times = [seen for seen, _ in phase["tabs"]["times"]]
-    tab_server = [server for _, server in phase["tabs"]["times"] if server is not None]
+    default_layer = [a for a in sliders if a.detail == "default layer"]
     return {
         "streamlit": streamlit.__version__, "app": str(app), "runs_dir": str(runs_dir), "mix": mix, "nginx": nginx,
         "sessions": sessions, "seconds": seconds, "think_s": list(think), "seed": seed, "cpus": os.cpu_count(),
@@ -542,17 +578,15 @@ def run_load(runs_dir: Path, sessions: int = 20, seconds: float = 60.0, think: f
         "rendered_per_session": [u.log.rendered for u in users],
         "actions": len(actions), "errors": len(errors), "error_samples": errors[:20],
         "slider_moves_with_new_image": sum(bool(a.new_image) for a in sliders),
-        "slider_default_layer": summarize([a for a in sliders if a.detail == "default layer"]).get("slider", {}),
+        "slider_default_layer": summarize(default_layer).get("slider", {}),
+        "at_the_server": {"slider": at_the_server(sliders, traced),
+                          "slider_default_layer": at_the_server(default_layer, traced)},
         "latency": summarize(actions),
         "open_assets": phase["assets"],
         "slowest": [{"kind": a.kind, "session": a.session, "ms": round(a.render_seconds * 1000),
                      "at_s": round(a.started - phase["t0"], 1)}
                     for a in sorted(actions, key=lambda a: -a.render_seconds)[:30]],
-        "browser_tabs": {"tabs": phase["tabs"]["tabs"], "slider_moves": len(tab_times),
-                         "p50_ms": 1000 * percentile(tab_times, 50), "p95_ms": 1000 * percentile(tab_times, 95),
-                         "server_p50_ms": 1000 * percentile(tab_server, 50),
-                         "server_p95_ms": 1000 * percentile(tab_server, 95), "errors": len(tab_errors),
-                         "cpu_s": phase["tabs"].get("cpu_s", 0.0)},
+        "browser_tabs": {**tab_figures(phase["tabs"], traced), "alone": tab_figures(phase["tab_alone"], traced)},
         "memory": {"peak_vmhwm_mib": peak, "children": children, "rss_after_1_session_mib": rss_one,
                    "rss_with_all_sessions_mib": rss_all,
                    "rss_max_sampled_mib": max((m for _, m in samples), default=float("nan")),
@@ -612,16 +646,13 @@ def targets(report: dict) -> list[tuple[str, str, bool]]:
         ratio = m["rss_after_close_mib"] / m["rss_after_1_session_mib"] - 1
         out.append((f"RSS {m['linger_s']:.0f} s after all left within {RELEASED_WITHIN:.0%} of one session's",
                     f"{m['rss_after_close_mib']:.0f} MiB ({ratio:+.0%})", ratio <= RELEASED_WITHIN))
-    tabs = report["browser_tabs"]
-    if tabs["slider_moves"] and "slider" in lat:
-        # Like with like: the simulated client times request sent -> reply, then the image's download; the
-        # tabs time the same two stretches in the page. What they add (key to request, drawing the reply
-        # before the image is requested, decoding it) is the browser's own work, reported beside it.
-        sim = report["slider_default_layer"].get("p50_render_ms", lat["slider"]["p50_render_ms"])
-        ratio = max(tabs["server_p50_ms"], sim) / max(min(tabs["server_p50_ms"], sim), 1e-9)
-        out.append(("browser tabs' slider p50, request to reply + image download, within 2x of the simulated "
-                    "clients' on the same (default) layer",
-                    f"{tabs['server_p50_ms']:.0f} ms vs {sim:.0f} ms ({ratio:.1f}x)", ratio <= 2))
+    tabs, sim = report["browser_tabs"], report["at_the_server"]["slider_default_layer"]
+    if tabs["traced"] and sim["traced"]:
+        # Like with like: the same stretch of the same moves (request in -> reply out, on the tabs' layer) timed
+        # at the server. What a tab's page adds on top is the browser's own work (format_report's browser line).
+        ratio = max(tabs["server_p50_ms"], sim["p50_ms"]) / max(min(tabs["server_p50_ms"], sim["p50_ms"]), 1e-9)
+        out.append(("browser tabs' slider moves at the server p50 within 2x of the simulated clients' (same layer)",
+                    f"{tabs['server_p50_ms']:.0f} ms vs {sim['p50_ms']:.0f} ms ({ratio:.1f}x)", ratio <= 2))
     train = report["training"]
     if train["submitted"]:
         out.append((f"at most {train['slots']} training job at a time, the rest queued",
@@ -661,18 +692,25 @@ def format_report(r: dict) -> str:
                  if m["rss_after_close_mib"] is not None else ""),
               "RSS over time (max per 10 s; sessions closed at "
               f"{m['closed_at_s']:.0f} s): " + ", ".join(f"{t:.0f}s {v:.0f}" for t, v in m["timeline"])]
-    tabs = r["browser_tabs"]
+    tabs, at_server = r["browser_tabs"], r["at_the_server"]
     if tabs["tabs"]:
-        lines.append(f"browser tabs: {tabs['tabs']} headless Chromium tabs on Traverse, {tabs['slider_moves']} slider "
-                     f"moves, in the page: key press to new image loaded p50 {tabs['p50_ms']:.0f} ms, p95 "
-                     f"{tabs['p95_ms']:.0f} ms; of it request to reply + image download p50 "
-                     f"{tabs['server_p50_ms']:.0f} ms, p95 {tabs['server_p95_ms']:.0f} ms (simulated clients' slider "
-                     f"with images on the same layer: p50 "
-                     f"{r['slider_default_layer'].get('p50_render_ms', float('nan')):.0f} ms of "
-                     f"{r['slider_default_layer'].get('count', 0)}; on any layer "
-                     f"{lat.get('slider', {}).get('p50_render_ms', float('nan')):.0f} ms); "
-                     f"errors {tabs['errors']}; Chromium used {tabs['cpu_s']:.0f} CPU-s of the {r['cpus']} CPUs' "
-                     f"{r['cpus'] * r['load_seconds']:.0f}")
+        alone, same = tabs["alone"], r["slider_default_layer"]
+        lines += [f"browser tabs: {tabs['tabs']} headless Chromium tabs on Traverse (its default layer), "
+                  f"{tabs['slider_moves']} slider moves, key press to the new image loaded in the page: p50 "
+                  f"{tabs['p50_ms']:.0f} ms, p95 {tabs['p95_ms']:.0f} ms (simulated clients' moves on that layer, "
+                  f"request to image downloaded: p50 {same.get('p50_render_ms', float('nan')):.0f} ms of "
+                  f"{same.get('count', 0)}); errors {tabs['errors']}; Chromium used {tabs['cpu_s']:.0f} CPU-s of "
+                  f"the {r['cpus']} CPUs' {r['cpus'] * r['load_seconds']:.0f}",
+                  f"  at the server (request in -> reply out; {tabs['traced']} of the moves found in its trace): "
+                  f"p50 {tabs['server_p50_ms']:.0f} ms, p95 {tabs['server_p95_ms']:.0f} ms; the simulated clients' "
+                  f"moves on that layer p50 {at_server['slider_default_layer']['p50_ms']:.0f} ms, p95 "
+                  f"{at_server['slider_default_layer']['p95_ms']:.0f} ms (on any layer p50 "
+                  f"{at_server['slider']['p50_ms']:.0f} ms; {at_server['slider']['traced']} of "
+                  f"{at_server['slider']['count']} found)",
+                  f"  the browser's own share (in the page minus at the server, per move): p50 "
+                  f"{tabs['own_p50_ms']:.0f} ms, p95 {tabs['own_p95_ms']:.0f} ms; one tab alone on the server before "
+                  f"the load ({alone['slider_moves']} moves): in the page p50 {alone['p50_ms']:.0f} ms, at the server "
+                  f"{alone['server_p50_ms']:.0f} ms, its own {alone['own_p50_ms']:.0f} ms"]
     train = r["training"]
     if train["submitted"]:
         said = "; ".join(f"student {i}: " + ("started" if text.startswith("Started") else

@@ -32,6 +32,7 @@ class Action:
     new_image: bool | None = None  # slider moves: did the decoded image change
     started: float = 0.0           # time.monotonic() when it was sent (when the slow ones happened)
     detail: str = ""               # slider moves: "default layer" (the page's first, as the browser tabs) or not
+    server_session: str = ""       # the server's id of the session that sent it (server_trace.py's traces)
 
 
 @dataclass
@@ -108,7 +109,7 @@ class Session:
         problems = check_reply(kind, reply, self.client, expect_page)
         problems += await fetch_images(self.client, reply)
         action = Action(self.log.index, kind, reply.seconds, time.perf_counter() - start, problems, started=at,
-                        detail=detail)
+                        detail=detail, server_session=self.client.session_id)
         url = _decoded_url(reply)
         if kind == "slider":
             action.new_image = url is not None and url != self.last_decoded

@@ -83,6 +83,7 @@ class StreamlitClient:
         self.ws: ClientConnection | None = None
         self.pages: dict[str, str] = {}       # page name -> page_script_hash (from the navigation message)
         self.page_hash = ""                   # the page shown now
+        self.session_id = ""                  # the server's id for this session (new_session's initialize)
         self.widget_values: dict[str, WidgetState] = {}  # what the frontend's WidgetStateManager holds
 
     async def connect(self) -> None:
@@ -156,7 +157,9 @@ class StreamlitClient:
             reply.messages += 1
             reply.bytes += len(data)
             kind = fwd.WhichOneof("type")
-            if kind == "navigation":
+            if kind == "new_session" and fwd.new_session.initialize.session_id:
+                self.session_id = fwd.new_session.initialize.session_id
+            elif kind == "navigation":
                 self.pages = {p.page_name: p.page_script_hash for p in fwd.navigation.app_pages}
                 reply.page_hash = fwd.navigation.page_script_hash
             elif kind == "delta":

@@ -33,6 +33,9 @@ def test_a_short_class_gets_rendered_replies_without_errors(runs_dir, tmp_path):
     lat = report["latency"]
     assert lat["open"]["count"] == 5 and lat["page"]["count"] >= 5 and lat["slider"]["count"] > 0
     assert lat["all"]["count"] == report["actions"] == sum(report["rendered_per_session"])
+    # server_trace.py saw every slider move, and the server's share is part of what the client measured
+    server = report["at_the_server"]["slider"]
+    assert server["traced"] == lat["slider"]["count"] and 0 < server["p50_ms"] <= lat["slider"]["p95_ms"]
 
     mem = report["memory"]
     assert mem["peak_vmhwm_mib"] >= mem["rss_after_1_session_mib"] > 50  # a torch + streamlit process
@@ -79,3 +82,31 @@ def test_the_nginx_config_serves_streamlits_files_and_passes_the_rest(tmp_path):
         r = subprocess.run([NGINX, "-t", "-c", str(tmp_path / "nginx.conf"), "-p", str(tmp_path)],
                            capture_output=True, text=True)
         assert r.returncode == 0, r.stderr
+
+
+def test_the_server_trace_pairs_requests_with_their_finish_and_finds_each_tabs_moves(tmp_path):
+    from benchmarks import server_trace as tr
+    (tmp_path / "t.log").write_text("\n".join([
+        "1.0 connect c client", "1.0 connect b1 browser", "1.0 connect b2 browser",
+        "2.00 request c -", "2.50 finished c 0",                         # a page run
+        "3.00 request c f1", "3.10 request c f1", "3.12 finished c 2",   # cut short by the next request...
+        "3.30 finished c 3",                                             # ... which this answers
+        "4.00 request c f1", "4.01 request c f1", "4.20 finished c 3",   # merged into one run: the latest
+        "5.00 request b1 f9", "5.04 request b2 f9", "5.05 finished b1 3", "5.10 finished b2 3",
+        "6.00 request b2 f9", "6.03 finished b2 3", "6.10 request b1 f9", "6.13 finished b1 3",
+        "7.50 request b2 f9", "7.52 finished b2 3",
+        "8.00 request b1 f9",                                            # never answered: the server stopped
+    ]) + "\n")
+    sessions = tr.read(tmp_path / "t.log")
+    c = sessions["c"]
+    assert not c.browser and sessions["b1"].browser
+    assert [(r.requested, r.fragment, r.status) for r in c.reruns] == [(2.0, "", 0), (3.1, "f1", 3), (4.01, "f1", 3)]
+    assert round(c.reruns[1].seconds, 3) == 0.2
+    assert tr.rerun_of(c, 3.05, 0.3).requested == 3.1 and tr.rerun_of(c, 4.5, 1.0) is None
+    assert tr.rerun_of(None, 0.0, 1.0) is None
+    # Tab 0 is b1, tab 1 is b2 (most of its moves say so): at t=5 both moved at once and each move is found as its
+    # own tab's; a move the server never answered is not found.
+    moves = [(0, 0.08, 4.99), (1, 0.08, 5.0), (1, 0.05, 5.99), (0, 0.05, 6.09), (1, 0.03, 7.49), (0, 0.1, 7.99)]
+    found = tr.browser_moves(sessions, moves)
+    assert [(r.requested, round(r.seconds, 2)) if r else None for r in found] == \
+        [(5.0, 0.05), (5.04, 0.06), (6.0, 0.03), (6.1, 0.03), (7.5, 0.02), None]
