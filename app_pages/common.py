@@ -8,6 +8,7 @@ copies on a hit): callers never modify what they get.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 import time
@@ -34,16 +35,21 @@ TEST_POINTS = 5000                 # test points the Layers/Traverse pages encod
 
 def _app_args() -> argparse.Namespace:
     """`streamlit run app.py -- --runs-dir DIR --training-slots N`; anything else is ignored."""
+    return _parse_app_args(tuple(sys.argv[1:]))
+
+
+@functools.lru_cache(maxsize=4)  # every rerun asks: building the parser was 4 of the landing page's 50 ms
+def _parse_app_args(argv: tuple[str, ...]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--runs-dir", action="append", default=[])
     parser.add_argument("--training-slots", default=None)
-    args, _ = parser.parse_known_args(sys.argv[1:])
+    args, _ = parser.parse_known_args(argv)
     return args
 
 
 def cli_runs_dirs() -> list[str]:
     """`--runs-dir DIR` (repeatable)."""
-    return _app_args().runs_dir
+    return list(_app_args().runs_dir)  # a copy: the parsed arguments are shared by every rerun
 
 
 def training_slots() -> tuple[int, str | None]:

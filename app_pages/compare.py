@@ -11,7 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from app_pages import common
-from app_pages.computed import NEIGHBOURS, information_figures, overlaps_of
+from app_pages.computed import NEIGHBOURS, information_figures, overlaps_of, settings_frame
 from explorer.figures import iw_bound_curve, per_layer_bars
 from explorer.information import IW_KS, NIL_KL
 from explorer.paper import PAPER, PAPER_MNIST, paper_reference, reproductions, scale_note
@@ -75,8 +75,7 @@ def run_column(run: RunInfo, col) -> None:
                     + ". Their VAE vs LVAE grid at 1-5 layers (Fig. 3) has no printed numbers. This run: "
                     + f"{scale_note(run.config)}.")
     settings = common.settings_table(run)
-    col.dataframe(pd.DataFrame({"setting": list(settings), "value": [str(v) for v in settings.values()]}),
-                  hide_index=True, width="stretch")
+    col.dataframe(settings_frame(tuple((k, str(v)) for k, v in settings.items())), hide_index=True, width="stretch")
 
 
 def final_per_layer(run: RunInfo, hist: pd.DataFrame, key: str) -> list:

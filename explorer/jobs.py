@@ -392,8 +392,11 @@ demo: DemoJob | None = None
 
 def is_training(folder: Path) -> bool:
     """Whether a job or the demo job of this process is writing the run folder now."""
+    jobs = all_jobs()
+    if not jobs and (demo is None or not demo.running):  # the usual case: no system calls on every rerun
+        return False
     folder = Path(folder).resolve()
-    if any(job.out.resolve() == folder and job.running for job in all_jobs()):
+    if any(job.out.resolve() == folder and job.running for job in jobs):
         return True
     return demo is not None and demo.running and folder.parent == demo.out and folder.name in DEMO_RUNS
 

@@ -119,6 +119,8 @@ def test_compare_is_the_landing_page_with_both_runs(app, tmp_path):
     assert len(app.get("download_button")) == 2
     assert [m.label for m in app.metric][:1] == ["Test ELBO (nats)"]
     assert all(m.value != "–" for m in app.metric if m.label.startswith("Test ELBO"))
+    settings = [d.value for d in app.dataframe if list(d.value.columns) == ["setting", "value"]]
+    assert len(settings) == 2 and dict(zip(*settings[1].T.values, strict=True))["model"] == "LVAE"
 
 
 def test_compare_computes_the_iw_log_likelihood(app):
