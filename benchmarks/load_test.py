@@ -229,27 +229,29 @@ def server_tracebacks(log: Path) -> list[str]:
 
 # ---- memory of the server's process tree (Linux /proc) ------------------------------
 
-def _children(pid: int) -> list[int]:
-    kids = []
+def _children_by_parent() -> dict[int, list[int]]:
+    """Every process's children, from one pass over /proc (a pass per process of a tree was a fifth of the
+    load-test client's CPU, on the event loop the sessions share)."""
+    kids: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
             continue
-        if int(fields[1]) == pid:
-            kids.append(int(entry))
+        kids.setdefault(ppid, []).append(int(entry))
     return kids
 
 
 def process_tree(pid: int) -> list[int]:
+    kids = _children_by_parent()
     tree, todo = [], [pid]
     while todo:
         p = todo.pop()
         tree.append(p)
-        todo.extend(_children(p))
+        todo.extend(kids.get(p, []))
     return tree
 
 
@@ -281,12 +283,13 @@ def training_command(pid: int) -> bytes | None:
 
 def split_tree(pid: int) -> tuple[list[int], list[int]]:
     """(the server and its helpers, the training processes and theirs) among the process and its descendants."""
+    kids = _children_by_parent()
     server, training, todo = [], [], [(pid, False)]
     while todo:
         p, inside = todo.pop()
         inside = inside or training_command(p) is not None
         (training if inside else server).append(p)
-        todo.extend((c, inside) for c in _children(p))
+        todo.extend((c, inside) for c in kids.get(p, []))
     return server, training
 
 
@@ -388,7 +391,7 @@ async def _load_phase(url: str, pid: int, sessions: int, seconds: float, think: 
     browser_cm = None
     if tabs:
         from classroom import browser_tabs, chromium
-        browser_cm = chromium()
+        browser_cm = chromium(idle=True)
         browser = await browser_cm.__aenter__()  # before the clock starts (see chromium())
     # Each student's first open downloads the page's static files too (~110 files, 3 MB for a real tab).
     assets = await page_assets(url, browser if tabs else None, timeout)
@@ -406,8 +409,10 @@ async def _load_phase(url: str, pid: int, sessions: int, seconds: float, think: 
 
     async def sample() -> None:
         while not done.is_set():
-            samples.append((time.monotonic() - t0, tree_memory_mib(pid, "VmRSS")[0]))
-            training.append(training_now(pid))
+            # In a thread: reading /proc must not hold up the sessions' replies on this event loop.
+            rss, _ = await asyncio.to_thread(tree_memory_mib, pid, "VmRSS")
+            samples.append((time.monotonic() - t0, rss))
+            training.append(await asyncio.to_thread(training_now, pid))
             try:
                 await asyncio.wait_for(done.wait(), SAMPLE_S)
             except TimeoutError:

@@ -110,3 +110,23 @@ def test_the_server_trace_pairs_requests_with_their_finish_and_finds_each_tabs_m
     found = tr.browser_moves(sessions, moves)
     assert [(r.requested, round(r.seconds, 2)) if r else None for r in found] == \
         [(5.0, 0.05), (5.04, 0.06), (6.0, 0.03), (6.1, 0.03), (7.5, 0.02), None]
+
+
+@pytest.mark.skipif(not (shutil.which("chromium") or os.path.exists("/usr/bin/chromium")) or not shutil.which("chrt"),
+                    reason="no chromium or chrt")
+def test_the_load_tests_chromium_runs_at_idle_priority():
+    """Its tabs take only the CPU the server leaves (a class's browsers run on the students' machines)."""
+    import asyncio
+
+    from benchmarks import classroom
+
+    async def policies() -> dict[int, int]:
+        async with classroom.chromium(idle=True) as browser:
+            page = await browser.new_page()  # a renderer too
+            await page.set_content("<p>hi</p>")
+            cpu = classroom._chromium_cpu()
+            await page.close()
+            return {pid: os.sched_getscheduler(pid) for pid in cpu}
+
+    found = asyncio.run(policies())
+    assert len(found) >= 2 and set(found.values()) == {os.SCHED_IDLE}, found
