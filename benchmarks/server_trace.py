@@ -19,8 +19,8 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from collections import Counter
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
