@@ -15,6 +15,7 @@ import streamlit as st
 from app_pages import common
 from explorer.figures import (explained_variance, export_config, layer_scatter_grid, mutual_information_bars,
                               projection_grid, rate_distortion_bars, unit_activity_vs_kl)
+from explorer.figures.frozen import freeze
 from explorer.hover import first_points, hover_html
 from explorer.images import image_data_uris
 from explorer.information import NIL_KL, active_only_through_above
@@ -60,7 +61,7 @@ def neighbour_rows_png(path: str, stamp: float, n: int, idx: int) -> list[bytes]
 
 @st.cache_resource(max_entries=16, show_spinner=False)
 def explained_variance_of(path: str, stamp: float, n: int, use_means: bool):
-    return explained_variance(common.pcas_of(path, stamp, n, use_means))
+    return freeze(explained_variance(common.pcas_of(path, stamp, n, use_means)))  # charted on every rerun
 
 
 @st.cache_resource(max_entries=16, show_spinner=False)
@@ -144,7 +145,8 @@ def information_figures(runs: tuple[tuple[str, float, str], ...], threshold: flo
     info = {name: common.information_of(path, stamp, common.TEST_POINTS) for path, stamp, name in runs}
     through = {name: sum(int(m.sum()) for m in active_only_through_above(i.activity, i.kl_per_unit, threshold, NIL_KL))
                for name, i in info.items()}
-    return (rate_distortion_bars(info), mutual_information_bars(info), unit_activity_vs_kl(info, threshold, NIL_KL),
+    return (freeze(rate_distortion_bars(info)), freeze(mutual_information_bars(info)),
+            freeze(unit_activity_vs_kl(info, threshold, NIL_KL)),
             through, next(iter(info.values())).points)
 
 

@@ -108,11 +108,17 @@ def _highlight_trace(coords: np.ndarray, labels: np.ndarray, point: int, layer: 
     three_d = trace_cls is go.Scatter3d
     xyz = dict(x=coords[[point], 0], y=coords[[point], 1], **({"z": coords[[point], 2]} if three_d else {}))
     c = _plain(labels[point])
-    return trace_cls(**xyz, mode="markers", name="selected point", legendgroup="selected", showlegend=showlegend,
-                     meta=layer_name(layer), customdata=[point],
-                     marker=dict(size=HIGHLIGHT_SIZE if not three_d else 9, color=colours.get(c, "#000000"),
-                                 symbol="circle", line=dict(color="#000000", width=3)),
-                     hovertemplate=f"selected: class {c} · point %{{customdata}}<extra>{layer_name(layer)}</extra>")
+    return trace_cls(**_highlight_spec(xyz, c, point, layer, three_d, showlegend, colours.get(c, "#000000")))
+
+
+def _highlight_spec(xyz: dict, label: Any, point: int, layer: int, three_d: bool, showlegend: bool,
+                    colour: str) -> dict:
+    """The "selected point" marker's properties (plotly's names), for a trace object or a figure's dict."""
+    return dict(**xyz, mode="markers", name="selected point", legendgroup="selected", showlegend=showlegend,
+                meta=layer_name(layer), customdata=[point],
+                marker=dict(size=HIGHLIGHT_SIZE if not three_d else 9, color=colour, symbol="circle",
+                            line=dict(color="#000000", width=3)),
+                hovertemplate=f"selected: class {label} · point %{{customdata}}<extra>{layer_name(layer)}</extra>")
 
 
 def _points_table(coords: Sequence[np.ndarray], labels: np.ndarray, layers: Sequence[int], k: int = 2,
@@ -193,7 +199,6 @@ def _as_dict(fig: go.Figure) -> tuple[dict, list[tuple[list | None, np.ndarray |
 
 def _highlight_overlay(traces: Sequence[dict], arrays: Sequence[tuple], point: int) -> list[dict]:
     """The "selected point" marker of row `point` in every subplot of a points figure, from its traces."""
-    classes = {"scattergl": go.Scattergl, "scatter": go.Scatter, "scatter3d": go.Scatter3d}
     out, done = [], set()
     for t, (cells, coords) in zip(traces, arrays):
         if cells is None or t.get("name") == "selected point":
@@ -208,9 +213,10 @@ def _highlight_overlay(traces: Sequence[dict], arrays: Sequence[tuple], point: i
         label = t.get("name") if t.get("name") != "points" else list(t.get("text") or ["?"] * (j + 1))[j]
         meta = str(t.get("meta", "z1"))
         layer = int(meta[1:]) - 1 if meta[:1] == "z" and meta[1:].isdigit() else 0
-        marker = _highlight_trace(coords[[j]], np.asarray([label]), 0, layer, classes.get(kind, go.Scattergl),
-                                  len(done) == 1, {label: colour}).to_plotly_json()
-        marker["customdata"] = [point]
+        # A dict, not a validated plotly trace: building one per subplot was most of a followed point's rerun.
+        xyz = dict(zip("xyz", ([float(v)] for v in coords[j])))
+        marker = {"type": kind, **_highlight_spec(xyz, _plain(label), point, layer, kind == "scatter3d",
+                                                  len(done) == 1, colour)}
         if kind != "scatter3d":
             marker["xaxis"], marker["yaxis"] = axes
         out.append(marker)
