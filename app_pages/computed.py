@@ -7,6 +7,7 @@ function per rerun, more on a busy server. An imported module is run once.
 from __future__ import annotations
 
 import functools
+import hashlib
 
 import numpy as np
 import pyarrow as pa
@@ -19,7 +20,8 @@ from explorer.figures.frozen import freeze
 from explorer.hover import first_points, hover_html
 from explorer.images import image_data_uris
 from explorer.information import NIL_KL, active_only_through_above
-from explorer.traverse import hierarchy_decomposition, interpolation_strips, prior_samples, reconstruct, traversal_grid
+from explorer.traverse import (along_directions, decode_layer, hierarchy_decomposition, interpolation_strips,
+                               prior_samples, reconstruct, traversal_grid)
 from training import checkpoint as ckpt
 
 HOVER_HEIGHT = 480  # px (Layers' hover mode): the grid figure's own height, so the frame shows it without scrolling
@@ -111,6 +113,17 @@ def decomposition_png(path: str, stamp: float, idx: int, keep: int | None) -> by
 
 
 # ---- Traverse ------------------------------------------------------------------------------------
+
+@st.cache_resource(max_entries=512, show_spinner=False)
+def decoded_png(path: str, stamp: float, layer: int, start_digest: str, offsets: tuple[float, ...], _pca, _base,
+                shape: tuple[int, int]) -> tuple[bytes, str]:
+    """The image decoded `offsets` sd along the layer's principal directions from one start (named by its codes'
+    digest), as a PNG, and the image's digest; once for every session: a class starts from the same prior sample
+    and moves the same sliders by the same steps, so most moves ask for an image someone already has."""
+    z = along_directions(_pca, _base, list(offsets))
+    image = decode_layer(common.model_of(path, stamp), layer, z[None])
+    return common.grid_png(image, shape, target=224), hashlib.sha1(image.tobytes()).hexdigest()
+
 
 @st.cache_resource(max_entries=128, show_spinner=False)
 def traversal_png(path: str, stamp: float, layer: int, n_dirs: int, start_digest: str, _pca, _base,

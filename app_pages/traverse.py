@@ -1,7 +1,8 @@
 """Traverse: walk one layer's code along its principal directions and decode it live.
 
 The sliders and the decoded image live in a fragment: moving a slider reruns
-only that fragment (one decode from the chosen layer down), not the page.
+only that fragment (one decode from the chosen layer down, shared by every session
+that asks for the same image), not the page.
 """
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ import numpy as np
 import streamlit as st
 
 from app_pages import common
-from app_pages.computed import traversal_png
+from app_pages.computed import decoded_png, traversal_png
 from explorer.images import read_upload
-from explorer.traverse import along_directions, decode_layer, encode_one, prior_start
+from explorer.traverse import encode_one, prior_start
 
 MAX_DIRECTIONS = 6
 MIN_EXPLAINED = 0.01  # directions with less of the layer's variance decode to the same image: no slider for them
@@ -77,6 +78,7 @@ def main() -> None:
                   "(unused by the data) not shown." if hidden else ""))
     # Slider keys carry the context, so a new run/layer/start begins at 0 again.
     ctx = hashlib.sha1(f"{run.path}|{run.stamp}|{layer}|{what}".encode()).hexdigest()[:8]
+    digest = hashlib.sha1(np.ascontiguousarray(base).tobytes()).hexdigest()  # the start, for the shared images
     keys = [f"traverse_pc{j}_{ctx}" for j in range(n_dirs)]
 
     @st.fragment
@@ -92,18 +94,16 @@ def main() -> None:
                 for key in keys:
                     st.session_state[key] = 0.0
             st.button("Back to the start", key=f"traverse_reset_{ctx}", on_click=reset, icon=":material/restart_alt:")
-        z = along_directions(pca, base, offsets)
-        image = decode_layer(model, layer, z[None])
-        st.session_state[DECODED] = hashlib.sha1(image.tobytes()).hexdigest()
+        png, st.session_state[DECODED] = decoded_png(str(run.path), run.stamp, layer, digest, tuple(offsets), pca,
+                                                     base, shape)
         with right:
-            common.show_images(image, shape, target=224, caption="decoded E[x|z]")
+            common.show_png(png, caption="decoded E[x|z]")
 
     sliders, grid_col = st.columns([3, 2], gap="large")
     with sliders:
         live()
     with grid_col:
         st.markdown("**Traversal grid**")
-        digest = hashlib.sha1(np.ascontiguousarray(base).tobytes()).hexdigest()
         common.show_png(traversal_png(str(run.path), run.stamp, layer, n_dirs, digest, pca, base, shape),
                         caption=f"rows: PC1..PC{n_dirs} of z{layer + 1}; columns: -3 to +3 sd from the start")
 

@@ -269,6 +269,24 @@ def test_traverse_slider_changes_the_decoded_image(app):
     assert len([s for s in app.slider if s.label.startswith("PC")]) == 6
 
 
+def test_traverse_sessions_moving_to_the_same_place_share_one_decode(app, monkeypatch):
+    from app_pages import computed
+    computed.decoded_png.clear()  # shared by the whole test process: other tests' images are in it
+    decodes = []
+    real = computed.decode_layer
+    monkeypatch.setattr(computed, "decode_layer", lambda *a: decodes.append(a[1]) or real(*a))
+    images, counts = [], []
+    for session in (app, AppTest.from_file(str(APP), default_timeout=TIMEOUT)):  # two students, one start
+        session.run()
+        page(session, "traverse")
+        next(s for s in session.slider if s.label.startswith("PC")).set_value(1.25).run()
+        no_exceptions(session)
+        images.append((image_url(session, "decoded"), session.session_state["traverse_decoded_sha1"]))
+        counts.append(len(decodes))
+    # The first student decoded the start and the move; the second got both images without a decode.
+    assert images[0] == images[1] and counts == [2, 2]
+
+
 def test_traverse_starts_on_the_highest_layer_with_active_units(app, runs_dir):
     from training.checkpoint import read_history
     page(app, "traverse")
