@@ -23,8 +23,8 @@ folder; or --runs-dir). Localhost only. Then:
    actions (benchmarks/classroom.py: Traverse sliders and layers, a box
    selection on Layers, neighbours, a point picked, Samples' temperature, other
    pages), 1-5 s apart (--stress: 0-1 s); --class also runs 3 headless
-   Chromium tabs moving Traverse sliders inside the load and timing them in
-   the page, has 3 students submit a training job from the Train page first
+   Chromium tabs (at idle priority: a class's browsers are not on the server)
+   moving Traverse sliders inside the load and timing them in the page, has 3 students submit a training job from the Train page first
    (one trains all through the load, niced, the others wait in the queue;
    --train-jobs N), and watches the server's memory for 60 s after everyone
    left;
