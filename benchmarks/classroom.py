@@ -262,12 +262,12 @@ async def _tab(browser, url: str, deadline: float, think: tuple[float, float], r
 
 
 @contextlib.asynccontextmanager
-async def chromium(idle: bool = False):
+async def chromium():
     """A headless Chromium, or None when this machine has none. Launched before the load starts: its start-up
     burst (a few CPU-seconds on these two cores) is the load generator's own work, which a class's browsers do
-    on the students' machines, not the server's. idle: every Chromium thread runs under Linux's SCHED_IDLE
-    policy (`chrt --idle`, inherited by its renderers and GPU process), so it takes only CPU the server leaves.
-    Niceness would not do: running as root, Chromium sets its processes' nice values itself."""
+    on the students' machines, not the server's. For the same reason every Chromium thread runs under Linux's
+    SCHED_IDLE policy (`chrt --idle`, inherited by its renderers and GPU process) where chrt exists, so it takes
+    only CPU the server leaves. Niceness would not do: running as root, Chromium sets its own nice values."""
     import os
     import shutil
     import tempfile
@@ -279,7 +279,7 @@ async def chromium(idle: bool = False):
         return
     with tempfile.TemporaryDirectory(prefix="lvae-chromium-") as tmp:
         chrt = shutil.which("chrt")
-        if idle and chrt is not None:  # playwright runs one executable: a wrapper that sets the policy first
+        if chrt is not None:  # playwright runs one executable: a wrapper that sets the policy first
             wrapper = os.path.join(tmp, "chromium")
             with open(wrapper, "w") as f:
                 f.write(f'#!/bin/sh\nexec "{chrt}" --idle 0 "{executable}" "$@"\n')

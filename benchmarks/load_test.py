@@ -293,16 +293,16 @@ def split_tree(pid: int) -> tuple[list[int], list[int]]:
     return server, training
 
 
-def tree_memory_mib(pid: int, key: str) -> tuple[float, int]:
+def tree_memory_mib(pid: int, key: str, tree: tuple[list[int], list[int]] | None = None) -> tuple[float, int]:
     """(sum of `key` (VmRSS or VmHWM) over the process and its descendants but training jobs, in MiB; number of
     those descendants). Training jobs are their own processes with their own memory (`training_memory_mib`)."""
-    pids, _ = split_tree(pid)
+    pids, _ = tree or split_tree(pid)
     return sum(_status_kib(p, key) for p in pids) / 1024, len(pids) - 1
 
 
-def training_now(pid: int) -> tuple[int, float]:
+def training_now(pid: int, tree: tuple[list[int], list[int]] | None = None) -> tuple[int, float]:
     """(training jobs running under the server: `python -m training train` processes, their RSS in MiB)."""
-    _, pids = split_tree(pid)
+    _, pids = tree or split_tree(pid)
     jobs = sum(training_command(p) == b"train" for p in pids)
     return jobs, sum(_status_kib(p, "VmRSS") for p in pids) / 1024
 
@@ -391,7 +391,7 @@ async def _load_phase(url: str, pid: int, sessions: int, seconds: float, think: 
     browser_cm = None
     if tabs:
         from classroom import browser_tabs, chromium
-        browser_cm = chromium(idle=True)
+        browser_cm = chromium()
         browser = await browser_cm.__aenter__()  # before the clock starts (see chromium())
     # Each student's first open downloads the page's static files too (~110 files, 3 MB for a real tab).
     assets = await page_assets(url, browser if tabs else None, timeout)
@@ -407,12 +407,17 @@ async def _load_phase(url: str, pid: int, sessions: int, seconds: float, think: 
     training: list[tuple[int, float]] = []   # (training jobs running, their RSS MiB) at each sample
     done = asyncio.Event()
 
+    def look() -> tuple[float, tuple[int, float]]:
+        """The server's RSS and the training jobs now, from one pass over /proc."""
+        tree = split_tree(pid)
+        return tree_memory_mib(pid, "VmRSS", tree)[0], training_now(pid, tree)
+
     async def sample() -> None:
         while not done.is_set():
             # In a thread: reading /proc must not hold up the sessions' replies on this event loop.
-            rss, _ = await asyncio.to_thread(tree_memory_mib, pid, "VmRSS")
+            rss, jobs = await asyncio.to_thread(look)
             samples.append((time.monotonic() - t0, rss))
-            training.append(await asyncio.to_thread(training_now, pid))
+            training.append(jobs)
             try:
                 await asyncio.wait_for(done.wait(), SAMPLE_S)
             except TimeoutError:

@@ -121,7 +121,7 @@ def test_the_load_tests_chromium_runs_at_idle_priority():
     from benchmarks import classroom
 
     async def policies() -> dict[int, int]:
-        async with classroom.chromium(idle=True) as browser:
+        async with classroom.chromium() as browser:
             page = await browser.new_page()  # a renderer too
             await page.set_content("<p>hi</p>")
             found = {}
