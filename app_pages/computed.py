@@ -74,6 +74,8 @@ def base_grid_of(path: str, stamp: float, n: int, use_means: bool, method: str, 
     _projections: the run's UMAP/t-SNE (common.projections, computed with its progress bar); PCA: None."""
     active, prior_sd = common.layer_stats_of(path, stamp, n, use_means)
     labels = common.points_of(path, stamp, n).labels
+    codes = "Posterior means" if use_means else "One posterior sample per point"
+    title = title or f"{codes} of every latent layer ({'PCA, PC1 vs PC2' if method == 'PCA' else method})"
     if method == "PCA":
         fig = layer_scatter_grid(common.pcas_of(path, stamp, n, use_means), labels, active=active, prior_sd=prior_sd,
                                  title=title)

@@ -13,7 +13,7 @@ import streamlit as st
 from app_pages import common
 from app_pages.computed import (HOVER_HEIGHT, NEIGHBOURS, base_grid_of, explained_variance_of, hover_page_of,
                                 neighbour_rows_png, point_png)
-from app_pages.linked_selection import drawn_selection, link_charts, selection_from_chart
+from app_pages.linked_selection import drawn_selection, link_charts, selection_from_chart, union_sent
 from explorer.figures import layer_scatter, projection_scatter3d, with_selection
 from explorer.hover import MAX_HOVER_POINTS
 from explorer.projections import METHODS
@@ -23,18 +23,20 @@ CHART = "layers_grid"
 CHART_LINKED = "layers_grid_linked"
 HOVER = "layers_hover"
 SELECTION = "layers_selection"  # session_state: test-set positions of the box/lasso selection (shared by runs)
+LINKER = "layers_linker"          # the linked-selection component (app_pages/linked_selection.py)
 DRAWN = "layers_drawn_selection"  # session_state: what the grids were last sent with (linked_selection)
 SETS = "direction_sets"         # session_state: {"A"/"B": test-set positions} for the Paths page's directions
 STRIP = 40          # selected images shown under the plots
 
 
 def selection_callback(points, key: str):
-    """A click picks the point (number input); a box or lasso selects points in every layer and run;
-    a double-click on the chart (an empty selection) clears it."""
+    """A box or lasso selects points in every layer and run (a new one replaces the selection, with Shift it
+    adds: frontend/linked_selection.js); a double-click on the chart (an empty selection) clears it."""
     def on_select() -> None:
         kind, rows = common.chart_selection(st.session_state.get(key))
-        if kind == "click":
-            st.session_state[POINT] = rows[0]
+        if kind == "click":  # plotly's click selection is off (selection_mode): clicks come through the linker
+            return
+        if union_sent(LINKER):  # a Shift drag: the linker's report is the whole selection
             return
         if kind == "clear":
             st.session_state.pop(SELECTION, None)
@@ -42,6 +44,15 @@ def selection_callback(points, key: str):
             st.session_state[SELECTION] = points.index[rows].tolist()
         selection_from_chart()  # the browser has recoloured the linked charts itself
     return on_select
+
+
+def clear_selection() -> None:
+    st.session_state.pop(SELECTION, None)
+
+
+def pick_point(row: int) -> None:
+    """A click on a point of either grid (reported by the linker, in every drag mode) follows that point."""
+    st.session_state[POINT] = row
 
 
 def selected_point(run, points, n: int) -> None:
@@ -111,9 +122,9 @@ def selection_strip(run, points, rows: np.ndarray) -> None:
     common.show_images(points.images[shown], points.image_shape, ncols=20, target=40,
                        caption=f"the selected images{'' if len(rows) <= STRIP else f' (first {STRIP})'}")
     b1, b2, b3, _ = st.columns([1, 1, 1, 2])
-    if b1.button("Clear the selection", key="layers_clear", icon=":material/deselect:"):
-        st.session_state.pop(SELECTION, None)
-        st.rerun()
+    # A callback, before the page runs: the charts are then sent once, without the selection.
+    b1.button("Clear the selection", key="layers_clear", icon=":material/deselect:",
+              on_click=clear_selection)
     for col, name in ((b2, "A"), (b3, "B")):
         if col.button(f"Keep as set {name}", key=f"layers_set_{name}", icon=":material/bookmark_add:",
                       help="the Paths page walks the direction from set A's mean code to set B's"):
@@ -149,10 +160,11 @@ def linked_run(run, points, n: int, use_means: bool, method: str, selected, revi
     if not np.array_equal(other_points.index, points.index) or other_points.image_shape != points.image_shape:
         st.warning(f"{other.name} shows other test points ({other_points.source}): its plots cannot be linked.")
         return
-    fig = grid_figure(other, n, use_means, method, selected, revision, title=f"{other.name}: every latent layer ({method}), "
-                      "the same points")
+    codes = "posterior means" if use_means else "one posterior sample per point"
+    fig = grid_figure(other, n, use_means, method, selected, revision,
+                      title=f"{other.name}: {codes} of every latent layer ({method}), the same points")
     common.chart(fig, CHART_LINKED, f"{other.name}-layers-{method.lower()}",
-                 on_select=selection_callback(points, CHART_LINKED), selection_mode=("points", "box", "lasso"))
+                 on_select=selection_callback(points, CHART_LINKED), selection_mode=("box", "lasso"))
 
 
 def main() -> None:
@@ -207,13 +219,14 @@ def main() -> None:
                 st.error(f"Cannot compute the {method} of {run.name}: {e}")
                 return
             common.chart(fig, CHART, f"{run.name}-layers-{method.lower()}",
-                         on_select=selection_callback(points, CHART), selection_mode=("points", "box", "lasso"))
+                         on_select=selection_callback(points, CHART), selection_mode=("box", "lasso"))
     with right:
         selected_point(run, points, n)
     if linked:
         linked_run(run, points, n, use_means, method, drawn, revision)
     if not hover:
-        link_charts([CHART, CHART_LINKED], key="layers_linker")
+        link_charts([CHART, CHART_LINKED], key=LINKER, on_point=pick_point, on_clear=clear_selection,
+                    on_union=lambda rows: st.session_state.__setitem__(SELECTION, points.index[rows].tolist()))
     if len(selected):
         selection_strip(run, points, selected)
     if method == "PCA":

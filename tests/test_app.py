@@ -680,24 +680,38 @@ def test_layers_selection_drawn_by_the_browser_is_not_sent_again(app):
     assert app.session_state["layers_drawn_selection"]["drawn"] == [3, 5, 8, 13, 21]
     assert "datarevision" not in by_title(app, "every latent layer")["layout"]
 
-    app.button(key="layers_clear").click().run()  # the selection differs from the one drawn: a new spec
-    assert not _grey(by_title(app, "every latent layer"))
-    assert app.session_state["layers_drawn_selection"]["revision"] == 0
+    # Streamlit names a chart by its figure and restores the last state a chart of that name had in the tab
+    # (the user's boxes included): a selection the server changes comes in a figure never sent before.
+    app.button(key="layers_clear").click().run()
+    grid = by_title(app, "every latent layer")
+    assert not _grey(grid) and grid["layout"]["datarevision"] == 1
+    assert app.session_state["layers_drawn_selection"]["revision"] == 1
 
-    # A drag, then the selection gone by other means than the chart (the "Clear" button's own rerun): the
-    # grids' spec would equal the one last sent (no selection), which the frontend would not redraw over
-    # the linker's colours; a new datarevision makes it.
+    # A drag, then the selection gone by other means than the chart: the grids' spec would equal one sent
+    # before (no selection), which the frontend would restore with its old boxes; a new datarevision.
     app.session_state["layers_selection"] = [1, 2]
     app.session_state[LOCAL] = True
     app.run()
     assert any("Selection: 2 of" in m.value for m in app.markdown)
-    assert "datarevision" not in by_title(app, "every latent layer")["layout"]
+    assert by_title(app, "every latent layer")["layout"]["datarevision"] == 1  # as last sent: not drawn again
     del app.session_state["layers_selection"]
     app.run()
     no_exceptions(app)
     grid = by_title(app, "every latent layer")
-    assert grid["layout"]["datarevision"] == 1 and not _grey(grid)
-    assert by_title(app, "the same points")["layout"]["datarevision"] == 1
+    assert grid["layout"]["datarevision"] == 2 and not _grey(grid)
+    assert by_title(app, "the same points")["layout"]["datarevision"] == 2
+
+
+def test_layers_title_says_which_codes_are_plotted(app):
+    """Issue 27, item 2: with "posterior samples" chosen the title no longer says "Posterior means"."""
+    page(app, "layers")
+    assert by_title(app, "every latent layer")["layout"]["title"]["text"].startswith("Posterior means")
+    app.radio(key="layers_codes").set_value("posterior samples").run()
+    no_exceptions(app)
+    title = by_title(app, "every latent layer")["layout"]["title"]["text"]
+    assert title.startswith("One posterior sample per point") and "means" not in title
+    app.toggle(key="layers_link").set_value(True).run()
+    assert "one posterior sample per point" in by_title(app, "the same points")["layout"]["title"]["text"]
 
 
 def test_layers_projections_umap_and_tsne(app):

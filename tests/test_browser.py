@@ -195,14 +195,38 @@ LINKED_ROWS = """() => [...document.querySelectorAll('.js-plotly-plot')].slice(0
 })"""
 
 
-def _box_select(page, chart: int = 0) -> None:
-    """Drag a box over the middle of the first subplot (z1) of a chart: plotly's box selection."""
-    box = page.locator(".js-plotly-plot").nth(chart).locator(".nsewdrag").first.bounding_box()
-    page.mouse.move(box["x"] + box["width"] * 0.2, box["y"] + box["height"] * 0.2)
+def _box_select(page, chart: int = 0, subplot: int = 0, corners=(0.2, 0.7), shift: bool = False) -> None:
+    """Drag a box over a subplot (default: z1) of a chart: plotly's box selection; with Shift held if asked."""
+    plot = page.locator(".js-plotly-plot").nth(chart)
+    plot.scroll_into_view_if_needed()
+    box = plot.locator(".nsewdrag").nth(subplot).bounding_box()
+    if shift:
+        page.keyboard.down("Shift")
+    page.mouse.move(box["x"] + box["width"] * corners[0], box["y"] + box["height"] * corners[0])
     page.mouse.down()
     page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.5, steps=8)
-    page.mouse.move(box["x"] + box["width"] * 0.7, box["y"] + box["height"] * 0.7, steps=8)
+    page.mouse.move(box["x"] + box["width"] * corners[1], box["y"] + box["height"] * corners[1], steps=8)
     page.mouse.up()
+    if shift:
+        page.keyboard.up("Shift")
+
+
+def _selection_everywhere(page, charts: int, count: int | None = None) -> int:
+    """Wait until every subplot of the first `charts` grids colours the same points, and the server's strip
+    says that many (none: no strip); returns the count."""
+    page.wait_for_function(f"""() => {{ const r = ({LINKED_ROWS})().slice(0, {5 * charts});
+        return r.length === {5 * charts} && r.every(x => x === r[0]) && ({count} === null || (r[0] ? r[0].split(',').length : 0) === {count}); }}""".replace("None", "null"), timeout=60_000)
+    rows = page.evaluate(LINKED_ROWS)[0]
+    n = len(rows.split(",")) if rows else 0
+    strip = page.get_by_text("Selection:")
+    if n:
+        page.wait_for_function(f"() => [...document.querySelectorAll('p')].some(p => p.innerText.startsWith('Selection: {n} of'))",
+                               timeout=60_000)
+    else:
+        page.wait_for_function("() => ![...document.querySelectorAll('p')].some(p => p.innerText.startsWith('Selection:'))",
+                               timeout=60_000)
+        assert strip.count() == 0
+    return n
 
 
 def _shot(page, name: str) -> Path:
@@ -310,6 +334,74 @@ def test_every_page_on_the_shipped_mnist_pair_in_a_real_browser(shipped_server, 
             page.goto(f"{shipped_server}/train", timeout=60_000)
             page.get_by_text("Train the digits demo pair").wait_for(timeout=60_000)
             _shot(page, "train")
+        finally:
+            browser.close()
+
+
+POINT_ON_SCREEN = """(k) => { const gd = document.querySelector('.js-plotly-plot');
+    const t = gd._fullData.find(t => t.customdata && t.xaxis === 'x' && t.name !== 'selected point');
+    const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis, r = gd.getBoundingClientRect();
+    const c = t.customdata[k];
+    return [r.x + xa._offset + xa.c2p(t.x[k]), r.y + ya._offset + ya.c2p(t.y[k]), typeof c === 'number' ? c : c[0],
+            t.x[k]]; }"""
+# The followed point's marker in z1 of the first grid sits at this x (the chart was redrawn around it).
+MARKED_AT = """(x) => { const gd = document.querySelector('.js-plotly-plot');
+    return (gd._fullData || []).some(t => t.name === 'selected point' && t.xaxis === 'x' && t.x[0] === x); }"""
+
+
+def _click_point(page, k: int) -> int:
+    """Hover, then click the k-th point of z1's first class trace; returns its customdata (its row) once the
+    page follows it and the grids are drawn around it."""
+    page.locator(".js-plotly-plot").first.scroll_into_view_if_needed()
+    x, y, row, at = page.evaluate(POINT_ON_SCREEN, k)
+    page.mouse.move(x - 20, y - 20)
+    page.mouse.move(x, y, steps=4)
+    page.mouse.click(x, y)
+    page.wait_for_function(f"() => document.body.innerText.includes('Point {row}')", timeout=60_000)
+    page.wait_for_function(MARKED_AT, arg=at, timeout=60_000)
+    return row
+
+
+def test_layers_selection_replaces_adds_clears_and_clicks_in_a_real_browser(shipped_server):
+    """Issue 27, item 1: a new box replaces the selection (Shift adds), every subplot of both runs colours
+    exactly the server's selection, Clear and a double-click clear it everywhere, a click picks a point in
+    box-select mode."""
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM if os.path.exists(CHROMIUM) else shutil.which("chromium"),
+                                    args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 720})
+            page.goto(f"{shipped_server}/layers", timeout=60_000)
+            _charts_drawn(page, 1)
+            page.get_by_text("Link a second run").click()
+            _charts_drawn(page, 3)
+            _box_select(page, subplot=0)
+            first = _selection_everywhere(page, 2)
+            assert first > 0
+            _box_select(page, subplot=1, corners=(0.3, 0.8))  # z2, no Shift: a new selection
+            second = _selection_everywhere(page, 2)
+            assert second != first
+            _box_select(page, chart=1, subplot=0, corners=(0.05, 0.35), shift=True)  # the linked run's z1, Shift: added
+            third = _selection_everywhere(page, 2)
+            assert third > second, (first, second, third)
+            page.get_by_role("button", name="Clear the selection").click()
+            _selection_everywhere(page, 2, 0)
+            assert page.evaluate("() => [...document.querySelectorAll('.js-plotly-plot')].slice(0, 2)"
+                                 ".every(gd => !(gd.layout.selections || []).length)"), "a box outline is left"
+            # A click in the default box-select mode picks the point, without selecting anything.
+            _click_point(page, 7)
+            _box_select(page, subplot=2)
+            assert _selection_everywhere(page, 2) > 0
+            _click_point(page, 11)
+            assert _selection_everywhere(page, 2) > 0, "a click after a box became a one-point selection"
+            # A double-click on the linked run's grid clears the selection everywhere, the server's too.
+            plot = page.locator(".js-plotly-plot").nth(1)
+            plot.scroll_into_view_if_needed()
+            box = plot.locator(".nsewdrag").nth(1).bounding_box()
+            page.mouse.dblclick(box["x"] + 5, box["y"] + 5)
+            _selection_everywhere(page, 2, 0)
+            _shot(page, "layers-selection-cleared")
         finally:
             browser.close()
 
