@@ -16,20 +16,24 @@ from app_pages.computed import N_RECON, decomposition_png, reconstructions_png, 
 @st.fragment
 def samples(run, model, shape) -> None:
     st.subheader("Samples from the prior")
+    per_layer = bool(st.session_state.get("samples_per_layer", False))  # the toggle below, as last set
     c1, c2, c3 = st.columns(3)
-    temperature = c1.slider("Temperature", 0.0, 2.0, 1.0, 0.1, key="samples_temperature",
-                            help="scales every sampled layer's standard deviation; 0 = the mean path")
+    temperature = c1.slider("Temperature", 0.0, 2.0, 1.0, 0.1, key="samples_temperature", disabled=per_layer,
+                            help="one temperature per layer is on: its sliders below decide" if per_layer else
+                            "scales every sampled layer's standard deviation; 0 = the mean path")
     n = c2.select_slider("Samples", [16, 36, 64, 100], value=36, key="samples_n")
     seed = c3.number_input("Seed", 0, 1_000_000, 0, key="samples_seed")
-    per_layer = st.toggle("One temperature per layer", key="samples_per_layer",
-                          help="noise in one layer at a time: a layer at 0 takes p's mean, so its sliders show "
-                               "what that layer's randomness adds to the samples")
+    st.toggle("One temperature per layer", key="samples_per_layer",
+              help="noise in one layer at a time: a layer at 0 takes p's mean, so its sliders show "
+                   "what that layer's randomness adds to the samples")
     temps: float | tuple[float, ...] = float(temperature)
     if per_layer:
         cols = st.columns(model.cfg.layers)
         temps = tuple(float(cols[i].slider(f"z{i + 1}", 0.0, 2.0, float(temperature), 0.1,
                                            key=f"samples_temperature_z{i + 1}")) for i in range(model.cfg.layers))
-    label = " / ".join(f"{t:.1f}" for t in temps) if per_layer else f"{temperature:.1f}"
+        label = "per layer " + " · ".join(f"z{i + 1} {t:.1f}" for i, t in enumerate(temps))
+    else:
+        label = f"{temperature:.1f} in every layer"
     common.show_png(samples_png(str(run.path), run.stamp, int(n), temps, int(seed), shape),
                     caption=f"{n} samples z_L → … → z_1 → E[x|z_1], temperature {label}")
 

@@ -372,12 +372,15 @@ def test_samples_page_widgets_change_the_images(app):
     no_exceptions(app)
     assert image_url(app, "samples z_L") != before
 
+    assert not app.slider(key="samples_temperature").disabled
+    assert "temperature 0.3 in every layer" in next(c for img in app.image for c in img.captions if "samples z_L" in c)
     app.toggle(key="samples_per_layer").set_value(True).run()
     no_exceptions(app)
+    assert app.slider(key="samples_temperature").disabled  # issue 27, item 3: the per-layer sliders decide
     per_layer = image_url(app, "samples z_L")
     app.slider(key="samples_temperature_z1").set_value(1.5).run()  # one layer's noise only
     no_exceptions(app)
-    assert image_url(app, "samples z_L") != per_layer and "temperature 1.5 / 0.3 / 0.3" in \
+    assert image_url(app, "samples z_L") != per_layer and "temperature per layer z1 1.5 · z2 0.3 · z3 0.3" in \
         next(c for img in app.image for c in img.captions if "samples z_L" in c)
 
     recon = image_url(app, "reconstructions")
