@@ -8,11 +8,15 @@ trains by itself: the digits demo pair trains from the "Train a model" page, or 
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 
 # Before anything else, the heavy imports included: the browser tab carries the app's name from the
-# first message, and the first screen says what the app is while PyTorch loads.
-st.set_page_config(page_title="LVAE explorer", page_icon=":material/layers:", layout="wide")
+# first message, and the first screen says what the app is while PyTorch loads. The tab icon is a file of
+# ours: a Material or emoji icon there is fetched from a font server, which a class offline never reaches.
+st.set_page_config(page_title="LVAE explorer", page_icon=str(Path(__file__).parent / "app_pages/frontend/icon.png"),
+                   layout="wide")
 st.sidebar.markdown("### LVAE explorer\nSee what each latent layer of a VAE and a Ladder VAE learned "
                     "(Sønderby et al. 2016, *Ladder Variational Autoencoders*).")
 

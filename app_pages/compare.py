@@ -89,6 +89,17 @@ def final_per_layer(run: RunInfo, hist: pd.DataFrame, key: str) -> list:
     return common.last_with(hist, "test_kl_per_layer") or common.last_with(hist, "kl_per_layer") or []
 
 
+def above_layer_2(units: dict[str, list], kl: dict[str, list]) -> str:
+    """What this pair shows above layer 2, in words, from the numbers in the charts (never the paper's claim
+    restated: on 8x8 digits the upper layers of both models usually carry next to nothing)."""
+    parts = []
+    for name, u in units.items():
+        if len(u) < 3:
+            return ""
+        parts.append(f"{name} {sum(u[2:])} active units and {sum(kl.get(name, [])[2:]):.2f} nats of KL")
+    return "This pair above layer 2: " + "; ".join(parts) + "."
+
+
 def bars(values: dict[str, list], title: str, axis: str):
     """per_layer_bars, built once per (numbers, title) for every session: the page everyone opens on."""
     key = (tuple((name, tuple(v)) for name, v in values.items()), title, axis)
@@ -110,9 +121,9 @@ def compare(a: RunInfo, b: RunInfo) -> None:
     if any(stored_iw(r) for r in (a, b)):
         st.caption("Runs with an eval.json (the shipped pair): active units and KL on the whole test set with BN "
                    "statistics recomputed over the training set; other runs: their last evaluation in history.jsonl.")
-    st.caption("A plain VAE typically uses only its lowest layers (the upper ones collapse onto the prior: "
-               "no active units, KL ≈ 0); the Ladder VAE with batch normalization and warm-up keeps more "
-               "layers active (Sønderby et al. 2016, Sec. 3.1-3.2).")
+    st.caption("The paper's finding: a plain VAE typically uses only its lowest layers (the upper ones collapse onto "
+               "the prior: no active units, KL ≈ 0); the Ladder VAE with batch normalization and warm-up keeps more "
+               "layers active (Sønderby et al. 2016, Sec. 3.1-3.2). " + above_layer_2(units, kl))
 
     with st.form("compare_iw_form", border=False):
         k1, k2, k3 = st.columns([1, 1, 2], vertical_alignment="bottom")

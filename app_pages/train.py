@@ -2,27 +2,40 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import streamlit as st
 
 from app_pages import common
 from explorer import jobs
+from explorer import runs as runs_mod
 from explorer.runs import load_history
+from training.demo import DEMO_RUNS
 from training.config import DATASETS, DEVICES, MAX_LAYERS, MODELS, RunConfig
+from training.data import files_at_hand
 
 POLL_SECONDS = 2.0
 
 
-def free_name(model: str, layers: int) -> str:
+def free_name(dataset: str, model: str, layers: int) -> str:
+    """The first free "<dataset>-<model>-<layers>l-<n>": the name a run gets when the form's is left empty."""
     taken = {r.name for r in common.all_runs()} | {j.name for j in jobs.all_jobs()}
     n = 1
-    while f"digits-{model}-{layers}l-{n}" in taken:
+    while f"{dataset}-{model}-{layers}l-{n}" in taken:
         n += 1
-    return f"digits-{model}-{layers}l-{n}"
+    return f"{dataset}-{model}-{layers}l-{n}"
+
+
+@st.cache_data(ttl=5, show_spinner=False)  # a look at the disk every few seconds is enough for every session
+def datasets_at_hand(folder: str) -> dict[str, tuple[bool, str]]:
+    """Per dataset: whether its files are on this server, and where they are or must be put."""
+    return {d: files_at_hand(d, folder) for d in DATASETS}
 
 
 def form() -> None:
     dirs = common.writable_runs_dirs()  # never into the shipped pretrained/
+    at_hand = datasets_at_hand(str(jobs.data_dir()))
+    offered = [d for d in DATASETS if at_hand[d][0]]
     with st.form("train_form"):
         c1, c2, c3 = st.columns(3)
         # Help texts are RunConfig's own (the `train` options'); defaults suit digits on a CPU.
@@ -33,17 +46,25 @@ def form() -> None:
         warmup = c2.number_input("Warm-up epochs", 0, 5000, 50, key="train_warmup", help=RunConfig.help("warmup_epochs"))
         epochs = c2.number_input("Epochs", 1, 5000, 150, key="train_epochs", help=RunConfig.help("epochs"))
         batch_size = c2.number_input("Batch size", 2, 4096, 64, key="train_batch", help=RunConfig.help("batch_size"))
-        dataset = c3.selectbox("Dataset", DATASETS, key="train_dataset",
-                               help=RunConfig.help("dataset") + " (digits: 8x8, trains in seconds)")
+        dataset = c3.selectbox("Dataset", offered, key="train_dataset",
+                               help="the datasets whose files are on this server (digits is built in: 8x8, trains in "
+                                    "seconds); where to put the others is said under the form")
         device = c3.selectbox("Device", DEVICES, key="train_device", help=RunConfig.help("device"))
-        name = c3.text_input("Run name", value=free_name("lvae", 5), key="train_name", max_chars=64)
+        name = c3.text_input("Run name", value="", key="train_name", max_chars=64,
+                             placeholder="empty: <dataset>-<model>-<layers>l-<n>",
+                             help="left empty, the run is named after its dataset, model and layers")
         out_dir = st.selectbox("Runs folder", [str(d) for d in dirs], key="train_dir") if len(dirs) > 1 else str(dirs[0])
         submitted = st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:")
+    missing = [f"**{d}**: {where}" for d, (found, where) in at_hand.items() if not found]
+    if missing:
+        st.caption("Not offered, their files are not on this server (`$LVAE_DATA_DIR`, else the repository's "
+                   "`data/`; nothing is downloaded from here): " + "; ".join(missing) + ". They appear here "
+                   "within seconds of being put there.")
     if not submitted:
         return
     request = {"model": model, "layers": int(layers), "batch_norm": batch_norm, "warmup_epochs": int(warmup),
                "dataset": dataset, "epochs": int(epochs), "batch_size": int(batch_size), "device": device,
-               "name": name.strip()}
+               "name": name.strip() or free_name(dataset, model, int(layers))}
     try:
         cfg, out = jobs.validate_request(request, out_dir)
         job = jobs.submit_job(cfg, out)
@@ -85,11 +106,18 @@ def show_job(job: jobs.Job) -> None:
         if status == "cancelled":
             st.caption("Cancelled before it started.")
             return
-        st.progress(done / total, text=f"{done} of {total} epochs")
+        st.progress(done / total, text=f"{done} of {total} epochs" if done or status != "running" else
+                    f"0 of {total} epochs: starting (loading PyTorch and the data, a few seconds)…")
         if status == "failed":
             st.error(f"Training failed: {job.error_line()}")
         elif status == "stopped":
             st.warning("Stopped; the last checkpoint is kept.")
+        elif status == "done":
+            took = f" in {elapsed(job)}" if elapsed(job) else ""
+            st.success(f"Finished: {done} epochs{took}. The run is in every run list.", icon=":material/check_circle:")
+            partner = partner_for(job.out, job.cfg)
+            compare_button(str(job.out), partner, f"train_compare_{job.name}",
+                           f"Compare {job.name} with {Path(partner).name}" if partner else f"Open {job.name} in Compare")
         try:
             size = (job.out / "history.jsonl").stat().st_size
         except OSError:
@@ -105,16 +133,59 @@ def show_job(job: jobs.Job) -> None:
 
 def live_curve(job: jobs.Job):
     """The job's training ELBO so far, or None before its first epoch (or mid-write: the next poll)."""
-    try:
-        hist = load_history(job.out)
-    except Exception:  # noqa: BLE001  a torn file mid-write
-        return None
-    if hist.empty or "train_elbo" not in hist:
+    return elbo_curves({job.name: job.out})
+
+
+def elbo_curves(runs: dict[str, Path]):
+    """The runs' training ELBO so far, one curve each; None before any epoch (or mid-write: the next poll)."""
+    hists = {}
+    for name, out in runs.items():
+        try:
+            hist = load_history(out)
+        except Exception:  # noqa: BLE001  a torn file mid-write, or not started yet
+            continue
+        if not hist.empty and "train_elbo" in hist:
+            hists[name] = hist
+    if not hists:
         return None
     from explorer.figures import training_curves
-    fig = training_curves({job.name: hist}, "train_elbo")
+    fig = training_curves(hists, "train_elbo")
     fig.update_layout(height=260, margin=dict(t=30, b=10))
     return fig
+
+
+def elapsed(job: jobs.Queued) -> str | None:
+    """How long a job ran, in words (None if it never started)."""
+    if job.started is None:
+        return None
+    seconds = (job.finished or time.time()) - job.started
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+def partner_for(path: Path, cfg: RunConfig) -> str | None:
+    """A run to compare a new one with: on the same dataset, preferably of the other model (VAE vs LVAE)."""
+    others = [r for r in common.ok_runs() if r.path.resolve() != Path(path).resolve()
+              and r.config is not None and r.config.dataset == cfg.dataset]
+    others.sort(key=lambda r: (r.config.model == cfg.model, r.config.layers != cfg.layers))
+    return str(others[0].path) if others else None
+
+
+def compare_button(a: str, b: str | None, key: str, label: str) -> None:
+    """A button that opens the Compare page with run a (and b) picked."""
+    if st.button(label, key=key, icon=":material/compare_arrows:", type="primary"):
+        st.session_state[common.COMPARED[0]] = a
+        if b is not None:
+            st.session_state[common.COMPARED[1]] = b
+        for widget in ("compare_run_a", "compare_run_b"):  # the pickers follow compare_a/b, not an old choice
+            st.session_state.pop(widget, None)
+        runs_mod.forget_discovery()  # the new run is in Compare's lists at once
+        st.switch_page("app_pages/compare.py")
+
+
+DEMO_LESSON = ("On five seeds of these settings the Ladder VAE kept more active units above layer 2 than the VAE "
+               "on four (`python benchmarks/active_units_digits.py`); the pair trains with seed 1. On 8x8 digits "
+               "the upper layers carry little (KL per layer in Compare): MNIST (the shipped pair) shows the "
+               "difference clearly.")
 
 
 def demo() -> None:
@@ -122,8 +193,13 @@ def demo() -> None:
     out = common.writable_runs_dirs()[0]
     job = jobs.demo
     if job is None or not job.pending:
+        if job is not None and job.state == "done":
+            paths = [str(job.out / name) for name in DEMO_RUNS]
+            took = f" in {elapsed(job)}" if elapsed(job) else ""
+            st.success(f"The digits demo pair is trained{took}, into `{job.out}`.", icon=":material/check_circle:")
+            compare_button(paths[0], paths[1], "train_demo_compare", "Compare the pair")
         st.caption(f"VAE+BN+WU and LVAE+BN+WU with 5 layers on scikit-learn's 8x8 digits, into `{out}`: about a "
-                   "minute on two cores, offline. Runs already there are kept.")
+                   "minute on two cores, offline. Runs already there are kept. " + DEMO_LESSON)
         if st.button("Train the digits demo pair", key="train_demo", icon=":material/play_arrow:"):
             try:
                 jobs.start_demo_once(out)
@@ -147,15 +223,22 @@ def demo() -> None:
             st.session_state["demo_ready"] = ready
             common.rerun_with_new_runs()  # a demo run saved its first checkpoint: let every list show it
         done, total = job.progress()
-        st.progress(done / total, text=f"Training the digits demo pair into {job.out}: {done} of {total} epochs. "
-                                       "The other pages show it as its checkpoints arrive.")
+        text = (f"Training the digits demo pair into {job.out}: {done} of {total} epochs. The other pages show it "
+                "as its checkpoints arrive.") if done else \
+            "Starting the two training processes (loading PyTorch, a few seconds)…"
+        st.progress(done / total, text=text)
+        runs = {name: job.out / name for name in DEMO_RUNS}
+        fig = common.shared("train_demo_live", (str(job.out), common.LIVE, int(time.time() // common.LIVE_SECONDS)),
+                            lambda: elbo_curves(runs))
+        if fig is not None:
+            st.plotly_chart(fig, key="train_demo_live", width="stretch")
 
     progress()
 
 
 def job_list() -> None:
     if not jobs.submitted:
-        st.caption("No jobs started from this app yet.")
+        st.caption("No runs started from the form above yet.")
         return
     pending = sum(j.pending for j in jobs.all_jobs())
 

@@ -28,6 +28,7 @@ from typing import Any
 
 from training import checkpoint as ckpt
 from training.config import DATASETS, DEVICES, MAX_LAYERS, MODELS, RunConfig, train_command
+from training.data import files_at_hand
 from training.demo import DEMO_RUNS
 from training.errors import UserError
 
@@ -77,11 +78,17 @@ def check_run_name(name: Any) -> str:
     return name
 
 
+def data_dir() -> Path:
+    """Where jobs started from the app read MNIST, Fashion-MNIST and Omniglot: $LVAE_DATA_DIR, else the
+    repository's data/ (the Train page offers a dataset only when its files are there)."""
+    return Path(os.environ.get("LVAE_DATA_DIR") or ROOT / "data").expanduser().resolve()
+
+
 def validate_request(form: Mapping[str, Any], runs_dir: str | Path) -> tuple[RunConfig, Path]:
     """The RunConfig and run folder a Train form asks for; ValueError with a clear message otherwise.
 
     form keys: model, layers, batch_norm, warmup_epochs (0 = no warm-up),
-    dataset, epochs, batch_size, device, name; optional seed.
+    dataset, epochs, batch_size, device, name; optional seed. The dataset's files must be in data_dir().
     """
     model = _choice(form, "model", MODELS)
     dataset = _choice(form, "dataset", DATASETS)
@@ -93,6 +100,9 @@ def validate_request(form: Mapping[str, Any], runs_dir: str | Path) -> tuple[Run
     seed = _whole(form, "seed", 0)
     batch_norm = _flag(form, "batch_norm", True)
     name = check_run_name(form.get("name"))
+    found, where = files_at_hand(dataset, data_dir())
+    if not found:
+        raise ValueError(f"{dataset} files are not on this server: {where}")
     if device == "cuda":
         import torch  # only here: the check needs it, the rest of the module does not
         if not torch.cuda.is_available():
@@ -109,7 +119,7 @@ def validate_request(form: Mapping[str, Any], runs_dir: str | Path) -> tuple[Run
     try:
         # Evaluate about 30 times a run (live active-unit curves) and keep ten snapshots.
         cfg = RunConfig(model=model, layers=layers, dataset=dataset, batch_norm=batch_norm, warmup_epochs=warmup,
-                        epochs=epochs, batch_size=batch_size, device=device, seed=seed,
+                        epochs=epochs, batch_size=batch_size, device=device, seed=seed, data_dir=str(data_dir()),
                         eval_every=max(1, epochs // 30), snapshot_every=max(1, epochs // 10))
     except UserError as e:
         raise ValueError(str(e)) from None

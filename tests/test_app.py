@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from explorer import jobs
 from explorer.jobs import check_run_name, submit_job, validate_request
-from training.demo import DEMO_EPOCHS
 
 APP = Path(__file__).resolve().parent.parent / "app.py"
 TIMEOUT = 60
@@ -116,6 +116,10 @@ def test_compare_is_the_landing_page_with_both_runs(app, tmp_path):
     assert all(t["type"] == "bar" and t["x"] == ["z1", "z2", "z3"] for t in units["data"])
     kl = by_title(app, "KL divergence per layer")
     assert all(len(t["y"]) == 3 and min(t["y"]) >= 0 for t in kl["data"])
+    # Issue 27, item 10: the caption says what this pair shows above layer 2, from the charts' numbers.
+    note = next(c.value for c in app.caption if "This pair above layer 2" in c.value)
+    for t_units, t_kl in zip(units["data"], kl["data"]):
+        assert f"{t_units['name']} {int(t_units['y'][2])} active units and {t_kl['y'][2]:.2f} nats" in note
     assert len(app.get("download_button")) == 2
     assert [m.label for m in app.metric][:1] == ["Test ELBO (nats)"]
     assert all(m.value != "–" for m in app.metric if m.label.startswith("Test ELBO"))
@@ -194,13 +198,23 @@ def test_no_runs_trains_nothing_until_the_train_page_asks_for_the_demo(tmp_path,
         no_exceptions(at)
         assert started == [(tmp_path / "runs").resolve()]
         bar = at.get("progress")
-        assert bar and "digits demo pair" in bar[0].text and f"0 of {2 * DEMO_EPOCHS} epochs" in bar[0].text
+        assert bar and bar[0].text.startswith("Starting the two training processes")  # not "0 of 400" for seconds
         assert any("demo pair" in c.value for c in at.sidebar.caption)  # "Training: the digits demo pair"
         page(at, "layers")  # the rest of the app works meanwhile (with no runs)
         assert any("No runs yet" in i.value for i in at.info)
         page(at, "train")
         assert len(started) == 1  # one demo job, not one per rerun
         assert not [b for b in at.button if b.key == "train_demo"]  # no second start while it runs
+        # Issue 27, item 4: a finished demo says so and offers the pair in Compare.
+        procs[0].kill()
+        procs[0].wait()
+        monkeypatch.setattr(jobs, "demo", jobs.scheduler.submit(
+            jobs.DemoJob(argv=[sys.executable, "-c", "pass"], log=tmp_path / "demo2.log", out=tmp_path / "runs")))
+        procs.append(jobs.demo.proc)
+        jobs.demo.proc.wait()
+        page(at, "train")
+        assert any(s.value.startswith("The digits demo pair is trained") for s in at.success)
+        assert [b for b in at.button if b.key == "train_demo_compare"]
     finally:
         for proc in procs:
             proc.kill()
@@ -423,8 +437,37 @@ def test_train_form_starts_a_job_that_appears_in_every_list(app, tmp_path):
     app.run()
     no_exceptions(app)
     assert any(p.value == 100 and "1 of 1 epochs" in p.text for p in app.get("progress"))
-    page(app, "compare")
-    assert any(o.startswith("fresh-run · LVAE") for o in app.selectbox(key="compare_run_a").options)
+    # Issue 27, item 4: a finished job says so and opens Compare with the new run picked beside a partner.
+    assert any(s.value.startswith("Finished: 1 epochs") for s in app.success)
+    app.button(key="train_compare_fresh-run").click().run()
+    no_exceptions(app)
+    assert app.header[0].value.startswith("Compare")
+    assert app.selectbox(key="compare_run_a").value == str((tmp_path / "runs" / "fresh-run").resolve())
+    assert "tiny-vae" in app.selectbox(key="compare_run_b").value  # the other model on the same dataset
+
+
+def test_train_form_offers_only_datasets_at_hand_and_names_runs_after_their_settings(app, tmp_path, monkeypatch):
+    """Issue 27, item 4: MNIST and the others are offered once their files are on the server (else the page
+    says where to put them, and nothing is downloaded); an empty name follows the dataset, model and layers."""
+    monkeypatch.setenv("LVAE_DATA_DIR", str(tmp_path / "data"))
+    page(app, "train")
+    assert app.selectbox(key="train_dataset").options == ["digits"]
+    note = next(c.value for c in app.caption if c.value.startswith("Not offered"))
+    assert "**mnist**" in note and str(tmp_path / "data" / "mnist") in note and "chardata.mat" in note
+    from tests.test_data import write_idx_set
+    write_idx_set(tmp_path / "data" / "mnist")
+    st.cache_data.clear()  # the page looks at the disk every few seconds; now, here
+    app.run()
+    assert app.selectbox(key="train_dataset").options == ["digits", "mnist"]
+    app.selectbox(key="train_dir").set_value(str((tmp_path / "runs").resolve()))
+    app.selectbox(key="train_model").set_value("vae")
+    app.selectbox(key="train_dataset").set_value("mnist")
+    app.number_input(key="train_layers").set_value(2)
+    app.number_input(key="train_epochs").set_value(1)
+    app.button[0].click().run()
+    no_exceptions(app)
+    assert any("Started **mnist-vae-2l-1**" in s.value for s in app.success)
+    assert jobs.submitted["mnist-vae-2l-1"].cfg.data_dir == str((tmp_path / "data").resolve())
 
 
 # ---- explorer/jobs.py: the form's checks --------------------------------------------------------
@@ -470,10 +513,17 @@ def test_existing_runs_and_symlinks_out_of_the_folder_are_refused(tmp_path):
     assert check_run_name("ok.name-1") == "ok.name-1"
 
 
+def test_a_dataset_whose_files_are_not_on_the_server_is_refused_before_it_starts(tmp_path, monkeypatch):
+    monkeypatch.setenv("LVAE_DATA_DIR", str(tmp_path / "data"))
+    with pytest.raises(ValueError, match="mnist files are not on this server: put the four IDX files"):
+        validate_request({**GOOD, "dataset": "mnist"}, tmp_path)
+    assert not jobs.submitted
+
+
 def test_a_failing_job_reports_its_one_line_reason(tmp_path, monkeypatch):
     monkeypatch.setenv("LVAE_OFFLINE", "1")
-    cfg, out = validate_request({**GOOD, "dataset": "mnist", "name": "no-data", "epochs": 1}, tmp_path)
-    cfg.data_dir = str(tmp_path / "missing-data")
+    cfg, out = validate_request({**GOOD, "name": "no-data", "epochs": 1}, tmp_path)
+    cfg.dataset, cfg.data_dir = "mnist", str(tmp_path / "missing-data")  # files gone after the form's check
     job = submit_job(cfg, out)
     job.proc.wait(timeout=120)
     assert job.state == "failed"

@@ -246,6 +246,10 @@ def test_every_page_on_the_shipped_mnist_pair_in_a_real_browser(shipped_server, 
                                     args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            # Nothing the app shows may need the network (issue 27, item 5: the tab icon came from a font server).
+            elsewhere: list[str] = []
+            page.on("request", lambda r: None if r.url.startswith((shipped_server, "data:", "blob:"))
+                    else elsewhere.append(r.url))
             page.goto(shipped_server, timeout=60_000)
             # Streamlit's static page says "Streamlit"; st.set_page_config, the script's first command,
             # renames the tab before any import or chart (index.html itself is the installed package's).
@@ -334,6 +338,7 @@ def test_every_page_on_the_shipped_mnist_pair_in_a_real_browser(shipped_server, 
             page.goto(f"{shipped_server}/train", timeout=60_000)
             page.get_by_text("Train the digits demo pair").wait_for(timeout=60_000)
             _shot(page, "train")
+            assert not elsewhere, f"the app asked the network for {sorted(set(elsewhere))}"
         finally:
             browser.close()
 

@@ -299,11 +299,35 @@ def test_missing_files_failed_download_tries_once(tmp_path, monkeypatch):
         calls.append((url, timeout))
         raise OSError("network unreachable")
     monkeypatch.setattr(data_mod.urllib.request, "urlopen", fail)
+    (tmp_path / "data").mkdir()
     with pytest.raises(DataError, match="no network to download them") as info:
         load_dataset("mnist", tmp_path / "data")
     assert calls == [("https://ossci-datasets.s3.amazonaws.com/mnist/train-images-idx3-ubyte.gz", 5.0)]
     assert all(f in str(info.value) for f in NEEDED)
-    assert list(tmp_path.iterdir()) == []   # no partial file, not even a folder left behind
+    assert list((tmp_path / "data").iterdir()) == []   # no partial file, not even a folder left behind
+
+
+def test_a_mistyped_data_folder_is_never_downloaded_into(tmp_path, monkeypatch):
+    """Issue 27, item 5: a --data-dir that does not exist is a typo until the user creates it."""
+    monkeypatch.setenv("LVAE_OFFLINE", "0")
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("downloaded into a folder nobody created")
+    monkeypatch.setattr(data_mod.urllib.request, "urlopen", no_network)
+    with pytest.raises(DataError, match="does not exist") as info:
+        load_dataset("fashion-mnist", tmp_path / "dtaa")
+    assert "\n" not in str(info.value) and "mistyped" in str(info.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_files_at_hand_says_whether_a_dataset_can_train_and_where_its_files_go(tmp_path):
+    from training.data import files_at_hand
+    assert files_at_hand("digits", tmp_path / "nowhere")[0]
+    ok, where = files_at_hand("mnist", tmp_path)
+    assert not ok and str(tmp_path / "mnist") in where and all(f in where for f in NEEDED)
+    write_idx_set(tmp_path / "mnist")
+    assert files_at_hand("mnist", tmp_path) == (True, str(tmp_path / "mnist"))
+    assert not files_at_hand("omniglot", tmp_path)[0] and "chardata.mat" in files_at_hand("omniglot", tmp_path)[1]
 
 
 def test_download_fetches_all_four(tmp_path, monkeypatch):

@@ -241,8 +241,14 @@ def _find_idx_files(name: str, data_dir: Path) -> tuple[Path, list[Path]]:
         if all(found):
             return folder, found  # type: ignore[return-value]
     # Download into the named subfolder: dropping MNIST into data_dir would make
-    # a later `fashion-mnist` load silently find MNIST there.
+    # a later `fashion-mnist` load silently find MNIST there. Only into a data folder that exists: a
+    # mistyped --data-dir must not fill a new folder with 55 MB without the user asking for it.
     target = data_dir / name
+    if not data_dir.is_dir():
+        need = ", ".join(f + ".gz" for f in IDX_FILES)
+        raise DataError(f"{name} files not found: the data folder {data_dir.absolute()} does not exist (a mistyped "
+                        f"--data-dir?). Put {need} in {target.absolute()}, or create {data_dir.absolute()} to let "
+                        "them be downloaded there (unless LVAE_OFFLINE=1)")
     reason = _download_idx(name, target)
     found = [_existing(target / f) for f in IDX_FILES]
     if reason is None and all(found):
@@ -250,6 +256,24 @@ def _find_idx_files(name: str, data_dir: Path) -> tuple[Path, list[Path]]:
     where = " or ".join(str(f.absolute()) for f in reversed(folders))
     need = ", ".join(f + ".gz" for f in IDX_FILES)
     raise DataError(f"{name} files not found in {where}: need {need} (plain or .gz); {reason}")
+
+
+def files_at_hand(name: str, data_dir: str | os.PathLike = "data") -> tuple[bool, str]:
+    """Whether the dataset's files are already in data_dir (nothing is downloaded or read), and where they
+    are or must be put, in words: the Train page offers a dataset only when they are there."""
+    data_dir = Path(data_dir)
+    if name == "digits":
+        return True, "built in (scikit-learn)"
+    if name == "omniglot":
+        candidates = [data_dir / "chardata.mat", data_dir / "omniglot" / "chardata.mat"]
+        found = next((p for p in candidates if p.is_file()), None)
+        return (True, str(found)) if found else \
+            (False, f"put chardata.mat (the IWAE paper's 28x28 split, {OMNIGLOT_URL}) in {candidates[1].absolute()}")
+    for folder in (data_dir / name, data_dir):
+        if all(_existing(folder / f) for f in IDX_FILES):
+            return True, str(folder)
+    need = ", ".join(f + ".gz" for f in IDX_FILES)
+    return False, f"put the four IDX files ({need}) in {(data_dir / name).absolute()}"
 
 
 def _existing(plain: Path) -> Path | None:
