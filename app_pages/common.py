@@ -128,6 +128,38 @@ def layer_names(n: int) -> list[str]:
     return [f"z{i + 1}" for i in range(n)]
 
 
+def active_units_of(run: RunInfo) -> list[int]:
+    """Active units per layer as the run's final numbers have them: its eval.json (BN statistics recomputed)
+    when it holds them, else the last evaluation in its history; [] when neither does."""
+    ev = run.evaluation
+    if ev and isinstance(ev.get("active_units"), list):
+        return [int(u) for u in ev["active_units"]]
+    return [int(u) for u in (last_with(history_for(run), "active_units") or [])]
+
+
+def highest_active_layer(run: RunInfo, layers: int) -> int:
+    """The highest layer with active units (a collapsed layer decodes to one image whatever its code): where
+    Traverse and Paths open. The top layer when nothing is known."""
+    active = active_units_of(run)
+    return max((i for i, n in enumerate(active[:layers]) if n > 0), default=layers - 1)
+
+
+def layer_option(run: RunInfo, i: int, units: int | None = None) -> str:
+    """A layer as offered in pickers: "z3 (16 units)", or "z5 (4 units) · collapsed" when none is active."""
+    active = active_units_of(run)
+    size = f" ({units} units)" if units is not None else ""
+    return f"z{i + 1}{size}" + (" · collapsed" if i < len(active) and active[i] == 0 else "")
+
+
+def collapsed_note(run: RunInfo, i: int) -> None:
+    """A warning when layer i has no active unit: whatever is done to its code, the images barely change."""
+    active = active_units_of(run)
+    if i < len(active) and active[i] == 0:
+        st.warning(f"z{i + 1} is collapsed: none of its units is active (A_u > 0.01), so the posterior ignores the "
+                   "image there and moving its code changes the decoded image little or not at all. The layers "
+                   "marked collapsed in the picker are such layers.", icon=":material/blur_off:")
+
+
 def follow_training(runs: list[RunInfo], seconds: float = 2.0) -> None:
     """While a background job ("Train a model" page) writes any of `runs`, rerun the page when it saves a checkpoint,
     so charts follow the training instead of staying at the checkpoint the page first saw."""

@@ -237,7 +237,8 @@ def main() -> None:
     codes_downloads(run, points, n, selected)
 
     if st.toggle("3-D view of one layer", key="layers_3d"):
-        layer = st.selectbox("Layer", range(len(pcas)), format_func=lambda i: f"z{i + 1}", key="layers_3d_layer")
+        layer = st.selectbox("Layer", range(len(pcas)), index=common.highest_active_layer(run, len(pcas)),
+                             format_func=lambda i: common.layer_option(run, i), key="layers_3d_layer")
         active, _ = common.layer_stats_of(str(run.path), run.stamp, n, use_means)
         if method == "PCA":
             pca3 = common.pcas_of(str(run.path), run.stamp, n, use_means, 3)[layer]

@@ -52,11 +52,11 @@ def main() -> None:
     model = common.model_for(run)
     layers = model.cfg.layers
     # Default: the highest layer with active units (a collapsed layer decodes to the same image everywhere).
-    active = common.last_with(common.history_for(run), "active_units") or []
-    default = max((i for i, n in enumerate(active) if n > 0), default=layers - 1)
+    default = common.highest_active_layer(run, layers)
     layer = st.segmented_control("Layer", list(range(layers)), default=default, key="traverse_layer",
-                                 format_func=lambda i: f"z{i + 1} ({model.cfg.latent_sizes[i]} units)")
+                                 format_func=lambda i: common.layer_option(run, i, model.cfg.latent_sizes[i]))
     layer = default if layer is None else int(layer)
+    common.collapsed_note(run, layer)
     try:
         points = common.points_of(str(run.path), run.stamp, common.TEST_POINTS)
         k = min(MAX_DIRECTIONS, model.cfg.latent_sizes[layer])

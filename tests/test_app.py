@@ -310,6 +310,22 @@ def test_traverse_starts_on_the_highest_layer_with_active_units(app, runs_dir):
     assert app.segmented_control(key="traverse_layer").value == expected
 
 
+def test_pages_open_on_the_highest_active_layer_and_mark_collapsed_ones(app, monkeypatch):
+    """Issue 27, item 7: a top layer with no active unit is offered as collapsed, never opened on."""
+    from app_pages import common
+    monkeypatch.setattr(common, "active_units_of", lambda run: [5, 2, 0])
+    page(app, "traverse")
+    control = app.segmented_control(key="traverse_layer")
+    assert control.value == 1 and not app.warning
+    assert "collapsed" in control.format_func(2) and "collapsed" not in control.format_func(1)
+    control.set_value(2).run()
+    no_exceptions(app)
+    assert any("z3 is collapsed" in w.value for w in app.warning)
+    page(app, "paths")
+    box = app.selectbox(key="paths_layer")
+    assert box.value == 1 and box.options[2].endswith("· collapsed") and not box.options[1].endswith("collapsed")
+
+
 def test_traverse_offers_sliders_only_for_directions_the_data_uses(app, runs_dir):
     from explorer.encode import encode, layer_pca, test_points
     from training.checkpoint import load_model
