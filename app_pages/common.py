@@ -293,10 +293,10 @@ def information_of(path: str, stamp: float, n: int) -> Any:
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
-def iw_bounds_of(path: str, stamp: float, n: int, ks: tuple[int, ...]) -> dict:
+def iw_bounds_of(path: str, stamp: float, n: int, ks: tuple[int, ...], _progress: Callable | None = None) -> dict:
     """The IW-K bounds (mean, SE) of log p(x) for each K on n of the run's test points."""
     from explorer.information import iw_bounds
-    return iw_bounds(model_of(path, stamp), points_of(path, stamp, n).images, ks)
+    return iw_bounds(model_of(path, stamp), points_of(path, stamp, n).images, ks, progress=_progress)
 
 
 @st.cache_resource(max_entries=32, show_spinner=False)
@@ -337,12 +337,35 @@ def history_for(run: RunInfo) -> pd.DataFrame:
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
-def iw_log_likelihood_of(path: str, stamp: float, k: int, n: int) -> dict:
+def iw_log_likelihood_of(path: str, stamp: float, k: int, n: int, _progress: Callable | None = None) -> dict:
     """The IW-k estimate of log p(x) on the run's test points (Burda et al. 2016; the paper uses k = 5000)."""
-    from training.evaluate import iw_estimate
+    from explorer.information import iw_in_steps
     pts = points_of(path, stamp, n)
-    ll = iw_estimate(model_of(path, stamp), torch.as_tensor(pts.images), k, seed=0)
+    ll = iw_in_steps(model_of(path, stamp), pts.images, k, seed=0, progress=_progress)
     return {"iw_ll": float(ll.mean()), "k": k, "n": int(pts.images.shape[0]), "source": pts.source}
+
+
+class ProgressWithTimeLeft:
+    """A progress bar for work of a known size in parts (e.g. two runs): call it with the current part's
+    fraction done; it shows the whole's fraction and the time left at the pace so far."""
+
+    def __init__(self, what: str, parts: int = 1):
+        self.what, self.parts, self.part = what, parts, 0
+        self.started = time.perf_counter()
+        self.bar = st.progress(0.0, text=f"{what}…")
+
+    def __call__(self, fraction: float) -> None:
+        done = min(1.0, (self.part + fraction) / self.parts)
+        spent = time.perf_counter() - self.started
+        left = spent / done * (1 - done) if done > 0 else float("nan")
+        when = f"about {left:.0f} s left" if left == left and left >= 1 else "nearly done"
+        self.bar.progress(done, text=f"{self.what}: {done:.0%}, {when}")
+
+    def next_part(self) -> None:
+        self.part += 1
+
+    def done(self) -> None:
+        self.bar.empty()
 
 
 def last_with(history: pd.DataFrame, column: str) -> Any:

@@ -20,7 +20,7 @@ its own. `iw_bounds` gives the IW-K bound for several K (K = 1 is the ELBO, Burd
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -116,12 +116,30 @@ def active_only_through_above(activity: Sequence[np.ndarray], kl: Sequence[np.nd
     return [(np.asarray(a) > threshold) & (np.asarray(k) < nil_kl) for a, k in zip(activity, kl)]
 
 
-def iw_bounds(model: HierarchicalVAE, images: np.ndarray, ks: Sequence[int] = IW_KS,
-              seed: int = 0) -> dict[int, tuple[float, float]]:
-    """{K: (mean, standard error)} of the IW-K bound on log p(x) over the images (K = 1: the ELBO)."""
+def iw_in_steps(model: HierarchicalVAE, images: np.ndarray | torch.Tensor, k: int, seed: int = 0,
+                progress: Callable[[float], None] | None = None, rows_per_step: int = 20_000) -> torch.Tensor:
+    """log p(x) per image by the IW-k bound (Burda et al. 2016, eq. 8), a few images at a time so that a page
+    can show how far it is (progress(fraction done) after each step); step c draws from seed + c."""
     x = torch.as_tensor(np.asarray(images, dtype=np.float32), device=next(model.parameters()).device)
-    out = {}
+    per = max(1, rows_per_step // max(int(k), 1))
+    out = []
+    for c, start in enumerate(range(0, len(x), per)):
+        out.append(iw_estimate(model, x[start:start + per], int(k), seed=seed + c))
+        if progress is not None:
+            progress(min(1.0, (start + per) / len(x)))
+    return torch.cat(out) if out else torch.zeros(0)
+
+
+def iw_bounds(model: HierarchicalVAE, images: np.ndarray, ks: Sequence[int] = IW_KS, seed: int = 0,
+              progress: Callable[[float], None] | None = None) -> dict[int, tuple[float, float]]:
+    """{K: (mean, standard error)} of the IW-K bound on log p(x) over the images (K = 1: the ELBO);
+    progress(fraction done) as the work goes on (its cost grows with K)."""
+    out, total, done = {}, float(sum(ks)), 0.0
     for k in ks:
-        ll = iw_estimate(model, x, int(k), seed=seed).double().cpu().numpy()
+        def step(fraction: float, k: int = k, before: float = done) -> None:
+            if progress is not None:
+                progress((before + fraction * k) / total)
+        ll = iw_in_steps(model, images, int(k), seed=seed, progress=step).double().cpu().numpy()
+        done += k
         out[int(k)] = (float(ll.mean()), float(ll.std(ddof=1) / math.sqrt(len(ll))) if len(ll) > 1 else float("nan"))
     return out

@@ -167,7 +167,9 @@ def test_layer_information_and_iw_bounds_on_a_trained_run(digits_runs, digits_te
     assert info.elbo == pytest.approx(-(sum(info.rate) + info.distortion), rel=1e-4)
     assert all(-0.1 <= m <= np.log(150) + 0.1 for m, _ in info.mi), info.mi  # a collapsed layer: about 0
     assert info.active() == [int((a > 0.01).sum()) for a in info.activity]
-    b = iw_bounds(model, x, ks=(1, 10, 100))
+    seen: list[float] = []
+    b = iw_bounds(model, x, ks=(1, 10, 100), progress=seen.append)
+    assert seen == sorted(seen) and seen[-1] == pytest.approx(1.0) and len(seen) >= 3  # a page shows how far it is
     assert b[1][0] == pytest.approx(info.elbo, abs=3.0)  # one sample per image: the ELBO, noisily
     assert b[100][0] > b[1][0]  # the IW bound rises with K (Burda et al. 2016, Thm 1)
     assert torch.get_rng_state().equal(rng)  # seeded generators only: sessions share torch's global RNG
