@@ -257,6 +257,42 @@ def rows_of(points: Any, test_indices: Any) -> np.ndarray:
     return np.flatnonzero(np.isin(points.index, np.asarray(test_indices, dtype=np.int64)))
 
 
+def row_of_test_image(points: Any, test_index: int) -> int:
+    """The row of the shown point that is test image `test_index` (it must be one of them)."""
+    return int(np.flatnonzero(points.index == int(test_index))[0])
+
+
+def snap_to_shown(points: Any, wanted: int, last: int | None) -> int:
+    """The shown test image nearest to `wanted` in the direction it moved from `last` (so the number input's
+    - and + step through the shown ones), or `wanted` itself when it is shown."""
+    shown = np.sort(points.index)
+    if wanted in set(shown.tolist()):
+        return int(wanted)
+    if last is not None and wanted < last:
+        below = shown[shown < wanted]
+        return int(below[-1]) if below.size else int(shown[0])
+    above = shown[shown > wanted]
+    return int(above[0]) if above.size else int(shown[-1])
+
+
+def test_image_input(label: str, points: Any, key: str, container: Any = st, default_row: int = 0,
+                     help: str | None = None) -> int:
+    """A number input of test images by their position in the test set, the one number every page, hover and
+    file uses; returns the chosen point's row. A number that is not among the points shown (a class-balanced
+    sample) moves to the nearest shown one, and the page says so."""
+    wanted = st.session_state.get(key)
+    last = st.session_state.get(f"{key}_last")
+    if wanted is None:
+        wanted = int(points.index[min(default_row, len(points.index) - 1)])
+    chosen = snap_to_shown(points, int(wanted), last)
+    st.session_state[key] = st.session_state[f"{key}_last"] = chosen  # before the widget: allowed
+    container.number_input(label, 0, int(points.index.max()), key=key, step=1,
+                           help=help or f"its position in the test set; {len(points.index):,} of them are shown here")
+    if chosen != wanted:
+        container.caption(f"Test image {wanted} is not among the {len(points.index):,} shown: test image {chosen}.")
+    return row_of_test_image(points, chosen)
+
+
 def chart_selection(event: Any) -> tuple[str, list[int]]:
     """A plotly chart's selection event as ("box"/"lasso", rows), ("click", rows) or ("clear", []):
     rows are the points' customdata (their row in the page's arrays)."""

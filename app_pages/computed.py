@@ -46,7 +46,7 @@ def hover_page_of(path: str, stamp: float, n: int, use_means: bool, m: int, high
     """The hover-mode HTML of the first m points; cached as a resource (a multi-MB string, never copied)."""
     points = common.points_of(path, stamp, n)
     pcas = common.pcas_of(path, stamp, n, use_means)
-    fig = layer_scatter_grid(first_points(pcas, m), points.labels[:m], highlight=highlight)
+    fig = layer_scatter_grid(first_points(pcas, m), points.labels[:m], highlight=highlight, ids=points.index[:m])
     # scale=1: the smallest PNGs; the page scales them up with crisp pixels.
     uris = image_data_uris(points.images[:m], points.image_shape, scale=1)
     return hover_html(fig, uris, HOVER_HEIGHT, config=export_config(f"{name}-layers-pca"))
@@ -73,14 +73,15 @@ def base_grid_of(path: str, stamp: float, n: int, use_means: bool, method: str, 
     every session: a box or lasso and the followed point only go onto a copy (explorer.figures.with_selection).
     _projections: the run's UMAP/t-SNE (common.projections, computed with its progress bar); PCA: None."""
     active, prior_sd = common.layer_stats_of(path, stamp, n, use_means)
-    labels = common.points_of(path, stamp, n).labels
+    points = common.points_of(path, stamp, n)
+    labels = points.labels
     codes = "Posterior means" if use_means else "One posterior sample per point"
     title = title or f"{codes} of every latent layer ({'PCA, PC1 vs PC2' if method == 'PCA' else method})"
     if method == "PCA":
         fig = layer_scatter_grid(common.pcas_of(path, stamp, n, use_means), labels, active=active, prior_sd=prior_sd,
-                                 title=title)
+                                 title=title, ids=points.index)
     else:
-        fig = projection_grid(_projections, labels, active=active, title=title)
+        fig = projection_grid(_projections, labels, active=active, title=title, ids=points.index)
     return fig.update_layout(dragmode="select")  # a drag selects (a box; the lasso is in the modebar), not zooms
 
 

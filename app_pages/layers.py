@@ -18,7 +18,7 @@ from explorer.figures import layer_scatter, projection_scatter3d, with_selection
 from explorer.hover import MAX_HOVER_POINTS
 from explorer.projections import METHODS
 
-POINT = "layers_point"
+POINT = "layers_point"          # session_state: the followed point, by its position in the test set
 CHART = "layers_grid"
 CHART_LINKED = "layers_grid_linked"
 HOVER = "layers_hover"
@@ -50,45 +50,46 @@ def clear_selection() -> None:
     st.session_state.pop(SELECTION, None)
 
 
-def pick_point(row: int) -> None:
-    """A click on a point of either grid (reported by the linker, in every drag mode) follows that point."""
-    st.session_state[POINT] = row
+def point_picker(points):
+    """A click on a point of either grid (reported by the linker with its row, in every drag mode) follows it."""
+    def pick(row: int) -> None:
+        st.session_state[POINT] = int(points.index[row])
+    return pick
 
 
-def selected_point(run, points, n: int) -> None:
-    idx = int(st.session_state[POINT])
-    st.markdown(f"**Point {idx}** · class {int(points.labels[idx])}")
-    common.show_png(point_png(str(run.path), run.stamp, n, idx), caption="test image · reconstruction")
+def selected_point(run, points, n: int, row: int) -> None:
+    st.markdown(f"**Test image {int(points.index[row])}** · class {int(points.labels[row])}")
+    common.show_png(point_png(str(run.path), run.stamp, n, row), caption="the test image · its reconstruction")
 
 
-def hover_chart(run, points, n: int, use_means: bool) -> None:
+def hover_chart(run, points, n: int, use_means: bool, row: int) -> None:
     """The grid figure in a frame that shows the hovered point's image (no click-to-select there)."""
     count = len(points.labels)
     m = min(count, MAX_HOVER_POINTS)
     try:
-        html = hover_page_of(str(run.path), run.stamp, n, use_means, m, int(st.session_state[POINT]), run.name)
+        html = hover_page_of(str(run.path), run.stamp, n, use_means, m, row, run.name)
     except Exception as e:  # noqa: BLE001  the plain chart is one untick away: a message, not a traceback
         st.error(f"Cannot draw the hover images of {run.name}: {e}")
         return
     st.iframe(html, height=HOVER_HEIGHT, alt="PCA of every latent layer; hovering a point shows its test image")
     note = f"the first {m:,} of {count:,} points (hover mode is capped at {MAX_HOVER_POINTS:,} to keep the page light)" \
         if m < count else f"all {count:,} points"
-    st.caption(f"Hover mode: {note}. Pick a point with the number input; clicking selects nothing here.")
+    st.caption(f"Hover mode: {note}. Pick a test image with the number input; clicking selects nothing here.")
 
 
 
 
-def neighbours(run, points, n: int) -> None:
+def neighbours(run, points, n: int, idx: int) -> None:
     """The selected point's nearest neighbours in every layer (posterior means, Euclidean), a row each."""
-    idx = int(st.session_state[POINT])
     _, agreement, tables = common.neighbour_indexes_of(str(run.path), run.stamp, n, NEIGHBOURS)
-    st.caption(f"Point {idx} (class {int(points.labels[idx])}), then its {NEIGHBOURS} nearest test points in each "
+    st.caption(f"Test image {int(points.index[idx])} (class {int(points.labels[idx])}), then, after a gap, its "
+               f"{NEIGHBOURS} nearest test points in each "
                "layer's posterior means. Label agreement: the share of all points' neighbours that share their "
                "class (chance is about 1/10); a collapsed layer groups nothing.")
     rows = neighbour_rows_png(str(run.path), run.stamp, n, idx)
     for i, (png, table) in enumerate(zip(rows, tables)):
-        common.show_png(png, caption=f"z{i + 1}: label agreement {agreement[i]:.0%}; classes "
-                                     + " ".join(str(int(c)) for c in points.labels[table[idx]]))
+        common.show_png(png, caption=f"z{i + 1}: label agreement {agreement[i]:.0%}; neighbours: test images "
+                                     + ", ".join(f"{int(points.index[j])} ({int(points.labels[j])})" for j in table[idx]))
 
 
 def codes_downloads(run, points, n: int, rows: np.ndarray) -> None:
@@ -132,14 +133,15 @@ def selection_strip(run, points, rows: np.ndarray) -> None:
             st.toast(f"Set {name}: {len(rows)} points kept for the Paths page's directions")
 
 
-def grid_figure(run, n: int, use_means: bool, method: str, selected, revision: int = 0, title: str | None = None):
+def grid_figure(run, n: int, use_means: bool, method: str, selected, row: int, revision: int = 0,
+                title: str | None = None):
     """The one-figure grid of every layer in the chosen projection, the selection coloured, the point marked."""
     projs = common.projections(run, n, use_means, method) if method != "PCA" else None
     base = base_grid_of(str(run.path), run.stamp, n, use_means, method, title, projs)
-    return with_selection(base, selected, revision, highlight=int(st.session_state[POINT]))
+    return with_selection(base, selected, revision, highlight=row)
 
 
-def linked_run(run, points, n: int, use_means: bool, method: str, selected, revision: int) -> None:
+def linked_run(run, points, n: int, use_means: bool, method: str, selected, revision: int, row: int) -> None:
     """A second run's grid with the same selection (same test points, matched by test-set position)."""
     others = [r for r in common.ok_runs() if r.path != run.path]
     if not others:
@@ -161,7 +163,7 @@ def linked_run(run, points, n: int, use_means: bool, method: str, selected, revi
         st.warning(f"{other.name} shows other test points ({other_points.source}): its plots cannot be linked.")
         return
     codes = "posterior means" if use_means else "one posterior sample per point"
-    fig = grid_figure(other, n, use_means, method, selected, revision,
+    fig = grid_figure(other, n, use_means, method, selected, row, revision,
                       title=f"{other.name}: {codes} of every latent layer ({method}), the same points")
     common.chart(fig, CHART_LINKED, f"{other.name}-layers-{method.lower()}",
                  on_select=selection_callback(points, CHART_LINKED), selection_mode=("box", "lasso"))
@@ -197,8 +199,8 @@ def main() -> None:
                   "(1 = as wide as p(z_i|z_i+1))" if method == "PCA" else f". {method} axes have no units: only "
                   "who is near whom means something") + ". A box or lasso selects points in every layer; a click "
                "picks one; a double-click clears.")
-    st.session_state[POINT] = min(int(st.session_state.get(POINT, 0)), count - 1)
-    c4.number_input("Point", 0, count - 1, key=POINT, help="or click a point in the chart")
+    row = common.test_image_input("Test image", points, POINT, container=c4,
+                                  help="the followed point, by its position in the test set; or click a point")
     selected = common.rows_of(points, st.session_state.get(SELECTION))  # empty: nothing greyed
     drawn, revision = drawn_selection(st.session_state.get(SELECTION), DRAWN)  # the grids' colouring
     drawn = common.rows_of(points, drawn)
@@ -211,21 +213,21 @@ def main() -> None:
     left, right = st.columns([4, 1])
     with left:
         if hover:
-            hover_chart(run, points, n, use_means)
+            hover_chart(run, points, n, use_means, row)
         else:
             try:
-                fig = grid_figure(run, n, use_means, method, drawn, revision)
+                fig = grid_figure(run, n, use_means, method, drawn, row, revision)
             except Exception as e:  # noqa: BLE001  e.g. a projection library missing: say so, keep the page
                 st.error(f"Cannot compute the {method} of {run.name}: {e}")
                 return
             common.chart(fig, CHART, f"{run.name}-layers-{method.lower()}",
                          on_select=selection_callback(points, CHART), selection_mode=("box", "lasso"))
     with right:
-        selected_point(run, points, n)
+        selected_point(run, points, n, row)
     if linked:
-        linked_run(run, points, n, use_means, method, drawn, revision)
+        linked_run(run, points, n, use_means, method, drawn, revision, row)
     if not hover:
-        link_charts([CHART, CHART_LINKED], key=LINKER, on_point=pick_point, on_clear=clear_selection,
+        link_charts([CHART, CHART_LINKED], key=LINKER, on_point=point_picker(points), on_clear=clear_selection,
                     on_union=lambda rows: st.session_state.__setitem__(SELECTION, points.index[rows].tolist()))
     if len(selected):
         selection_strip(run, points, selected)
@@ -233,7 +235,7 @@ def main() -> None:
         common.chart(explained_variance_of(str(run.path), run.stamp, n, use_means), "layers_explained",
                      f"{run.name}-explained-variance")
     if st.toggle("Nearest neighbours of the point in every layer", key="layers_neighbours"):
-        neighbours(run, points, n)
+        neighbours(run, points, n, row)
     codes_downloads(run, points, n, selected)
 
     if st.toggle("3-D view of one layer", key="layers_3d"):
@@ -242,12 +244,12 @@ def main() -> None:
         active, _ = common.layer_stats_of(str(run.path), run.stamp, n, use_means)
         if method == "PCA":
             pca3 = common.pcas_of(str(run.path), run.stamp, n, use_means, 3)[layer]
-            fig3 = layer_scatter(pca3, points.labels, layer, highlight=st.session_state[POINT], three_d=True,
-                                 selected=selected, active=active[layer])
+            fig3 = layer_scatter(pca3, points.labels, layer, highlight=row, three_d=True,
+                                 selected=selected, active=active[layer], ids=points.index)
         else:
             with st.spinner(f"{method} of z{layer + 1} in 3-D (once, then shared)…"):
                 proj = common.projection_of(str(run.path), run.stamp, n, use_means, method, layer, 3)
-            fig3 = projection_scatter3d(proj, points.labels, layer, st.session_state[POINT], selected, active[layer])
+            fig3 = projection_scatter3d(proj, points.labels, layer, row, selected, active[layer], ids=points.index)
         common.chart(fig3, "layers_scatter3d", f"{run.name}-z{layer + 1}-{method.lower()}3d")
 
 

@@ -31,22 +31,25 @@ def interpolation(run, points) -> None:
     st.subheader("Interpolate between two test images")
     count = len(points.labels)
     c1, c2, c3 = st.columns([1, 1, 2])
-    a = int(c1.number_input("Image A", 0, count - 1, 0, key="paths_a"))
-    b = int(c2.number_input("Image B", 0, count - 1, other_class(points, 0), key="paths_b"))
+    del count
+    a = common.test_image_input("Test image A", points, "paths_a", container=c1)
+    b = common.test_image_input("Test image B", points, "paths_b", container=c2, default_row=other_class(points, 0))
     steps = int(c3.slider("Steps", 3, 15, 9, key="paths_steps"))
     strips = strips_of(str(run.path), run.stamp, a, b, steps)
-    st.caption(f"A: point {int(points.index[a])} (class {int(points.labels[a])}) · B: point {int(points.index[b])} "
+    ia, ib = int(points.index[a]), int(points.index[b])
+    st.caption(f"A: test image {ia} (class {int(points.labels[a])}) · B: test image {ib} "
                f"(class {int(points.labels[b])}). Each row decodes the straight line between their posterior means: "
                "in all layers at once (its ends are the two reconstructions), or in z_i alone (the layers above stay "
                "at A's codes, the layers below follow p's mean, as a traversal), so a row shows what z_i alone "
                "can change.")
-    common.show_images(points.images[[a, b]], points.image_shape, ncols=2, target=64, caption="A · B")
+    common.show_images(points.images[[a, b]], points.image_shape, ncols=2, target=64,
+                       caption=f"A: test image {ia} · B: test image {ib}")
     for name, strip in strips.items():
         common.show_images(strip, points.image_shape, ncols=steps, target=56, caption=f"{name}: A → B")
     g1, g2, _ = st.columns([1, 1, 2], vertical_alignment="bottom")
     which = g1.selectbox("GIF of", list(strips), key="paths_gif")
     g2.download_button("Path (GIF)", lambda: gif_bytes(strips[which], points.image_shape, scale=6),
-                       file_name=f"{run.name}-{which.replace(' ', '-')}-{a}-to-{b}.gif", mime="image/gif",
+                       file_name=f"{run.name}-{which.replace(' ', '-')}-{ia}-to-{ib}.gif", mime="image/gif",
                        key="paths_gif_download", on_click="ignore", icon=":material/download:")
 
 
@@ -89,8 +92,9 @@ def directions(run, model, points) -> None:
     mean_a, mean_b, what = found
     start_on = st.radio("Start from", ["A's mean code", "a test image"], horizontal=True, key="paths_start")
     if start_on == "a test image":
-        idx = int(st.number_input("Test image", 0, len(points.labels) - 1, 0, key="paths_start_image"))
+        idx = common.test_image_input("Test image", points, "paths_start_image")
         start, start_what = encode_one(model, points.images[idx])[layer], f"test image {int(points.index[idx])}"
+        common.show_images(points.images[[idx]], points.image_shape, target=96, caption=f"the start: {start_what}")
     else:
         start, start_what = mean_a, "A's mean code"
     distance = float(np.linalg.norm(mean_b - mean_a))

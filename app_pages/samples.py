@@ -41,10 +41,13 @@ def samples(run, model, shape) -> None:
 @st.fragment
 def reconstructions(run, points) -> None:
     st.subheader("Reconstructions")
-    start = st.number_input("First test image", 0, max(0, len(points.labels) - N_RECON), 0, step=N_RECON,
-                            key="samples_recon_start")
+    start = st.number_input("From the shown point", 0, max(0, len(points.labels) - N_RECON), 0, step=N_RECON,
+                            key="samples_recon_start",
+                            help=f"the shown points are a class-balanced {len(points.labels):,} of the test set, "
+                                 f"{N_RECON} at a time; the caption names them by their position in the test set")
+    shown = points.index[int(start):int(start) + N_RECON]
     common.show_png(reconstructions_png(str(run.path), run.stamp, int(start)),
-                    caption="top: test images · bottom: reconstructions")
+                    caption="top: test images " + ", ".join(str(int(i)) for i in shown) + " · bottom: reconstructions")
 
 
 @st.fragment
@@ -52,11 +55,12 @@ def decomposition(run, model, points) -> None:
     st.subheader("Hierarchy decomposition: what the top layers decide")
     layers = model.cfg.layers
     c1, c2 = st.columns(2)
-    idx = c1.number_input("Test image", 0, len(points.labels) - 1, 0, key="samples_decomp_index")
+    with c1:
+        idx = common.test_image_input("Test image", points, "samples_decomp_index")
     keep = c2.slider("Keep the top k layers of its code", 0, layers, min(1, layers), key="samples_keep_top",
                      help="the image's posterior sample in z_L..z_{L-k+1}; every layer below resampled from p")
     common.show_png(decomposition_png(str(run.path), run.stamp, int(idx), int(keep)),
-                    caption=f"the test image, then 8 images that share its top {keep} layer(s)")
+                    caption=f"test image {int(points.index[idx])}, then 8 images that share its top {keep} layer(s)")
     with st.expander("Every k at once"):
         common.show_png(decomposition_png(str(run.path), run.stamp, int(idx), None),
                         caption=f"rows: keep the top {layers} … 0 layers (last row: plain prior samples)")

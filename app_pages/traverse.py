@@ -22,26 +22,29 @@ DECODED = "traverse_decoded_sha1"   # session_state: digest of the last decoded 
 
 
 def start_codes(run, model, points):
-    """Per-layer codes to start from, and a description; None (after a message) if there is none."""
+    """Per-layer codes to start from, a description and the start's image (None for a prior sample); None
+    (after a message) if there is none."""
     c1, c2 = st.columns([2, 1])
     start = c1.radio("Start from", ["prior sample", "test image", "uploaded image"], horizontal=True,
                      key="traverse_start")
     if start == "prior sample":
         seed = c2.number_input("Seed", 0, 1_000_000, 0, key="traverse_seed")
-        return prior_start(model, int(seed)), f"prior sample, seed {seed}"
+        return prior_start(model, int(seed)), f"prior sample, seed {seed}", None
     if start == "test image":
-        idx = c2.number_input("Test image", 0, len(points.labels) - 1, 0, key="traverse_index")
-        return encode_one(model, points.images[idx]), f"test image {idx} (class {int(points.labels[idx])})"
+        with c2:
+            idx = common.test_image_input("Test image", points, "traverse_index")
+        return (encode_one(model, points.images[idx]), f"test image {int(points.index[idx])} "
+                f"(class {int(points.labels[idx])})", points.images[idx])
     upload = c2.file_uploader("Image (PNG or JPEG)", type=["png", "jpg", "jpeg"], key="traverse_upload")
     if upload is None:
         st.info("Upload a picture of a digit (any size; it is turned grey and resized to the run's images).")
-        return None, ""
+        return None, "", None
     try:
         image = read_upload(upload.getvalue(), points.image_shape)
     except ValueError as e:  # UploadError: not an image, damaged, too large
         st.error(f"Cannot use {upload.name}: {e}")
-        return None, ""
-    return encode_one(model, image), f"uploaded {upload.name}"
+        return None, "", None
+    return encode_one(model, image), f"uploaded {upload.name}", image
 
 
 def main() -> None:
@@ -64,7 +67,7 @@ def main() -> None:
     except Exception as e:  # noqa: BLE001
         st.error(f"Cannot encode {run.name}: {e}")
         return
-    codes, what = start_codes(run, model, points)
+    codes, what, start_image = start_codes(run, model, points)
     if codes is None:
         return
     base = codes[layer]
@@ -97,6 +100,8 @@ def main() -> None:
         png, st.session_state[DECODED] = decoded_png(str(run.path), run.stamp, layer, digest, tuple(offsets), pca,
                                                      base, shape)
         with right:
+            if start_image is not None:  # the start beside its decoding: what the traversal starts from
+                common.show_images(start_image[None], shape, target=112, caption="the start")
             common.show_png(png, caption="decoded E[x|z]")
 
     sliders, grid_col = st.columns([3, 2], gap="large")

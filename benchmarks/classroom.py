@@ -5,7 +5,7 @@ each loop picks one of:
 - Traverse (35%): the page, sometimes another layer, then 2-5 slider moves (each a fragment rerun);
 - Layers (25%): the page, a box selection of 30-300 of the shown points on the grid (the plotly chart
   widget's selection event, as the frontend sends it), then either the nearest-neighbours toggle or
-  another point picked by number;
+  another test image picked by its number;
 - Samples (15%): the page, then 1-3 moves of the temperature slider;
 - another page (25%): Compare, Paths, Curves or Train a model;
 - now and then (2% of loops) the tab closes while its request runs and the student opens the app again.
@@ -59,6 +59,13 @@ def grid_rows(spec: str) -> list[tuple[int, list[int]]]:
         if t.get("xaxis", "x") == "x" and t.get("customdata") is not None and t.get("name") != "selected point":
             out.append((i, [int(r) for r in _array(t["customdata"])]))
     return out
+
+
+def grid_test_images(spec: str) -> list[int]:
+    """The test images (their positions in the test set: each point's hovertext) a Layers grid shows."""
+    fig = json.loads(spec)
+    return sorted({int(h) for t in fig.get("data", []) if t.get("xaxis", "x") == "x" and t.get("hovertext")
+                   and t.get("name") != "selected point" for h in t["hovertext"]})
 
 
 def box_selection(traces: list[tuple[int, list[int]]], rng: random.Random) -> tuple[str, int]:
@@ -194,11 +201,12 @@ class ClassSession(Session):
                 await self.checked("neighbours", lambda: self.client.set_widget(on),
                                    "label agreement" if on.bool_value else "Selection:")
         else:
-            number = next((e for e in reply.of_kind("number_input") if e.proto.label == "Point"), None)
-            if number is not None:
-                value = self.rng.randint(int(number.proto.min), int(number.proto.max))
+            number = next((e for e in reply.of_kind("number_input") if e.proto.label == "Test image"), None)
+            shown = grid_test_images(chart.proto.spec)
+            if number is not None and shown:
+                value = self.rng.choice(shown)  # a test image the grid shows, by its position in the test set
                 pick = WidgetState(id=number.proto.id, int_value=value)
-                await self.checked("point", lambda: self.client.set_widget(pick), f"**Point {value}**")
+                await self.checked("point", lambda: self.client.set_widget(pick), f"**Test image {value}**")
         await self.pause(deadline, think)
 
     async def samples_visit(self, reply: RunReply, deadline: float, think: tuple[float, float]) -> None:

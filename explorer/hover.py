@@ -65,9 +65,10 @@ def _hover_script(div_id: str, images: list[str]) -> str:
     var i = Number(cd);
     if (!Number.isInteger(i) || i < 0 || i >= uris.length) { return; }
     img.src = uris[i];
-    img.alt = "test image " + i;
+    var name = pt.hovertext !== undefined ? pt.hovertext : i;  // its position in the test set
+    img.alt = "test image " + name;
     img.style.visibility = "visible";
-    caption.textContent = "point " + i + (pt.data && pt.data.meta ? " \\u00b7 " + pt.data.meta : "");
+    caption.textContent = "test image " + name + (pt.data && pt.data.meta ? " \\u00b7 " + pt.data.meta : "");
   });
   // No plotly_unhover handler on purpose: the last image stays, so moving between neighbouring
   // points does not flicker.

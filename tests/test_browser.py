@@ -110,7 +110,7 @@ def test_layers_hover_shows_the_image_in_a_real_browser(server, page, tmp_path):
         if src:
             break
     assert src and src.startswith("data:image/png;base64,"), "hovering a point showed no image"
-    assert frame.locator("#hover-caption").inner_text().startswith("point ")
+    assert frame.locator("#hover-caption").inner_text().startswith("test image ")  # its test-set position
     frame.wait_for_function("() => document.getElementById('hover-image').naturalWidth > 0", timeout=10_000)
     assert page.locator('[data-testid="stException"]').count() == 0
     page.screenshot(path=str(shot), full_page=True)

@@ -402,3 +402,22 @@ def test_a_figure_from_a_spec_builds_its_traces_only_when_read():
     assert fig.to_dict() is spec and "_built_figure" not in fig.__dict__
     assert [t.name for t in fig.data] == ["a"] and list(fig.data[0].y) == [3, 4]
     assert "_built_figure" in fig.__dict__
+
+
+def test_points_are_named_by_their_test_set_position_in_hovers_and_the_csv():
+    """Issue 27, item 6: one numbering. A grid's rows stay its customdata (selections map back through them),
+    but hovers, the followed point's marker and the CSV name each point by its position in the test set."""
+    pcas = [fake_pca(seed=s) for s in range(2)]
+    labels = np.arange(N) % 4
+    ids = np.arange(N) * 7 + 1000
+    fig = F.layer_scatter_grid(pcas, labels, highlight=3, ids=ids)
+    table = F.figure_frame(fig)
+    assert sorted(table["point"].unique().tolist()) == sorted(ids.tolist())
+    points = [t for t in fig.data if t.name != "selected point"]
+    assert all(t.hovertext == tuple(str(i) for i in ids[np.asarray(t.customdata)]) for t in points)
+    marks = [t for t in fig.data if t.name == "selected point"]
+    assert marks and all(f"test image {ids[3]}" in t.hovertemplate for t in marks)
+    # the marker with_selection adds to a cached grid names the point the same way
+    base = F.layer_scatter_grid(pcas, labels, ids=ids)
+    marked = F.with_selection(base, [0, 1], highlight=5).to_dict()["data"]
+    assert all(f"test image {ids[5]}" in t["hovertemplate"] for t in marked if t["name"] == "selected point")

@@ -76,58 +76,66 @@ UNSELECTED_STYLE = {"marker": {"color": UNSELECTED, "opacity": 0.35}}  # points 
 
 def _point_traces(coords: np.ndarray, labels: np.ndarray, layer: int, trace_cls: type, showlegend: bool,
                   colours: dict[Any, str], marker_size: float,
-                  axis_names: Sequence[str] = ("PC1", "PC2", "PC3")) -> list:
+                  axis_names: Sequence[str] = ("PC1", "PC2", "PC3"), ids: np.ndarray | None = None) -> list:
     """The points of one layer: one trace per class (legendgroup = class, so a legend click hides
     that class in every layer), or one label-coloured trace when there are too many classes.
-    customdata is the point's row index in the arrays the page passed (maps selections back)."""
+    customdata is the point's row index in the arrays the page passed (maps selections back); the hover
+    names the point by `ids` (its position in the test set, the one number the pages and files use),
+    carried as each point's hovertext."""
     three_d = trace_cls is go.Scatter3d
     a = list(axis_names)
     hover = f"{a[0]} %{{x:.2f}}, {a[1]} %{{y:.2f}}" + (f", {a[2]} %{{z:.2f}}" if three_d and len(a) > 2 else "")
     tag = layer_name(layer)
     index = np.arange(labels.shape[0])
+    names = np.array([str(int(i)) for i in (index if ids is None else ids)], dtype=object)
     if len(colours) > MAX_CLASS_TRACES:
         xyz = dict(x=coords[:, 0], y=coords[:, 1], **({"z": coords[:, 2]} if three_d else {}))
         codes = np.unique(labels, return_inverse=True)[1]
         return [trace_cls(**xyz, mode="markers", name="points", legendgroup="points", showlegend=showlegend,
-                          meta=tag, customdata=index, text=[str(_plain(c)) for c in labels],
+                          meta=tag, customdata=index, text=[str(_plain(c)) for c in labels], hovertext=names.tolist(),
                           marker=dict(size=marker_size, color=codes, colorscale="Turbo", opacity=0.75),
-                          hovertemplate=f"class %{{text}} · point %{{customdata}}<br>{hover}<extra>{tag}</extra>")]
+                          hovertemplate=f"class %{{text}} · test image %{{hovertext}}<br>{hover}<extra>{tag}</extra>")]
     traces = []
     for c, colour in colours.items():
         idx = index[labels == c]
         xyz = dict(x=coords[idx, 0], y=coords[idx, 1], **({"z": coords[idx, 2]} if three_d else {}))
         traces.append(trace_cls(
             **xyz, mode="markers", name=str(c), legendgroup=f"class {c}", showlegend=showlegend, meta=tag,
-            customdata=idx, marker=dict(size=marker_size, color=colour, opacity=0.75),
-            hovertemplate=f"class {c} · point %{{customdata}}<br>{hover}<extra>{tag}</extra>"))
+            customdata=idx, hovertext=names[idx].tolist(), marker=dict(size=marker_size, color=colour, opacity=0.75),
+            hovertemplate=f"class {c} · test image %{{hovertext}}<br>{hover}<extra>{tag}</extra>"))
     return traces
 
 
 def _highlight_trace(coords: np.ndarray, labels: np.ndarray, point: int, layer: int, trace_cls: type,
-                     showlegend: bool, colours: dict[Any, str]) -> Any:
+                     showlegend: bool, colours: dict[Any, str], ids: np.ndarray | None = None) -> Any:
     three_d = trace_cls is go.Scatter3d
     xyz = dict(x=coords[[point], 0], y=coords[[point], 1], **({"z": coords[[point], 2]} if three_d else {}))
     c = _plain(labels[point])
-    return trace_cls(**_highlight_spec(xyz, c, point, layer, three_d, showlegend, colours.get(c, "#000000")))
+    shown = point if ids is None else int(ids[point])
+    return trace_cls(**_highlight_spec(xyz, c, point, layer, three_d, showlegend, colours.get(c, "#000000"), shown))
 
 
 def _highlight_spec(xyz: dict, label: Any, point: int, layer: int, three_d: bool, showlegend: bool,
-                    colour: str) -> dict:
-    """The "selected point" marker's properties (plotly's names), for a trace object or a figure's dict."""
+                    colour: str, shown: Any = None) -> dict:
+    """The "selected point" marker's properties (plotly's names), for a trace object or a figure's dict;
+    `shown`: the number the hover gives it (its test-set position), default its row."""
     return dict(**xyz, mode="markers", name="selected point", legendgroup="selected", showlegend=showlegend,
                 meta=layer_name(layer), customdata=[point],
                 marker=dict(size=HIGHLIGHT_SIZE if not three_d else 9, color=colour, symbol="circle",
                             line=dict(color="#000000", width=3)),
-                hovertemplate=f"selected: class {label} · point %{{customdata}}<extra>{layer_name(layer)}</extra>")
+                hovertemplate=f"selected: class {label} · test image {point if shown is None else shown}"
+                              f"<extra>{layer_name(layer)}</extra>")
 
 
 def _points_table(coords: Sequence[np.ndarray], labels: np.ndarray, layers: Sequence[int], k: int = 2,
-                  epoch: int | None = None) -> pd.DataFrame:
-    """Long table of the plotted points: (epoch,) layer, point, class, pc1..pck."""
+                  epoch: int | None = None, ids: np.ndarray | None = None) -> pd.DataFrame:
+    """Long table of the plotted points: (epoch,) layer, point (its test-set position when `ids` are given,
+    as in the codes' files), class, pc1..pck."""
     parts = []
     for xy, layer in zip(coords, layers):
         xy = _columns(xy, k)
-        part = {"layer": layer_name(layer), "point": np.arange(xy.shape[0]), "class": labels,
+        part = {"layer": layer_name(layer), "point": np.arange(xy.shape[0]) if ids is None else np.asarray(ids),
+                "class": labels,
                 **{f"pc{j + 1}": xy[:, j] for j in range(k)}}
         parts.append(pd.DataFrame(({"epoch": epoch} if epoch is not None else {}) | part))
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["layer", "point", "class"])
@@ -215,8 +223,10 @@ def _highlight_overlay(traces: Sequence[dict], arrays: Sequence[tuple], point: i
         layer = int(meta[1:]) - 1 if meta[:1] == "z" and meta[1:].isdigit() else 0
         # A dict, not a validated plotly trace: building one per subplot was most of a followed point's rerun.
         xyz = dict(zip("xyz", ([float(v)] for v in coords[j])))
+        hovertext = t.get("hovertext")
+        shown = list(hovertext)[j] if hovertext is not None and not isinstance(hovertext, (str, dict)) else point
         marker = {"type": kind, **_highlight_spec(xyz, _plain(label), point, layer, kind == "scatter3d",
-                                                  len(done) == 1, colour)}
+                                                  len(done) == 1, colour, shown)}
         if kind != "scatter3d":
             marker["xaxis"], marker["yaxis"] = axes
         out.append(marker)
@@ -226,10 +236,11 @@ def _highlight_overlay(traces: Sequence[dict], arrays: Sequence[tuple], point: i
 def _layer_grid(coords: Sequence[np.ndarray], titles: Sequence[str], labels: Sequence[Any] | np.ndarray,
                 highlight: int | None = None, trace_cls: type = go.Scattergl, marker_size: float = 4,
                 layers: Sequence[int] | None = None,
-                axis_titles: Sequence[Sequence[str]] | None = None) -> go.Figure:
+                axis_titles: Sequence[Sequence[str]] | None = None, ids: np.ndarray | None = None) -> go.Figure:
     """One row of 2-D subplots, one per layer, in ONE figure: Scattergl traces of all subplots share
     a single WebGL context (browsers allow ~16 per page, one figure per layer would exhaust them).
-    axis_titles: per layer (x title, y title), default PC1 and PC2."""
+    axis_titles: per layer (x title, y title), default PC1 and PC2; ids: the points' test-set positions
+    (hovers and the CSV name points by them), default their rows."""
     n_cols = len(coords)
     layers = list(range(n_cols)) if layers is None else list(layers)
     fig = make_subplots(rows=1, cols=max(n_cols, 1), subplot_titles=list(titles) or None,
@@ -248,12 +259,12 @@ def _layer_grid(coords: Sequence[np.ndarray], titles: Sequence[str], labels: Seq
         x_title, y_title = axis_titles[col - 1] if axis_titles else ("PC1", "PC2")
         names = [t.split(" · ")[0] for t in (x_title, y_title)]
         ref = "" if col == 1 else str(col)  # make_subplots' axes of column col: x/y, x2/y2, ...
-        for tr in _point_traces(xy, lab, layer, trace_cls, col == 1, colours, marker_size, names):
+        for tr in _point_traces(xy, lab, layer, trace_cls, col == 1, colours, marker_size, names, ids):
             # grey outside a selection, as with_selection draws it, also where plotly.js itself or the
             # browser-side linker (app_pages/linked_selection.py) draws one
             traces.append(tr.update(xaxis=f"x{ref}", yaxis=f"y{ref}", unselected=UNSELECTED_STYLE))
         if point is not None:
-            traces.append(_highlight_trace(xy, lab, point, layer, trace_cls, col == 1, colours)
+            traces.append(_highlight_trace(xy, lab, point, layer, trace_cls, col == 1, colours, ids)
                           .update(xaxis=f"x{ref}", yaxis=f"y{ref}"))
     fig.add_traces(traces)  # once: one add_trace per trace re-validates the figure every time (2x slower)
     for col in range(1, len(coords) + 1):
@@ -264,13 +275,14 @@ def _layer_grid(coords: Sequence[np.ndarray], titles: Sequence[str], labels: Seq
     # A horizontal legend under the plots: a side legend would take a sixth of the width from the layers.
     fig.update_layout(legend=dict(title=dict(text="class "), itemsizing="constant", orientation="h",
                                   x=0, xanchor="left", y=-0.2, yanchor="top"), hovermode="closest")
-    return with_numbers(fig, _points_table(coords, lab, layers))
+    return with_numbers(fig, _points_table(coords, lab, layers, ids=ids))
 
 
 def layer_scatter(pca: Any, labels: Sequence[Any] | np.ndarray, layer: int, highlight: int | None = None,
                   three_d: bool = False, hover_images: list[str] | None = None,
-                  selected: Sequence[int] | np.ndarray | None = None, active: int | None = None) -> go.Figure:
-    """One layer's posterior means in PCA coordinates, coloured by class.
+                  selected: Sequence[int] | np.ndarray | None = None, active: int | None = None,
+                  ids: np.ndarray | None = None) -> go.Figure:
+    """One layer's posterior means in PCA coordinates, coloured by class (ids: as in _layer_grid).
 
     2-D: go.Scattergl; 3-D: go.Scatter3d (PC1-3; a layer with fewer PCs is padded with 0).
     customdata = the point's index; `highlight` draws that point as a big black-edged marker.
@@ -282,62 +294,65 @@ def layer_scatter(pca: Any, labels: Sequence[Any] | np.ndarray, layer: int, high
     del hover_images  # see the docstring: shown by the page, not by plotly
     coords = np.asarray(pca.coords, dtype=float)
     if not three_d:
-        fig = _layer_grid([coords], [_layer_title(pca, layer, active=active)], labels, highlight, layers=[layer])
+        fig = _layer_grid([coords], [_layer_title(pca, layer, active=active)], labels, highlight, layers=[layer],
+                          ids=ids)
         return with_selection(_style(fig, f"Latent layer {layer_name(layer)}: posterior means, first two principal "
                                           "components", height=540, margin=GRID_MARGIN), selected)
     ev = _explained(pca, 3)
     return _scatter3d(coords, labels, layer, [f"PC{j + 1} ({ev[j]:.0%})" for j in range(3)],
-                      f"Latent layer {_layer_title(pca, layer, 3, active)}", highlight, selected)
+                      f"Latent layer {_layer_title(pca, layer, 3, active)}", highlight, selected, ids)
 
 
 def projection_scatter3d(projection: Any, labels: Sequence[Any] | np.ndarray, layer: int,
                          highlight: int | None = None, selected: Sequence[int] | np.ndarray | None = None,
-                         active: int | None = None) -> go.Figure:
+                         active: int | None = None, ids: np.ndarray | None = None) -> go.Figure:
     """One layer's 3-D map (explorer.projections.Projection with k = 3: PCA, UMAP or t-SNE)."""
     axes = list(projection.axes) + [""] * (3 - len(projection.axes))
     return _scatter3d(projection.coords, labels, layer, axes[:3],
                       f"Latent layer {layer_name(layer)} · {projection.method} in 3-D" + _activity_note(active),
-                      highlight, selected)
+                      highlight, selected, ids)
 
 
 def _scatter3d(coords: np.ndarray, labels: Sequence[Any] | np.ndarray, layer: int, axes: Sequence[str], title: str,
-               highlight: int | None, selected: Sequence[int] | np.ndarray | None) -> go.Figure:
+               highlight: int | None, selected: Sequence[int] | np.ndarray | None,
+               ids: np.ndarray | None = None) -> go.Figure:
     xyz = _columns(coords, 3)
     lab = _labels(labels, xyz.shape[0])
     colours = class_colours(lab)
     names = [a.split(" (")[0] for a in axes]
-    fig = go.Figure(_point_traces(xyz, lab, layer, go.Scatter3d, True, colours, 2.5, names))
+    fig = go.Figure(_point_traces(xyz, lab, layer, go.Scatter3d, True, colours, 2.5, names, ids))
     point = _valid_point(highlight, xyz.shape[0])
     if point is not None:
-        fig.add_trace(_highlight_trace(xyz, lab, point, layer, go.Scatter3d, True, colours))
+        fig.add_trace(_highlight_trace(xyz, lab, point, layer, go.Scatter3d, True, colours, ids))
     fig.update_layout(scene=dict(xaxis_title=axes[0], yaxis_title=axes[1], zaxis_title=axes[2]),
                       legend=dict(title=dict(text="class"), itemsizing="constant"))
-    with_numbers(fig, _points_table([xyz], lab, [layer], k=3))
+    with_numbers(fig, _points_table([xyz], lab, [layer], k=3, ids=ids))
     return with_selection(_style(fig, title, height=600), selected)
 
 
 def layer_scatter_grid(pcas: Sequence[Any], labels: Sequence[Any] | np.ndarray, highlight: int | None = None,
                        selected: Sequence[int] | np.ndarray | None = None, active: Sequence[int] | None = None,
-                       prior_sd: Sequence[Sequence[float]] | None = None, title: str | None = None) -> go.Figure:
+                       prior_sd: Sequence[Sequence[float]] | None = None, title: str | None = None,
+                       ids: np.ndarray | None = None) -> go.Figure:
     """All layers side by side in ONE figure (one WebGL context), one column per layer.
     active: units per layer (titles say "no active units" for 0); prior_sd: per layer the prior's
     standard deviation along PC1, PC2 (explorer.encode.prior_sd_along), so each axis shows its spread in it."""
     titles = [_layer_title(p, i, active=None if active is None else active[i]) for i, p in enumerate(pcas)]
     axes = [_spread_titles(p, None if prior_sd is None else prior_sd[i]) for i, p in enumerate(pcas)]
-    fig = _layer_grid([p.coords for p in pcas], titles, labels, highlight, axis_titles=axes)
+    fig = _layer_grid([p.coords for p in pcas], titles, labels, highlight, axis_titles=axes, ids=ids)
     return with_selection(_style(fig, title or "Posterior means of every latent layer (PCA, PC1 vs PC2)", height=480,
                                  margin=GRID_MARGIN), selected)
 
 
 def projection_grid(projections: Sequence[Any], labels: Sequence[Any] | np.ndarray, highlight: int | None = None,
                     selected: Sequence[int] | np.ndarray | None = None, active: Sequence[int] | None = None,
-                    title: str | None = None) -> go.Figure:
+                    title: str | None = None, ids: np.ndarray | None = None) -> go.Figure:
     """Every layer's non-linear map (explorer.projections.Projection: UMAP or t-SNE) side by side, as the
     PCA grid: the axes have no units, only neighbourhoods mean something."""
     titles = [f"{layer_name(i)} · {p.method}" + ("" if active is None else "<br>" + _activity_note(active[i])
                                                      .removeprefix(" · ")) for i, p in enumerate(projections)]
     axes = [tuple(p.axes[:2]) for p in projections]
-    fig = _layer_grid([p.coords for p in projections], titles, labels, highlight, axis_titles=axes)
+    fig = _layer_grid([p.coords for p in projections], titles, labels, highlight, axis_titles=axes, ids=ids)
     method = projections[0].method if projections else "projection"
     return with_selection(_style(fig, title or f"Posterior means of every latent layer ({method})", height=480,
                                  margin=GRID_MARGIN), selected)
