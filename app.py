@@ -22,6 +22,7 @@ st.sidebar.markdown("### LVAE explorer\nSee what each latent layer of a VAE and 
 
 with st.spinner("LVAE explorer is starting: loading PyTorch and plotly…"):  # seconds on the first start only
     from app_pages import common  # noqa: E402
+    from app_pages.glossary import glossary  # noqa: E402
     from explorer import jobs  # noqa: E402
 
 PAGES = [
@@ -69,6 +70,7 @@ def sidebar(runs: list) -> None:
         if running or queued:
             st.caption("Training: " + (", ".join(running) or "nothing yet")
                        + (f" ({queued} queued)" if queued else ""))
+        glossary()
 
 
 jobs.scheduler.slots = common.training_slots()[0]

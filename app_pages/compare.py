@@ -11,6 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from app_pages import common
+from app_pages.glossary import notice
 from app_pages.computed import NEIGHBOURS, information_figures, overlaps_of, settings_frame
 from explorer.figures import iw_bound_curve, per_layer_bars
 from explorer.information import IW_KS, NIL_KL
@@ -123,6 +124,8 @@ def compare(a: RunInfo, b: RunInfo) -> None:
     with c2:
         common.chart(bars(kl, "KL divergence per layer (test set)", "KL (nats per image)"), "compare_kl",
                      "kl-per-layer")
+    notice("compare the two bars of the upper layers (z3 and up): a layer at 0 active units and ≈0 KL is collapsed, "
+           "ignored by the model; the model that keeps more of them used its hierarchy.")
     if any(stored_iw(r) for r in (a, b)):
         st.caption("Runs with an eval.json (the shipped pair): active units and KL on the whole test set with BN "
                    "statistics recomputed over the training set; other runs: their last evaluation in history.jsonl.")
@@ -268,21 +271,34 @@ def information(a: RunInfo, b: RunInfo, names: list[str]) -> None:
         bar.done()
     if key in done:
         common.chart(iw_bound_curve(done[key]), "compare_iw_curve", "iw-bound-curve")
+        notice("each curve rises with K: L_1 is the ELBO, and what it gains by K = 100 is how loose the ELBO is.")
         st.caption("The gap between L_1 (the ELBO) and L_K shrinks as K grows: what is left at large K is what the "
                    "IW bound adds over the ELBO (Burda et al. 2016, eq. 8). Error bars: ±1 SE over the points.")
 
 
-def reproduction_section() -> None:
-    """The paper's grid as reproduced by `python -m training reproduce`, beside the paper's numbers."""
-    found = reproductions()
+# The summary's field names (training.reproduce.summarize) in words, for a table a class reads.
+REPRODUCTION_COLUMNS = {"model": "model", "stage": "stage", "train M": "training samples (averaged)",
+                        "train K": "training samples (importance-weighted)", "layers": "layers", "epochs": "epochs",
+                        "pixel scale": "pixel scale", "seeds": "seeds", "iw_ll": "log p(x), IW (nats)",
+                        "iw_ll_sd": "± sd over seeds", "eval K": "IW samples at test", "elbo": "test ELBO (nats)",
+                        "active_units": "active units z1..", "paper": "the paper's log p(x)"}
+
+
+def reproduction_section(datasets: set[str]) -> None:
+    """The paper's grid as reproduced by `python -m training reproduce`, beside the paper's numbers: only for
+    the datasets of the runs compared (an MNIST table says nothing about two digits runs)."""
+    found = {d: rows for d, rows in reproductions().items() if d in datasets}
     if not found:
         return
     st.subheader("The paper's experiment, reproduced")
     for dataset, rows in found.items():
         table = pd.DataFrame([{**r, "active_units": "/".join(map(str, r["active_units"]))} for r in rows])
+        table = table.rename(columns=REPRODUCTION_COLUMNS).astype(object)
+        # a missing number is a dash, never "None" (nor an epochs field the summary wrote from a missing one)
+        table = table.where(table.notna(), "–").replace({"None": "–", "": "–"})
         st.caption(f"`results/paper-{dataset}.json`: test log-likelihood (IW, nats, mean over seeds ± sd) per "
-                   f"model, stage and depth; `paper` is {PAPER}'s number for exactly that model, depth, stage and "
-                   "training samples, else empty. The paper's pixels are bytes/256; see `pixel scale`.")
+                   f"model, stage and depth; the paper's column is {PAPER}'s number for exactly that model, depth, "
+                   "stage and training samples, else a dash. The paper's pixels are bytes/256; see `pixel scale`.")
         st.dataframe(table, hide_index=True, width="stretch")
 
 
@@ -309,7 +325,7 @@ def main() -> None:
     else:
         st.info("Pick two usable runs to compare them.")
     common.follow_training(picked)
-    reproduction_section()
+    reproduction_section({r.config.dataset for r in picked if r is not None and r.config is not None})
 
 
 main()

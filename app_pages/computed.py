@@ -18,7 +18,7 @@ from explorer.figures import (explained_variance, export_config, layer_scatter_g
                               projection_grid, rate_distortion_bars, unit_activity_vs_kl)
 from explorer.figures.frozen import freeze
 from explorer.hover import first_points, hover_html
-from explorer.images import image_data_uris
+from explorer.images import PAD_GREY, image_data_uris
 from explorer.information import NIL_KL, active_only_through_above
 from explorer.traverse import (along_directions, decode_layer, hierarchy_decomposition, interpolation_strips,
                                prior_samples, reconstruct, traversal_grid)
@@ -57,8 +57,10 @@ def neighbour_rows_png(path: str, stamp: float, n: int, idx: int) -> list[bytes]
     """Per layer one PNG row: the point, then its nearest neighbours (from the precomputed tables)."""
     points = common.points_of(path, stamp, n)
     _, _, tables = common.neighbour_indexes_of(path, stamp, n, NEIGHBOURS)
-    return [common.grid_png(np.concatenate([points.images[[idx]], points.images[t[idx]]]), points.image_shape,
-                            ncols=NEIGHBOURS + 1, target=48) for t in tables]
+    # The point, a gap (a tile of the grid's own grey), then its neighbours: the point does not read as one of them.
+    gap = np.full((1, points.images.shape[1]), PAD_GREY / 255, np.float32)
+    return [common.grid_png(np.concatenate([points.images[[idx]], gap, points.images[t[idx]]]), points.image_shape,
+                            ncols=NEIGHBOURS + 2, target=56) for t in tables]
 
 
 @st.cache_resource(max_entries=16, show_spinner=False)
@@ -133,7 +135,15 @@ def traversal_png(path: str, stamp: float, layer: int, n_dirs: int, start_digest
                   shape: tuple[int, int]) -> bytes:
     """The -3..+3 sd grid of one start (named by its codes' digest), once for every session."""
     grid = traversal_grid(common.model_of(path, stamp), layer, _pca, _base, STEPS)[:n_dirs]
-    return common.grid_png(grid, shape, target=48)
+    return common.grid_png(grid, shape, target=64)
+
+
+@st.cache_resource(max_entries=32, show_spinner=False)
+def traversal_gif(path: str, stamp: float, layer: int, start_digest: str, _pca, _base, shape: tuple[int, int]) -> bytes:
+    """A GIF walking PC1 of the layer from -3 to +3 sd and back, from one start (made on a download's click)."""
+    from explorer.images import gif_bytes
+    frames = traversal_grid(common.model_of(path, stamp), layer, _pca, _base, np.linspace(-3, 3, 25))[0]
+    return gif_bytes(frames, shape, scale=max(1, 112 // shape[0]), frame_ms=80)
 
 
 # ---- Compare -------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 import streamlit as st
 
 from app_pages import common
+from app_pages.glossary import notice
 from app_pages.computed import snapshots_of
 from explorer.figures import (active_units_curves, collapse_timeline, kl_heatmap, kl_per_layer_curves,
                               rate_distortion_curves, snapshot_animation, snapshot_scatter, training_curves)
@@ -28,10 +29,13 @@ def curves(runs) -> dict:
     with c1:
         test = st.toggle("KL on the test set", key="training_kl_test",
                          help="training KL is every epoch; test KL at the evaluation epochs")
-        log_y = st.toggle("log scale", key="training_kl_log")
+        log_y = st.toggle("log scale", value=True, key="training_kl_log",
+                          help="on by default: z1's early KL would otherwise flatten the upper layers, where collapse happens")
         fig = common.shared("kl_per_layer", (key, test, log_y),
                             lambda: kl_per_layer_curves(histories, test=test, log_y=log_y))
         common.chart(fig, "training_kl", "training-kl-per-layer")
+        notice("a layer whose KL falls to the bottom of the log scale during warm-up has collapsed; one that rises "
+               "again as β reaches 1 came back.")
     with c2:
         common.chart(common.shared("active_units", key, lambda: active_units_curves(histories)), "training_units",
                      "training-active-units")
@@ -78,6 +82,7 @@ def timeline(runs, histories) -> None:
     key = (common.history_key(run), short, threshold)
     common.chart(common.shared("collapse_timeline", key, lambda: collapse_timeline(epochs, values, threshold, short)),
                  "training_timeline", f"{name}-collapse-timeline")
+    notice("read the rows of the upper layers: when did their units switch off, and did any switch on again?")
     table = common.shared("transitions", key, lambda: transitions(epochs, values, threshold))
     changed = table[(table["became inactive"] != "–") | (table["became active"] != str(epochs[0]))]
     st.caption(f"{len(changed)} of {len(table)} units changed state after epoch {epochs[0]}; every unit below.")

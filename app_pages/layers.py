@@ -13,6 +13,7 @@ import streamlit as st
 from app_pages import common
 from app_pages.computed import (HOVER_HEIGHT, NEIGHBOURS, base_grid_of, explained_variance_of, hover_page_of,
                                 neighbour_rows_png, point_png)
+from app_pages.glossary import notice
 from app_pages.linked_selection import drawn_selection, link_charts, selection_from_chart, union_sent
 from explorer.figures import layer_scatter, projection_scatter3d, with_selection
 from explorer.hover import MAX_HOVER_POINTS
@@ -229,6 +230,9 @@ def main() -> None:
     if not hover:
         link_charts([CHART, CHART_LINKED], key=LINKER, on_point=point_picker(points), on_clear=clear_selection,
                     on_union=lambda rows: st.session_state.__setitem__(SELECTION, points.index[rows].tolist()))
+    if not hover:
+        notice("where the classes separate, the layer encodes the digit's identity; a layer that is one blob "
+               "(or 'no active units') tells nothing; box a cluster in z1 and see where its points land higher up.")
     if len(selected):
         selection_strip(run, points, selected)
     if method == "PCA":

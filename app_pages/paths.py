@@ -14,6 +14,7 @@ import streamlit as st
 
 from app_pages import common
 from app_pages.computed import strips_of
+from app_pages.glossary import notice
 from explorer.images import gif_bytes
 from explorer.traverse import along_mean_difference, decode_layer, encode_one
 
@@ -42,10 +43,12 @@ def interpolation(run, points) -> None:
                "in all layers at once (its ends are the two reconstructions), or in z_i alone (the layers above stay "
                "at A's codes, the layers below follow p's mean, as a traversal), so a row shows what z_i alone "
                "can change.")
-    common.show_images(points.images[[a, b]], points.image_shape, ncols=2, target=64,
+    common.show_images(points.images[[a, b]], points.image_shape, ncols=2, target=112,
                        caption=f"A: test image {ia} · B: test image {ib}")
     for name, strip in strips.items():
         common.show_images(strip, points.image_shape, ncols=steps, target=56, caption=f"{name}: A → B")
+    notice("the rows of the layers that change the digit's identity are the layers that encode it; a row that "
+           "stays the same image is a layer the model does not use.")
     g1, g2, _ = st.columns([1, 1, 2], vertical_alignment="bottom")
     which = g1.selectbox("GIF of", list(strips), key="paths_gif")
     g2.download_button("Path (GIF)", lambda: gif_bytes(strips[which], points.image_shape, scale=6),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import streamlit as st
 
 from app_pages import common
+from app_pages.glossary import notice
 from app_pages.computed import N_RECON, decomposition_png, reconstructions_png, samples_png
 
 
@@ -34,8 +35,12 @@ def samples(run, model, shape) -> None:
         label = "per layer " + " · ".join(f"z{i + 1} {t:.1f}" for i, t in enumerate(temps))
     else:
         label = f"{temperature:.1f} in every layer"
-    common.show_png(samples_png(str(run.path), run.stamp, int(n), temps, int(seed), shape),
-                    caption=f"{n} samples z_L → … → z_1 → E[x|z_1], temperature {label}")
+    png = common.show_png(samples_png(str(run.path), run.stamp, int(n), temps, int(seed), shape),
+                          caption=f"{n} samples z_L → … → z_1 → E[x|z_1], temperature {label}")
+    notice("at temperature 0 every sample is the mean path; raising one layer's temperature alone shows what "
+           "that layer's randomness decides.")
+    st.download_button("Samples (PNG)", lambda: png, file_name=f"{run.name}-samples-seed{int(seed)}.png", mime="image/png",
+                       key="samples_png", on_click="ignore", icon=":material/download:")
 
 
 @st.fragment

@@ -12,7 +12,8 @@ import numpy as np
 import streamlit as st
 
 from app_pages import common
-from app_pages.computed import decoded_png, traversal_png
+from app_pages.glossary import notice
+from app_pages.computed import STEPS, decoded_png, traversal_gif, traversal_png
 from explorer.images import read_upload
 from explorer.traverse import encode_one, prior_start
 
@@ -109,8 +110,18 @@ def main() -> None:
         live()
     with grid_col:
         st.markdown("**Traversal grid**")
-        common.show_png(traversal_png(str(run.path), run.stamp, layer, n_dirs, digest, pca, base, shape),
-                        caption=f"rows: PC1..PC{n_dirs} of z{layer + 1}; columns: -3 to +3 sd from the start")
+        notice("in the higher layers a step changes the digit's kind or style; in the lowest, stroke details.")
+        grid = traversal_png(str(run.path), run.stamp, layer, n_dirs, digest, pca, base, shape)
+        common.show_png(grid, caption=f"rows: PC1..PC{n_dirs} of z{layer + 1}; columns: "
+                                      + ", ".join(f"{v:+g}" for v in STEPS) + " sd of the data along it, from the start")
+        d1, d2 = st.columns(2)
+        name = f"{run.name}-z{layer + 1}-traversal"
+        d1.download_button("Grid (PNG)", lambda: grid, file_name=f"{name}.png", mime="image/png", key="traverse_grid_png",
+                           on_click="ignore", icon=":material/download:")
+        d2.download_button("PC1 walk (GIF)", lambda: traversal_gif(str(run.path), run.stamp, layer, digest, pca, base,
+                                                                   shape),
+                           file_name=f"{name}-pc1.gif", mime="image/gif", key="traverse_gif", on_click="ignore",
+                           icon=":material/download:")
 
 
 main()

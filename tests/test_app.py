@@ -125,6 +125,13 @@ def test_compare_is_the_landing_page_with_both_runs(app, tmp_path):
     assert all(m.value != "–" for m in app.metric if m.label.startswith("Test ELBO"))
     settings = [d.value for d in app.dataframe if list(d.value.columns) == ["setting", "value"]]
     assert len(settings) == 2 and dict(zip(*settings[1].T.values, strict=True))["model"] == "LVAE"
+    # Issue 27, item 12: a glossary of the terms the pages use, on every page's sidebar.
+    glossary = [e for e in app.sidebar.expander if e.label == "Glossary"]
+    assert glossary and all(t in glossary[0].markdown[0].value for t in ("A_u", "KL", "IW", "ELBO", "prior sd",
+                                                                          "mean path", "only through the layer above"))
+    assert any("What to notice" in c.value for c in app.caption)  # a line under the charts, hideable
+    app.sidebar.toggle(key="teaching_notes").set_value(False).run()
+    assert not any("What to notice" in c.value for c in app.caption)
 
 
 def test_compare_computes_the_iw_log_likelihood(app):
@@ -143,16 +150,23 @@ def test_compare_shows_the_reproduced_grid_beside_the_paper(app_env, tmp_path, m
     results.mkdir()
     row = {"name": "lvae-bn-wu-L5-s0", "model": "lvae+bn+wu", "variant": "plain", "layers": 5, "train_iw_samples": 1,
            "seed": 0, "iw_samples": 5000, "iw_ll": -82.5, "elbo": -84.0, "active_units": [60, 30, 14, 6, 3]}
-    (results / "paper-mnist.json").write_text(json.dumps([row, {**row, "seed": 1, "iw_ll": -82.3}]))
+    rows = json.dumps([row, {**row, "seed": 1, "iw_ll": -82.3}])
+    (results / "paper-mnist.json").write_text(rows)
+    (results / "paper-digits.json").write_text(rows)
     monkeypatch.setenv("LVAE_RESULTS_DIR", str(results))
     monkeypatch.chdir(tmp_path)
     at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
     no_exceptions(at)
-    tables = [t.value for t in at.dataframe if "paper" in t.value.columns]
+    # Issue 27, items 11-12: only the compared runs' dataset (digits here, not MNIST), columns in words, no "None".
+    tables = [t.value for t in at.dataframe if "the paper's log p(x)" in t.value.columns]
     assert len(tables) == 1
     table = tables[0]
-    assert table.loc[0, "paper"] == -82.12 and table.loc[0, "iw_ll"] == pytest.approx(-82.4)
-    assert table.loc[0, "seeds"] == 2 and table.loc[0, "active_units"] == "60/30/14/6/3"
+    assert not any(c in table.columns for c in ("iw_ll", "train M", "eval K", "paper"))
+    assert table.loc[0, "the paper's log p(x)"] == "–" and table.loc[0, "log p(x), IW (nats)"] == pytest.approx(-82.4)
+    assert table.loc[0, "seeds"] == 2 and table.loc[0, "active units z1.."] == "60/30/14/6/3"
+    assert "None" not in table.astype(str).to_numpy().ravel().tolist()
+    assert any("results/paper-digits.json" in c.value for c in at.caption)
+    assert not any("results/paper-mnist.json" in c.value for c in at.caption)
 
 
 def test_broken_run_is_listed_with_its_reason(app):

@@ -229,14 +229,25 @@ def _selection_everywhere(page, charts: int, count: int | None = None) -> int:
     return n
 
 
+# A projector at 1280x720 and a laptop at 1440x900 (issue 27): every page is shot at both, and looked at.
+SCREENS = ((1280, 720), (1440, 900))
+
+
 def _shot(page, name: str) -> Path:
     assert page.locator('[data-testid="stException"]').count() == 0, f"{name}: an exception is shown"
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    path = SCREENSHOTS / f"mnist-{name}.png"
-    page.screenshot(path=str(path), full_page=True)
-    print(f"screenshot: {path}")
-    assert path.stat().st_size > 10_000
-    return path
+    first = page.viewport_size
+    paths = []
+    for width, height in SCREENS:
+        page.set_viewport_size({"width": width, "height": height})
+        page.wait_for_timeout(800)  # plotly and Streamlit lay the page out again for the new width
+        path = SCREENSHOTS / f"mnist-{name}-{width}.png"
+        page.screenshot(path=str(path), full_page=True)
+        print(f"screenshot: {path}")
+        assert path.stat().st_size > 10_000
+        paths.append(path)
+    page.set_viewport_size(first)
+    return paths[0]
 
 
 def test_every_page_on_the_shipped_mnist_pair_in_a_real_browser(shipped_server, tmp_path):
@@ -348,7 +359,7 @@ POINT_ON_SCREEN = """(k) => { const gd = document.querySelector('.js-plotly-plot
     const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis, r = gd.getBoundingClientRect();
     const c = t.customdata[k];
     return [r.x + xa._offset + xa.c2p(t.x[k]), r.y + ya._offset + ya.c2p(t.y[k]), typeof c === 'number' ? c : c[0],
-            t.x[k]]; }"""
+            t.x[k], t.hovertext[k]]; }"""
 # The followed point's marker in z1 of the first grid sits at this x (the chart was redrawn around it).
 MARKED_AT = """(x) => { const gd = document.querySelector('.js-plotly-plot');
     return (gd._fullData || []).some(t => t.name === 'selected point' && t.xaxis === 'x' && t.x[0] === x); }"""
@@ -356,13 +367,13 @@ MARKED_AT = """(x) => { const gd = document.querySelector('.js-plotly-plot');
 
 def _click_point(page, k: int) -> int:
     """Hover, then click the k-th point of z1's first class trace; returns its customdata (its row) once the
-    page follows it and the grids are drawn around it."""
+    page follows it (by its test-set number, the hover's) and the grids are drawn around it."""
     page.locator(".js-plotly-plot").first.scroll_into_view_if_needed()
-    x, y, row, at = page.evaluate(POINT_ON_SCREEN, k)
+    x, y, row, at, name = page.evaluate(POINT_ON_SCREEN, k)
     page.mouse.move(x - 20, y - 20)
     page.mouse.move(x, y, steps=4)
     page.mouse.click(x, y)
-    page.wait_for_function(f"() => document.body.innerText.includes('Point {row}')", timeout=60_000)
+    page.wait_for_function(f"() => document.body.innerText.includes('Test image {name}')", timeout=60_000)
     page.wait_for_function(MARKED_AT, arg=at, timeout=60_000)
     return row
 
