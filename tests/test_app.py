@@ -724,7 +724,7 @@ def test_layers_selection_is_linked_across_layers_and_runs(app):
     grid = by_title(app, "every latent layer")
     assert not _grey(grid)
     titles = [a["text"] for a in grid["layout"]["annotations"]]
-    assert all("active" in t for t in titles)  # "N active" or "no active units" on every layer's title
+    assert all("active" in t for t in titles)  # "N active" or "collapsed (0 active)" on every layer's title
     assert "prior sd" in grid["layout"]["xaxis"]["title"]["text"]
     app.session_state["layers_selection"] = [3, 5, 8, 13, 21]  # test-set positions, as a box selection leaves
     app.run()

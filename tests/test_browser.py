@@ -233,7 +233,8 @@ def _selection_everywhere(page, charts: int, count: int | None = None) -> int:
 SCREENS = ((1280, 720), (1440, 900))
 
 
-def _shot(page, name: str) -> Path:
+def _shot(page, name: str, focus=None) -> Path:
+    """Screenshots at both SCREENS; `focus` (a locator) is scrolled into view again at each size."""
     assert page.locator('[data-testid="stException"]').count() == 0, f"{name}: an exception is shown"
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     first = page.viewport_size
@@ -241,6 +242,9 @@ def _shot(page, name: str) -> Path:
     for width, height in SCREENS:
         page.set_viewport_size({"width": width, "height": height})
         page.wait_for_timeout(800)  # plotly and Streamlit lay the page out again for the new width
+        if focus is not None:
+            focus.scroll_into_view_if_needed()
+            page.wait_for_timeout(200)
         path = SCREENSHOTS / f"mnist-{name}-{width}.png"
         page.screenshot(path=str(path), full_page=True)
         print(f"screenshot: {path}")
@@ -274,13 +278,11 @@ def test_every_page_on_the_shipped_mnist_pair_in_a_real_browser(shipped_server, 
             page.locator(".gtitle").filter(has_text="Mutual information").wait_for(timeout=120_000)
             page.locator(".gtitle").filter(has_text="its own KL").wait_for(timeout=60_000)
             page.get_by_text("only through the layer above (KL").wait_for(timeout=60_000)
-            page.locator(".gtitle").filter(has_text="Mutual information").scroll_into_view_if_needed()
-            _shot(page, "compare-information")
+            _shot(page, "compare-information", page.locator(".gtitle").filter(has_text="Mutual information"))
             page.get_by_text("Neighbourhoods per layer").click()
             page.get_by_text("Where do neighbourhoods change most?").wait_for(timeout=120_000)
-            page.get_by_text("Where do neighbourhoods change most?").scroll_into_view_if_needed()
             _images_drawn(page)
-            _shot(page, "compare-neighbourhoods")
+            _shot(page, "compare-neighbourhoods", page.get_by_text("Where do neighbourhoods change most?"))
 
             page.goto(f"{shipped_server}/layers", timeout=60_000)
             _charts_drawn(page, 1)
@@ -295,7 +297,7 @@ def test_every_page_on_the_shipped_mnist_pair_in_a_real_browser(shipped_server, 
             page.get_by_text("Nearest neighbours of the point in every layer").click()
             page.get_by_text("z5: label agreement").wait_for(timeout=60_000)
             _images_drawn(page)
-            _shot(page, "layers-neighbours")
+            _shot(page, "layers-neighbours", page.get_by_text("z1: label agreement").first)
             # A box drawn in z1 selects points in every layer, and in the linked second run.
             page.get_by_text("Link a second run").click()
             _charts_drawn(page, 3)
@@ -309,8 +311,7 @@ def test_every_page_on_the_shipped_mnist_pair_in_a_real_browser(shipped_server, 
             shown = page.get_by_text("Selection:").first.inner_text()
             assert f"Selection: {len(linked_rows)} of" in shown, (shown, len(linked_rows))
             _images_drawn(page)
-            page.locator(".gtitle").filter(has_text="the same points").scroll_into_view_if_needed()
-            _shot(page, "layers-selection")
+            _shot(page, "layers-selection", page.locator(".gtitle").filter(has_text="the same points"))
             page.get_by_text("Link a second run").click()
             # UMAP of every layer: computed on first use (numba compiles), a progress bar meanwhile.
             page.get_by_text("UMAP", exact=True).click()
@@ -338,8 +339,7 @@ def test_every_page_on_the_shipped_mnist_pair_in_a_real_browser(shipped_server, 
             page.goto(f"{shipped_server}/curves", timeout=60_000)
             _charts_drawn(page, 6)
             page.locator(".gtitle").filter(has_text="Collapse timeline").wait_for(timeout=60_000)
-            page.locator(".gtitle").filter(has_text="Collapse timeline").scroll_into_view_if_needed()
-            _shot(page, "curves")
+            _shot(page, "curves", page.locator(".gtitle").filter(has_text="Collapse timeline"))
 
             page.goto(f"{shipped_server}/samples", timeout=60_000)
             page.locator('[data-testid="stImage"]').first.wait_for(timeout=60_000)

@@ -46,15 +46,15 @@ def _explained(pca: Any, k: int) -> np.ndarray:
 
 
 def _activity_note(active: int | None) -> str:
-    """A layer with no active units says so in its title: its plot shows the prior's noise or one point."""
-    return "" if active is None else (" · no active units" if active == 0 else f" · {active} active")
+    """A layer with no active units says so in its title, "collapsed", as every layer picker does: its plot shows
+    the prior's noise or one point."""
+    return "" if active is None else (" · collapsed (0 active)" if active == 0 else f" · {active} active")
 
 
 def _layer_title(pca: Any, layer: int, k: int = 2, active: int | None = None) -> str:
-    """Short enough for five subplots side by side: "z1 (16 units) · PC1–2 70%" (explained variance),
-    then the layer's active units when known ("· no active units" for a collapsed layer)."""
-    head = f"{layer_name(layer)} ({_units(pca)} units) · PC1–{k} {_explained(pca, k).sum():.0%}"
-    # On a second line: five titles side by side have room for one short line each.
+    """Short enough for five subplots side by side on a 1280-pixel projector: "z1 (16 units)", "PC1–2 70%"
+    (explained variance) and the layer's active units when known ("collapsed (0 active)"), a line each."""
+    head = f"{layer_name(layer)} ({_units(pca)} units)<br>PC1–{k} {_explained(pca, k).sum():.0%}"
     return head + ("" if active is None else "<br>" + _activity_note(active).removeprefix(" · "))
 
 
@@ -300,7 +300,8 @@ def layer_scatter(pca: Any, labels: Sequence[Any] | np.ndarray, layer: int, high
                                           "components", height=540, margin=GRID_MARGIN), selected)
     ev = _explained(pca, 3)
     return _scatter3d(coords, labels, layer, [f"PC{j + 1} ({ev[j]:.0%})" for j in range(3)],
-                      f"Latent layer {_layer_title(pca, layer, 3, active)}", highlight, selected, ids)
+                      f"Latent layer {_layer_title(pca, layer, 3, active).replace('<br>', ' · ')}", highlight,
+                      selected, ids)
 
 
 def projection_scatter3d(projection: Any, labels: Sequence[Any] | np.ndarray, layer: int,

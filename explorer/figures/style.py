@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 
 TEMPLATE = "plotly_white"
 MARGIN = dict(l=55, r=20, t=70, b=50)
-GRID_MARGIN = dict(l=55, r=20, t=85, b=120)  # room for the class legend under the layer subplots
+GRID_MARGIN = dict(l=55, r=20, t=100, b=120)  # room for the class legend under the layer subplots
 CLASS_PALETTE: list[str] = list(pcolors.qualitative.Plotly) + [
     c for c in pcolors.qualitative.Dark24 if c not in pcolors.qualitative.Plotly]
 RUN_PALETTE: list[str] = list(pcolors.qualitative.Plotly)
