@@ -294,8 +294,8 @@ def test_image_input(label: str, points: Any, key: str, container: Any = st, def
 
 
 def chart_selection(event: Any) -> tuple[str, list[int]]:
-    """A plotly chart's selection event as ("box"/"lasso", rows), ("click", rows) or ("clear", []):
-    rows are the points' customdata (their row in the page's arrays)."""
+    """A plotly chart's selection event as ("box"/"lasso", ids), ("click", ids) or ("clear", []): ids are the
+    points' customdata (the Layers grids: their test-set positions)."""
     sel = (event or {}).get("selection", {}) or {}
     rows = []
     for p in sel.get("points", []) or []:

@@ -47,8 +47,8 @@ def hover_page_of(path: str, stamp: float, n: int, use_means: bool, m: int, high
     points = common.points_of(path, stamp, n)
     pcas = common.pcas_of(path, stamp, n, use_means)
     fig = layer_scatter_grid(first_points(pcas, m), points.labels[:m], highlight=highlight, ids=points.index[:m])
-    # scale=1: the smallest PNGs; the page scales them up with crisp pixels.
-    uris = image_data_uris(points.images[:m], points.image_shape, scale=1)
+    # scale=1: the smallest PNGs; the page scales them up with crisp pixels. Keyed by the points' customdata.
+    uris = dict(zip(points.index[:m].tolist(), image_data_uris(points.images[:m], points.image_shape, scale=1)))
     return hover_html(fig, uris, HOVER_HEIGHT, config=export_config(f"{name}-layers-pca"))
 
 

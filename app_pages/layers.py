@@ -42,7 +42,7 @@ def selection_callback(points, key: str):
         if kind == "clear":
             st.session_state.pop(SELECTION, None)
         else:
-            st.session_state[SELECTION] = points.index[rows].tolist()
+            st.session_state[SELECTION] = rows  # the charts' customdata: test-set positions
         selection_from_chart()  # the browser has recoloured the linked charts itself
     return on_select
 
@@ -51,11 +51,9 @@ def clear_selection() -> None:
     st.session_state.pop(SELECTION, None)
 
 
-def point_picker(points):
-    """A click on a point of either grid (reported by the linker with its row, in every drag mode) follows it."""
-    def pick(row: int) -> None:
-        st.session_state[POINT] = int(points.index[row])
-    return pick
+def pick_point(test_image: int) -> None:
+    """A click on a point of either grid (reported by the linker, in every drag mode) follows it."""
+    st.session_state[POINT] = int(test_image)
 
 
 def selected_point(run, points, n: int, row: int) -> None:
@@ -134,12 +132,13 @@ def selection_strip(run, points, rows: np.ndarray) -> None:
             st.toast(f"Set {name}: {len(rows)} points kept for the Paths page's directions")
 
 
-def grid_figure(run, n: int, use_means: bool, method: str, selected, row: int, revision: int = 0,
+def grid_figure(run, n: int, use_means: bool, method: str, selected, followed: int, revision: int = 0,
                 title: str | None = None):
-    """The one-figure grid of every layer in the chosen projection, the selection coloured, the point marked."""
+    """The one-figure grid of every layer in the chosen projection, the selection coloured, the point marked
+    (selected and followed: test-set positions, the grids' customdata)."""
     projs = common.projections(run, n, use_means, method) if method != "PCA" else None
     base = base_grid_of(str(run.path), run.stamp, n, use_means, method, title, projs)
-    return with_selection(base, selected, revision, highlight=row)
+    return with_selection(base, selected, revision, highlight=followed)
 
 
 def linked_run(run, points, n: int, use_means: bool, method: str, selected, revision: int, row: int) -> None:
@@ -164,7 +163,7 @@ def linked_run(run, points, n: int, use_means: bool, method: str, selected, revi
         st.warning(f"{other.name} shows other test points ({other_points.source}): its plots cannot be linked.")
         return
     codes = "posterior means" if use_means else "one posterior sample per point"
-    fig = grid_figure(other, n, use_means, method, selected, row, revision,
+    fig = grid_figure(other, n, use_means, method, selected, int(points.index[row]), revision,
                       title=f"{other.name}: {codes} of every latent layer ({method}), the same points")
     common.chart(fig, CHART_LINKED, f"{other.name}-layers-{method.lower()}",
                  on_select=selection_callback(points, CHART_LINKED), selection_mode=("box", "lasso"))
@@ -204,7 +203,7 @@ def main() -> None:
                                   help="the followed point, by its position in the test set; or click a point")
     selected = common.rows_of(points, st.session_state.get(SELECTION))  # empty: nothing greyed
     drawn, revision = drawn_selection(st.session_state.get(SELECTION), DRAWN)  # the grids' colouring
-    drawn = common.rows_of(points, drawn)
+    drawn = np.asarray(drawn or [], dtype=np.int64)  # test-set positions, as the grids' customdata
 
     t1, t2 = st.columns(2)
     hover = t1.checkbox("Show images on hover", key=HOVER,
@@ -217,7 +216,7 @@ def main() -> None:
             hover_chart(run, points, n, use_means, row)
         else:
             try:
-                fig = grid_figure(run, n, use_means, method, drawn, row, revision)
+                fig = grid_figure(run, n, use_means, method, drawn, int(points.index[row]), revision)
             except Exception as e:  # noqa: BLE001  e.g. a projection library missing: say so, keep the page
                 st.error(f"Cannot compute the {method} of {run.name}: {e}")
                 return
@@ -228,8 +227,8 @@ def main() -> None:
     if linked:
         linked_run(run, points, n, use_means, method, drawn, revision, row)
     if not hover:
-        link_charts([CHART, CHART_LINKED], key=LINKER, on_point=point_picker(points), on_clear=clear_selection,
-                    on_union=lambda rows: st.session_state.__setitem__(SELECTION, points.index[rows].tolist()))
+        link_charts([CHART, CHART_LINKED], key=LINKER, on_point=pick_point, on_clear=clear_selection,
+                    on_union=lambda chosen: st.session_state.__setitem__(SELECTION, sorted(chosen)))
     if not hover:
         notice("where the classes separate, the layer encodes the digit's identity; a layer that is one blob "
                "(or 'no active units') tells nothing; box a cluster in z1 and see where its points land higher up.")
@@ -249,11 +248,12 @@ def main() -> None:
         if method == "PCA":
             pca3 = common.pcas_of(str(run.path), run.stamp, n, use_means, 3)[layer]
             fig3 = layer_scatter(pca3, points.labels, layer, highlight=row, three_d=True,
-                                 selected=selected, active=active[layer], ids=points.index)
+                                 selected=points.index[selected], active=active[layer], ids=points.index)
         else:
             with st.spinner(f"{method} of z{layer + 1} in 3-D (once, then shared)…"):
                 proj = common.projection_of(str(run.path), run.stamp, n, use_means, method, layer, 3)
-            fig3 = projection_scatter3d(proj, points.labels, layer, row, selected, active[layer], ids=points.index)
+            fig3 = projection_scatter3d(proj, points.labels, layer, row, points.index[selected], active[layer],
+                                        ids=points.index)
         common.chart(fig3, "layers_scatter3d", f"{run.name}-z{layer + 1}-{method.lower()}3d")
 
 

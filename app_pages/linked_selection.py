@@ -23,8 +23,8 @@ LOCAL = "linked_selection_local"  # session_state: the last selection came from 
 def link_charts(chart_keys: Sequence[str], key: str, on_point: Callable[[int], None],
                 on_clear: Callable[[], None], on_union: Callable[[list[int]], None]) -> None:
     """Mount the linker for the plotly charts with these element keys (all on the current page). Before the
-    rerun: a click on a point of any of them calls on_point(its row), a double-click on_clear(), a Shift
-    drag on_union(the rows now selected in every chart)."""
+    rerun: a click on a point of any of them calls on_point(its customdata), a double-click on_clear(), a
+    Shift drag on_union(the customdata of the points now selected in every chart)."""
     def point_clicked() -> None:
         row = (st.session_state.get(key) or {}).get("point")
         if row is not None:

@@ -52,20 +52,14 @@ def _array(value) -> list:
 
 
 def grid_rows(spec: str) -> list[tuple[int, list[int]]]:
-    """(trace number, rows) of the z1 subplot's point traces in a Layers grid's plotly spec."""
+    """(trace number, customdata: the points' test-set positions) of the z1 subplot's point traces in a Layers
+    grid's plotly spec."""
     fig = json.loads(spec)
     out = []
     for i, t in enumerate(fig.get("data", [])):
         if t.get("xaxis", "x") == "x" and t.get("customdata") is not None and t.get("name") != "selected point":
             out.append((i, [int(r) for r in _array(t["customdata"])]))
     return out
-
-
-def grid_test_images(spec: str) -> list[int]:
-    """The test images (their positions in the test set: each point's hovertext) a Layers grid shows."""
-    fig = json.loads(spec)
-    return sorted({int(h) for t in fig.get("data", []) if t.get("xaxis", "x") == "x" and t.get("hovertext")
-                   and t.get("name") != "selected point" for h in t["hovertext"]})
 
 
 def box_selection(traces: list[tuple[int, list[int]]], rng: random.Random) -> tuple[str, int]:
@@ -202,9 +196,9 @@ class ClassSession(Session):
                                    "label agreement" if on.bool_value else "Selection:")
         else:
             number = next((e for e in reply.of_kind("number_input") if e.proto.label == "Test image"), None)
-            shown = grid_test_images(chart.proto.spec)
+            shown = [r for _, rows in grid_rows(chart.proto.spec) for r in rows]  # customdata: test-set positions
             if number is not None and shown:
-                value = self.rng.choice(shown)  # a test image the grid shows, by its position in the test set
+                value = self.rng.choice(shown)  # a test image the grid shows
                 pick = WidgetState(id=number.proto.id, int_value=value)
                 await self.checked("point", lambda: self.client.set_widget(pick), f"**Test image {value}**")
         await self.pause(deadline, think)

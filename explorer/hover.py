@@ -37,7 +37,7 @@ def _script_json(value: Any) -> str:
     return json.dumps(value).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-def _hover_script(div_id: str, images: list[str]) -> str:
+def _hover_script(div_id: str, images: dict[str, str]) -> str:
     """Runs once the plot exists (to_html's post_script): builds the image box and the hover handler."""
     return """
 (function () {
@@ -63,12 +63,11 @@ def _hover_script(div_id: str, images: list[str]) -> str:
     if (!pt) { return; }
     var cd = Array.isArray(pt.customdata) ? pt.customdata[0] : pt.customdata;
     var i = Number(cd);
-    if (!Number.isInteger(i) || i < 0 || i >= uris.length) { return; }
-    img.src = uris[i];
-    var name = pt.hovertext !== undefined ? pt.hovertext : i;  // its position in the test set
-    img.alt = "test image " + name;
+    if (!Number.isInteger(i) || !Object.prototype.hasOwnProperty.call(uris, String(i))) { return; }
+    img.src = uris[String(i)];
+    img.alt = "test image " + i;
     img.style.visibility = "visible";
-    caption.textContent = "test image " + name + (pt.data && pt.data.meta ? " \\u00b7 " + pt.data.meta : "");
+    caption.textContent = "test image " + i + (pt.data && pt.data.meta ? " \\u00b7 " + pt.data.meta : "");
   });
   // No plotly_unhover handler on purpose: the last image stays, so moving between neighbouring
   // points does not flicker.
@@ -76,22 +75,24 @@ def _hover_script(div_id: str, images: list[str]) -> str:
 """ % {"uris": _script_json(images), "div": _script_json(div_id), "box": BOX_WIDTH, "size": IMAGE_SIZE}  # noqa: UP031  JS braces
 
 
-def hover_html(fig: go.Figure, images: list[str], height: int, *, div_id: str = DEFAULT_DIV_ID,
+def hover_html(fig: go.Figure, images: list[str] | dict[int, str], height: int, *, div_id: str = DEFAULT_DIV_ID,
                config: dict | None = None) -> str:
     """A complete HTML document: `fig` (plotly.js inline) with an image box that shows images[i] when a
     point whose customdata is i is hovered. `images` are 'data:image/...' URIs (explorer.images
-    .image_data_uris), one per point index; `height` is the plot's height in px (size the iframe to it).
+    .image_data_uris): a list, one per row (customdata = row), or a dict by customdata (the Layers grids:
+    test-set positions); `height` is the plot's height in px (size the iframe to it).
     The caller's figure is not modified."""
     if not _DIV_ID.fullmatch(div_id):
         raise ValueError(f"div_id must be a plain HTML id (letters, digits, - or _), got {div_id!r}")
-    bad = next((i for i, u in enumerate(images) if not (isinstance(u, str) and u.startswith(_DATA_IMAGE))), None)
+    by_id = {str(k): u for k, u in (images.items() if isinstance(images, dict) else enumerate(images))}
+    bad = next((k for k, u in by_id.items() if not (isinstance(u, str) and u.startswith(_DATA_IMAGE))), None)
     if bad is not None:
         raise ValueError(f"images[{bad}] is not a data:image/ URI; the page must not fetch anything")
     fig = go.Figure(fig)  # a copy: the layout changes below stay here
     fig.update_layout(height=height, autosize=True, margin=dict(r=BOX_WIDTH + 10))
     config = {"displaylogo": False, "responsive": True, **(config or {})}
     html = fig.to_html(full_html=True, include_plotlyjs=True, div_id=div_id, config=config,
-                       post_script=_hover_script(div_id, list(images)), default_height=f"{height}px",
+                       post_script=_hover_script(div_id, by_id), default_height=f"{height}px",
                        default_width="100%")
     # The iframe is exactly `height` tall: no body margin, no scrollbars.
     return html.replace("<style>html, body {height: 100%;}</style>",

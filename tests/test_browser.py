@@ -359,23 +359,23 @@ POINT_ON_SCREEN = """(k) => { const gd = document.querySelector('.js-plotly-plot
     const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis, r = gd.getBoundingClientRect();
     const c = t.customdata[k];
     return [r.x + xa._offset + xa.c2p(t.x[k]), r.y + ya._offset + ya.c2p(t.y[k]), typeof c === 'number' ? c : c[0],
-            t.x[k], t.hovertext[k]]; }"""
+            t.x[k]]; }"""
 # The followed point's marker in z1 of the first grid sits at this x (the chart was redrawn around it).
 MARKED_AT = """(x) => { const gd = document.querySelector('.js-plotly-plot');
     return (gd._fullData || []).some(t => t.name === 'selected point' && t.xaxis === 'x' && t.x[0] === x); }"""
 
 
 def _click_point(page, k: int) -> int:
-    """Hover, then click the k-th point of z1's first class trace; returns its customdata (its row) once the
-    page follows it (by its test-set number, the hover's) and the grids are drawn around it."""
+    """Hover, then click the k-th point of z1's first class trace; returns its customdata (its test-set
+    position) once the page follows it and the grids are drawn around it."""
     page.locator(".js-plotly-plot").first.scroll_into_view_if_needed()
-    x, y, row, at, name = page.evaluate(POINT_ON_SCREEN, k)
+    x, y, name, at = page.evaluate(POINT_ON_SCREEN, k)
     page.mouse.move(x - 20, y - 20)
     page.mouse.move(x, y, steps=4)
     page.mouse.click(x, y)
     page.wait_for_function(f"() => document.body.innerText.includes('Test image {name}')", timeout=60_000)
     page.wait_for_function(MARKED_AT, arg=at, timeout=60_000)
-    return row
+    return name
 
 
 def test_layers_selection_replaces_adds_clears_and_clicks_in_a_real_browser(shipped_server):

@@ -405,8 +405,8 @@ def test_a_figure_from_a_spec_builds_its_traces_only_when_read():
 
 
 def test_points_are_named_by_their_test_set_position_in_hovers_and_the_csv():
-    """Issue 27, item 6: one numbering. A grid's rows stay its customdata (selections map back through them),
-    but hovers, the followed point's marker and the CSV name each point by its position in the test set."""
+    """Issue 27, item 6: one numbering. Given the points' test-set positions, a grid names every point by it:
+    customdata (what selections and clicks report), hovers, the followed point's marker and the CSV."""
     pcas = [fake_pca(seed=s) for s in range(2)]
     labels = np.arange(N) % 4
     ids = np.arange(N) * 7 + 1000
@@ -414,10 +414,18 @@ def test_points_are_named_by_their_test_set_position_in_hovers_and_the_csv():
     table = F.figure_frame(fig)
     assert sorted(table["point"].unique().tolist()) == sorted(ids.tolist())
     points = [t for t in fig.data if t.name != "selected point"]
-    assert all(t.hovertext == tuple(str(i) for i in ids[np.asarray(t.customdata)]) for t in points)
+    assert sorted(int(c) for t in points if t.xaxis == "x" for c in t.customdata) == sorted(ids.tolist())
+    assert all("test image %{customdata}" in t.hovertemplate for t in points)
     marks = [t for t in fig.data if t.name == "selected point"]
-    assert marks and all(f"test image {ids[3]}" in t.hovertemplate for t in marks)
-    # the marker with_selection adds to a cached grid names the point the same way
+    assert marks and all(list(t.customdata) == [ids[3]] for t in marks)
+    # a cached grid, then a selection and a followed point by the same numbers
     base = F.layer_scatter_grid(pcas, labels, ids=ids)
-    marked = F.with_selection(base, [0, 1], highlight=5).to_dict()["data"]
-    assert all(f"test image {ids[5]}" in t["hovertemplate"] for t in marked if t["name"] == "selected point")
+    import base64
+
+    def cells(v):  # plotly's JSON keeps numpy arrays as {"dtype", "bdata"}
+        return np.frombuffer(base64.b64decode(v["bdata"]), v["dtype"]) if isinstance(v, dict) else np.asarray(v)
+    marked = F.with_selection(base, ids[[0, 1]], highlight=int(ids[5])).to_dict()["data"]
+    assert [cells(t["customdata"]).tolist() for t in marked if t["name"] == "selected point"] == [[int(ids[5])]] * 2
+    chosen = {int(c) for t in marked if t["name"] != "selected point" and t["xaxis"] == "x"
+              for j, c in enumerate(cells(t["customdata"])) if j in t["selectedpoints"]}
+    assert chosen == {int(ids[0]), int(ids[1])}

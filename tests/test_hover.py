@@ -21,7 +21,7 @@ from explorer.images import image_data_uris, to_uint8
 APP = Path(__file__).resolve().parent.parent / "app.py"
 SHAPE = (8, 8)
 N = 40
-URIS = re.compile(r"var uris = (\[.*?\]);", re.S)
+URIS = re.compile(r"var uris = (\{.*?\});", re.S)
 
 
 @pytest.fixture(scope="module")
@@ -37,9 +37,11 @@ def case():
 
 
 def shipped_uris(html: str) -> list[str]:
-    """The handler's image array (plotly.js has a data URI of its own, so the page's count is not it)."""
-    (array,) = URIS.findall(html)
-    return json.loads(array)
+    """The handler's images in customdata order (plotly.js has a data URI of its own, so the page's count is
+    not it); the page keeps them by customdata (the Layers grids: test-set positions)."""
+    (found,) = URIS.findall(html)
+    by_id = json.loads(found)
+    return [by_id[k] for k in sorted(by_id, key=int)]
 
 
 def png_pixels(uri: str) -> np.ndarray:

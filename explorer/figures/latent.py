@@ -79,30 +79,29 @@ def _point_traces(coords: np.ndarray, labels: np.ndarray, layer: int, trace_cls:
                   axis_names: Sequence[str] = ("PC1", "PC2", "PC3"), ids: np.ndarray | None = None) -> list:
     """The points of one layer: one trace per class (legendgroup = class, so a legend click hides
     that class in every layer), or one label-coloured trace when there are too many classes.
-    customdata is the point's row index in the arrays the page passed (maps selections back); the hover
-    names the point by `ids` (its position in the test set, the one number the pages and files use),
-    carried as each point's hovertext."""
+    customdata names each point: `ids` (its position in the test set, the one number the pages, hovers and
+    files use) when given, else its row in the arrays passed; selections and clicks report it."""
     three_d = trace_cls is go.Scatter3d
     a = list(axis_names)
     hover = f"{a[0]} %{{x:.2f}}, {a[1]} %{{y:.2f}}" + (f", {a[2]} %{{z:.2f}}" if three_d and len(a) > 2 else "")
     tag = layer_name(layer)
     index = np.arange(labels.shape[0])
-    names = np.array([str(int(i)) for i in (index if ids is None else ids)], dtype=object)
+    names = index if ids is None else np.asarray(ids, dtype=np.int64)  # numbers, sent as one typed array
     if len(colours) > MAX_CLASS_TRACES:
         xyz = dict(x=coords[:, 0], y=coords[:, 1], **({"z": coords[:, 2]} if three_d else {}))
         codes = np.unique(labels, return_inverse=True)[1]
         return [trace_cls(**xyz, mode="markers", name="points", legendgroup="points", showlegend=showlegend,
-                          meta=tag, customdata=index, text=[str(_plain(c)) for c in labels], hovertext=names.tolist(),
+                          meta=tag, customdata=names, text=[str(_plain(c)) for c in labels],
                           marker=dict(size=marker_size, color=codes, colorscale="Turbo", opacity=0.75),
-                          hovertemplate=f"class %{{text}} · test image %{{hovertext}}<br>{hover}<extra>{tag}</extra>")]
+                          hovertemplate=f"class %{{text}} · test image %{{customdata}}<br>{hover}<extra>{tag}</extra>")]
     traces = []
     for c, colour in colours.items():
         idx = index[labels == c]
         xyz = dict(x=coords[idx, 0], y=coords[idx, 1], **({"z": coords[idx, 2]} if three_d else {}))
         traces.append(trace_cls(
             **xyz, mode="markers", name=str(c), legendgroup=f"class {c}", showlegend=showlegend, meta=tag,
-            customdata=idx, hovertext=names[idx].tolist(), marker=dict(size=marker_size, color=colour, opacity=0.75),
-            hovertemplate=f"class {c} · test image %{{hovertext}}<br>{hover}<extra>{tag}</extra>"))
+            customdata=names[idx], marker=dict(size=marker_size, color=colour, opacity=0.75),
+            hovertemplate=f"class {c} · test image %{{customdata}}<br>{hover}<extra>{tag}</extra>"))
     return traces
 
 
@@ -111,20 +110,19 @@ def _highlight_trace(coords: np.ndarray, labels: np.ndarray, point: int, layer: 
     three_d = trace_cls is go.Scatter3d
     xyz = dict(x=coords[[point], 0], y=coords[[point], 1], **({"z": coords[[point], 2]} if three_d else {}))
     c = _plain(labels[point])
-    shown = point if ids is None else int(ids[point])
-    return trace_cls(**_highlight_spec(xyz, c, point, layer, three_d, showlegend, colours.get(c, "#000000"), shown))
+    name = point if ids is None else int(ids[point])
+    return trace_cls(**_highlight_spec(xyz, c, name, layer, three_d, showlegend, colours.get(c, "#000000")))
 
 
 def _highlight_spec(xyz: dict, label: Any, point: int, layer: int, three_d: bool, showlegend: bool,
-                    colour: str, shown: Any = None) -> dict:
+                    colour: str) -> dict:
     """The "selected point" marker's properties (plotly's names), for a trace object or a figure's dict;
-    `shown`: the number the hover gives it (its test-set position), default its row."""
+    `point` is its customdata (its test-set position, or its row)."""
     return dict(**xyz, mode="markers", name="selected point", legendgroup="selected", showlegend=showlegend,
                 meta=layer_name(layer), customdata=[point],
                 marker=dict(size=HIGHLIGHT_SIZE if not three_d else 9, color=colour, symbol="circle",
                             line=dict(color="#000000", width=3)),
-                hovertemplate=f"selected: class {label} · test image {point if shown is None else shown}"
-                              f"<extra>{layer_name(layer)}</extra>")
+                hovertemplate=f"selected: class {label} · test image %{{customdata}}<extra>{layer_name(layer)}</extra>")
 
 
 def _points_table(coords: Sequence[np.ndarray], labels: np.ndarray, layers: Sequence[int], k: int = 2,
@@ -151,8 +149,9 @@ def _valid_point(highlight: int | None, n: int) -> int | None:
 
 def with_selection(fig: go.Figure, selected: Sequence[int] | np.ndarray | None, revision: int = 0,
                    highlight: int | None = None) -> go.Figure:
-    """A copy of a points figure (the layer grids, the 3-D scatter) with the rows in `selected` in colour in
-    every subplot and the rest grey (a linked selection), and the row `highlight` marked in every subplot;
+    """A copy of a points figure (the layer grids, the 3-D scatter) with the points whose customdata is in
+    `selected` (their test-set positions, or rows for a figure built without ids) in colour in every subplot
+    and the rest grey (a linked selection), and the point whose customdata is `highlight` marked in every subplot;
     the figure itself is left alone, so one cached figure serves every selection and followed point.
 
     2-D traces get plotly's own `selectedpoints` (their positions within the trace) and an `unselected`
@@ -223,10 +222,8 @@ def _highlight_overlay(traces: Sequence[dict], arrays: Sequence[tuple], point: i
         layer = int(meta[1:]) - 1 if meta[:1] == "z" and meta[1:].isdigit() else 0
         # A dict, not a validated plotly trace: building one per subplot was most of a followed point's rerun.
         xyz = dict(zip("xyz", ([float(v)] for v in coords[j])))
-        hovertext = t.get("hovertext")
-        shown = list(hovertext)[j] if hovertext is not None and not isinstance(hovertext, (str, dict)) else point
         marker = {"type": kind, **_highlight_spec(xyz, _plain(label), point, layer, kind == "scatter3d",
-                                                  len(done) == 1, colour, shown)}
+                                                  len(done) == 1, colour)}
         if kind != "scatter3d":
             marker["xaxis"], marker["yaxis"] = axes
         out.append(marker)
