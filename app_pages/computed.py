@@ -17,6 +17,7 @@ from app_pages import common
 from explorer.figures import (explained_variance, export_config, layer_scatter_grid, mutual_information_bars,
                               projection_grid, rate_distortion_bars, unit_activity_vs_kl)
 from explorer.figures.frozen import freeze
+from explorer.class_names import named_labels
 from explorer.hover import first_points, hover_html
 from explorer.images import PAD_GREY, image_data_uris
 from explorer.information import NIL_KL, active_only_through_above
@@ -76,7 +77,7 @@ def base_grid_of(path: str, stamp: float, n: int, use_means: bool, method: str, 
     _projections: the run's UMAP/t-SNE (common.projections, computed with its progress bar); PCA: None."""
     active, prior_sd = common.layer_stats_of(path, stamp, n, use_means)
     points = common.points_of(path, stamp, n)
-    labels = points.labels
+    labels = named_labels(common.model_of(path, stamp).cfg.dataset, points.labels)  # Fashion-MNIST by name
     codes = "Posterior means" if use_means else "One posterior sample per point"
     title = title or f"{codes} of every latent layer ({'PCA, PC1 vs PC2' if method == 'PCA' else method})"
     if method == "PCA":

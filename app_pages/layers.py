@@ -15,6 +15,7 @@ from app_pages.computed import (HOVER_HEIGHT, NEIGHBOURS, base_grid_of, explaine
                                 neighbour_rows_png, point_png)
 from app_pages.glossary import notice
 from app_pages.linked_selection import drawn_selection, link_charts, selection_from_chart, union_sent
+from explorer.class_names import class_name
 from explorer.figures import layer_scatter, projection_scatter3d, with_selection
 from explorer.hover import MAX_HOVER_POINTS
 from explorer.projections import METHODS
@@ -57,7 +58,8 @@ def pick_point(test_image: int) -> None:
 
 
 def selected_point(run, points, n: int, row: int) -> None:
-    st.markdown(f"**Test image {int(points.index[row])}** · class {int(points.labels[row])}")
+    dataset = common.model_for(run).cfg.dataset
+    st.markdown(f"**Test image {int(points.index[row])}** · class {class_name(dataset, points.labels[row])}")
     common.show_png(point_png(str(run.path), run.stamp, n, row), caption="the test image · its reconstruction")
 
 
@@ -115,7 +117,8 @@ def codes_downloads(run, points, n: int, rows: np.ndarray) -> None:
 def selection_strip(run, points, rows: np.ndarray) -> None:
     """The selected images as one strip, the class mix, and buttons that keep it for the Paths page."""
     classes = np.bincount(points.labels[rows])
-    mix = ", ".join(f"{c}: {k}" for c, k in enumerate(classes) if k)
+    dataset = common.model_for(run).cfg.dataset
+    mix = ", ".join(f"{class_name(dataset, c)}: {k}" for c, k in enumerate(classes) if k)
     st.markdown(f"**Selection: {len(rows)} of {len(points.labels)} points** (grey elsewhere, in every layer"
                 f" and in the linked run) · classes {mix}")
     shown = rows[:STRIP]

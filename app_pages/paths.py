@@ -15,6 +15,7 @@ import streamlit as st
 from app_pages import common
 from app_pages.computed import strips_of
 from app_pages.glossary import notice
+from explorer.class_names import class_name
 from explorer.images import gif_bytes
 from explorer.traverse import along_mean_difference, decode_layer, encode_one
 
@@ -63,10 +64,13 @@ def mean_codes(run, points, source: str, layer: int) -> tuple[np.ndarray, np.nda
     if source == "two classes":
         classes = [int(c) for c in np.unique(points.labels)]
         c1, c2 = st.columns(2)
-        ca = c1.selectbox("From class", classes, index=0, key="paths_class_a")
-        cb = c2.selectbox("To class", classes, index=min(1, len(classes) - 1), key="paths_class_b")
+        dataset = common.model_for(run).cfg.dataset
+        ca = c1.selectbox("From class", classes, index=0, key="paths_class_a",
+                          format_func=lambda c: class_name(dataset, c))
+        cb = c2.selectbox("To class", classes, index=min(1, len(classes) - 1), key="paths_class_b",
+                          format_func=lambda c: class_name(dataset, c))
         return (z[points.labels == ca].mean(axis=0), z[points.labels == cb].mean(axis=0),
-                f"class {ca}'s mean code → class {cb}'s")
+                f"class {class_name(dataset, ca)}'s mean code → class {class_name(dataset, cb)}'s")
     sets = st.session_state.get(SETS, {})
     kept = {k: v for k, v in sets.items() if v.get("run") == str(run.path)}
     if set(kept) != {"A", "B"}:

@@ -14,8 +14,25 @@ from app_pages.computed import N_RECON, decomposition_png, reconstructions_png, 
 
 
 
+def second_run(run):
+    """The run to sample beside this one (same seed, same temperature), or None: a toggle, then a picker
+    (default: the other run of the Compare page's pair)."""
+    if not st.toggle("Beside a second run (the same seed and temperature)", key="samples_beside",
+                     help="two models' samples side by side, drawn with the same seed: what each hierarchy makes "
+                          "of the same noise"):
+        return None
+    compared = [st.session_state.get(k) for k in common.COMPARED]
+    others = [r for r in common.ok_runs() if r.path != run.path]
+    default = next((r for r in others if str(r.path) in compared), others[0] if others else None)
+    other = common.pick_run("Second run", "samples_run_b", remember="samples_second", default=default)
+    if other is not None and other.path == run.path:
+        st.info("Pick another run than the first to see the two side by side.")
+        return None
+    return other
+
+
 @st.fragment
-def samples(run, model, shape) -> None:
+def samples(run, model, shape, other=None) -> None:
     st.subheader("Samples from the prior")
     per_layer = bool(st.session_state.get("samples_per_layer", False))  # the toggle below, as last set
     c1, c2, c3 = st.columns(3)
@@ -35,8 +52,21 @@ def samples(run, model, shape) -> None:
         label = "per layer " + " · ".join(f"z{i + 1} {t:.1f}" for i, t in enumerate(temps))
     else:
         label = f"{temperature:.1f} in every layer"
-    png = common.show_png(samples_png(str(run.path), run.stamp, int(n), temps, int(seed), shape),
-                          caption=f"{n} samples z_L → … → z_1 → E[x|z_1], temperature {label}")
+    caption = f"{n} samples z_L → … → z_1 → E[x|z_1], temperature {label}"
+    if other is None:
+        png = common.show_png(samples_png(str(run.path), run.stamp, int(n), temps, int(seed), shape), caption=caption)
+    else:
+        left, right = st.columns(2)
+        png = common.show_png(samples_png(str(run.path), run.stamp, int(n), temps, int(seed), shape),
+                              caption=f"{run.name}: {caption}", container=left)
+        from explorer.encode import image_shape
+        other_cfg = common.model_for(other).cfg
+        if isinstance(temps, tuple) and other_cfg.layers != len(temps):
+            right.info(f"{other.name} has {other_cfg.layers} layers, not {len(temps)}: one temperature per layer cannot "
+                       "be the same for both; turn it off to compare them.")
+        else:
+            common.show_png(samples_png(str(other.path), other.stamp, int(n), temps, int(seed), image_shape(other_cfg)),
+                            caption=f"{other.name}: the same seed and temperature", container=right)
     notice("at temperature 0 every sample is the mean path; raising one layer's temperature alone shows what "
            "that layer's randomness decides.")
     st.download_button("Samples (PNG)", lambda: png, file_name=f"{run.name}-samples-seed{int(seed)}.png", mime="image/png",
@@ -82,7 +112,7 @@ def main() -> None:
     except Exception as e:  # noqa: BLE001
         st.error(f"Cannot load test images for {run.name}: {e}")
         return
-    samples(run, model, points.image_shape)
+    samples(run, model, points.image_shape, second_run(run))
     reconstructions(run, points)
     decomposition(run, model, points)
 

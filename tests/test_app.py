@@ -437,6 +437,14 @@ def test_samples_page_widgets_change_the_images(app):
     assert image_url(app, "samples z_L") != per_layer and "temperature per layer z1 1.5 · z2 0.3 · z3 0.3" in \
         next(c for img in app.image for c in img.captions if "samples z_L" in c)
 
+    # Issue 27, item 12: a second run beside the first, with the same seed and temperature.
+    app.toggle(key="samples_per_layer").set_value(False).run()
+    app.toggle(key="samples_beside").set_value(True).run()
+    no_exceptions(app)
+    beside = [c for img in app.image for c in img.captions if "the same seed and temperature" in c]
+    assert len(beside) == 1 and app.selectbox(key="samples_run_b").value != app.selectbox(key="samples_run").value
+    assert image_url(app, "the same seed and temperature") != image_url(app, "samples z_L → … → z_1 → E[x|z_1], temp")
+
     recon = image_url(app, "reconstructions")
     app.number_input(key="samples_recon_start").set_value(16).run()
     assert image_url(app, "reconstructions") != recon
@@ -826,7 +834,7 @@ def test_layers_projections_umap_and_tsne(app):
 def test_compare_information_and_neighbourhoods(app):
     app.toggle(key="compare_info").set_value(True).run()
     no_exceptions(app)
-    rd = by_title(app, "Rate (KL per layer")
+    rd = by_title(app, "Rate beside distortion")
     assert {t["name"] for t in rd["data"]} == {"KL z1", "KL z2", "KL z3", "distortion −E log p(x|z1)"}
     mi = by_title(app, "Mutual information")
     assert len(mi["data"]) == 2 and all(len(t["y"]) == 3 and t["error_y"]["array"] for t in mi["data"])
@@ -861,7 +869,9 @@ def test_curves_collapse_timeline_and_rate_distortion(app):
     rd = by_title(app, "Rate against distortion")
     assert len(rd["data"]) == 2 and all(len(t["x"]) == 2 for t in rd["data"])  # two epochs per run
     tl = by_title(app, "Collapse timeline")
-    assert len(tl["data"][0]["y"]) == 16 + 8 + 8 and tl["data"][0]["x"] == ["0", "1", "2"]  # snapshot epochs
+    # one band per layer, the top layer first (issue 27, item 11: where collapse happens, readable)
+    assert [t["name"] for t in tl["data"]] == ["z3", "z2", "z1"]
+    assert [len(t["y"]) for t in tl["data"]] == [8, 8, 16] and tl["data"][0]["x"] == ["0", "1", "2"]  # snapshot epochs
     before = tl["layout"]["title"]["text"]
     app.select_slider(key="training_timeline_threshold").set_value(1.0).run()
     no_exceptions(app)

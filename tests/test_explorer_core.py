@@ -488,3 +488,11 @@ def test_prior_samples_take_one_temperature_per_layer(lvae):
     assert not np.allclose(only_top, prior_samples(model, 6, 0.0))  # the top layer's noise alone shows
     with pytest.raises(ValueError, match="temperatures"):
         prior_samples(model, 6, [1.0, 1.0, 1.0, 1.0, 1.0, 1.0][:cfg.layers + 1])
+
+
+def test_fashion_mnist_classes_are_named_and_digits_stay_digits():
+    """Issue 27, item 12: Fashion-MNIST's ten classes by name in legends and captions."""
+    from explorer.class_names import class_name, named_labels
+    assert class_name("fashion-mnist", 3) == "Dress" and class_name("mnist", 3) == "3"
+    assert named_labels("fashion-mnist", np.array([0, 9])).tolist() == ["T-shirt/top", "Ankle boot"]
+    assert named_labels("digits", np.array([0, 9])).tolist() == [0, 9]

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
 from .curves import _list_rows, _metric_rows
 from .style import KL_FLOOR, RUN_DASHES, _note, _style, layer_colours, layer_name, run_colours
@@ -36,8 +37,11 @@ def rate_distortion_bars(info: Mapping[str, Any]) -> go.Figure:
     if not names:
         _note(fig, "no runs")
     with_numbers(fig, pd.DataFrame(rows, columns=["run", "part", "nats"]))
-    return _style(fig, "Rate (KL per layer, stacked) beside distortion: their sum is −ELBO", height=400,
-                  yaxis="nats per image", barmode="stack", legend=dict(title=dict(text="")))
+    # Two short title lines and the legend under the bars: at 1280 px two charts share a row (issue 27).
+    fig = _style(fig, "Rate beside distortion<br><sup>KL of every layer, stacked; their sum is −ELBO</sup>",
+                 height=440, yaxis="nats per image", barmode="stack", margin=dict(l=60, r=20, t=70, b=40),
+                 legend=dict(title=dict(text=""), orientation="h", x=0, xanchor="left", y=-0.28, yanchor="top"))
+    return fig.update_xaxes(tickangle=0)
 
 
 def mutual_information_bars(info: Mapping[str, Any]) -> go.Figure:
@@ -57,12 +61,14 @@ def mutual_information_bars(info: Mapping[str, Any]) -> go.Figure:
         cap = math.log(inf.points)
     if cap is not None:
         fig.add_hline(y=cap, line_dash="dot", line_color="#888888",
-                      annotation_text=f"log N = {cap:.2f}: the most N test images can show", annotation_position="top left")
+                      annotation_text=f"log N = {cap:.2f}, the estimator's cap", annotation_position="top left")
     else:
         _note(fig, "no runs")
     with_numbers(fig, pd.DataFrame(rows, columns=["run", "layer", "mi_nats", "standard_error"]))
-    return _style(fig, "Mutual information I(x; z_i) per layer (He et al. 2019 estimator, ±1 SE)", height=400,
-                  xaxis="latent layer", yaxis="I(x; z_i) (nats)", barmode="group", legend=dict(title=dict(text="run")))
+    return _style(fig, "Mutual information I(x; z_i) per layer<br><sup>He et al. 2019's estimator, ±1 SE</sup>",
+                  height=440, xaxis="latent layer", yaxis="I(x; z_i) (nats)", barmode="group",
+                  margin=dict(l=60, r=20, t=70, b=40),
+                  legend=dict(title=dict(text=""), orientation="h", x=0, xanchor="left", y=-0.22, yanchor="top"))
 
 
 def unit_activity_vs_kl(info: Mapping[str, Any], threshold: float = 0.01, nil_kl: float = 0.01) -> go.Figure:
@@ -156,42 +162,42 @@ def rate_distortion_curves(histories: Mapping[str, pd.DataFrame]) -> go.Figure:
                   legend=dict(title=dict(text="run")))
 
 
+MIN_BAND_UNITS, MAX_BAND_UNITS = 8, 24  # a layer's band in the collapse timeline: as tall as this many units
+
+
 def collapse_timeline(epochs: Sequence[int], values: Sequence[np.ndarray], threshold: float, measure: str) -> go.Figure:
-    """Layer x unit over epochs: each cell's value (log colour), active cells (value > threshold) outlined by
-    colour scale's break, so a unit switching on or off reads as a change along its row."""
-    rows, labels, z, text = [], [], [], []
-    for layer, v in enumerate(values):
-        v = np.asarray(v, dtype=float)
+    """Unit over epochs, one band per layer with the top layer at the top, where collapse happens: each cell
+    blue when the unit's value is over the threshold, so a unit switching on or off reads as a change along
+    its row. A band is as tall as its units, within a floor and a ceiling, so that a 4-unit top layer stays
+    readable beside a 64-unit z1 (issue 27: on a projector the upper layers were 6 px rows)."""
+    rows = []
+    layers = [np.asarray(v, dtype=float) for v in values]
+    for layer, v in enumerate(layers):
         for unit in range(v.shape[1]):
-            labels.append(f"{layer_name(layer)} u{unit}")
-            col = v[:, unit]
-            z.append(np.where(col > threshold, 1.0, 0.0))
-            text.append([f"{x:.3g}" for x in col])
             rows += [{"layer": layer_name(layer), "unit": unit, "epoch": int(e), "value": float(x),
-                      "active": bool(x > threshold)} for e, x in zip(epochs, col)]
-    fig = go.Figure()
-    if not labels:
-        _note(fig, "no epochs with per-unit values yet")
+                      "active": bool(x > threshold)} for e, x in zip(epochs, v[:, unit])]
+    order = [i for i in reversed(range(len(layers))) if layers[i].ndim == 2 and layers[i].shape[1] > 0]
+    weights = [min(max(layers[i].shape[1], MIN_BAND_UNITS), MAX_BAND_UNITS) for i in order]
+    if not order:
+        fig = _note(go.Figure(), "no epochs with per-unit values yet")
     else:
-        fig.add_trace(go.Heatmap(x=[str(e) for e in epochs], y=labels, z=np.array(z), text=np.array(text),
-                                 zmin=0, zmax=1, colorscale=[[0, "#f0f0f0"], [0.5, "#f0f0f0"], [0.5, "#2c7fb8"],
-                                                             [1, "#2c7fb8"]],
-                                 showscale=False, xgap=1, ygap=0,
-                                 hovertemplate="%{y} · epoch %{x}: " + measure + " %{text}<extra></extra>"))
-        # layer boundaries as lines, top layer at the top
-        start = 0
-        for layer, v in enumerate(values):
-            start += np.asarray(v).shape[1]
-            if layer < len(values) - 1:
-                fig.add_hline(y=start - 0.5, line_color="#333333", line_width=1)
-        if len(labels) <= 40:
-            fig.update_yaxes(autorange="reversed")
-        else:  # too many units to name: one tick per layer, at its first unit
-            firsts = [lab for lab in labels if lab.endswith(" u0")]
-            fig.update_yaxes(autorange="reversed", tickmode="array", tickvals=firsts,
-                             ticktext=[f.split()[0] for f in firsts])
-    active_end = sum(int((np.asarray(v)[-1] > threshold).sum()) for v in values) if labels else 0
+        fig = make_subplots(rows=len(order), cols=1, shared_xaxes=True, vertical_spacing=0.012,
+                            row_heights=weights)
+        for r, i in enumerate(order, start=1):
+            v = layers[i]
+            units = [f"u{u}" for u in range(v.shape[1])]
+            fig.add_trace(go.Heatmap(x=[str(e) for e in epochs], y=units, z=(v.T > threshold).astype(float),
+                                     text=np.vectorize(lambda x: f"{x:.3g}")(v.T), zmin=0, zmax=1,
+                                     colorscale=[[0, "#f0f0f0"], [0.5, "#f0f0f0"], [0.5, "#2c7fb8"], [1, "#2c7fb8"]],
+                                     showscale=False, xgap=1, ygap=0, name=layer_name(i),
+                                     hovertemplate=f"{layer_name(i)} %{{y}} · epoch %{{x}}: {measure} %{{text}}"
+                                                   "<extra></extra>"), row=r, col=1)
+            fig.update_yaxes(title_text=layer_name(i), autorange="reversed", row=r, col=1,
+                             showticklabels=v.shape[1] <= 16, title_standoff=4)
+        fig.update_xaxes(title_text="epoch", row=len(order), col=1)
+    units = sum(v.shape[1] for v in layers if v.ndim == 2)
+    active_end = sum(int((v[-1] > threshold).sum()) for v in layers if v.ndim == 2 and len(v)) if order else 0
     with_numbers(fig, pd.DataFrame(rows, columns=["layer", "unit", "epoch", "value", "active"]))
-    return _style(fig, f"Collapse timeline: units with {measure} > {threshold:g} (blue) per epoch · "
-                       f"{active_end} of {len(labels)} active at the end", height=max(360, min(900, 8 * len(labels) + 140)),
-                  xaxis="epoch", yaxis="layer · unit (z1 at the top)")
+    return _style(fig, f"Collapse timeline: units with {measure} > {threshold:g} (blue) per epoch<br><sup>"
+                       f"{active_end} of {units} active at the end; the top layer first</sup>",
+                  height=max(360, 9 * sum(weights) + 160) if order else 360)
