@@ -124,6 +124,21 @@ def pick_run(label: str, key: str, remember: str = SELECTED, default: RunInfo | 
     return run
 
 
+def second_run(run: RunInfo, page: str, label: str, help: str) -> RunInfo | None:
+    """A run to show beside `run` on a page, or None: a toggle, then a picker (default: the other run of the
+    Compare page's pair); keys "<page>_beside" and "<page>_run_b"."""
+    if not st.toggle(label, key=f"{page}_beside", help=help):
+        return None
+    compared = [st.session_state.get(k) for k in COMPARED]
+    others = [r for r in ok_runs() if r.path != run.path]
+    default = next((r for r in others if str(r.path) in compared), others[0] if others else None)
+    other = pick_run("Second run", f"{page}_run_b", remember=f"{page}_second", default=default)
+    if other is not None and other.path == run.path:
+        st.info("Pick another run than the first to see the two side by side.")
+        return None
+    return other
+
+
 def layer_names(n: int) -> list[str]:
     return [f"z{i + 1}" for i in range(n)]
 

@@ -14,23 +14,6 @@ from app_pages.computed import N_RECON, decomposition_png, reconstructions_png, 
 
 
 
-def second_run(run):
-    """The run to sample beside this one (same seed, same temperature), or None: a toggle, then a picker
-    (default: the other run of the Compare page's pair)."""
-    if not st.toggle("Beside a second run (the same seed and temperature)", key="samples_beside",
-                     help="two models' samples side by side, drawn with the same seed: what each hierarchy makes "
-                          "of the same noise"):
-        return None
-    compared = [st.session_state.get(k) for k in common.COMPARED]
-    others = [r for r in common.ok_runs() if r.path != run.path]
-    default = next((r for r in others if str(r.path) in compared), others[0] if others else None)
-    other = common.pick_run("Second run", "samples_run_b", remember="samples_second", default=default)
-    if other is not None and other.path == run.path:
-        st.info("Pick another run than the first to see the two side by side.")
-        return None
-    return other
-
-
 @st.fragment
 def samples(run, model, shape, other=None) -> None:
     st.subheader("Samples from the prior")
@@ -112,7 +95,10 @@ def main() -> None:
     except Exception as e:  # noqa: BLE001
         st.error(f"Cannot load test images for {run.name}: {e}")
         return
-    samples(run, model, points.image_shape, second_run(run))
+    samples(run, model, points.image_shape,
+            common.second_run(run, "samples", "Beside a second run (the same seed and temperature)",
+                              "two models' samples side by side, drawn with the same seed: what each hierarchy makes "
+                              "of the same noise"))
     reconstructions(run, points)
     decomposition(run, model, points)
 

@@ -20,6 +20,32 @@ from explorer.traverse import encode_one, prior_start
 MAX_DIRECTIONS = 6
 MIN_EXPLAINED = 0.01  # directions with less of the layer's variance decode to the same image: no slider for them
 DECODED = "traverse_decoded_sha1"   # session_state: digest of the last decoded image (for tests and debugging)
+SEED = "traverse_start_seed"        # session_state: the prior sample's seed (a second run starts from its own)
+
+
+def beside(other, layer: int, start_image, shape):
+    """What a second run needs to follow the first one's moves: (run, layer, pca, start code, its digest,
+    directions, image shape), from the same start (the same seed, or the same image), in the same layer or
+    its top one; None (after a message) when the start cannot be shared."""
+    model = common.model_for(other)
+    layer_b = min(layer, model.cfg.layers - 1)
+    try:
+        points = common.points_of(str(other.path), other.stamp, common.TEST_POINTS)
+        k = min(MAX_DIRECTIONS, model.cfg.latent_sizes[layer_b])
+        pca = common.pcas_of(str(other.path), other.stamp, common.TEST_POINTS, True, k)[layer_b]
+    except Exception as e:  # noqa: BLE001
+        st.error(f"Cannot encode {other.name}: {e}")
+        return None
+    if start_image is not None and points.image_shape != shape:
+        st.info(f"{other.name} works on {points.image_shape[0]}x{points.image_shape[1]} images: it cannot start from "
+                "this one. Start from a prior sample to see both.")
+        return None
+    codes = prior_start(model, int(st.session_state.get(SEED, 0))) if start_image is None else \
+        encode_one(model, start_image)
+    base = codes[layer_b]
+    n_dirs = max(1, int((pca.explained >= MIN_EXPLAINED).sum()))
+    digest = hashlib.sha1(np.ascontiguousarray(base).tobytes()).hexdigest()
+    return other, layer_b, pca, base, digest, n_dirs, points.image_shape
 
 
 def start_codes(run, model, points):
@@ -29,8 +55,9 @@ def start_codes(run, model, points):
     start = c1.radio("Start from", ["prior sample", "test image", "uploaded image"], horizontal=True,
                      key="traverse_start")
     if start == "prior sample":
-        seed = c2.number_input("Seed", 0, 1_000_000, 0, key="traverse_seed")
-        return prior_start(model, int(seed)), f"prior sample, seed {seed}", None
+        seed = int(c2.number_input("Seed", 0, 1_000_000, 0, key="traverse_seed"))
+        st.session_state[SEED] = seed
+        return prior_start(model, seed), f"prior sample, seed {seed}", None
     if start == "test image":
         with c2:
             idx = common.test_image_input("Test image", points, "traverse_index")
@@ -71,6 +98,10 @@ def main() -> None:
     codes, what, start_image = start_codes(run, model, points)
     if codes is None:
         return
+    other = common.second_run(run, "traverse", "Beside a second run (the same start, the same moves)",
+                              "a second run's decoding beside the first: the same seed or image, the same layer "
+                              "(or its top one), each slider moving the same principal component of its own layer")
+    second = beside(other, layer, start_image, points.image_shape) if other is not None else None
     base = codes[layer]
     shape = points.image_shape
     n_dirs = max(1, int((pca.explained >= MIN_EXPLAINED).sum()))  # PCA sorts them by variance
@@ -103,7 +134,12 @@ def main() -> None:
         with right:
             if start_image is not None:  # the start beside its decoding: what the traversal starts from
                 common.show_images(start_image[None], shape, target=112, caption="the start")
-            common.show_png(png, caption="decoded E[x|z]")
+            common.show_png(png, caption="decoded E[x|z]" if second is None else f"{run.name}: decoded E[x|z]")
+            if second is not None:
+                run_b, layer_b, pca_b, base_b, digest_b, n_b, shape_b = second
+                moves = (tuple(offsets) + (0.0,) * n_b)[:n_b]  # its own first PCs; the ones it lacks stay at 0
+                png_b, _ = decoded_png(str(run_b.path), run_b.stamp, layer_b, digest_b, moves, pca_b, base_b, shape_b)
+                common.show_png(png_b, caption=f"{run_b.name}, z{layer_b + 1}: the same start and moves")
 
     sliders, grid_col = st.columns([3, 2], gap="large")
     with sliders:

@@ -307,6 +307,19 @@ def test_traverse_slider_changes_the_decoded_image(app):
     assert len([s for s in app.slider if s.label.startswith("PC")]) == 6
 
 
+def test_traverse_beside_a_second_run_follows_the_same_moves(app):
+    """Issue 27, item 12: two runs side by side on Traverse, from the same start, moved by the same sliders."""
+    page(app, "traverse")
+    app.toggle(key="traverse_beside").set_value(True).run()
+    no_exceptions(app)
+    assert app.selectbox(key="traverse_run_b").value != app.selectbox(key="traverse_run").value
+    before = image_url(app, "the same start and moves")
+    slider = [s for s in app.slider if s.label.startswith("PC1")][0]
+    slider.set_value(2.0).run()
+    no_exceptions(app)
+    assert image_url(app, "the same start and moves") != before
+
+
 def test_traverse_sessions_moving_to_the_same_place_share_one_decode(app, monkeypatch):
     from app_pages import computed
     computed.decoded_png.clear()  # shared by the whole test process: other tests' images are in it
