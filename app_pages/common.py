@@ -245,10 +245,13 @@ def projections(run: RunInfo, n: int, use_means: bool, method: str, k: int = 2) 
     keys = [(str(run.path), run.stamp, n, use_means, method, i, k) for i in range(layers)]
     fresh = method != "PCA" and not all(key in _projected for key in keys)
     bar = st.progress(0.0, text=f"{method} of every layer…") if fresh else None
-    out = []
+    out, started = [], time.perf_counter()
     for i in range(layers):
         if bar is not None:
-            bar.progress(i / layers, text=f"{method} of z{i + 1} ({i + 1} of {layers}; computed once, then shared)…")
+            spent = time.perf_counter() - started
+            left = f", about {spent / i * (layers - i):.0f} s left" if i else ""  # at the pace of the layers done
+            bar.progress(i / layers, text=f"{method} of z{i + 1} ({i + 1} of {layers}{left}; computed once, then "
+                                          "shared)…")
         out.append(projection_of(*keys[i]))
     if bar is not None:
         bar.empty()

@@ -198,8 +198,8 @@ def main() -> None:
     st.caption(f"{count} points · {points.source}" + (" · posterior means along the mean path (nothing sampled), "
                "the quantity the Curves page's snapshot replay shows" if use_means else
                " · one posterior sample per point")
-               + (". Axes: each principal component's spread in units of the layer's prior standard deviation "
-                  "(1 = as wide as p(z_i|z_i+1))" if method == "PCA" else f". {method} axes have no units: only "
+               + (". Axes: the principal components in units of the layer's prior standard deviation along them "
+                  "(±1 = as wide as p(z_i|z_i+1) expects)" if method == "PCA" else f". {method} axes have no units: only "
                   "who is near whom means something") + ". A box or lasso selects points in every layer; a click "
                "picks one; a double-click clears.")
     row = common.test_image_input("Test image", points, POINT, container=c4,

@@ -429,3 +429,18 @@ def test_points_are_named_by_their_test_set_position_in_hovers_and_the_csv():
     chosen = {int(c) for t in marked if t["name"] != "selected point" and t["xaxis"] == "x"
               for j, c in enumerate(cells(t["customdata"])) if j in t["selectedpoints"]}
     assert chosen == {int(ids[0]), int(ids[1])}
+
+
+def test_pca_axes_are_in_prior_sd_only_where_the_prior_sd_is_known():
+    """Issue 27, item 11: an axis titled "prior sd" is drawn in prior sd (its ticks are multiples of the
+    prior's sd along the component); one whose prior sd is unknown stays in the codes' units and says so."""
+    pcas = [fake_pca(seed=0), fake_pca(seed=1)]
+    labels = np.arange(N) % 4
+    fig = F.layer_scatter_grid(pcas, labels, prior_sd=[[2.0, 4.0], [0.0, 0.5]])
+    x1 = np.concatenate([t.x for t in fig.data if t.xaxis == "x" and t.name != "selected point"])
+    y1 = np.concatenate([t.y for t in fig.data if t.yaxis == "y" and t.name != "selected point"])
+    raw = np.concatenate([pcas[0].coords[labels == c] for c in sorted(set(labels))])
+    np.testing.assert_allclose(np.sort(x1), np.sort(raw[:, 0] / 2.0), rtol=1e-5)
+    np.testing.assert_allclose(np.sort(y1), np.sort(raw[:, 1] / 4.0), rtol=1e-5)
+    assert fig.layout.xaxis.title.text == "PC1 (prior sd)" and fig.layout.yaxis2.title.text == "PC2 (prior sd)"
+    assert fig.layout.xaxis2.title.text == "PC1"  # a nil prior sd: not in prior sd, and not said to be

@@ -58,16 +58,21 @@ def _layer_title(pca: Any, layer: int, k: int = 2, active: int | None = None) ->
     return head + ("" if active is None else "<br>" + _activity_note(active).removeprefix(" · "))
 
 
-def _spread_titles(pca: Any, prior_sd: Sequence[float] | None, k: int = 2) -> list[str]:
-    """Axis titles with each axis's spread in prior standard deviations: "PC1 · 1.8 prior sd"."""
-    sd = np.asarray(pca.sd, dtype=float).ravel()
-    if prior_sd is None:
-        return [f"PC{j + 1}" for j in range(k)]
-    out = []
+def _in_prior_sd(pca: Any, prior_sd: Sequence[float] | None, k: int = 2) -> tuple[np.ndarray, list[str]]:
+    """The PCA coordinates in units of the prior's standard deviation along each component, and axis titles
+    that say so ("PC1 (prior sd)"), so the ticks read as multiples of what p(z_i|z_i+1) expects; an axis the
+    prior's sd is unknown or nil for stays in the codes' units and its title says only "PC1" (issue 27: an
+    axis says prior sd only where it is in prior sd)."""
+    coords = _columns(np.asarray(pca.coords, dtype=float), k).copy()
+    titles = []
     for j in range(k):
-        p = float(prior_sd[j]) if j < len(prior_sd) else 0.0
-        out.append(f"PC{j + 1} · {sd[j] / p:.2g} prior sd" if j < len(sd) and p > 0 else f"PC{j + 1}")
-    return out
+        p = float(prior_sd[j]) if prior_sd is not None and j < len(prior_sd) else 0.0
+        if p > 0 and np.isfinite(p):
+            coords[:, j] /= p
+            titles.append(f"PC{j + 1} (prior sd)")
+        else:
+            titles.append(f"PC{j + 1}")
+    return coords, titles
 
 
 UNSELECTED = "#c9c9c9"
@@ -334,10 +339,10 @@ def layer_scatter_grid(pcas: Sequence[Any], labels: Sequence[Any] | np.ndarray, 
                        ids: np.ndarray | None = None) -> go.Figure:
     """All layers side by side in ONE figure (one WebGL context), one column per layer.
     active: units per layer (titles say "no active units" for 0); prior_sd: per layer the prior's
-    standard deviation along PC1, PC2 (explorer.encode.prior_sd_along), so each axis shows its spread in it."""
+    standard deviation along PC1, PC2 (explorer.encode.prior_sd_along): the axes are then in prior sd."""
     titles = [_layer_title(p, i, active=None if active is None else active[i]) for i, p in enumerate(pcas)]
-    axes = [_spread_titles(p, None if prior_sd is None else prior_sd[i]) for i, p in enumerate(pcas)]
-    fig = _layer_grid([p.coords for p in pcas], titles, labels, highlight, axis_titles=axes, ids=ids)
+    scaled = [_in_prior_sd(p, None if prior_sd is None else prior_sd[i]) for i, p in enumerate(pcas)]
+    fig = _layer_grid([c for c, _ in scaled], titles, labels, highlight, axis_titles=[a for _, a in scaled], ids=ids)
     return with_selection(_style(fig, title or "Posterior means of every latent layer (PCA, PC1 vs PC2)", height=480,
                                  margin=GRID_MARGIN), selected)
 
