@@ -193,8 +193,9 @@ def neighbourhoods(a: RunInfo, b: RunInfo, names: list[str]) -> None:
                           f"B ({names[1]}): label agreement": agree_b + [None] * (layers - len(agree_b))})
     for col, vals in summary.items():
         table[col] = vals + [None] * (layers - len(vals))
-    st.dataframe(table, hide_index=True, width="stretch",
-                 column_config={c: st.column_config.NumberColumn(format="percent") for c in table.columns[1:]})
+    for col in table.columns[1:]:  # percentages, and a dash where a layer has none (never "None")
+        table[col] = [("–" if v is None or v != v else f"{v:.0%}") for v in table[col]]
+    st.dataframe(table, hide_index=True, width="stretch")
     st.caption(f"On {len(points.labels)} test points ({points.source}), {NEIGHBOURS} nearest neighbours in each "
                "layer's posterior means. Label agreement: the share of neighbours of the same class (chance ≈ 10%). "
                "Overlap: the mean share of a point's neighbours two embeddings have in common (z_i vs z_i+1: between "

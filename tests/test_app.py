@@ -869,7 +869,9 @@ def test_compare_information_and_neighbourhoods(app):
     no_exceptions(app)
     table = [d.value for d in app.dataframe if "A vs B, same layer" in d.value.columns][0]
     assert list(table["layer"]) == ["z1", "z2", "z3"]
-    assert ((table["A vs B, same layer"] >= 0) & (table["A vs B, same layer"] <= 1)).all()
+    same = [float(v.rstrip("%")) for v in table["A vs B, same layer"]]  # percentages, "–" where none
+    assert all(0 <= v <= 100 for v in same)
+    assert "None" not in table.astype(str).to_numpy().ravel().tolist()
     rows = [c for img in app.image for c in img.captions if "overlap" in c]
     assert len(rows) == 5 and all(" | " in r for r in rows)
     app.selectbox(key="compare_overlap_pair").select_index(len(app.selectbox(key="compare_overlap_pair").options) - 1)
