@@ -11,9 +11,11 @@ import argparse
 import functools
 import os
 import sys
+import threading
 import time
+from collections import OrderedDict
 from pathlib import Path
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -339,11 +341,38 @@ def neighbour_indexes_of(path: str, stamp: float, n: int, k: int) -> tuple[list,
     return indexes, [label_agreement(t, labels) for t in tables], tables
 
 
-@st.cache_resource(max_entries=8, show_spinner="Rate, distortion, activity and mutual information per layer…")
-def information_of(path: str, stamp: float, n: int) -> Any:
+# Information per layer, once per server for every session, in a cache of its own: its progress bar is an
+# element made outside the computation, which a Streamlit cache decorator refuses (it could not replay it).
+_information: OrderedDict[tuple, Any] = OrderedDict()
+_information_lock = threading.Lock()
+INFORMATION_ENTRIES = 8
+
+
+def information_of(path: str, stamp: float, n: int, progress: Callable[[float], None] | None = None) -> Any:
     """explorer.information.layer_information of the run's shown test points, once per server."""
     from explorer.information import layer_information
-    return layer_information(model_of(path, stamp), points_of(path, stamp, n).images, encoding_of(path, stamp, n))
+    key = (path, stamp, n)
+    with _information_lock:  # one computation at a time: two sessions asking at once share the first's
+        if key not in _information:
+            _information[key] = layer_information(model_of(path, stamp), points_of(path, stamp, n).images,
+                                                  encoding_of(path, stamp, n), progress=progress)
+            while len(_information) > INFORMATION_ENTRIES:
+                _information.popitem(last=False)
+        _information.move_to_end(key)
+        return _information[key]
+
+
+def information_with_progress(runs: Sequence[RunInfo], n: int) -> None:
+    """information_of for every run, under a progress bar with the time left when any is computed now (seconds
+    on MNIST-size runs; none on a rerun, where a bar would flash)."""
+    fresh = [r for r in runs if (str(r.path), r.stamp, n) not in _information]
+    if not fresh:
+        return
+    bar = ProgressWithTimeLeft("Rate, distortion, activity and mutual information per layer", parts=len(fresh))
+    for r in fresh:
+        information_of(str(r.path), r.stamp, n, progress=bar)
+        bar.next_part()
+    bar.done()
 
 
 @st.cache_data(max_entries=16, show_spinner=False)

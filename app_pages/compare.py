@@ -229,6 +229,7 @@ def information(a: RunInfo, b: RunInfo, names: list[str]) -> None:
                                  key="compare_activity_threshold",
                                  help="Burda et al. 2016 count a unit active when A_u = Var_x E_q[u|x] > 0.01")
     try:
+        common.information_with_progress((a, b), common.TEST_POINTS)
         rd, mi, units, through, points = information_figures(
             tuple((str(r.path), r.stamp, name) for name, r in zip(names, (a, b))), threshold)
     except Exception as e:  # noqa: BLE001

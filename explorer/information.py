@@ -91,21 +91,32 @@ class LayerInformation:
         return [int((a > threshold).sum()) for a in self.activity]
 
 
-def layer_information(model: HierarchicalVAE, images: np.ndarray, enc: Encoding, seed: int = 0) -> LayerInformation:
+def layer_information(model: HierarchicalVAE, images: np.ndarray, enc: Encoding, seed: int = 0,
+                      progress: Callable[[float], None] | None = None) -> LayerInformation:
     """Rate (KL per unit), distortion, activity and I(x; z_i) of every layer on these images; enc is their
-    encoding (explorer.encode.encode), whose mean-path means and variances the MI estimator uses."""
+    encoding (explorer.encode.encode), whose mean-path means and variances the MI estimator uses.
+    progress(fraction done) after each part (the fractions are the parts' rough shares of the time)."""
+    def done(fraction: float) -> None:
+        if progress is not None:
+            progress(fraction)
     x = torch.as_tensor(np.asarray(images, dtype=np.float32), device=next(model.parameters()).device)
     g = torch.Generator(x.device).manual_seed(seed)  # never torch's global RNG: many sessions share the process
     with eval_mode(model), torch.inference_mode():
         # Each image KL_SAMPLES times: a bottom-up VAE's KL below the top is a one-sample Monte-Carlo term
         # (not analytic), whose noise (±0.01 nats per unit on 1,000 images) would hide which units are nil.
         stats = evaluate_elbo(model, x.repeat(KL_SAMPLES, 1), generator=g)
+        done(0.3)
         activity = unit_activity(model, x, generator=g)
+        done(0.5)
     n = x.shape[0] * KL_SAMPLES
+    mi = []
+    for i, (m, v) in enumerate(zip(enc.means, enc.variances)):
+        mi.append(mutual_information(m, v, seed=seed))
+        done(0.5 + 0.5 * (i + 1) / len(enc.means))
     return LayerInformation(
         kl_per_unit=[(k / n).cpu().numpy().astype(np.float64) for k in stats.kl_per_unit],
         activity=[a.cpu().numpy().astype(np.float64) for a in activity],
-        mi=[mutual_information(m, v, seed=seed) for m, v in zip(enc.means, enc.variances)],
+        mi=mi,
         distortion=-float(stats.recon) / n, elbo=float(stats.elbo) / n, points=x.shape[0])
 
 

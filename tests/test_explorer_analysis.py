@@ -162,7 +162,9 @@ def test_layer_information_and_iw_bounds_on_a_trained_run(digits_runs, digits_te
     model = load_model(digits_runs["lvae"], "cpu")[0]
     x = digits_test[:150].numpy()
     rng = torch.get_rng_state()
-    info = layer_information(model, x, encode(model, x))
+    steps: list[float] = []
+    info = layer_information(model, x, encode(model, x), progress=steps.append)
+    assert steps == sorted(steps) and steps[-1] == pytest.approx(1.0) and len(steps) == 2 + 3  # a bar can follow it
     assert len(info.kl_per_unit) == 3 and info.points == 150
     assert info.elbo == pytest.approx(-(sum(info.rate) + info.distortion), rel=1e-4)
     assert all(-0.1 <= m <= np.log(150) + 0.1 for m, _ in info.mi), info.mi  # a collapsed layer: about 0
