@@ -177,6 +177,16 @@ def information_figures(runs: tuple[tuple[str, float, str], ...], threshold: flo
             through, next(iter(info.values())).points)
 
 
+# ---- Train --------------------------------------------------------------------------------------
+
+@st.cache_data(ttl=5, show_spinner=False)  # a look at the disk every few seconds is enough for every session
+def datasets_at_hand(folder: str) -> dict[str, tuple[bool, str]]:
+    """Per dataset: whether its files are on this server, and where they are or must be put."""
+    from training.config import DATASETS
+    from training.data import files_at_hand
+    return {d: files_at_hand(d, folder) for d in DATASETS}
+
+
 # ---- Curves --------------------------------------------------------------------------------------
 
 @st.cache_resource(max_entries=8, show_spinner="Loading training snapshots…")

@@ -7,12 +7,12 @@ from pathlib import Path
 import streamlit as st
 
 from app_pages import common
+from app_pages.computed import datasets_at_hand
 from explorer import jobs
 from explorer import runs as runs_mod
 from explorer.runs import load_history
 from training.demo import DEMO_RUNS
 from training.config import DATASETS, DEVICES, MAX_LAYERS, MODELS, RunConfig
-from training.data import files_at_hand
 
 POLL_SECONDS = 2.0
 
@@ -24,12 +24,6 @@ def free_name(dataset: str, model: str, layers: int) -> str:
     while f"{dataset}-{model}-{layers}l-{n}" in taken:
         n += 1
     return f"{dataset}-{model}-{layers}l-{n}"
-
-
-@st.cache_data(ttl=5, show_spinner=False)  # a look at the disk every few seconds is enough for every session
-def datasets_at_hand(folder: str) -> dict[str, tuple[bool, str]]:
-    """Per dataset: whether its files are on this server, and where they are or must be put."""
-    return {d: files_at_hand(d, folder) for d in DATASETS}
 
 
 def form() -> None:
