@@ -15,6 +15,7 @@ from app_pages import common
 from app_pages.glossary import notice
 from app_pages.computed import STEPS, decoded_png, traversal_gif, traversal_png
 from explorer.images import read_upload
+from explorer.encode import prior_sd_along
 from explorer.traverse import encode_one, prior_start
 
 MAX_DIRECTIONS = 6
@@ -105,6 +106,10 @@ def main() -> None:
     base = codes[layer]
     shape = points.image_shape
     n_dirs = max(1, int((pca.explained >= MIN_EXPLAINED).sum()))  # PCA sorts them by variance
+    # One step is one sd of the data along a direction; in prior sd (the Layers page's unit) that is:
+    prior_sd = prior_sd_along(pca.components[:n_dirs],
+                              common.encoding_of(str(run.path), run.stamp, common.TEST_POINTS).prior_variances[layer])
+    step_in_prior = [float(pca.sd[j] / prior_sd[j]) if prior_sd[j] > 0 else float("nan") for j in range(n_dirs)]
     hidden = pca.components.shape[0] - n_dirs
     st.caption(f"Start: {what}. Directions: the principal components of z{layer + 1}'s posterior means over "
                f"{len(points.labels)} test images; one step = one standard deviation of the data along it. "
@@ -122,8 +127,9 @@ def main() -> None:
         with left:
             offsets = []
             for j, key in enumerate(keys):
-                offsets.append(st.slider(f"PC{j + 1} of z{layer + 1} ({pca.explained[j]:.0%} of its variance)",
-                                         -3.0, 3.0, 0.0, 0.25, key=key, format="%.2f sd"))
+                offsets.append(st.slider(f"PC{j + 1} of z{layer + 1} ({pca.explained[j]:.0%} of its variance; 1 sd = "
+                                         f"{step_in_prior[j]:.2g} prior sd)", -3.0, 3.0, 0.0, 0.25, key=key,
+                                         format="%.2f sd"))
 
             def reset() -> None:
                 for key in keys:
@@ -149,7 +155,9 @@ def main() -> None:
         notice("in the higher layers a step changes the digit's kind or style; in the lowest, stroke details.")
         grid = traversal_png(str(run.path), run.stamp, layer, n_dirs, digest, pca, base, shape)
         common.show_png(grid, caption=f"rows: PC1..PC{n_dirs} of z{layer + 1}; columns: "
-                                      + ", ".join(f"{v:+g}" for v in STEPS) + " sd of the data along it, from the start")
+                                      + ", ".join(f"{v:+g}" for v in STEPS) + " sd of the data along it, from the start; "
+                                      "one sd is " + ", ".join(f"{v:.2g}" for v in step_in_prior)
+                                      + " prior sd on PC1" + (f"..PC{n_dirs}" if n_dirs > 1 else ""))
         d1, d2 = st.columns(2)
         name = f"{run.name}-z{layer + 1}-traversal"
         d1.download_button("Grid (PNG)", lambda: grid, file_name=f"{name}.png", mime="image/png", key="traverse_grid_png",

@@ -307,6 +307,20 @@ def test_traverse_slider_changes_the_decoded_image(app):
     assert len([s for s in app.slider if s.label.startswith("PC")]) == 6
 
 
+def test_traverse_says_what_a_step_is_in_prior_sd(app):
+    """Issue 27, item 11: the sliders and the grid's columns say what one step (one sd of the data along the
+    direction) is in prior sd, the unit of the Layers page's axes."""
+    import re
+    page(app, "traverse")
+    sliders = [s for s in app.slider if s.label.startswith("PC")]
+    steps = [float(re.search(r"1 sd = ([0-9.e+-]+) prior sd", s.label).group(1)) for s in sliders]
+    assert steps and all(0 < v < 1e3 for v in steps)
+    grid = next(c for img in app.image for c in img.captions if c.startswith("rows: PC1"))
+    assert "sd of the data along it" in grid and "prior sd on PC1" in grid
+    listed = [float(v) for v in grid.split("one sd is ")[1].split(" prior sd")[0].split(", ")]
+    assert listed == pytest.approx(steps, rel=0.05)  # the same numbers, to their two shown digits
+
+
 def test_traverse_beside_a_second_run_follows_the_same_moves(app):
     """Issue 27, item 12: two runs side by side on Traverse, from the same start, moved by the same sliders."""
     page(app, "traverse")
