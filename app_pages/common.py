@@ -262,11 +262,13 @@ def projections(run: RunInfo, n: int, use_means: bool, method: str, k: int = 2) 
 
 @st.cache_resource(max_entries=16, show_spinner=False)
 def layer_stats_of(path: str, stamp: float, n: int, use_means: bool) -> tuple[list[int], list[np.ndarray]]:
-    """Per layer: units active in the plotted codes, and the prior's sd along PC1-3 (axis yardsticks)."""
+    """Per layer: units active (from the posterior means, whichever codes are plotted: a sample's own noise is
+    not activity, and would make every collapsed layer look used), and the prior's sd along PC1-3 of the
+    plotted codes (axis yardsticks)."""
     from explorer.encode import active_counts, prior_sd_along
     enc = encoding_of(path, stamp, n)
     pcas = pcas_of(path, stamp, n, use_means)
-    return (active_counts(enc.means if use_means else enc.samples),
+    return (active_counts(enc.means),
             [prior_sd_along(p.components, v) for p, v in zip(pcas, enc.prior_variances)])
 
 

@@ -830,6 +830,23 @@ def test_layers_selection_drawn_by_the_browser_is_not_sent_again(app):
     assert by_title(app, "the same points")["layout"]["datarevision"] == 2
 
 
+def test_layers_counts_active_units_from_the_means_in_every_mode(monkeypatch):
+    """Issue 28's review: "posterior samples" counted q's own noise as activity (the shipped VAE's z5 showed 4
+    active units where A_u says 0, and "collapsed" could never appear); the count is the means' in every mode."""
+    from app_pages import common
+    from explorer.encode import Encoding, layer_pca
+    rng = np.random.default_rng(0)
+    means = [rng.normal(size=(200, 4)).astype(np.float32), np.zeros((200, 3), np.float32)]  # z2 collapsed
+    samples = [m + rng.normal(size=m.shape).astype(np.float32) for m in means]  # q's own noise on top
+    enc = Encoding(means, samples, [np.ones_like(m) for m in means], [np.ones_like(m) for m in means])
+    monkeypatch.setattr(common, "encoding_of", lambda *args: enc)
+    monkeypatch.setattr(common, "pcas_of", lambda path, stamp, n, use_means, k=3:
+                        [layer_pca(z, k) for z in (enc.means if use_means else enc.samples)])
+    for use_means in (True, False):
+        active, _ = common.layer_stats_of(f"fake-run-{use_means}", 0.0, 200, use_means)
+        assert active == [4, 0], (use_means, active)
+
+
 def test_layers_title_says_which_codes_are_plotted(app):
     """Issue 27, item 2: with "posterior samples" chosen the title no longer says "Posterior means"."""
     page(app, "layers")
