@@ -284,3 +284,15 @@ def test_recomputed_bn_statistics_are_the_exact_moments_of_each_bn_input_over_th
     for m, inp in seen.items():
         assert torch.allclose(m.running_mean, inp.mean(0), atol=1e-5), bns[m]
         assert torch.allclose(m.running_var, inp.var(0, unbiased=False), rtol=1e-4, atol=1e-6), bns[m]
+
+
+def test_iw_estimate_leaves_the_model_in_the_mode_it_was_in():
+    """Issue 28's review: iw_estimate switched a training model to eval mode for good (BN's running averages
+    then stop updating in the training that follows)."""
+    from training.evaluate import iw_estimate
+    torch.manual_seed(0)
+    model = HierarchicalVAE(small_cfg("lvae"))
+    model.train()
+    ll = iw_estimate(model, torch.bernoulli(torch.full((5, model.cfg.input_dim), 0.3)), 4)
+    assert ll.shape == (5,) and torch.isfinite(ll).all()
+    assert model.training

@@ -71,11 +71,16 @@ def evaluate_test(model: HierarchicalVAE, x_test: torch.Tensor) -> dict:
 
 def iw_estimate(model: HierarchicalVAE, x: torch.Tensor, k: int, seed: int = 0, max_rows: int = 8192) -> torch.Tensor:
     """log p(x) per row by the IW-k bound (Burda et al. 2016, eq. 8) with the model in eval mode, drawn from
-    a generator of its own: no process-wide state is touched (an app serves many sessions from one process)."""
+    a generator of its own: no process-wide state is touched (an app serves many sessions from one process),
+    and the model is left in the mode it was in."""
+    was_training = model.training  # not eval_mode: its RNG fork would touch the process's global RNG
     model.eval()
-    with torch.inference_mode():
-        return iw_log_likelihood(model, x, k, max_rows=max_rows,
-                                 generator=torch.Generator(x.device).manual_seed(seed))
+    try:
+        with torch.inference_mode():
+            return iw_log_likelihood(model, x, k, max_rows=max_rows,
+                                     generator=torch.Generator(x.device).manual_seed(seed))
+    finally:
+        model.train(was_training)
 
 
 def bn_statistics_images(data: Dataset, cfg: RunConfig, device: torch.device) -> torch.Tensor:
