@@ -325,7 +325,7 @@ def _chromium_cpu() -> dict[int, float]:
     """Chromium pid -> CPU seconds used so far, for the Chromium processes under this one."""
     import os
 
-    from load_test import process_tree
+    from proctree import process_tree
     tick = os.sysconf("SC_CLK_TCK")
     out = {}
     for pid in process_tree(os.getpid())[1:]:

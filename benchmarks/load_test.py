@@ -95,6 +95,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import server_trace  # noqa: E402
+from proctree import children_by_parent, process_tree  # noqa: E402
 from sessions import Action, Session, Think, page_assets  # noqa: E402
 
 APP = ROOT / "app.py"
@@ -229,32 +230,6 @@ def server_tracebacks(log: Path) -> list[str]:
 
 # ---- memory of the server's process tree (Linux /proc) ------------------------------
 
-def _children_by_parent() -> dict[int, list[int]]:
-    """Every process's children, from one pass over /proc (a pass per process of a tree was a fifth of the
-    load-test client's CPU, on the event loop the sessions share)."""
-    kids: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        kids.setdefault(ppid, []).append(int(entry))
-    return kids
-
-
-def process_tree(pid: int) -> list[int]:
-    kids = _children_by_parent()
-    tree, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        tree.append(p)
-        todo.extend(kids.get(p, []))
-    return tree
-
-
 def _status_kib(pid: int, key: str) -> int:
     try:
         with open(f"/proc/{pid}/status") as f:
@@ -283,7 +258,7 @@ def training_command(pid: int) -> bytes | None:
 
 def split_tree(pid: int) -> tuple[list[int], list[int]]:
     """(the server and its helpers, the training processes and theirs) among the process and its descendants."""
-    kids = _children_by_parent()
+    kids = children_by_parent()
     server, training, todo = [], [], [(pid, False)]
     while todo:
         p, inside = todo.pop()
