@@ -43,20 +43,26 @@ class LayerIndex:
         _, idx = self.nn.kneighbors(self.codes[points], n_neighbors=k + 1)
         out = np.empty((len(points), k), np.int64)
         for row, (p, found) in enumerate(zip(points, idx)):
-            others = found[found != p][:k]  # the point itself (or a tied duplicate) is not its own neighbour
-            out[row] = others if len(others) == k else found[1:k + 1]
+            # k + 1 found: without the point itself (wherever ties put it) k remain; if a tied duplicate
+            # pushed it out of the k + 1, the first k are all others
+            out[row] = found[found != p][:k]
         return out
 
     def all_neighbours(self, k: int) -> np.ndarray:
         return self.neighbours(np.arange(self.codes.shape[0]), k)
 
 
-def label_agreement(neighbours: np.ndarray, labels: np.ndarray) -> float:
-    """The fraction of all (point, neighbour) pairs whose classes agree (k-NN label agreement)."""
+def label_agreement(neighbours: np.ndarray, labels: np.ndarray, points: Sequence[int] | np.ndarray | None = None
+                    ) -> float:
+    """The fraction of all (point, neighbour) pairs whose classes agree (k-NN label agreement). Row r of the
+    table holds the neighbours of points[r] (default: of point r, as all_neighbours gives them)."""
     labels = np.asarray(labels).ravel()
     if neighbours.size == 0:
         return float("nan")
-    return float((labels[neighbours] == labels[:neighbours.shape[0], None]).mean())
+    rows = np.arange(neighbours.shape[0]) if points is None else np.asarray(points, dtype=np.int64)
+    if rows.shape[0] != neighbours.shape[0]:
+        raise ValueError(f"{neighbours.shape[0]} rows of neighbours for {rows.shape[0]} points")
+    return float((labels[neighbours] == labels[rows][:, None]).mean())
 
 
 def neighbourhood_overlap(a: np.ndarray, b: np.ndarray) -> np.ndarray:

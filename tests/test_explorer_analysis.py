@@ -28,6 +28,18 @@ def test_a_collapsed_layer_groups_nothing_and_a_clustered_one_groups_by_class():
     collapsed = rng.normal(size=(200, 3)) * 1e-4
     assert label_agreement(LayerIndex(clustered).all_neighbours(5), labels) == pytest.approx(1.0)
     assert label_agreement(LayerIndex(collapsed).all_neighbours(5), labels) < 0.45  # chance is 0.25
+    # Issue 28's review: a table of some points' neighbours is read against those points' own classes, not
+    # against the first rows' (class 0 here, so 190 and 199, of class 3, agreed with nothing).
+    some = [190, 199]
+    assert label_agreement(LayerIndex(clustered).neighbours(some, 5), labels, some) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="2 rows of neighbours for 3 points"):
+        label_agreement(LayerIndex(clustered).neighbours(some, 5), labels, [1, 2, 3])
+
+
+def test_a_point_is_never_its_own_neighbour_even_among_duplicates():
+    codes = np.zeros((6, 2))  # every code the same: the point itself may fall anywhere among the ties
+    table = LayerIndex(codes).all_neighbours(5)
+    assert table.shape == (6, 5) and not (table == np.arange(6)[:, None]).any()
 
 
 def test_neighbourhood_overlap():
