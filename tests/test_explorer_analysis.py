@@ -184,7 +184,9 @@ def test_layer_information_and_iw_bounds_on_a_trained_run(digits_runs, digits_te
     seen: list[float] = []
     b = iw_bounds(model, x, ks=(1, 10, 100), progress=seen.append)
     assert seen == sorted(seen) and seen[-1] == pytest.approx(1.0) and len(seen) >= 3  # a page shows how far it is
-    assert b[1][0] == pytest.approx(info.elbo, abs=3.0)  # one sample per image: the ELBO, noisily
+    # One sample per image: the ELBO, within its Monte-Carlo error (issue 28's review: 3 nats of slack on a
+    # 23-nat ELBO could not fail).
+    assert abs(b[1][0] - info.elbo) < 4 * b[1][1] + 0.05, (b[1], info.elbo)
     assert b[100][0] > b[1][0]  # the IW bound rises with K (Burda et al. 2016, Thm 1)
     assert torch.get_rng_state().equal(rng)  # seeded generators only: sessions share torch's global RNG
 
