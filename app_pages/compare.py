@@ -63,7 +63,8 @@ def run_column(run: RunInfo, col) -> None:
     if iw:
         m2.metric(f"log p(x), IW-{iw['k']}", f"{iw['iw_ll']:.2f}",
                   help="importance-weighted estimate (Burda et al. 2016) on the test points, computed below")
-        col.caption(f"IW over {iw['n']} points: {iw['source']}")
+        col.caption(f"IW over {iw['n']} points: {iw['source']}; BN statistics: training's running averages (an "
+                    "eval.json's number recomputes them over the training set, on the whole test set)")
     elif stored:
         m2.metric(f"log p(x), IW-{stored['iw_samples']}", f"{stored['iw_ll']:.2f}",
                   help="importance-weighted estimate (Burda et al. 2016), stored with the run (eval.json)")
@@ -274,7 +275,8 @@ def information(a: RunInfo, b: RunInfo, names: list[str]) -> None:
     if key in done:
         common.chart(iw_bound_curve(done[key]), "compare_iw_curve", "iw-bound-curve")
         notice("each curve rises with K: L_1 is the ELBO, and what it gains by K = 100 is how loose the ELBO is.")
-        st.caption("The gap between L_1 (the ELBO) and L_K shrinks as K grows: what is left at large K is what the "
+        st.caption("BN statistics: training's running averages, on the shown test points. "
+                   "The gap between L_1 (the ELBO) and L_K shrinks as K grows: what is left at large K is what the "
                    "IW bound adds over the ELBO (Burda et al. 2016, eq. 8). Error bars: ±1 SE over the points.")
 
 

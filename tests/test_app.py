@@ -143,6 +143,8 @@ def test_compare_computes_the_iw_log_likelihood(app):
     no_exceptions(app)
     iw = [m for m in app.metric if m.label == "log p(x), IW-5"]
     assert len(iw) == 2 and all(float(m.value) < 0 for m in iw)
+    # Issue 28's review: an on-demand number says which BN statistics it used (eval.json's recompute them).
+    assert sum("running averages" in c.value for c in app.caption if c.value.startswith("IW over")) == 2
 
 
 def test_compare_shows_the_reproduced_grid_beside_the_paper(app_env, tmp_path, monkeypatch):
