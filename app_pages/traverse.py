@@ -24,19 +24,33 @@ DECODED = "traverse_decoded_sha1"   # session_state: digest of the last decoded 
 SEED = "traverse_start_seed"        # session_state: the prior sample's seed (a second run starts from its own)
 
 
+def points_and_directions(run, model, layer: int):
+    """The run's shown test points and the principal directions of `layer`'s posterior means (up to
+    MAX_DIRECTIONS); None (after a message) when the run cannot be encoded."""
+    try:
+        points = common.points_of(str(run.path), run.stamp, common.TEST_POINTS)
+        k = min(MAX_DIRECTIONS, model.cfg.latent_sizes[layer])
+        return points, common.pcas_of(str(run.path), run.stamp, common.TEST_POINTS, True, k)[layer]
+    except Exception as e:  # noqa: BLE001  missing data, bad run: a message, not a traceback
+        st.error(f"Cannot encode {run.name}: {e}")
+        return None
+
+
+def used_directions(pca) -> int:
+    """How many directions get a slider: those with at least MIN_EXPLAINED of the variance (PCA sorts them)."""
+    return max(1, int((pca.explained >= MIN_EXPLAINED).sum()))
+
+
 def beside(other, layer: int, start_image, shape):
     """What a second run needs to follow the first one's moves: (run, layer, pca, start code, its digest,
     directions, image shape), from the same start (the same seed, or the same image), in the same layer or
     its top one; None (after a message) when the start cannot be shared."""
     model = common.model_for(other)
     layer_b = min(layer, model.cfg.layers - 1)
-    try:
-        points = common.points_of(str(other.path), other.stamp, common.TEST_POINTS)
-        k = min(MAX_DIRECTIONS, model.cfg.latent_sizes[layer_b])
-        pca = common.pcas_of(str(other.path), other.stamp, common.TEST_POINTS, True, k)[layer_b]
-    except Exception as e:  # noqa: BLE001
-        st.error(f"Cannot encode {other.name}: {e}")
+    found = points_and_directions(other, model, layer_b)
+    if found is None:
         return None
+    points, pca = found
     if start_image is not None and points.image_shape != shape:
         st.info(f"{other.name} works on {points.image_shape[0]}x{points.image_shape[1]} images: it cannot start from "
                 "this one. Start from a prior sample to see both.")
@@ -44,7 +58,7 @@ def beside(other, layer: int, start_image, shape):
     codes = prior_start(model, int(st.session_state.get(SEED, 0))) if start_image is None else \
         encode_one(model, start_image)
     base = codes[layer_b]
-    n_dirs = max(1, int((pca.explained >= MIN_EXPLAINED).sum()))
+    n_dirs = used_directions(pca)
     digest = hashlib.sha1(np.ascontiguousarray(base).tobytes()).hexdigest()
     return other, layer_b, pca, base, digest, n_dirs, points.image_shape
 
@@ -89,13 +103,10 @@ def main() -> None:
                                  format_func=lambda i: common.layer_option(run, i, model.cfg.latent_sizes[i]))
     layer = default if layer is None else int(layer)
     common.collapsed_note(run, layer)
-    try:
-        points = common.points_of(str(run.path), run.stamp, common.TEST_POINTS)
-        k = min(MAX_DIRECTIONS, model.cfg.latent_sizes[layer])
-        pca = common.pcas_of(str(run.path), run.stamp, common.TEST_POINTS, True, k)[layer]
-    except Exception as e:  # noqa: BLE001
-        st.error(f"Cannot encode {run.name}: {e}")
+    found = points_and_directions(run, model, layer)
+    if found is None:
         return
+    points, pca = found
     codes, what, start_image = start_codes(run, model, points)
     if codes is None:
         return
@@ -105,7 +116,7 @@ def main() -> None:
     second = beside(other, layer, start_image, points.image_shape) if other is not None else None
     base = codes[layer]
     shape = points.image_shape
-    n_dirs = max(1, int((pca.explained >= MIN_EXPLAINED).sum()))  # PCA sorts them by variance
+    n_dirs = used_directions(pca)
     # One step is one sd of the data along a direction; in prior sd (the Layers page's unit) that is:
     prior_sd = prior_sd_along(pca.components[:n_dirs],
                               common.encoding_of(str(run.path), run.stamp, common.TEST_POINTS).prior_variances[layer])
