@@ -154,23 +154,20 @@ def active_units_of(run: RunInfo) -> list[int]:
     return [int(u) for u in (last_with(history_for(run), "active_units") or [])]
 
 
-def highest_active_layer(run: RunInfo, layers: int) -> int:
-    """The highest layer with active units (a collapsed layer decodes to one image whatever its code): where
-    Traverse and Paths open. The top layer when nothing is known."""
-    active = active_units_of(run)
+def highest_active_layer(active: list[int], layers: int) -> int:
+    """The highest layer with active units (active_units_of; a collapsed layer decodes to one image whatever
+    its code): where Traverse and Paths open. The top layer when nothing is known."""
     return max((i for i, n in enumerate(active[:layers]) if n > 0), default=layers - 1)
 
 
-def layer_option(run: RunInfo, i: int, units: int | None = None) -> str:
+def layer_option(i: int, active: list[int], units: int | None = None) -> str:
     """A layer as offered in pickers: "z3 (16 units)", or "z5 (4 units) · collapsed" when none is active."""
-    active = active_units_of(run)
     size = f" ({units} units)" if units is not None else ""
     return f"z{i + 1}{size}" + (" · collapsed" if i < len(active) and active[i] == 0 else "")
 
 
-def collapsed_note(run: RunInfo, i: int) -> None:
+def collapsed_note(i: int, active: list[int]) -> None:
     """A warning when layer i has no active unit: whatever is done to its code, the images barely change."""
-    active = active_units_of(run)
     if i < len(active) and active[i] == 0:
         st.warning(f"z{i + 1} is collapsed: none of its units is active (A_u > 0.01), so the posterior ignores the "
                    "image there and moving its code changes the decoded image little or not at all. The layers "

@@ -83,14 +83,16 @@ def hover_chart(run, points, n: int, use_means: bool, row: int) -> None:
 def neighbours(run, points, n: int, idx: int) -> None:
     """The selected point's nearest neighbours in every layer (posterior means, Euclidean), a row each."""
     _, agreement, tables = common.neighbour_indexes_of(str(run.path), run.stamp, n, NEIGHBOURS)
-    st.caption(f"Test image {int(points.index[idx])} (class {int(points.labels[idx])}), then, after a gap, its "
+    dataset = common.model_for(run).cfg.dataset
+    st.caption(f"Test image {int(points.index[idx])} (class {class_name(dataset, points.labels[idx])}), then, after a gap, its "
                f"{NEIGHBOURS} nearest test points in each "
                "layer's posterior means. Label agreement: the share of all points' neighbours that share their "
                "class (chance is about 1/10); a collapsed layer groups nothing.")
     rows = neighbour_rows_png(str(run.path), run.stamp, n, idx)
     for i, (png, table) in enumerate(zip(rows, tables)):
         common.show_png(png, caption=f"z{i + 1}: label agreement {agreement[i]:.0%}; neighbours: test images "
-                                     + ", ".join(f"{int(points.index[j])} ({int(points.labels[j])})" for j in table[idx]))
+                                     + ", ".join(f"{int(points.index[j])} ({class_name(dataset, points.labels[j])})"
+                                                 for j in table[idx]))
 
 
 def codes_downloads(run, points, n: int, rows: np.ndarray) -> None:
@@ -245,8 +247,9 @@ def main() -> None:
     codes_downloads(run, points, n, selected)
 
     if st.toggle("3-D view of one layer", key="layers_3d"):
-        layer = st.selectbox("Layer", range(len(pcas)), index=common.highest_active_layer(run, len(pcas)),
-                             format_func=lambda i: common.layer_option(run, i), key="layers_3d_layer")
+        final = common.active_units_of(run)
+        layer = st.selectbox("Layer", range(len(pcas)), index=common.highest_active_layer(final, len(pcas)),
+                             format_func=lambda i: common.layer_option(i, final), key="layers_3d_layer")
         active, _ = common.layer_stats_of(str(run.path), run.stamp, n, use_means)
         if method == "PCA":
             pca3 = common.pcas_of(str(run.path), run.stamp, n, use_means, 3)[layer]

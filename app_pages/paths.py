@@ -89,9 +89,11 @@ def directions(run, model, points) -> None:
     layers = model.cfg.layers
     c1, c2 = st.columns([1, 2])
     # Opens on the highest layer with active units: along a collapsed one |B - A| is ~0 and every image the same.
-    layer = int(c1.selectbox("Layer", range(layers), index=common.highest_active_layer(run, layers), key="paths_layer",
-                             format_func=lambda i: common.layer_option(run, i, model.cfg.latent_sizes[i])))
-    common.collapsed_note(run, layer)
+    active = common.active_units_of(run)
+    layer = int(c1.selectbox("Layer", range(layers), index=common.highest_active_layer(active, layers),
+                             key="paths_layer",
+                             format_func=lambda i: common.layer_option(i, active, model.cfg.latent_sizes[i])))
+    common.collapsed_note(layer, active)
     source = c2.radio("Between", ["two classes", "two selections (Layers page)"], horizontal=True, key="paths_source")
     found = mean_codes(run, points, source, layer)
     if found is None:

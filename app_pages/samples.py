@@ -10,6 +10,7 @@ import streamlit as st
 
 from app_pages import common
 from app_pages.glossary import notice
+from explorer.encode import image_shape
 from app_pages.computed import N_RECON, decomposition_png, reconstructions_png, samples_png
 
 
@@ -36,13 +37,12 @@ def samples(run, model, shape, other=None) -> None:
     else:
         label = f"{temperature:.1f} in every layer"
     caption = f"{n} samples z_L → … → z_1 → E[x|z_1], temperature {label}"
+    png = samples_png(str(run.path), run.stamp, int(n), temps, int(seed), shape)
     if other is None:
-        png = common.show_png(samples_png(str(run.path), run.stamp, int(n), temps, int(seed), shape), caption=caption)
+        common.show_png(png, caption=caption)
     else:
         left, right = st.columns(2)
-        png = common.show_png(samples_png(str(run.path), run.stamp, int(n), temps, int(seed), shape),
-                              caption=f"{run.name}: {caption}", container=left)
-        from explorer.encode import image_shape
+        common.show_png(png, caption=f"{run.name}: {caption}", container=left)
         other_cfg = common.model_for(other).cfg
         if isinstance(temps, tuple) and other_cfg.layers != len(temps):
             right.info(f"{other.name} has {other_cfg.layers} layers, not {len(temps)}: one temperature per layer cannot "

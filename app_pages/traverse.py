@@ -98,11 +98,12 @@ def main() -> None:
     model = common.model_for(run)
     layers = model.cfg.layers
     # Default: the highest layer with active units (a collapsed layer decodes to the same image everywhere).
-    default = common.highest_active_layer(run, layers)
+    active = common.active_units_of(run)
+    default = common.highest_active_layer(active, layers)
     layer = st.segmented_control("Layer", list(range(layers)), default=default, key="traverse_layer",
-                                 format_func=lambda i: common.layer_option(run, i, model.cfg.latent_sizes[i]))
+                                 format_func=lambda i: common.layer_option(i, active, model.cfg.latent_sizes[i]))
     layer = default if layer is None else int(layer)
-    common.collapsed_note(run, layer)
+    common.collapsed_note(layer, active)
     found = points_and_directions(run, model, layer)
     if found is None:
         return
