@@ -365,13 +365,23 @@ MARKED_AT = """(x) => { const gd = document.querySelector('.js-plotly-plot');
     return (gd._fullData || []).some(t => t.name === 'selected point' && t.xaxis === 'x' && t.x[0] === x); }"""
 
 
+HOVERED = """() => { const gd = document.querySelector('.js-plotly-plot');
+    const h = (gd._hoverdata || []).find(p => p.customdata !== undefined && p.data.name !== 'selected point');
+    if (!h) return null;
+    const c = h.customdata;
+    return [typeof c === 'number' ? c : c[0], h.x]; }"""
+
+
 def _click_point(page, k: int) -> int:
-    """Hover, then click the k-th point of z1's first class trace; returns its customdata (its test-set
-    position) once the page follows it and the grids are drawn around it."""
+    """Hover the k-th point of z1's first class trace, then click the point plotly shows as hovered (where
+    points overlap, a neighbour may be the closest); returns its customdata (its test-set position) once the
+    page follows it and the grids are drawn around it."""
     page.locator(".js-plotly-plot").first.scroll_into_view_if_needed()
-    x, y, name, at = page.evaluate(POINT_ON_SCREEN, k)
+    x, y, _, _ = page.evaluate(POINT_ON_SCREEN, k)
     page.mouse.move(x - 20, y - 20)
     page.mouse.move(x, y, steps=4)
+    page.wait_for_function(HOVERED, timeout=10_000)
+    name, at = page.evaluate(HOVERED)
     page.mouse.click(x, y)
     page.wait_for_function(f"() => document.body.innerText.includes('Test image {name}')", timeout=60_000)
     page.wait_for_function(MARKED_AT, arg=at, timeout=60_000)
