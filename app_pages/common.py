@@ -240,7 +240,7 @@ def projection_of(path: str, stamp: float, n: int, use_means: bool, method: str,
 def projections(run: RunInfo, n: int, use_means: bool, method: str, k: int = 2) -> list:
     """Every layer's projection; a progress bar while UMAP or t-SNE runs (seconds per layer, then cached),
     none when all were computed before (a bar on every rerun would flash)."""
-    layers = model_for(run).cfg.layers
+    layers = model_for(run).n_layers
     keys = [(str(run.path), run.stamp, n, use_means, method, i, k) for i in range(layers)]
     fresh = method != "PCA" and not all(key in _projected for key in keys)
     bar = st.progress(0.0, text=f"{method} of every layer…") if fresh else None

@@ -112,7 +112,7 @@ def decomposition_png(path: str, stamp: float, idx: int, keep: int | None) -> by
     points = common.points_of(path, stamp, common.TEST_POINTS)
     model, image = common.model_of(path, stamp), points.images[idx]
     if keep is None:
-        rows = np.stack([hierarchy_decomposition(model, image, k, n=8, seed=0) for k in range(model.cfg.layers, -1, -1)])
+        rows = np.stack([hierarchy_decomposition(model, image, k, n=8, seed=0) for k in range(model.n_layers, -1, -1)])
         return common.grid_png(rows, points.image_shape, target=48)
     out = hierarchy_decomposition(model, image, keep, n=8, seed=0)
     return common.grid_png(np.concatenate([image[None], out]), points.image_shape, ncols=9, target=56)

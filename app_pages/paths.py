@@ -86,13 +86,13 @@ def mean_codes(run, points, source: str, layer: int) -> tuple[np.ndarray, np.nda
 
 def directions(run, model, points) -> None:
     st.subheader("Walk a direction between two groups' mean codes")
-    layers = model.cfg.layers
+    layers = model.n_layers
     c1, c2 = st.columns([1, 2])
     # Opens on the highest layer with active units: along a collapsed one |B - A| is ~0 and every image the same.
     active = common.active_units_of(run)
     layer = int(c1.selectbox("Layer", range(layers), index=common.highest_active_layer(active, layers),
                              key="paths_layer",
-                             format_func=lambda i: common.layer_option(i, active, model.cfg.latent_sizes[i])))
+                             format_func=lambda i: common.layer_option(i, active, model.layer_specs()[i].summary_units)))
     common.collapsed_note(layer, active)
     source = c2.radio("Between", ["two classes", "two selections (Layers page)"], horizontal=True, key="paths_source")
     found = mean_codes(run, points, source, layer)

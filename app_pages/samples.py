@@ -30,9 +30,9 @@ def samples(run, model, shape, other=None) -> None:
                    "what that layer's randomness adds to the samples")
     temps: float | tuple[float, ...] = float(temperature)
     if per_layer:
-        cols = st.columns(model.cfg.layers)
+        cols = st.columns(model.n_layers)
         temps = tuple(float(cols[i].slider(f"z{i + 1}", 0.0, 2.0, float(temperature), 0.1,
-                                           key=f"samples_temperature_z{i + 1}")) for i in range(model.cfg.layers))
+                                           key=f"samples_temperature_z{i + 1}")) for i in range(model.n_layers))
         label = "per layer " + " · ".join(f"z{i + 1} {t:.1f}" for i, t in enumerate(temps))
     else:
         label = f"{temperature:.1f} in every layer"
@@ -71,7 +71,7 @@ def reconstructions(run, points) -> None:
 @st.fragment
 def decomposition(run, model, points) -> None:
     st.subheader("Hierarchy decomposition: what the top layers decide")
-    layers = model.cfg.layers
+    layers = model.n_layers
     c1, c2 = st.columns(2)
     with c1:
         idx = common.test_image_input("Test image", points, "samples_decomp_index")

@@ -29,7 +29,7 @@ def points_and_directions(run, model, layer: int):
     MAX_DIRECTIONS); None (after a message) when the run cannot be encoded."""
     try:
         points = common.points_of(str(run.path), run.stamp, common.TEST_POINTS)
-        k = min(MAX_DIRECTIONS, model.cfg.latent_sizes[layer])
+        k = min(MAX_DIRECTIONS, model.layer_specs()[layer].summary_units)
         return points, common.pcas_of(str(run.path), run.stamp, common.TEST_POINTS, True, k)[layer]
     except Exception as e:  # noqa: BLE001  missing data, bad run: a message, not a traceback
         st.error(f"Cannot encode {run.name}: {e}")
@@ -46,7 +46,7 @@ def beside(other, layer: int, start_image, shape):
     directions, image shape), from the same start (the same seed, or the same image), in the same layer or
     its top one; None (after a message) when the start cannot be shared."""
     model = common.model_for(other)
-    layer_b = min(layer, model.cfg.layers - 1)
+    layer_b = min(layer, model.n_layers - 1)
     found = points_and_directions(other, model, layer_b)
     if found is None:
         return None
@@ -96,12 +96,12 @@ def main() -> None:
     if run is None:
         return
     model = common.model_for(run)
-    layers = model.cfg.layers
+    layers = model.n_layers
     # Default: the highest layer with active units (a collapsed layer decodes to the same image everywhere).
     active = common.active_units_of(run)
     default = common.highest_active_layer(active, layers)
     layer = st.segmented_control("Layer", list(range(layers)), default=default, key="traverse_layer",
-                                 format_func=lambda i: common.layer_option(i, active, model.cfg.latent_sizes[i]))
+                                 format_func=lambda i: common.layer_option(i, active, model.layer_specs()[i].summary_units))
     layer = default if layer is None else int(layer)
     common.collapsed_note(layer, active)
     found = points_and_directions(run, model, layer)

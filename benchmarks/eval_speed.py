@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from training.checkpoint import load_model  # noqa: E402
 from training.config import RunConfig  # noqa: E402
-from training.model import HierarchicalVAE  # noqa: E402
+from training.models import build_model  # noqa: E402
 from training.objectives import iw_log_likelihood  # noqa: E402
 
 
@@ -38,7 +38,7 @@ def main() -> None:
         model, cfg, _ = load_model(a.run, device)
     else:
         cfg = RunConfig(model=a.model, layers=a.layers, dataset="mnist", input_dim=784, epochs=1)
-        model = HierarchicalVAE(cfg).to(device).eval()
+        model = build_model(cfg).to(device).eval()
     x = torch.rand(a.n, cfg.input_dim, device=device).bernoulli()
     iw_log_likelihood(model, x[:8], 8, max_rows=a.max_rows)  # warm-up
     if device.type == "cuda":

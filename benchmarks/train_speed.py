@@ -26,7 +26,7 @@ from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from training.config import RunConfig  # noqa: E402
-from training.model import HierarchicalVAE  # noqa: E402
+from training.models import build_model  # noqa: E402
 from training.objectives import training_loss  # noqa: E402
 from training.step import GroupStep, ModelStep, TrainStep, make_optimizer, use_graph  # noqa: E402
 
@@ -41,7 +41,7 @@ MODES = {"eager": (False, False), "compile": (False, True), "graph": (True, Fals
 def build(model: str, layers: int, device: torch.device, mode: str, batch: int):
     graph, compiled = MODES[mode]
     cfg = RunConfig(model=model, layers=layers, dataset="mnist", input_dim=784, batch_size=batch, epochs=1)
-    net = HierarchicalVAE(cfg).to(device).train()
+    net = build_model(cfg).to(device).train()
     opt = make_optimizer(net, cfg.lr, graph, cfg.adam_eps)
     # the grid's step: the authors' clipping included
     return net, TrainStep(net, opt, batch, grad_clip=cfg.grad_clip, graph=graph, compile=compiled,
@@ -84,7 +84,7 @@ def grouped(args, m: int, mode: str, device: torch.device) -> float:
     members = []
     for _ in range(m):
         cfg = RunConfig(model=args.model, layers=args.layers, dataset="mnist", input_dim=784, batch_size=args.batch, epochs=1)
-        net = HierarchicalVAE(cfg).to(device).train()
+        net = build_model(cfg).to(device).train()
         members.append(ModelStep(net, make_optimizer(net, cfg.lr, graph, cfg.adam_eps), args.batch, cfg.grad_clip,
                                  compiled, cfg.grad_clip_value))
     group = GroupStep(members, graph=graph)

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,8 +20,8 @@ from training import checkpoint as ckpt
 from training.config import RunConfig
 from training.data import load_dataset
 from training.errors import CheckpointError, DataError, UserError
-from training.evaluate import test_tensors
-from training.model import HierarchicalVAE
+from training.evaluate import eval_mode, test_tensors
+from training.models import LatentHierarchy
 
 from .neighbours import class_balanced_indices
 
@@ -44,23 +42,13 @@ def _threads_setting() -> int:
 
 
 THREADS = _threads_setting()
-IMAGE_SHAPES = {"digits": (8, 8), "mnist": (28, 28), "fashion-mnist": (28, 28), "omniglot": (28, 28)}
 
 
 # ---- torch plumbing shared with traverse.py -----------------------------------
-
-@contextmanager
-def evaluating(model: HierarchicalVAE) -> Iterator[HierarchicalVAE]:
-    """No autograd, BN on its running statistics.
-
-    Touches no process-wide state (torch's global RNG, its thread count): the app serves many
-    sessions from threads of one process, so per-request changes would leak between them.
-    The server sets the thread count once (limit_threads) and seeds draws with generators.
-    """
-    model.eval()  # cached models are always in eval mode; this only makes sure
-    with torch.inference_mode():
-        yield model
-
+# Inference runs in training.evaluate.eval_mode, which touches no process-wide state (torch's global RNG,
+# its thread count): the app serves many sessions from threads of one process, so per-request changes
+# would leak between them. The server sets the thread count once (limit_threads) and seeds draws with
+# generators of their own.
 
 def limit_threads() -> None:
     """Torch's intra-op threads for the whole app process, set once at start ($LVAE_THREADS, default 1)."""
@@ -95,12 +83,9 @@ class TestPoints:
 
 
 def image_shape(cfg: RunConfig) -> tuple[int, int]:
-    """(height, width) of the run's images; a square guess for an unknown pixel count."""
-    shape = IMAGE_SHAPES.get(cfg.dataset)
-    if shape and shape[0] * shape[1] == cfg.input_dim:
-        return shape
-    side = int(round(cfg.input_dim ** 0.5))
-    return (side, side) if side * side == cfg.input_dim else (1, cfg.input_dim)
+    """(height, width) of the run's images (RunConfig.image_dims)."""
+    _, h, w = cfg.image_dims
+    return h, w
 
 
 def test_points(cfg: RunConfig, run_dir: Path, n: int = 5000, data_dir: str | None = None) -> TestPoints:
@@ -161,29 +146,30 @@ def _snapshot_points(cfg: RunConfig, run_dir: Path, n: int, why: str) -> TestPoi
 
 @dataclass
 class Encoding:
-    means: list[np.ndarray]      # per layer (N, units_i): posterior means along the mean path (nothing sampled)
-    samples: list[np.ndarray]    # per layer (N, units_i): one posterior sample z ~ q(z|x)
-    variances: list[np.ndarray]  # per layer (N, units_i): q's variance along the mean path
-    prior_variances: list[np.ndarray]  # per layer (N, units_i): p(z_i | z_{i+1})'s variance there (1 at the top)
+    """Per layer (N, d) summary codes (LatentHierarchy.summary_codes: the code itself for a vector layer)."""
+    means: list[np.ndarray]      # posterior means along the mean path (nothing sampled)
+    samples: list[np.ndarray]    # one posterior sample z ~ q(z|x)
+    variances: list[np.ndarray]  # q's variance along the mean path
+    prior_variances: list[np.ndarray]  # p(z_i | layers above)'s variance there (1 at the top)
 
 
-def encode(model: HierarchicalVAE, images: np.ndarray, seed: int = 0) -> Encoding:
+def encode(model: LatentHierarchy, images: np.ndarray, seed: int = 0) -> Encoding:
     """Every layer's posterior mean and variance (mean path) and one (seeded) posterior sample of each image."""
-    sizes = model.cfg.latent_sizes
+    sizes = [spec.summary_units for spec in model.layer_specs()]
     means: list[list[np.ndarray]] = [[] for _ in sizes]
     variances: list[list[np.ndarray]] = [[] for _ in sizes]
     prior_variances: list[list[np.ndarray]] = [[] for _ in sizes]
     samples: list[list[np.ndarray]] = [[] for _ in sizes]
     g = generator(seed, device_of(model))
-    with evaluating(model):
+    with eval_mode(model):
         for start in range(0, len(images), BATCH):
             x = as_tensor(images[start:start + BATCH], model)
-            for i, layer in enumerate(model.inference(x, model.generative, 1, sample=False)):
-                means[i].append(layer.z.cpu().numpy())
-                variances[i].append(layer.var_q.cpu().numpy())
-                prior_variances[i].append(layer.var_p.expand_as(layer.z).cpu().numpy())
-            for i, z in enumerate(model.encode(x, sample=True, generator=g)):
-                samples[i].append(z.cpu().numpy())
+            for i, layer in enumerate(model.posterior(x, mean_path=True)):
+                means[i].append(model.summary_codes(i, layer.z).cpu().numpy())
+                variances[i].append(model.summary_variances(i, layer.var).cpu().numpy())
+                prior_variances[i].append(model.summary_variances(i, layer.prior_var.expand_as(layer.z)).cpu().numpy())
+            for i, layer in enumerate(model.posterior(x, generator=g)):
+                samples[i].append(model.summary_codes(i, layer.z).cpu().numpy())
 
     def stack(parts: list[list[np.ndarray]]) -> list[np.ndarray]:
         return [np.concatenate(p) if p else np.zeros((0, u), np.float32) for p, u in zip(parts, sizes)]

@@ -29,7 +29,7 @@ from scipy.special import logsumexp
 
 from training.evaluate import eval_mode, iw_estimate
 from training.objectives import ACTIVE_UNIT_THRESHOLD, evaluate_elbo, unit_activity
-from training.model import HierarchicalVAE
+from training.models import LatentHierarchy
 
 from .encode import Encoding
 
@@ -91,7 +91,7 @@ class LayerInformation:
         return [int((a > threshold).sum()) for a in self.activity]
 
 
-def layer_information(model: HierarchicalVAE, images: np.ndarray, enc: Encoding, seed: int = 0,
+def layer_information(model: LatentHierarchy, images: np.ndarray, enc: Encoding, seed: int = 0,
                       progress: Callable[[float], None] | None = None) -> LayerInformation:
     """Rate (KL per unit), distortion, activity and I(x; z_i) of every layer on these images; enc is their
     encoding (explorer.encode.encode), whose mean-path means and variances the MI estimator uses.
@@ -101,10 +101,10 @@ def layer_information(model: HierarchicalVAE, images: np.ndarray, enc: Encoding,
             progress(fraction)
     x = torch.as_tensor(np.asarray(images, dtype=np.float32), device=next(model.parameters()).device)
     g = torch.Generator(x.device).manual_seed(seed)  # never torch's global RNG: many sessions share the process
-    with eval_mode(model), torch.inference_mode():
+    with eval_mode(model):
         # Each image KL_SAMPLES times: a bottom-up VAE's KL below the top is a one-sample Monte-Carlo term
         # (not analytic), whose noise (±0.01 nats per unit on 1,000 images) would hide which units are nil.
-        stats = evaluate_elbo(model, x.repeat(KL_SAMPLES, 1), generator=g)
+        stats = evaluate_elbo(model, x.repeat(KL_SAMPLES, *[1] * (x.ndim - 1)), generator=g)
         done(0.3)
         activity = unit_activity(model, x, generator=g)
         done(0.5)
@@ -127,7 +127,7 @@ def active_only_through_above(activity: Sequence[np.ndarray], kl: Sequence[np.nd
     return [(np.asarray(a) > threshold) & (np.asarray(k) < nil_kl) for a, k in zip(activity, kl)]
 
 
-def iw_in_steps(model: HierarchicalVAE, images: np.ndarray | torch.Tensor, k: int, seed: int = 0,
+def iw_in_steps(model: LatentHierarchy, images: np.ndarray | torch.Tensor, k: int, seed: int = 0,
                 progress: Callable[[float], None] | None = None, rows_per_step: int = 20_000) -> torch.Tensor:
     """log p(x) per image by the IW-k bound (Burda et al. 2016, eq. 8), a few images at a time so that a page
     can show how far it is (progress(fraction done) after each step); step c draws from seed + c."""
@@ -141,7 +141,7 @@ def iw_in_steps(model: HierarchicalVAE, images: np.ndarray | torch.Tensor, k: in
     return torch.cat(out) if out else torch.zeros(0)
 
 
-def iw_bounds(model: HierarchicalVAE, images: np.ndarray, ks: Sequence[int] = IW_KS, seed: int = 0,
+def iw_bounds(model: LatentHierarchy, images: np.ndarray, ks: Sequence[int] = IW_KS, seed: int = 0,
               progress: Callable[[float], None] | None = None) -> dict[int, tuple[float, float]]:
     """{K: (mean, standard error)} of the IW-K bound on log p(x) over the images (K = 1: the ELBO);
     progress(fraction done) as the work goes on (its cost grows with K)."""

@@ -1,9 +1,10 @@
 """What each latent layer encodes: decode from any layer, walk along its principal directions, sample.
 
-All decoding goes through the generative model p of Sønderby et al. 2016:
-z_L -> z_{L-1} -> ... -> z_1 -> x. Layers are 0-based here (z_1 is layer 0).
-Images are the decoder's mean E[x|z_1] (pixel probabilities), never sampled
-pixels, so a traversal shows the change of the code and not Bernoulli noise.
+All decoding goes through the model interface's top-down pass (LatentHierarchy.generate): the fixed
+layers keep their codes, the free ones below take p's mean given what lies above. Layers are 0-based
+here (z_1 is layer 0). Codes are summary codes (LatentHierarchy.summary_codes: for a vector layer the
+code itself). Images are the decoder's mean (pixel probabilities), never sampled pixels, so a traversal
+shows the change of the code and not Bernoulli noise; they come back flat, (n, C*H*W).
 """
 from __future__ import annotations
 
@@ -12,35 +13,41 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from training.model import HierarchicalVAE
+from training.evaluate import eval_mode
+from training.models import LatentHierarchy
 
-from .encode import BATCH, LayerPCA, as_tensor, device_of, evaluating
-
-
-def _mean_path_down(model: HierarchicalVAE, layer: int, z: torch.Tensor) -> torch.Tensor:
-    """z_1 reached from z at `layer` by taking the mean of p(z_i|z_{i+1}) at every layer below."""
-    return model.generative.top_down(z.shape[0], fixed={layer: z}, use_mean=True, like=z)[0]
+from .encode import BATCH, LayerPCA, as_tensor, device_of
 
 
-def _images(model: HierarchicalVAE, z1: torch.Tensor) -> np.ndarray:
-    return model.generative.decode(z1).clamp(0.0, 1.0).cpu().numpy()
+def _flat(images: torch.Tensor) -> np.ndarray:
+    return images.flatten(1).cpu().numpy()
 
 
-def decode_layer(model: HierarchicalVAE, layer: int, z: np.ndarray) -> np.ndarray:
-    """Images (n, D) in [0, 1] from codes z (n, units) at `layer`, the layers below at p's mean.
+def _n_pixels(model: LatentHierarchy) -> int:
+    c, h, w = model.image_shape
+    return c * h * w
 
-    Deterministic, and it only runs the part of the network below `layer`: one
-    traversal slider move costs a few small matrix products.
+
+def decode_layer(model: LatentHierarchy, layer: int, z: np.ndarray, above: Sequence[np.ndarray] | None = None) -> np.ndarray:
+    """Images (n, D) in [0, 1] from summary codes z (n, d) at `layer`, the layers below at p's mean.
+
+    above: the layers above's codes (one row each, z_{layer+2} first) where the family's image depends on
+    them beyond z (NVAE, VDVAE); without them those layers take p's mean too. Deterministic.
     """
     z = np.atleast_2d(np.asarray(z, dtype=np.float32))
     _check_layer(model, layer)
-    if z.shape[1] != model.cfg.latent_sizes[layer]:
-        raise ValueError(f"layer {layer + 1} has {model.cfg.latent_sizes[layer]} units, got codes of {z.shape[1]}")
+    units = model.layer_specs()[layer].summary_units
+    if z.shape[1] != units:
+        raise ValueError(f"layer {layer + 1} has {units} units, got codes of {z.shape[1]}")
     if not len(z):
-        return np.zeros((0, model.cfg.input_dim), np.float32)
-    with evaluating(model):
-        parts = [_images(model, _mean_path_down(model, layer, as_tensor(z[s:s + BATCH], model)))
-                 for s in range(0, len(z), BATCH)]
+        return np.zeros((0, _n_pixels(model)), np.float32)
+    parts = []
+    with eval_mode(model):
+        fixed_above = {layer + 1 + j: model.from_summary(layer + 1 + j, as_tensor(np.atleast_2d(a), model))
+                       for j, a in enumerate(above or [])}
+        for s in range(0, len(z), BATCH):
+            codes = model.from_summary(layer, as_tensor(z[s:s + BATCH], model))
+            parts.append(_flat(model.decode({**fixed_above, layer: codes}, codes.shape[0], below="mean")))
     return np.concatenate(parts)
 
 
@@ -60,8 +67,9 @@ def along_directions(pca: LayerPCA, base: np.ndarray, offsets: Sequence[float] |
     return np.asarray(base, dtype=np.float32) + offsets @ steps
 
 
-def traversal_grid(model: HierarchicalVAE, layer: int, pca: LayerPCA, base: np.ndarray,
-                   steps: Sequence[float] | np.ndarray = (-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0)) -> np.ndarray:
+def traversal_grid(model: LatentHierarchy, layer: int, pca: LayerPCA, base: np.ndarray,
+                   steps: Sequence[float] | np.ndarray = (-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0),
+                   above: Sequence[np.ndarray] | None = None) -> np.ndarray:
     """(k, len(steps), D): row j walks from base along principal direction j, one decode for all."""
     steps = np.asarray(steps, dtype=np.float32)
     k = pca.components.shape[0]
@@ -69,48 +77,51 @@ def traversal_grid(model: HierarchicalVAE, layer: int, pca: LayerPCA, base: np.n
     for j in range(k):
         offsets[j, :, j] = steps
     codes = along_directions(pca, base, offsets.reshape(-1, k))
-    return decode_layer(model, layer, codes).reshape(k, len(steps), -1)
+    return decode_layer(model, layer, codes, above).reshape(k, len(steps), -1)
 
 
-def encode_one(model: HierarchicalVAE, image: np.ndarray) -> list[np.ndarray]:
-    """Per-layer posterior means (units_i,) of one image: where a traversal of that image starts."""
-    with evaluating(model):
-        zs = model.encode(as_tensor(np.reshape(image, (1, -1)), model), sample=False)
-    return [z[0].cpu().numpy() for z in zs]
+def encode_one(model: LatentHierarchy, image: np.ndarray) -> list[np.ndarray]:
+    """Per-layer posterior means (d_i,) of one image (mean path, summary codes): where a traversal starts."""
+    with eval_mode(model):
+        layers = model.posterior(as_tensor(np.reshape(image, (1, -1)), model), mean_path=True)
+        return [model.summary_codes(i, q.z)[0].cpu().numpy() for i, q in enumerate(layers)]
 
 
-def prior_start(model: HierarchicalVAE, seed: int) -> list[np.ndarray]:
-    """Per-layer z of one prior sample: z_L ~ N(0, I) (seeded), p's means below it."""
-    top = torch.randn(1, model.cfg.latent_sizes[-1], generator=torch.Generator().manual_seed(seed))
-    with evaluating(model):
-        zs = model.generative.top_down(1, fixed={model.cfg.layers - 1: top.to(device_of(model))}, use_mean=True)
-    return [z[0].cpu().numpy() for z in zs]
+def prior_start(model: LatentHierarchy, seed: int) -> list[np.ndarray]:
+    """Per-layer codes of one prior sample: the top layer ~ N(0, I) (seeded), p's means below it."""
+    top_layer = model.n_layers - 1
+    top = torch.randn(1, *model.layer_specs()[top_layer].shape, generator=torch.Generator().manual_seed(seed))
+    with eval_mode(model):
+        codes = model.generate(1, fixed={top_layer: top.to(device_of(model))}, use_mean=True).codes
+        return [model.summary_codes(i, z)[0].cpu().numpy() for i, z in enumerate(codes)]
 
 
-def interpolate(model: HierarchicalVAE, image_a: np.ndarray, image_b: np.ndarray, layer: int | None = None,
+def interpolate(model: LatentHierarchy, image_a: np.ndarray, image_b: np.ndarray, layer: int | None = None,
                 steps: int = 9) -> np.ndarray:
     """(steps, D): images along the straight path between two images' posterior means.
 
-    layer None: every layer's code moves at once; the image depends on z_1 alone, so this is the path
-    in z_1, and its ends are the two reconstructions. layer i: only z_i moves (the layers above stay at
-    image a's codes, which then change nothing below), the layers below at p's mean, as a traversal.
+    layer None: every layer's code moves at once, and the ends are the two reconstructions. layer i: only
+    z_i moves, the layers above stay at image a's codes and those below take p's mean, as a traversal.
     """
     if steps < 2:
         raise ValueError("an interpolation needs at least 2 steps")
-    at = 0 if layer is None else layer
-    _check_layer(model, at)
-    a, b = encode_one(model, image_a)[at], encode_one(model, image_b)[at]
     t = np.linspace(0.0, 1.0, steps, dtype=np.float32)[:, None]
-    return decode_layer(model, at, (1 - t) * a + t * b)
+    a, b = encode_one(model, image_a), encode_one(model, image_b)
+    if layer is None:
+        with eval_mode(model):
+            fixed = {i: model.from_summary(i, as_tensor((1 - t) * a[i] + t * b[i], model)) for i in range(len(a))}
+            return _flat(model.decode(fixed, steps))
+    _check_layer(model, layer)
+    return decode_layer(model, layer, (1 - t) * a[layer] + t * b[layer], a[layer + 1:])
 
 
-def interpolation_strips(model: HierarchicalVAE, image_a: np.ndarray, image_b: np.ndarray,
+def interpolation_strips(model: LatentHierarchy, image_a: np.ndarray, image_b: np.ndarray,
                          steps: int = 9) -> dict[str, np.ndarray]:
     """{"all layers": (steps, D), "z1": ..., "zL": ...}: the path between two images in all layers at once,
     then in one layer at a time (explorer.traverse.interpolate)."""
     strips = {"all layers": interpolate(model, image_a, image_b, None, steps)}
-    for layer in range(model.cfg.layers):
-        strips[f"z{layer + 1}"] = interpolate(model, image_a, image_b, layer, steps)
+    for layer, spec in enumerate(model.layer_specs()):
+        strips[spec.name] = interpolate(model, image_a, image_b, layer, steps)
     return strips
 
 
@@ -122,28 +133,29 @@ def along_mean_difference(start: np.ndarray, mean_a: np.ndarray, mean_b: np.ndar
     return np.asarray(start, dtype=np.float32) + (t[..., None] * d if t.ndim else t * d)
 
 
-def reconstruct(model: HierarchicalVAE, images: np.ndarray) -> np.ndarray:
-    """E[x|z_1] at the posterior-mean path of each image: (n, D) in [0, 1]."""
+def reconstruct(model: LatentHierarchy, images: np.ndarray) -> np.ndarray:
+    """The decoder's mean at each image's posterior-mean path (every layer fixed there): (n, D) in [0, 1]."""
     images = np.atleast_2d(np.asarray(images, dtype=np.float32))
     out = []
-    with evaluating(model):
+    with eval_mode(model):
         for s in range(0, len(images), BATCH):
-            out.append(_images(model, model.encode(as_tensor(images[s:s + BATCH], model), sample=False)[0]))
-    return np.concatenate(out) if out else np.zeros((0, model.cfg.input_dim), np.float32)
+            layers = model.posterior(as_tensor(images[s:s + BATCH], model), mean_path=True)
+            out.append(_flat(model.decode({i: q.z for i, q in enumerate(layers)}, layers[0].z.shape[0])))
+    return np.concatenate(out) if out else np.zeros((0, _n_pixels(model)), np.float32)
 
 
-def prior_samples(model: HierarchicalVAE, n: int, temperature: float | Sequence[float] = 1.0,
+def prior_samples(model: LatentHierarchy, n: int, temperature: float | Sequence[float] = 1.0,
                   seed: int = 0) -> np.ndarray:
-    """n images from p: z_L ~ N(0, T_L^2 I), then z_i ~ N(mu_p, T_i^2 var_p); T = 0 gives the mean path.
-    temperature: one T for every layer, or one per layer (z_1 first)."""
+    """n images from p: the top layer ~ N(0, T_L^2 I), then each below ~ N(mu_p, T_i^2 var_p); T = 0 gives
+    the mean path. temperature: one T for every layer, or one per layer (z_1 first)."""
     # Noise from a CPU generator: the same seed gives the same images on any device.
     g = torch.Generator().manual_seed(seed)
     temps = float(temperature) if isinstance(temperature, (int, float)) else [float(t) for t in temperature]
-    with evaluating(model):
-        return _images(model, model.generative.top_down(n, temperature=temps, generator=g)[0])
+    with eval_mode(model):
+        return _flat(model.generate(n, temperature=temps, generator=g).images)
 
 
-def hierarchy_decomposition(model: HierarchicalVAE, image: np.ndarray, keep_top: int, n: int = 8,
+def hierarchy_decomposition(model: LatentHierarchy, image: np.ndarray, keep_top: int, n: int = 8,
                             seed: int = 0) -> np.ndarray:
     """(n, D): the image's posterior sample kept in the top `keep_top` layers, the layers below resampled from p.
 
@@ -152,16 +164,16 @@ def hierarchy_decomposition(model: HierarchicalVAE, image: np.ndarray, keep_top:
     the kept layers decide (cf. Sønderby et al. 2016, Sec. 3.2: which layers carry
     information).
     """
-    n_layers = model.cfg.layers
+    n_layers = model.n_layers
     if not 0 <= keep_top <= n_layers:
         raise ValueError(f"keep_top must be between 0 and {n_layers}, got {keep_top}")
     g = torch.Generator().manual_seed(seed)
-    with evaluating(model):
-        zs = model.encode(as_tensor(np.reshape(image, (1, -1)), model), sample=True, generator=g)
-        fixed = {i: zs[i] for i in range(n_layers - keep_top, n_layers)}
-        return _images(model, model.generative.top_down(n, fixed, generator=g)[0])
+    with eval_mode(model):
+        layers = model.posterior(as_tensor(np.reshape(image, (1, -1)), model), generator=g)
+        fixed = {i: layers[i].z for i in range(n_layers - keep_top, n_layers)}
+        return _flat(model.generate(n, fixed, generator=g).images)
 
 
-def _check_layer(model: HierarchicalVAE, layer: int) -> None:
-    if not 0 <= layer < model.cfg.layers:
-        raise ValueError(f"layer must be between 0 and {model.cfg.layers - 1} (z_1..z_{model.cfg.layers}), got {layer}")
+def _check_layer(model: LatentHierarchy, layer: int) -> None:
+    if not 0 <= layer < model.n_layers:
+        raise ValueError(f"layer must be between 0 and {model.n_layers - 1} (z_1..z_{model.n_layers}), got {layer}")

@@ -110,7 +110,7 @@ def test_train_command_round_trips_every_config_field():
     defaults = RunConfig(model="vae", layers=2, dataset="mnist", hidden_sizes=[7, 5], latent_sizes=[3, 2])
     import dataclasses
     same = [f.name for f in dataclasses.fields(cfg) if getattr(cfg, f.name) == getattr(defaults, f.name)]
-    assert set(same) <= {"model", "layers", "dataset", "hidden_sizes", "latent_sizes", "input_dim", "format_version"}, same
+    assert set(same) <= {"model", "layers", "dataset", "hidden_sizes", "latent_sizes", "input_dim", "image_shape", "format_version"}, same
     # the defaults round-trip too (an empty --init-from, default sizes), and --no-warmup is warm-up 0
     plain = RunConfig(model="lvae", layers=3, dataset="digits", epochs=5)
     assert config_from_args(build_parser().parse_args(train_command(plain, Path("o"))[3:])) == plain
@@ -125,7 +125,7 @@ def test_train_help_lists_every_config_field(capsys):
     from training.config import RunConfig, option_flag
     assert main(["train", "--help"]) == 0
     text = capsys.readouterr().out
-    internal = {"input_dim", "format_version"}  # filled in by the code, not options
+    internal = {"input_dim", "image_shape", "format_version"}  # filled in by the code, not options
     for f in dataclasses.fields(RunConfig):
         assert (option_flag(f.name) in text) != (f.name in internal), f.name
 

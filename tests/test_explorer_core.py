@@ -270,7 +270,8 @@ def test_requests_leave_torch_global_state_alone(lvae, points):
     from explorer import traverse
     model = lvae[0]
     threads, rng = torch.get_num_threads(), torch.get_rng_state()
-    with encode_mod.evaluating(model):
+    from training.evaluate import eval_mode
+    with eval_mode(model):
         assert torch.get_num_threads() == threads and not torch.is_grad_enabled()
     encode_mod.encode(model, points.images[:20], seed=3)
     traverse.prior_samples(model, 4, seed=5)

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from training.config import RunConfig
-from training.model import HierarchicalVAE
+from training.models import build_model
 from training.step import TrainStep, make_optimizer, set_lr
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -14,8 +14,8 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 def _pair(model="lvae"):
     cfg = RunConfig(model=model, layers=5, dataset="mnist", input_dim=784, epochs=1, grad_clip=4.0)
     torch.manual_seed(0)
-    a = HierarchicalVAE(cfg).cuda().train()
-    b = HierarchicalVAE(cfg).cuda().train()
+    a = build_model(cfg).cuda().train()
+    b = build_model(cfg).cuda().train()
     b.load_state_dict(a.state_dict())
     return cfg, a, b
 

@@ -4,7 +4,8 @@ import torch
 
 from training.config import RunConfig
 from training.distributions import precision_weighted_merge
-from training.model import GenerativeModel, HierarchicalVAE
+from training.models import build_model
+from training.models.mlp import GenerativeModel
 from training.objectives import (count_active_units, training_loss, evaluate_elbo, importance_weighted_bound,
                                  iw_log_likelihood, log_importance_weights, unit_activity)
 
@@ -14,7 +15,7 @@ def small_cfg(model: str, layers: int = 3, **kw) -> RunConfig:
 
 
 def test_vae_and_lvae_share_one_generative_model():
-    vae, lvae = HierarchicalVAE(small_cfg("vae")), HierarchicalVAE(small_cfg("lvae"))
+    vae, lvae = build_model(small_cfg("vae")), build_model(small_cfg("lvae"))
     assert type(vae.generative) is type(lvae.generative) is GenerativeModel
     v, lv = vae.generative.state_dict(), lvae.generative.state_dict()
     assert {k: t.shape for k, t in v.items()} == {k: t.shape for k, t in lv.items()}
@@ -29,7 +30,7 @@ def test_vae_and_lvae_share_one_generative_model():
 
 
 def test_top_down_is_ancestral_sampling_from_p_with_fixed_layers_and_its_own_generator():
-    gen = HierarchicalVAE(small_cfg("lvae")).eval().generative
+    gen = build_model(small_cfg("lvae")).eval().generative
     with torch.no_grad():
         a = gen.top_down(4, generator=torch.Generator().manual_seed(3))
         b = gen.top_down(4, generator=torch.Generator().manual_seed(3))
@@ -52,7 +53,7 @@ def test_top_down_is_ancestral_sampling_from_p_with_fixed_layers_and_its_own_gen
 @pytest.mark.parametrize("model", ["vae", "lvae"])
 @pytest.mark.parametrize("bn", [True, False])
 def test_any_depth_with_and_without_bn(model, layers, bn):
-    net = HierarchicalVAE(small_cfg(model, layers, batch_norm=bn))
+    net = build_model(small_cfg(model, layers, batch_norm=bn))
     x = torch.rand(8, 64).bernoulli()
     loss, stats = training_loss(net, x, beta=0.5)
     loss.backward()
@@ -63,27 +64,27 @@ def test_any_depth_with_and_without_bn(model, layers, bn):
 
 
 def test_lvae_posterior_is_the_merge_of_upward_estimate_and_prior_at_the_sampled_parent():
-    net = HierarchicalVAE(small_cfg("lvae")).eval()
+    net = build_model(small_cfg("lvae")).eval()
     x = torch.rand(6, 64).bernoulli()
     torch.manual_seed(0)
     layers = net.inference(x, net.generative)
     up = net.inference.upward(x)
     top = len(layers) - 1
-    assert torch.equal(layers[top].mu_q, up[top][0]) and torch.equal(layers[top].var_q, up[top][1])
-    assert torch.equal(layers[top].mu_p, torch.zeros_like(layers[top].mu_p))
+    assert torch.equal(layers[top].mu, up[top][0]) and torch.equal(layers[top].var, up[top][1])
+    assert torch.equal(layers[top].prior_mu, torch.zeros_like(layers[top].prior_mu))
     for i in range(top):
         mu_p, var_p = net.generative.prior(i, layers[i + 1].z)
-        assert torch.allclose(layers[i].mu_p, mu_p) and torch.allclose(layers[i].var_p, var_p)
+        assert torch.allclose(layers[i].prior_mu, mu_p) and torch.allclose(layers[i].prior_var, var_p)
         mu_q, var_q = precision_weighted_merge(up[i][0], up[i][1], mu_p, var_p)
-        assert torch.allclose(layers[i].mu_q, mu_q) and torch.allclose(layers[i].var_q, var_q)
+        assert torch.allclose(layers[i].mu, mu_q) and torch.allclose(layers[i].var, var_q)
 
 
 def test_vae_priors_are_evaluated_at_the_posterior_samples():
-    net = HierarchicalVAE(small_cfg("vae")).eval()
+    net = build_model(small_cfg("vae")).eval()
     layers = net.inference(torch.rand(6, 64).bernoulli(), net.generative)
     for i in range(len(layers) - 1):
         mu_p, _ = net.generative.prior(i, layers[i + 1].z)
-        assert torch.allclose(layers[i].mu_p, mu_p)
+        assert torch.allclose(layers[i].prior_mu, mu_p)
     # only the top layer's KL can be analytic: its parent is not sampled from it
     assert [layer.analytic_kl_valid for layer in layers] == [False, False, True]
 
@@ -140,7 +141,7 @@ def test_active_units_criterion():
 
 
 def test_unit_activity_sees_collapsed_and_used_units():
-    net = HierarchicalVAE(small_cfg("lvae", layers=2, batch_norm=False)).eval()
+    net = build_model(small_cfg("lvae", layers=2, batch_norm=False)).eval()
     with torch.no_grad():
         net.inference.heads[1].mu.weight.zero_()      # top layer: E_q[z|x] no longer depends on x
         net.inference.heads[0].mu.weight.mul_(20.0)   # bottom layer: strongly x-dependent
@@ -175,7 +176,7 @@ def test_batched_iw_evaluation_equals_the_slow_path(trained_pair, digits_test, n
 
 
 def test_gaussian_likelihood_for_continuous_data():
-    net = HierarchicalVAE(small_cfg("lvae", likelihood="gaussian"))
+    net = build_model(small_cfg("lvae", likelihood="gaussian"))
     x = torch.rand(8, 64)  # grey levels, not binarized
     loss, _ = training_loss(net, x, beta=1.0)
     loss.backward()
@@ -186,7 +187,7 @@ def test_gaussian_likelihood_for_continuous_data():
 @pytest.mark.parametrize("option", ["bn_heads", "up_from_mean", "separate_top_down", "mirror_generative_widths"])
 @pytest.mark.parametrize("model", ["vae", "lvae"])
 def test_the_authors_variants_build_train_and_change_the_network(model, option):
-    base, variant = HierarchicalVAE(small_cfg(model)), HierarchicalVAE(small_cfg(model, **{option: True}))
+    base, variant = build_model(small_cfg(model)), build_model(small_cfg(model, **{option: True}))
     shapes = lambda m: {k: tuple(t.shape) for k, t in m.state_dict().items()}  # noqa: E731
     lvae_only = option in ("up_from_mean", "separate_top_down")
     assert (shapes(base) == shapes(variant)) == (model == "vae" and lvae_only)
@@ -197,14 +198,14 @@ def test_the_authors_variants_build_train_and_change_the_network(model, option):
 
 
 def test_bn_heads_normalise_the_latent_heads():
-    net = HierarchicalVAE(small_cfg("lvae", bn_heads=True))
+    net = build_model(small_cfg("lvae", bn_heads=True))
     head = net.inference.heads[0]
     assert isinstance(head.mu[1], torch.nn.BatchNorm1d) and isinstance(head.var[1], torch.nn.BatchNorm1d)
     assert isinstance(net.generative.priors[0].head.mu[1], torch.nn.BatchNorm1d)
 
 
 def test_up_from_mean_feeds_the_upward_blocks_the_mean_of_the_layer_below():
-    net = HierarchicalVAE(small_cfg("lvae", up_from_mean=True)).eval()
+    net = build_model(small_cfg("lvae", up_from_mean=True)).eval()
     x = torch.rand(4, 64).bernoulli()
     up = net.inference.upward(x)
     again = net.inference.heads[1](net.inference.up[1](up[0][0]))
@@ -213,7 +214,7 @@ def test_up_from_mean_feeds_the_upward_blocks_the_mean_of_the_layer_below():
 
 def test_separate_top_down_merges_with_q_own_network_not_with_p():
     from training.distributions import precision_weighted_merge
-    net = HierarchicalVAE(small_cfg("lvae", layers=2, separate_top_down=True)).eval()
+    net = build_model(small_cfg("lvae", layers=2, separate_top_down=True)).eval()
     x = torch.rand(4, 64).bernoulli()
     with torch.no_grad():
         layers = net.inference(x, net.generative)
@@ -221,19 +222,19 @@ def test_separate_top_down_merges_with_q_own_network_not_with_p():
         mu_td, var_td = net.inference.top_down[0](layers[1].z)
         mu_q, _ = precision_weighted_merge(mu_hat, var_hat, mu_td, var_td)
         mu_p, _ = net.generative.prior(0, layers[1].z)
-    assert torch.allclose(layers[0].mu_q, mu_q) and torch.allclose(layers[0].mu_p, mu_p)
+    assert torch.allclose(layers[0].mu, mu_q) and torch.allclose(layers[0].prior_mu, mu_p)
     assert not torch.allclose(mu_td, mu_p)
 
 
 def test_mirrored_generative_widths_are_those_of_the_layer_above():
-    net = HierarchicalVAE(small_cfg("vae", mirror_generative_widths=True))
+    net = build_model(small_cfg("vae", mirror_generative_widths=True))
     h = net.cfg.hidden_sizes
     assert [p.mlp[0].out_features for p in net.generative.priors] == [h[1], h[2]]
 
 
 def test_glorot_init_is_the_authors():
     torch.manual_seed(0)
-    net = HierarchicalVAE(small_cfg("lvae", layers=1, hidden_sizes=[400], latent_sizes=[300]))
+    net = build_model(small_cfg("lvae", layers=1, hidden_sizes=[400], latent_sizes=[300]))
     w = net.inference.up[0][0].weight  # an MLP layer: Glorot normal, gain sqrt 2
     assert w.std().item() == pytest.approx(2 ** 0.5 * (2 / (64 + 400)) ** 0.5, rel=0.05)
     head = net.inference.heads[0].mu.weight  # a head: gain 1, bias 0
@@ -244,7 +245,7 @@ def test_glorot_init_is_the_authors():
 def test_mc_samples_average_the_elbo_outside_the_log():
     """M Monte-Carlo samples (outside the log) train on the mean of M ELBO estimates; with K importance
     samples as well, on the mean of M bounds L_K."""
-    net = HierarchicalVAE(small_cfg("lvae")).eval()
+    net = build_model(small_cfg("lvae")).eval()
     x = torch.rand(6, 64).bernoulli()
     with torch.no_grad():
         torch.manual_seed(0)
@@ -266,7 +267,7 @@ def test_mc_samples_average_the_elbo_outside_the_log():
 def test_recomputed_bn_statistics_are_the_exact_moments_of_each_bn_input_over_the_training_set(model):
     from training.evaluate import recompute_bn_statistics
     torch.manual_seed(0)
-    net = HierarchicalVAE(small_cfg(model))
+    net = build_model(small_cfg(model))
     x = torch.rand(300, 64).bernoulli()
     before = {k: v.clone() for k, v in net.state_dict().items()}
     torch.manual_seed(5)
@@ -291,7 +292,7 @@ def test_iw_estimate_leaves_the_model_in_the_mode_it_was_in():
     then stop updating in the training that follows)."""
     from training.evaluate import iw_estimate
     torch.manual_seed(0)
-    model = HierarchicalVAE(small_cfg("lvae"))
+    model = build_model(small_cfg("lvae"))
     model.train()
     ll = iw_estimate(model, torch.bernoulli(torch.full((5, model.cfg.input_dim), 0.3)), 4)
     assert ll.shape == (5,) and torch.isfinite(ll).all()

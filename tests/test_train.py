@@ -52,8 +52,8 @@ def test_checkpoint_round_trip_gives_identical_outputs(digits_runs, digits_test,
     again, _, _ = ckpt.load_model(tmp_path)
     x = digits_test[:50]
     with torch.inference_mode():
-        for a, b in zip(model.encode(x, sample=False), again.encode(x, sample=False)):
-            assert torch.equal(a, b)
+        for a, b in zip(model.posterior(x, mean_path=True), again.posterior(x, mean_path=True)):
+            assert torch.equal(a.z, b.z)
         torch.manual_seed(0)
         lp1 = model(x).log_px
         torch.manual_seed(0)
@@ -94,19 +94,19 @@ def test_new_run_refuses_a_folder_that_holds_files(digits_runs):
 
 
 def test_non_finite_loss_stops_with_the_epoch_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
-    import training.step as st
-    real = st.training_loss
+    from training.models import LatentHierarchy
+    real = LatentHierarchy.loss
     calls = {"n": 0}
 
-    def poisoned(model, x, beta, iw_samples=1, mc_samples=1):
+    def poisoned(model, x, beta, iw_samples=1, mc_samples=1, generator=None):
         calls["n"] += 1
-        loss, stats = real(model, x, beta, iw_samples, mc_samples)
+        loss, stats = real(model, x, beta, iw_samples, mc_samples, generator)
         if calls["n"] > 22 * 2:  # 22 batches an epoch: poison epoch 3 on (every step skipped, 22 > skip_limit)
             loss = loss * float("nan")
             stats.elbo = stats.elbo * float("nan")
         return loss, stats
 
-    monkeypatch.setattr(st, "training_loss", poisoned)
+    monkeypatch.setattr(LatentHierarchy, "loss", poisoned)
     run = tmp_path / "nan"
     with pytest.raises(TrainingError, match=r"epoch 3: .*NaN.*epoch 2\)"):
         train(digits_cfg("lvae", epochs=5, checkpoint_every=1), run, progress=False)
@@ -119,10 +119,10 @@ def test_iw_training_minimises_minus_l_k_from_the_log_weights(tmp_path):
     """K = 3: the loss trained on is -L_3 = -log (1/3) sum_k w_k per image, the K weights of an image taken
     from its own 3 samples (Burda et al. 2016, eq. 8), computed here by hand from the forward pass's log
     weights (issue 28's review: the test asserted only train_elbo < 0, which cannot fail)."""
-    from training.model import HierarchicalVAE
+    from training.models import build_model
     from training.objectives import log_importance_weights, training_loss
     torch.manual_seed(0)
-    model = HierarchicalVAE(digits_cfg("vae", input_dim=64)).eval()
+    model = build_model(digits_cfg("vae", input_dim=64)).eval()
     x = torch.bernoulli(torch.full((7, 64), 0.3))
     loss, _ = training_loss(model, x, 1.0, iw_samples=3, generator=torch.Generator().manual_seed(5))
     log_w = log_importance_weights(model(x, n_samples=3, generator=torch.Generator().manual_seed(5)))
@@ -213,15 +213,15 @@ def _lasagne_reference_step(params, state, lr, t, eps=1e-4, max_norm=4.0, max_va
 def test_static_buffer_step_equals_the_authors_update_written_out(tmp_path):
     """TrainStep (the code a CUDA graph captures) computes exactly the authors' update: Lasagne's Adam
     (epsilon 1e-4 on the root of the raw second moment), norm clipping at 4, element clipping at 0.9."""
-    from training.model import HierarchicalVAE
+    from training.models import build_model
     from training.objectives import training_loss
     from training.step import TrainStep, make_optimizer
 
     cfg = digits_cfg("lvae", input_dim=64)
     assert (cfg.adam_eps, cfg.grad_clip, cfg.grad_clip_value) == (1e-4, 4.0, 0.9)  # the authors' values by default
     torch.manual_seed(0)
-    a = HierarchicalVAE(cfg)
-    b = HierarchicalVAE(cfg)
+    a = build_model(cfg)
+    b = build_model(cfg)
     b.load_state_dict(a.state_dict())
     # Thresholds low enough that both clips act on these small batches (at 4 / 0.9 they rarely would).
     max_norm, max_value = 12.0, 0.3
@@ -278,12 +278,12 @@ def test_lasagne_adam_differs_from_torch_adam_only_by_the_epsilon_schedule():
 def test_a_non_finite_step_changes_nothing_and_is_counted(on_device):
     """A step with a NaN gradient is skipped: weights, Adam moments and BN statistics stay as they were,
     whether the skip is decided on the host (eager) or on the device (what a CUDA graph runs)."""
-    from training.model import HierarchicalVAE
+    from training.models import build_model
     from training.step import ModelStep, make_optimizer
 
     cfg = digits_cfg("lvae", input_dim=64)
     torch.manual_seed(0)
-    model = HierarchicalVAE(cfg)
+    model = build_model(cfg)
     opt = make_optimizer(model, cfg.lr)
     step = ModelStep(model, opt, 32, grad_clip=cfg.grad_clip, grad_clip_value=cfg.grad_clip_value)
     step.load(torch.rand(32, 64).bernoulli(), 1.0)
@@ -308,11 +308,11 @@ def test_a_non_finite_step_changes_nothing_and_is_counted(on_device):
 
 def test_the_on_device_step_equals_the_host_decided_step():
     """The masked update a CUDA graph captures computes the same good steps as the eager path."""
-    from training.model import HierarchicalVAE
+    from training.models import build_model
     from training.step import ModelStep, make_optimizer
     cfg = digits_cfg("lvae", input_dim=64)
     torch.manual_seed(0)
-    a, b = HierarchicalVAE(cfg), HierarchicalVAE(cfg)
+    a, b = build_model(cfg), build_model(cfg)
     b.load_state_dict(a.state_dict())
     steps = [ModelStep(m, make_optimizer(m, cfg.lr), 32, grad_clip=cfg.grad_clip, grad_clip_value=cfg.grad_clip_value)
              for m in (a, b)]
@@ -339,13 +339,13 @@ def test_compiled_step_equals_the_eager_step(monkeypatch):
     """step_mode=compile (torch.compile of forward and backward) computes the eager step's loss and gradients."""
     import torch._inductor.config as inductor_config
 
-    from training.model import HierarchicalVAE
+    from training.models import build_model
     from training.step import TrainStep, make_optimizer
 
     monkeypatch.setattr(inductor_config, "fallback_random", True)  # eager's random numbers inside compiled code
     cfg = digits_cfg("lvae", input_dim=64)
     torch.manual_seed(0)
-    a, b = HierarchicalVAE(cfg), HierarchicalVAE(cfg)
+    a, b = build_model(cfg), build_model(cfg)
     b.load_state_dict(a.state_dict())
     # lr 0: the weights stay equal, so every step compares forward and backward alone (compile
     # touches nothing else; Adam would amplify the sign of near-zero rounding differences).

@@ -27,7 +27,7 @@ from safetensors.torch import save as safetensors_bytes
 
 from .config import RunConfig
 from .errors import CheckpointError
-from .model import HierarchicalVAE
+from .models import LatentHierarchy, build_model
 
 CONFIG = "config.json"
 CHECKPOINT = "checkpoint.safetensors"
@@ -118,7 +118,7 @@ class TrainingState:
     rng: dict[str, torch.Tensor]     # generator states by name
 
 
-def save_checkpoint(run_dir: Path, model: HierarchicalVAE, optimizer: torch.optim.Optimizer | None,
+def save_checkpoint(run_dir: Path, model: LatentHierarchy, optimizer: torch.optim.Optimizer | None,
                     epoch: int, rng: dict[str, torch.Tensor]) -> None:
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     meta = {"epoch": str(epoch), "format": "lvae-explorer/1"}
@@ -140,7 +140,7 @@ def _refuse_pickles(run_dir: Path) -> None:
                               "those are never loaded, since unpickling can run code")
 
 
-def load_model(run_dir: Path, device: str | torch.device = "cpu") -> tuple[HierarchicalVAE, RunConfig, int]:
+def load_model(run_dir: Path, device: str | torch.device = "cpu") -> tuple[LatentHierarchy, RunConfig, int]:
     """The model of a run folder in eval mode, its config and its completed epochs.
 
     Raises CheckpointError for anything wrong with the folder: missing or
@@ -153,7 +153,7 @@ def load_model(run_dir: Path, device: str | torch.device = "cpu") -> tuple[Hiera
         _refuse_pickles(run_dir)
         raise CheckpointError(f"{run_dir}: no {CHECKPOINT} yet (training has not saved one)")
     weights, meta = read_tensors(path, "model.")
-    model = HierarchicalVAE(cfg)
+    model = build_model(cfg)
     expected = model.state_dict()
     missing = sorted(set(expected) - set(weights))
     unexpected = sorted(set(weights) - set(expected))

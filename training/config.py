@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UserError
+from .models import family_names
 
-MODELS = ("vae", "lvae")
+MODELS = family_names()  # the built-in families (training/models/); a registered one is valid too
+
 DATASETS = ("digits", "mnist", "fashion-mnist", "omniglot")
 LIKELIHOODS = ("bernoulli", "gaussian")
 DEVICES = ("auto", "cpu", "cuda")
@@ -31,6 +33,7 @@ PAPER_LATENT = (64, 32, 16, 8, 4)
 SMALL_HIDDEN = (128, 64, 32, 32, 16)
 SMALL_LATENT = (16, 8, 8, 4, 2)
 MAX_LAYERS = len(PAPER_HIDDEN)
+IMAGE_SHAPES = {"digits": (8, 8), "mnist": (28, 28), "fashion-mnist": (28, 28), "omniglot": (28, 28)}
 
 
 def option_flag(name: str) -> str:
@@ -77,6 +80,8 @@ def option(default: Any, help: str, *, choices: tuple | None = None, required: b
 
 def internal(default: Any) -> Any:
     """A RunConfig field that is not an option (filled in by the code)."""
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"cli": False})
     return field(default=default, metadata={"cli": False})
 
 
@@ -134,6 +139,7 @@ class RunConfig:
                                     "compile: torch.compile as well (slow first epoch); eager: plain PyTorch",
                             choices=STEP_MODES)
     input_dim: int = internal(0)    # filled in from the dataset when training starts
+    image_shape: list[int] = internal([])  # (C, H, W), likewise; runs saved before it: see image_dims
     format_version: int = internal(FORMAT_VERSION)
 
     def __post_init__(self) -> None:
@@ -147,7 +153,7 @@ class RunConfig:
         def need(ok: bool, msg: str) -> None:
             if not ok:
                 raise UserError(msg)
-        need(self.model in MODELS, f"model must be one of {', '.join(MODELS)}, not {self.model!r}")
+        need(self.model in family_names(), f"model must be one of {', '.join(family_names())}, not {self.model!r}")
         need(self.dataset in DATASETS, f"dataset must be one of {', '.join(DATASETS)}, not {self.dataset!r}")
         need(self.likelihood in LIKELIHOODS, f"likelihood must be one of {', '.join(LIKELIHOODS)}")
         need(self.step_mode in STEP_MODES, f"step mode must be one of {', '.join(STEP_MODES)}")
@@ -157,6 +163,9 @@ class RunConfig:
              f"need {self.layers} hidden and latent sizes (one per layer); the defaults cover up to {MAX_LAYERS} layers")
         need(all(isinstance(n, int) and n > 0 for n in self.hidden_sizes + self.latent_sizes),
              "layer sizes must be positive whole numbers")
+        need(not self.image_shape or (len(self.image_shape) == 3 and self.image_shape[0] * self.image_shape[1]
+                                      * self.image_shape[2] == self.input_dim),
+             "image_shape must be (channels, height, width) with input_dim pixels in all")
         need(self.epochs >= 1, "epochs must be at least 1")
         need(self.batch_size >= 2, "batch size must be at least 2 (batch normalization needs two examples)")
         need(self.lr > 0, "learning rate must be positive")
@@ -172,6 +181,19 @@ class RunConfig:
         need(self.grad_clip >= 0, "grad-clip must be 0 (off) or positive")
         need(self.eval_every >= 1, "eval-every must be at least 1")
         need(self.snapshot_every >= 0 and self.checkpoint_every >= 0, "snapshot/checkpoint intervals must be 0 or more")
+
+    @property
+    def image_dims(self) -> tuple[int, int, int]:
+        """(C, H, W) of the run's images: image_shape, or for a run saved before it, the dataset's grey
+        images (a square guess, then one row, for an unknown pixel count)."""
+        if self.image_shape:
+            c, h, w = self.image_shape
+            return c, h, w
+        shape = IMAGE_SHAPES.get(self.dataset)
+        if shape and shape[0] * shape[1] == self.input_dim:
+            return 1, *shape
+        side = int(round(self.input_dim ** 0.5))
+        return (1, side, side) if side * side == self.input_dim else (1, 1, self.input_dim)
 
     @property
     def snapshot_interval(self) -> int:

@@ -59,6 +59,11 @@ class Dataset:
     def input_dim(self) -> int:
         return int(self.train_x.shape[1])
 
+    @property
+    def image_dims(self) -> tuple[int, int, int]:
+        """(C, H, W) of one image; the rows of train_x/test_x are images flattened in that order."""
+        return (1, *self.image_shape)  # every dataset here is grey
+
 
 def load_dataset(name: str, data_dir: str | os.PathLike = "data", pixel_scale: int = 256) -> Dataset:
     """Load one of DATASETS; MNIST-style and Omniglot files are looked for in data_dir.

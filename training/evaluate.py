@@ -3,6 +3,7 @@ measures during training, the IW estimate, and `python -m training eval` (ELBO, 
 active units and KL per layer of a run folder)."""
 from __future__ import annotations
 
+import contextlib
 import copy
 import time
 from contextlib import contextmanager
@@ -14,7 +15,7 @@ from . import checkpoint as ckpt
 from .config import RunConfig
 from .data import Dataset, binarize, load_dataset
 from .errors import UserError
-from .model import HierarchicalVAE
+from .models import LatentHierarchy
 from .objectives import count_active_units, evaluate_elbo, iw_log_likelihood, unit_activity
 
 BN_STATS_SEED = 0
@@ -32,17 +33,24 @@ def resolve_device(name: str) -> torch.device:
 
 
 @contextmanager
-def eval_mode(model: torch.nn.Module):
-    """BN in eval mode (running statistics) and a forked RNG for the duration, then back to what they were.
+def eval_mode(model: torch.nn.Module, fork_rng: bool = False):
+    """The one way to evaluate a model: BN on its running statistics, no autograd, and afterwards the
+    mode it was in.
 
-    The fork keeps evaluation's random draws out of training's stream, so a run's
-    weights do not depend on how often it is evaluated or snapshotted.
+    fork_rng: draws from torch's global generator inside do not advance it (training's evaluations,
+    so a run's weights do not depend on how often it is evaluated or snapshotted). Off by default: a
+    server's threads must not touch process-wide state, so code that serves pages draws from
+    generators of its own.
     """
     was_training = model.training
     device = next(model.parameters()).device
     model.eval()
     try:
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else [], device_type=device.type):
+        with contextlib.ExitStack() as stack:
+            if fork_rng:
+                stack.enter_context(torch.random.fork_rng(devices=[device] if device.type == "cuda" else [],
+                                                          device_type=device.type))
+            stack.enter_context(torch.inference_mode())
             yield model
     finally:
         model.train(was_training)
@@ -54,9 +62,9 @@ def test_tensors(data: Dataset, cfg: RunConfig, device: torch.device) -> tuple[t
     return torch.as_tensor(x, device=device), torch.as_tensor(data.test_y, device=device)
 
 
-def evaluate_test(model: HierarchicalVAE, x_test: torch.Tensor) -> dict:
+def evaluate_test(model: LatentHierarchy, x_test: torch.Tensor) -> dict:
     """test_elbo, active_units and KL per layer/unit on the test set, BN in eval mode."""
-    with eval_mode(model):
+    with eval_mode(model, fork_rng=True):
         stats = evaluate_elbo(model, x_test)
         activity = unit_activity(model, x_test)
     n = x_test.shape[0]
@@ -69,18 +77,12 @@ def evaluate_test(model: HierarchicalVAE, x_test: torch.Tensor) -> dict:
     }
 
 
-def iw_estimate(model: HierarchicalVAE, x: torch.Tensor, k: int, seed: int = 0, max_rows: int = 8192) -> torch.Tensor:
+def iw_estimate(model: LatentHierarchy, x: torch.Tensor, k: int, seed: int = 0, max_rows: int = 8192) -> torch.Tensor:
     """log p(x) per row by the IW-k bound (Burda et al. 2016, eq. 8) with the model in eval mode, drawn from
     a generator of its own: no process-wide state is touched (an app serves many sessions from one process),
     and the model is left in the mode it was in."""
-    was_training = model.training  # not eval_mode: its RNG fork would touch the process's global RNG
-    model.eval()
-    try:
-        with torch.inference_mode():
-            return iw_log_likelihood(model, x, k, max_rows=max_rows,
-                                     generator=torch.Generator(x.device).manual_seed(seed))
-    finally:
-        model.train(was_training)
+    with eval_mode(model):
+        return iw_log_likelihood(model, x, k, max_rows=max_rows, generator=torch.Generator(x.device).manual_seed(seed))
 
 
 def bn_statistics_images(data: Dataset, cfg: RunConfig, device: torch.device) -> torch.Tensor:
@@ -93,8 +95,8 @@ def bn_statistics_images(data: Dataset, cfg: RunConfig, device: torch.device) ->
 
 
 @torch.no_grad()
-def recompute_bn_statistics(model: HierarchicalVAE, x_train: torch.Tensor,
-                            generator: torch.Generator | None = None) -> HierarchicalVAE:
+def recompute_bn_statistics(model: LatentHierarchy, x_train: torch.Tensor,
+                            generator: torch.Generator | None = None) -> LatentHierarchy:
     """A copy of the model whose BN layers hold the exact mean and (biased) variance of their inputs
     over x_train, as the authors set them before every test evaluation (run_models.py l.779-786: one
     forward pass of all training images in a single batch). The model itself is not changed.
@@ -104,16 +106,26 @@ def recompute_bn_statistics(model: HierarchicalVAE, x_train: torch.Tensor,
     on those draws): from `generator`, or torch's global one (evaluate_run seeds it) if None.
     """
     twin = copy.deepcopy(model).train()
-    bns = [m for m in twin.modules() if isinstance(m, torch.nn.BatchNorm1d)]
+    # Every kind (BatchNorm1d, 2d, 3d, SyncBatchNorm): a model evaluated with stale statistics fails silently.
+    bns = [m for m in twin.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     momenta = [bn.momentum for bn in bns]
+    values_per_channel: dict[torch.nn.Module, int] = {}
+
+    def count(bn: torch.nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+        values_per_channel[bn] = inputs[0].numel() // inputs[0].shape[1]  # rows, times pixels for a map
+
+    hooks = [bn.register_forward_pre_hook(count) for bn in bns]
     for bn in bns:
         bn.reset_running_stats()
         bn.momentum = None  # a cumulative average: after one batch, exactly that batch's statistics
     if bns:
         twin(x_train, generator=generator)
-    n = x_train.shape[0]
+    for hook in hooks:
+        hook.remove()
     for bn, momentum in zip(bns, momenta):
-        bn.running_var.mul_((n - 1) / n)  # torch stores the unbiased variance; BN normalised with the biased one
+        n = values_per_channel.get(bn, 0)
+        if n > 1:  # torch stores the unbiased variance; BN normalised with the biased one
+            bn.running_var.mul_((n - 1) / n)
         bn.momentum = momentum
     return twin.eval()
 
@@ -134,7 +146,7 @@ def evaluate_run(run_dir: Path, iw_samples: int = 5000, data_dir: str | None = N
     if bn_stats == "recomputed":
         model = recompute_bn_statistics(model, bn_statistics_images(data, cfg, dev))
     n = x_test.shape[0]
-    with eval_mode(model):
+    with eval_mode(model, fork_rng=True):
         stats = evaluate_elbo(model, x_test)
         # Rows per pass: 8192 keeps a CPU's caches warm (2.7x faster than 100k, measured); a GPU wants many.
         iw = iw_log_likelihood(model, x_test, iw_samples, max_rows=max_rows or (100_000 if dev.type == "cuda" else 8192))

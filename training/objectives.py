@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from .distributions import log_mean_exp
-from .model import ForwardPass, HierarchicalVAE
+from .models.interface import ForwardPass, LatentHierarchy, per_row
 
 ACTIVE_UNIT_THRESHOLD = 0.01
 
@@ -29,7 +29,7 @@ class BatchStats:
 
 def log_importance_weights(fp: ForwardPass, beta: float = 1.0) -> torch.Tensor:
     """log w = log p(x|z) + beta * sum_i [log p(z_i|z_{i+1}) - log q(z_i|.)], one per row."""
-    latent = sum(layer.log_ratio().sum(-1) for layer in fp.layers)
+    latent = sum(per_row(layer.log_ratio()) for layer in fp.layers)
     return fp.log_px - beta * latent
 
 
@@ -41,7 +41,7 @@ def importance_weighted_bound(log_w: torch.Tensor) -> torch.Tensor:
     return log_mean_exp(log_w, dim=0)
 
 
-def training_loss(model: HierarchicalVAE, x: torch.Tensor, beta: float, iw_samples: int = 1,
+def training_loss(model: LatentHierarchy, x: torch.Tensor, beta: float, iw_samples: int = 1,
                   mc_samples: int = 1, generator: torch.Generator | None = None) -> tuple[torch.Tensor, BatchStats]:
     """The loss trained on (mean over the batch) and the batch's statistics: -ELBO for K = 1, the
     importance-weighted bound -L_K for K = iw_samples > 1.
@@ -55,7 +55,7 @@ def training_loss(model: HierarchicalVAE, x: torch.Tensor, beta: float, iw_sampl
     fp = model(x, n_samples=n, generator=generator)
     if iw_samples == 1:
         kl_units = [layer.kl() for layer in fp.layers]
-        kl = sum(k.sum(-1) for k in kl_units)
+        kl = sum(per_row(k) for k in kl_units)
         loss = -(fp.log_px - beta * kl).mean()  # the mean over M samples and the batch alike
         elbo = (fp.log_px - kl).sum() / n
     else:
@@ -65,7 +65,7 @@ def training_loss(model: HierarchicalVAE, x: torch.Tensor, beta: float, iw_sampl
         # Per-example statistics average over all n samples.
         elbo = log_importance_weights(fp).sum() / n
     recon = fp.log_px.sum() / n
-    kl_per_unit = [k.detach().sum(0) / n for k in kl_units]
+    kl_per_unit = [k.detach().flatten(1).sum(0) / n for k in kl_units]
     return loss, BatchStats(elbo.detach(), recon.detach(), kl_per_unit)
 
 
@@ -75,7 +75,7 @@ def _batches(n: int, size: int):
 
 
 @torch.inference_mode()
-def evaluate_elbo(model: HierarchicalVAE, x: torch.Tensor, batch_size: int = 1000,
+def evaluate_elbo(model: LatentHierarchy, x: torch.Tensor, batch_size: int = 1000,
                   generator: torch.Generator | None = None) -> BatchStats:
     """Single-sample ELBO statistics summed over x (beta = 1)."""
     total: BatchStats | None = None
@@ -91,7 +91,7 @@ def evaluate_elbo(model: HierarchicalVAE, x: torch.Tensor, batch_size: int = 100
 
 
 @torch.inference_mode()
-def iw_log_likelihood(model: HierarchicalVAE, x: torch.Tensor, k: int, max_rows: int = 100_000,
+def iw_log_likelihood(model: LatentHierarchy, x: torch.Tensor, k: int, max_rows: int = 100_000,
                       batch_size: int | None = None, eps: list[torch.Tensor] | None = None,
                       generator: torch.Generator | None = None) -> torch.Tensor:
     """log p(x) estimated by L_K for every row of x, batched over examples and samples.
@@ -99,7 +99,7 @@ def iw_log_likelihood(model: HierarchicalVAE, x: torch.Tensor, k: int, max_rows:
     Each forward pass holds at most `max_rows` (sample, example) rows; the
     log-sum-exp over K is accumulated across sample chunks, so any K fits in
     memory and the result equals the one-pass bound up to float rounding.
-    eps: optional noise per layer of shape (k, n, units), to fix the draws; generator: draw from it
+    eps: optional noise per layer of shape (k, n, *code shape), to fix the draws; generator: draw from it
     instead of torch's global generator.
     """
     n = x.shape[0]
@@ -112,8 +112,10 @@ def iw_log_likelihood(model: HierarchicalVAE, x: torch.Tensor, k: int, max_rows:
         done = 0
         while done < k:
             c = min(chunk, k - done)
-            noise = [e[done:done + c, s].reshape(-1, e.shape[-1]) for e in eps] if eps is not None else None
-            log_w = log_importance_weights(model(xb, n_samples=c, eps=noise, generator=generator)).view(c, -1)
+            noise = [e[done:done + c, s].reshape(-1, *e.shape[2:]) for e in eps] if eps is not None else None
+            log_w = model.log_weights(xb, c, eps=noise, generator=generator)
+            if log_w is None:
+                raise ValueError(f"the {model.family} family has no importance-weighted bound")
             acc = torch.logaddexp(acc, torch.logsumexp(log_w, dim=0))
             done += c
         out.append(acc - math.log(k))
@@ -121,32 +123,33 @@ def iw_log_likelihood(model: HierarchicalVAE, x: torch.Tensor, k: int, max_rows:
 
 
 @torch.inference_mode()
-def posterior_means(model: HierarchicalVAE, x: torch.Tensor, batch_size: int = 1000) -> list[torch.Tensor]:
+def posterior_means(model: LatentHierarchy, x: torch.Tensor, batch_size: int = 1000) -> list[torch.Tensor]:
     """Every layer's posterior mean along the mean path (each layer's mean given the means of the layers
-    it depends on; nothing sampled): what the snapshots store and the explorer's Layers page plots."""
-    per_layer: list[list[torch.Tensor]] = [[] for _ in model.cfg.latent_sizes]
+    it depends on; nothing sampled) as summary codes (N, d): what the snapshots store and the explorer's
+    Layers page plots."""
+    per_layer: list[list[torch.Tensor]] = [[] for _ in range(model.n_layers)]
     for s in _batches(x.shape[0], batch_size):
-        for i, z in enumerate(model.encode(x[s], sample=False)):
-            per_layer[i].append(z)
+        for i, layer in enumerate(model.posterior(x[s], mean_path=True)):
+            per_layer[i].append(model.summary_codes(i, layer.z))
     return [torch.cat(m) for m in per_layer]
 
 
 @torch.inference_mode()
-def unit_activity(model: HierarchicalVAE, x: torch.Tensor, n_samples: int = 10,
+def unit_activity(model: LatentHierarchy, x: torch.Tensor, n_samples: int = 10,
                   batch_size: int = 1000, generator: torch.Generator | None = None) -> list[torch.Tensor]:
-    """A_u = Cov_x(E_{q(u|x)}[u]) for every unit of every layer (Burda et al. 2016, Sec. 5.2).
+    """A_u = Cov_x(E_{q(u|x)}[u]) for every unit of every layer, flat (Burda et al. 2016, Sec. 5.2): the one
+    definition of unit activity (eval, the training history, the Layers page, the collapse timeline).
 
     E_q[u|x] of a layer below the sampling order's first is an average over
-    its sampled parents (mu_q depends on them): we average mu_q over n_samples
+    its sampled parents (q's mean depends on them): we average it over n_samples
     and subtract the Monte-Carlo noise that adds to the covariance
     (mean over x of the within-x variance / n_samples), so the estimate is unbiased.
     """
-    sums: list[list[torch.Tensor]] = [[] for _ in model.cfg.latent_sizes]
-    noise: list[list[torch.Tensor]] = [[] for _ in model.cfg.latent_sizes]
+    sums: list[list[torch.Tensor]] = [[] for _ in range(model.n_layers)]
+    noise: list[list[torch.Tensor]] = [[] for _ in range(model.n_layers)]
     for s in _batches(x.shape[0], batch_size):
-        layers = model.inference(x[s], model.generative, n_samples, generator=generator)
-        for i, layer in enumerate(layers):
-            mu = layer.mu_q.view(n_samples, -1, layer.mu_q.shape[-1])
+        for i, layer in enumerate(model.posterior(x[s], n_samples, generator=generator)):
+            mu = layer.mu.reshape(n_samples, -1, layer.mu[0].numel())
             sums[i].append(mu.mean(0))
             if n_samples > 1:
                 noise[i].append(mu.var(0) / n_samples)

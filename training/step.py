@@ -17,14 +17,14 @@ import sys
 
 import torch
 
-from .model import HierarchicalVAE
-from .objectives import BatchStats, training_loss
+from .models import LatentHierarchy
+from .objectives import BatchStats
 from .optim import LasagneAdam, clip_gradients, total_norm
 
 WARMUP_STEPS = 3  # eager steps on a side stream before capture, as torch.cuda.graphs requires
 
 
-def make_optimizer(model: HierarchicalVAE, lr: float, graph: bool = False, eps: float = 1e-4) -> LasagneAdam:
+def make_optimizer(model: LatentHierarchy, lr: float, graph: bool = False, eps: float = 1e-4) -> LasagneAdam:
     """The authors' Adam (training/optim.py); its step counters live on the device, so it runs in a graph
     as it runs eagerly, and `graph` only decides whether the learning rate must be a device tensor."""
     opt = LasagneAdam(model.parameters(), lr=lr, eps=eps)
@@ -62,7 +62,7 @@ class ModelStep:
     device and are read once per epoch.
     """
 
-    def __init__(self, model: HierarchicalVAE, optimizer: LasagneAdam, batch_size: int,
+    def __init__(self, model: LatentHierarchy, optimizer: LasagneAdam, batch_size: int,
                  iw_samples: int = 1, grad_clip: float = 0.0, compile: bool = False,
                  grad_clip_value: float = 0.0, mc_samples: int = 1):
         self.model, self.optimizer = model, optimizer
@@ -79,7 +79,7 @@ class ModelStep:
         self.max_streak = torch.zeros((), device=p.device)
 
     def _loss(self, x: torch.Tensor, beta: torch.Tensor) -> tuple[torch.Tensor, BatchStats]:
-        return training_loss(self.model, x, beta, self.iw_samples, self.mc_samples)
+        return self.model.loss(x, beta, self.iw_samples, self.mc_samples)
 
     def load(self, x: torch.Tensor, beta: float) -> None:
         self.x.copy_(x)
@@ -175,7 +175,7 @@ class GroupStep:
 class TrainStep(GroupStep):
     """A group of one: (x_batch, beta) -> BatchStats that trains the model one step."""
 
-    def __init__(self, model: HierarchicalVAE, optimizer: LasagneAdam, batch_size: int,
+    def __init__(self, model: LatentHierarchy, optimizer: LasagneAdam, batch_size: int,
                  iw_samples: int = 1, grad_clip: float = 0.0, graph: bool = False, compile: bool = False,
                  grad_clip_value: float = 0.0, mc_samples: int = 1):
         super().__init__([ModelStep(model, optimizer, batch_size, iw_samples, grad_clip, compile,

@@ -18,7 +18,7 @@ from .data import Dataset, load_dataset
 from .distributions import warmup_beta
 from .errors import TrainingError, UserError
 from .evaluate import eval_mode, evaluate_test, resolve_device, test_tensors
-from .model import HierarchicalVAE
+from .models import build_model
 from .objectives import BatchStats, posterior_means
 from .step import GroupStep, ModelStep, make_optimizer, set_lr, use_compile, use_graph
 
@@ -101,12 +101,12 @@ class Trainer:
         data = load(cfg.dataset, cfg.data_dir, cfg.pixel_scale)
         if cfg.input_dim and cfg.input_dim != data.input_dim:
             raise UserError(f"{out}: the run was trained on {cfg.input_dim}-pixel data, {cfg.dataset} has {data.input_dim}")
-        self.cfg = cfg = replace(cfg, input_dim=data.input_dim)
+        self.cfg = cfg = replace(cfg, input_dim=data.input_dim, image_shape=list(data.image_dims))
 
         torch.manual_seed(cfg.seed)
         self.gen = torch.Generator(device=device)
         self.gen.manual_seed(cfg.seed)
-        self.model = model = HierarchicalVAE(cfg).to(device)
+        self.model = model = build_model(cfg).to(device)
         self.graph = use_graph(cfg.step_mode, device)
         if cfg.step_mode == "graph" and not self.graph:
             print("warning: --step-mode graph needs a CUDA device; training eagerly", file=sys.stderr)
@@ -115,8 +115,8 @@ class Trainer:
         start = 0
         if cfg.init_from and not (resume and (out / ckpt.CHECKPOINT).is_file()):
             source, source_cfg, _ = ckpt.load_model(Path(cfg.init_from), device)
-            if (source_cfg.model, source_cfg.hidden_sizes, source_cfg.latent_sizes, source_cfg.batch_norm) != \
-                    (cfg.model, cfg.hidden_sizes, cfg.latent_sizes, cfg.batch_norm):
+            theirs = {k: v.shape for k, v in source.state_dict().items()}
+            if source_cfg.model != cfg.model or theirs != {k: v.shape for k, v in model.state_dict().items()}:
                 raise UserError(f"--init-from {cfg.init_from}: that run's architecture differs from this one")
             model.load_state_dict(source.state_dict())
         if resume and (out / ckpt.CHECKPOINT).is_file():
@@ -148,7 +148,7 @@ class Trainer:
         model.train()
 
     def snapshot(self, epoch: int) -> None:
-        with eval_mode(self.model):
+        with eval_mode(self.model, fork_rng=True):
             ckpt.save_snapshot(self.out, epoch, posterior_means(self.model, self.x_test[self.points]))
 
     def begin_epoch(self, epoch: int) -> None:

@@ -1,0 +1,47 @@
+"""Model families and their registry: the CLI, the Train form, run discovery, export, reproduce, evaluation
+and the explorer's pages find a family here by its name (config.json's "model").
+
+Adding a family: its module here (a `LatentHierarchy` subclass, training/models/interface.py) and one
+line in FAMILIES below (or `register(cls)` from elsewhere, as the tests do for a family of their own).
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .interface import LatentHierarchy, LayerPosterior, LayerSpec
+from .lvae import LVAE
+from .vae import VAE
+
+if TYPE_CHECKING:
+    from ..config import RunConfig
+
+__all__ = ["FAMILIES", "LatentHierarchy", "LayerPosterior", "LayerSpec", "build_model", "family_names",
+           "family_title", "register"]
+
+# name -> (class, the title forms show)
+FAMILIES: dict[str, tuple[type[LatentHierarchy], str]] = {
+    "vae": (VAE, "VAE (bottom-up inference)"),
+    "lvae": (LVAE, "Ladder VAE"),
+}
+
+
+def register(cls: type[LatentHierarchy], title: str = "") -> None:
+    """Make a family known by cls.family (replacing one of that name)."""
+    if not cls.family:
+        raise ValueError(f"{cls.__name__} needs a `family` name")
+    FAMILIES[cls.family] = (cls, title or cls.family)
+
+
+def family_names() -> tuple[str, ...]:
+    return tuple(FAMILIES)
+
+
+def family_title(name: str) -> str:
+    return FAMILIES[name][1] if name in FAMILIES else name
+
+
+def build_model(cfg: RunConfig) -> LatentHierarchy:
+    """A new model of cfg's family (weights initialised as the family does)."""
+    if cfg.model not in FAMILIES:
+        raise ValueError(f"no model family {cfg.model!r}; known: {', '.join(FAMILIES)}")
+    return FAMILIES[cfg.model][0](cfg)

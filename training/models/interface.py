@@ -1,0 +1,200 @@
+"""The model interface: what training, evaluation, the run folder and the explorer may ask of a family.
+
+After openai/vdvae's forward_get_latents / forward_samples_set_latents / forward_uncond_samples. A family
+is a `LatentHierarchy` subclass in one module of training/models/ (see the registry there); nothing
+outside that module reads its submodules or parameters by name.
+
+Layers are numbered 0..L-1 (z_1..z_L in the papers), 0 nearest the image. Codes are shaped
+(N, *spec.shape): (N, units) for a vector layer, (N, C, H, W) for a spatial one. Images are (N, C, H, W)
+in [0, 1]; a family also accepts flat rows (N, C*H*W) of the same pixels in C, H, W order.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..distributions import gaussian_analytical_kl, gaussian_log_density
+
+GAUSSIAN, CATEGORICAL = "gaussian", "categorical"
+# The most numbers a layer's summary code has (explorer/snapshots): a spatial layer larger than this is
+# average-pooled over space until it fits, so 1,000 snapshot points of a 40-layer model stay a few MB.
+SUMMARY_UNITS = 256
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """One stochastic layer as the explorer sees it."""
+    name: str                      # "z1" .. "zL"
+    shape: tuple[int, ...]         # (units,) or (C, H, W)
+    kind: str = GAUSSIAN           # gaussian | categorical
+    resolution: int | None = None  # the spatial side for a (C, H, W) layer
+
+    @property
+    def units(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def pool(self) -> int:
+        """The side of the spatial average pooling that makes this layer's summary code (1: none)."""
+        if len(self.shape) != 3:
+            return 1
+        c, h, w = self.shape
+        p = 1
+        while c * (h // p) * (w // p) > SUMMARY_UNITS and h % (2 * p) == 0 and w % (2 * p) == 0:
+            p *= 2
+        return p
+
+    @property
+    def summary_units(self) -> int:
+        if len(self.shape) != 3:
+            return self.units
+        c, h, w = self.shape
+        return c * (h // self.pool) * (w // self.pool)
+
+
+@dataclass
+class LayerPosterior:
+    """One Gaussian layer of one pass up and down: the sample and both distributions at it, (N, *shape) each."""
+    z: torch.Tensor
+    mu: torch.Tensor
+    var: torch.Tensor
+    prior_mu: torch.Tensor
+    prior_var: torch.Tensor
+    # True when z's parents in p were sampled before z, so that KL(q || p) given them is the exact
+    # expectation of log q - log p (e.g. the LVAE's top-down order); otherwise (the bottom-up VAE below
+    # its top layer) the single-sample estimate log q - log p at z is the KL term.
+    analytic_kl_valid: bool
+
+    def log_ratio(self) -> torch.Tensor:
+        """log q(z) - log p(z) per unit at the sample: the importance weight's latent term."""
+        return gaussian_log_density(self.z, self.mu, self.var) - gaussian_log_density(self.z, self.prior_mu, self.prior_var)
+
+    def kl(self) -> torch.Tensor:
+        """The per-unit rate (KL term of the ELBO): analytic where valid, else the single-sample estimate."""
+        if self.analytic_kl_valid:
+            return gaussian_analytical_kl(self.mu, self.var, self.prior_mu, self.prior_var)
+        return self.log_ratio()
+
+
+@dataclass
+class ForwardPass:
+    layers: list[LayerPosterior]
+    log_px: torch.Tensor  # log p(x|z), one per row (n_samples * batch rows, sample-major)
+
+
+@dataclass
+class Generated:
+    codes: list[torch.Tensor]  # every layer's code, z_1 first
+    images: torch.Tensor       # (N, C, H, W) mean images in [0, 1]
+
+
+def per_row(t: torch.Tensor) -> torch.Tensor:
+    """Sum over every axis but the first: a per-unit term as one number per row."""
+    return t.flatten(1).sum(1)
+
+
+class LatentHierarchy(nn.Module):
+    """The interface every family implements (the abstract methods) and what it gets for free."""
+
+    family: str = ""  # the registry name, set by each family class
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.cfg = cfg
+
+    # ---- what a family must provide -------------------------------------------------------
+
+    def layer_specs(self) -> list[LayerSpec]:
+        raise NotImplementedError
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of the images the model reads and writes."""
+        return tuple(self.cfg.image_dims)  # type: ignore[return-value]
+
+    def posterior(self, x: torch.Tensor, n_samples: int = 1, mean_path: bool = False,
+                  eps: list[torch.Tensor] | None = None, generator: torch.Generator | None = None) -> list[LayerPosterior]:
+        """q(z|x): per layer the sample and q's and p's parameters at it, n_samples * N rows (sample-major).
+
+        mean_path: every layer at q's mean given the means of the layers it depends on (nothing sampled).
+        eps: each layer's standard-normal noise (n_samples * N, *shape) to fix the draws; generator: draw
+        from it instead of torch's global generator.
+        """
+        raise NotImplementedError
+
+    def log_likelihood(self, x: torch.Tensor, layers: list[LayerPosterior]) -> torch.Tensor:
+        """log p(x|z) per row for the codes in `layers` (x repeated to their row count)."""
+        raise NotImplementedError
+
+    def generate(self, n: int, fixed: dict[int, torch.Tensor] | None = None, temperature: float | Sequence[float] = 1.0,
+                 use_mean: bool = False, generator: torch.Generator | None = None) -> Generated:
+        """Top-down from p (the one sampler: prior samples, decoding, traversals, paths).
+
+        Layers in `fixed` keep the given codes (n rows, or one broadcast); the others are drawn from p given
+        what lies above, their standard deviation scaled by `temperature` (one value, or one per layer, z_1
+        first; 0: p's mean), or at p's mean with use_mean. Noise comes from `generator` (the global one if
+        None) on the generator's device, then moves to the model's: a seed gives the same draws anywhere.
+        """
+        raise NotImplementedError
+
+    # ---- what follows from those ----------------------------------------------------------
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.layer_specs())
+
+    def forward(self, x: torch.Tensor, n_samples: int = 1, eps: list[torch.Tensor] | None = None,
+                generator: torch.Generator | None = None) -> ForwardPass:
+        """Encode x with n_samples posterior samples each and score x under them."""
+        layers = self.posterior(x, n_samples, eps=eps, generator=generator)
+        return ForwardPass(layers, self.log_likelihood(x, layers))
+
+    def log_weights(self, x: torch.Tensor, k: int, eps: list[torch.Tensor] | None = None,
+                    generator: torch.Generator | None = None) -> torch.Tensor | None:
+        """(k, N) log p(x, z_k) / q(z_k|x) for k posterior samples (None for a family without such a bound)."""
+        from ..objectives import log_importance_weights
+        return log_importance_weights(self(x, n_samples=k, eps=eps, generator=generator)).view(k, -1)
+
+    def loss(self, x: torch.Tensor, beta: torch.Tensor | float, iw_samples: int = 1, mc_samples: int = 1,
+             generator: torch.Generator | None = None):
+        """(loss to minimise, BatchStats): -ELBO with warm-up weight beta, or the IW bound -L_K."""
+        from ..objectives import training_loss
+        return training_loss(self, x, beta, iw_samples, mc_samples, generator)
+
+    def decode(self, fixed: dict[int, torch.Tensor], n: int | None = None, below: str = "mean",
+               temperature: float | Sequence[float] = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Images (n, C, H, W) from the fixed layers' codes; the free layers at p's mean (below="mean") or drawn."""
+        n = n if n is not None else max(z.shape[0] for z in fixed.values())
+        return self.generate(n, fixed, temperature, use_mean=(below == "mean"), generator=generator).images
+
+    def images_in(self, x: torch.Tensor) -> torch.Tensor:
+        """x as (N, C, H, W), from flat rows or images."""
+        return x.reshape(x.shape[0], *self.image_shape)
+
+    # ---- summary codes: what the explorer plots and snapshots store -------------------------
+
+    def summary_codes(self, layer: int, z: torch.Tensor) -> torch.Tensor:
+        """(N, d) flat codes of a layer for PCA, UMAP, neighbours and directions: the code itself for a
+        vector layer or a small map, a spatial average (spec.pool) for a large one."""
+        p = self.layer_specs()[layer].pool
+        return (F.avg_pool2d(z, p) if p > 1 else z).flatten(1)
+
+    def summary_variances(self, layer: int, var: torch.Tensor) -> torch.Tensor:
+        """q's variance of each summary code: the mean of p*p independent Gaussians has variance sum/(p*p)^2."""
+        p = self.layer_specs()[layer].pool
+        return (F.avg_pool2d(var, p) / (p * p) if p > 1 else var).flatten(1)
+
+    def from_summary(self, layer: int, codes: torch.Tensor) -> torch.Tensor:
+        """Codes of the layer's full shape from summary codes (each pooled value spread over its cells)."""
+        spec = self.layer_specs()[layer]
+        if len(spec.shape) != 3:
+            return codes.reshape(-1, *spec.shape)
+        c, h, w = spec.shape
+        p = spec.pool
+        small = codes.reshape(-1, c, h // p, w // p)
+        return F.interpolate(small, scale_factor=p, mode="nearest") if p > 1 else small
