@@ -530,7 +530,6 @@ def settings_table(run: RunInfo) -> dict[str, Any]:
     c = run.config
     assert c is not None
     return {"model": c.model.upper(), "layers": c.layers, "dataset": c.dataset,
-            "batch norm": "yes" if c.batch_norm else "no",
+            "architecture": c.arch.summary(),
             "warm-up": f"{c.warmup_epochs} epochs" if c.warmup_epochs else "none (beta = 1)",
-            "latent units": " / ".join(map(str, c.latent_sizes)),
             "epochs": f"{run.epochs_done} of {c.epochs}", "batch size": c.batch_size, "learning rate": c.lr}

@@ -36,7 +36,7 @@ def samples(run, model, shape, other=None) -> None:
         label = "per layer " + " · ".join(f"z{i + 1} {t:.1f}" for i, t in enumerate(temps))
     else:
         label = f"{temperature:.1f} in every layer"
-    caption = f"{n} samples z_L → … → z_1 → E[x|z_1], temperature {label}"
+    caption = f"{n} samples z_L → … → z_1 → E[x|z], temperature {label}"
     png = samples_png(str(run.path), run.stamp, int(n), temps, int(seed), shape)
     if other is None:
         common.show_png(png, caption=caption)

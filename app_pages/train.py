@@ -12,7 +12,11 @@ from explorer import jobs
 from explorer import runs as runs_mod
 from explorer.runs import load_history
 from training.demo import DEMO_RUNS
-from training.config import DATASETS, DEVICES, MAX_LAYERS, MODELS, RunConfig
+import dataclasses
+
+from training.config import DATASETS, DEVICES, RunConfig
+from training.models import arch_class, family_names, family_title
+from training.options import options_of
 
 POLL_SECONDS = 2.0
 
@@ -26,17 +30,40 @@ def free_name(dataset: str, model: str, layers: int) -> str:
     return f"{dataset}-{model}-{layers}l-{n}"
 
 
+def _arch_input(container, model: str, f: dataclasses.Field, label: str):
+    """One widget for one of the family's architecture options, from its type, default and help; None for
+    a list left empty (the family's default sizes)."""
+    default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+    key, help = f"train_{f.name}", f.metadata["help"]
+    if isinstance(default, bool):
+        return container.checkbox(label, value=default, key=key, help=help)
+    if isinstance(default, int):
+        return int(container.number_input(label, 0, 100_000, default, key=key, help=help))
+    if isinstance(default, list):
+        text = container.text_input(label, ",".join(map(str, default)), key=key, help=help,
+                                    placeholder="empty: the family's default for the dataset")
+        return text.strip() or None
+    choices = list(f.metadata.get("choices") or [default])
+    return container.selectbox(label, choices, index=choices.index(default), key=key, help=help)
+
+
 def form() -> None:
     dirs = common.writable_runs_dirs()  # never into the shipped pretrained/
     at_hand = datasets_at_hand(str(jobs.data_dir()))
     offered = [d for d in DATASETS if at_hand[d][0]]
+    families = list(family_names())
+    # Outside the form: choosing a family reruns the page with that family's architecture options.
+    model = st.selectbox("Model family", families, index=families.index("lvae"), key="train_model",
+                         help=RunConfig.help("model"), format_func=family_title)
+    arch_fields = options_of(arch_class(model))
+    main = getattr(arch_class(model), "FORM", {"layers": "Stochastic layers"})
     with st.form("train_form"):
         c1, c2, c3 = st.columns(3)
-        # Help texts are RunConfig's own (the `train` options'); defaults suit digits on a CPU.
-        model = c1.selectbox("Model", MODELS, index=MODELS.index("lvae"), key="train_model", help=RunConfig.help("model"),
-                             format_func=lambda m: {"vae": "VAE (bottom-up inference)", "lvae": "Ladder VAE"}[m])
-        layers = c1.number_input("Stochastic layers", 1, MAX_LAYERS, 5, key="train_layers", help=RunConfig.help("layers"))
-        batch_norm = c1.checkbox("Batch normalization", value=True, key="train_bn", help=RunConfig.help("batch_norm"))
+        # Help texts are the `train` options' own; defaults suit digits on a CPU.
+        arch = {f.name: _arch_input(c1, model, f, main[f.name]) for f in arch_fields if f.name in main}
+        with st.expander("More architecture options"):
+            arch.update({f.name: _arch_input(st, model, f, f.name.replace("_", " ").capitalize())
+                         for f in arch_fields if f.name not in main})
         warmup = c2.number_input("Warm-up epochs", 0, 5000, 50, key="train_warmup", help=RunConfig.help("warmup_epochs"))
         epochs = c2.number_input("Epochs", 1, 5000, 150, key="train_epochs", help=RunConfig.help("epochs"))
         batch_size = c2.number_input("Batch size", 2, 4096, 64, key="train_batch", help=RunConfig.help("batch_size"))
@@ -56,9 +83,9 @@ def form() -> None:
                    "within seconds of being put there.")
     if not submitted:
         return
-    request = {"model": model, "layers": int(layers), "batch_norm": batch_norm, "warmup_epochs": int(warmup),
+    request = {"model": model, **{k: v for k, v in arch.items() if v is not None}, "warmup_epochs": int(warmup),
                "dataset": dataset, "epochs": int(epochs), "batch_size": int(batch_size), "device": device,
-               "name": name.strip() or free_name(dataset, model, int(layers))}
+               "name": name.strip() or free_name(dataset, model, int(arch.get("layers") or 0))}
     try:
         cfg, out = jobs.validate_request(request, out_dir)
         job = jobs.submit_job(cfg, out)

@@ -37,7 +37,7 @@ def main() -> None:
     if a.run:
         model, cfg, _ = load_model(a.run, device)
     else:
-        cfg = RunConfig(model=a.model, layers=a.layers, dataset="mnist", input_dim=784, epochs=1)
+        cfg = RunConfig.make(model=a.model, layers=a.layers, dataset="mnist", input_dim=784, epochs=1)
         model = build_model(cfg).to(device).eval()
     x = torch.rand(a.n, cfg.input_dim, device=device).bernoulli()
     iw_log_likelihood(model, x[:8], 8, max_rows=a.max_rows)  # warm-up

@@ -78,7 +78,7 @@ def slider_rows(run: RunInfo, repeats: int) -> list[tuple[str, float, float, flo
     rows = []
     shape = (8, 8) if cfg.input_dim == 64 else (28, 28)
     layer = cfg.layers - 1                      # the top layer: the longest path down to the image
-    units = cfg.latent_sizes[layer]
+    units = cfg.arch.latent_sizes[layer]
     pca = layer_pca(rng.normal(size=(500, units)).astype(np.float32))
     base = np.zeros(units, np.float32)
 

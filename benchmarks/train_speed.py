@@ -40,7 +40,7 @@ MODES = {"eager": (False, False), "compile": (False, True), "graph": (True, Fals
 
 def build(model: str, layers: int, device: torch.device, mode: str, batch: int):
     graph, compiled = MODES[mode]
-    cfg = RunConfig(model=model, layers=layers, dataset="mnist", input_dim=784, batch_size=batch, epochs=1)
+    cfg = RunConfig.make(model=model, layers=layers, dataset="mnist", input_dim=784, batch_size=batch, epochs=1)
     net = build_model(cfg).to(device).train()
     opt = make_optimizer(net, cfg.lr, graph, cfg.adam_eps)
     # the grid's step: the authors' clipping included
@@ -83,7 +83,7 @@ def grouped(args, m: int, mode: str, device: torch.device) -> float:
     graph, compiled = MODES[mode]
     members = []
     for _ in range(m):
-        cfg = RunConfig(model=args.model, layers=args.layers, dataset="mnist", input_dim=784, batch_size=args.batch, epochs=1)
+        cfg = RunConfig.make(model=args.model, layers=args.layers, dataset="mnist", input_dim=784, batch_size=args.batch, epochs=1)
         net = build_model(cfg).to(device).train()
         members.append(ModelStep(net, make_optimizer(net, cfg.lr, graph, cfg.adam_eps), args.batch, cfg.grad_clip,
                                  compiled, cfg.grad_clip_value))

@@ -114,7 +114,7 @@ def _test_set(dataset: str, data_dir: str, likelihood: str,
     """The whole binarized test set, read once: MNIST's files take a second or more to decompress,
     and pages ask for different numbers of points and for two runs on the same data."""
     data = load_dataset(dataset, data_dir, pixel_scale)
-    x, y = test_tensors(data, RunConfig(dataset=dataset, likelihood=likelihood, layers=1), torch.device("cpu"))
+    x, y = test_tensors(data, RunConfig.make(dataset=dataset, likelihood=likelihood, layers=1), torch.device("cpu"))
     x, y = x.numpy(), y.numpy().astype(np.int64)
     x.setflags(write=False)
     y.setflags(write=False)

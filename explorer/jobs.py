@@ -14,6 +14,7 @@ the CPU; the others wait with their position shown.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import signal
@@ -27,17 +28,19 @@ from pathlib import Path
 from typing import Any
 
 from training import checkpoint as ckpt
-from training.config import DATASETS, DEVICES, MAX_LAYERS, MODELS, RunConfig, train_command
+from training.config import DATASETS, DEVICES, RunConfig, train_command
 from training.data import files_at_hand
 from training.demo import DEMO_RUNS
 from training.errors import UserError
+from training.models import arch_class, family_names
+from training.options import options_of
 
 ROOT = Path(__file__).resolve().parent.parent  # the repository: `python -m training` runs from here
 RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 LOG_NAME = "train.log"
 
 # Inclusive ranges of the numeric form fields.
-LIMITS = {"layers": (1, MAX_LAYERS), "epochs": (1, 5000), "batch_size": (2, 4096), "warmup_epochs": (0, 5000),
+LIMITS = {"arch": (0, 100_000), "epochs": (1, 5000), "batch_size": (2, 4096), "warmup_epochs": (0, 5000),
           "seed": (0, 2**31 - 1)}
 
 
@@ -48,9 +51,9 @@ def _choice(form: Mapping[str, Any], key: str, allowed: tuple[str, ...]) -> str:
     return value
 
 
-def _whole(form: Mapping[str, Any], key: str, default: int | None = None) -> int:
+def _whole(form: Mapping[str, Any], key: str, default: int | None = None, limits: str | None = None) -> int:
     value = form.get(key, default)
-    lo, hi = LIMITS[key]
+    lo, hi = LIMITS[limits or key]
     what = key.replace("_", " ")
     # bool is an int subclass; a checkbox's True must not pass as "1 layer".
     if isinstance(value, str) and re.fullmatch(r"\d{1,9}", value.strip()):
@@ -78,6 +81,32 @@ def check_run_name(name: Any) -> str:
     return name
 
 
+def _arch_options(form: Mapping[str, Any], model: str) -> dict[str, Any]:
+    """The family's architecture options the form gives, each checked for its type (whole numbers, flags,
+    lists of whole numbers, or one of its choices)."""
+    out: dict[str, Any] = {}
+    for f in options_of(arch_class(model)):
+        if f.name not in form:
+            continue
+        value = form[f.name]
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        if isinstance(default, bool):
+            out[f.name] = _flag(form, f.name, default)
+        elif isinstance(default, int):
+            out[f.name] = _whole(form, f.name, limits="arch")
+        elif isinstance(default, list):
+            if isinstance(value, str):
+                value = [int(v) if re.fullmatch(r"\d{1,6}", v.strip()) else v for v in value.split(",") if v.strip()]
+            if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+                raise ValueError(f"{f.name.replace('_', ' ')} must be whole numbers separated by commas, not {form[f.name]!r}")
+            out[f.name] = value
+        elif f.metadata.get("choices"):
+            out[f.name] = _choice(form, f.name, f.metadata["choices"])
+        else:
+            raise ValueError(f"{f.name.replace('_', ' ')}: the form cannot set this option")
+    return out
+
+
 def data_dir() -> Path:
     """Where jobs started from the app read MNIST, Fashion-MNIST and Omniglot: $LVAE_DATA_DIR, else the
     repository's data/ (the Train page offers a dataset only when its files are there)."""
@@ -87,18 +116,19 @@ def data_dir() -> Path:
 def validate_request(form: Mapping[str, Any], runs_dir: str | Path) -> tuple[RunConfig, Path]:
     """The RunConfig and run folder a Train form asks for; ValueError with a clear message otherwise.
 
-    form keys: model, layers, batch_norm, warmup_epochs (0 = no warm-up),
-    dataset, epochs, batch_size, device, name; optional seed. The dataset's files must be in data_dir().
+    form keys: model (a family of training/models/), warmup_epochs (0 = no warm-up), dataset, epochs,
+    batch_size, device, name; optional seed and any of the family's architecture options by name (the
+    others take the family's defaults; its own checks have the last word). The dataset's files must be
+    in data_dir().
     """
-    model = _choice(form, "model", MODELS)
+    model = _choice(form, "model", family_names())
+    arch = _arch_options(form, model)
     dataset = _choice(form, "dataset", DATASETS)
     device = _choice(form, "device", DEVICES)
-    layers = _whole(form, "layers")
     epochs = _whole(form, "epochs")
     batch_size = _whole(form, "batch_size")
     warmup = _whole(form, "warmup_epochs")
     seed = _whole(form, "seed", 0)
-    batch_norm = _flag(form, "batch_norm", True)
     name = check_run_name(form.get("name"))
     found, where = files_at_hand(dataset, data_dir())
     if not found:
@@ -118,7 +148,7 @@ def validate_request(form: Mapping[str, Any], runs_dir: str | Path) -> tuple[Run
         raise ValueError(f"a job named {name!r} is already {submitted[name].state}")
     try:
         # Evaluate about 30 times a run (live active-unit curves) and keep ten snapshots.
-        cfg = RunConfig(model=model, layers=layers, dataset=dataset, batch_norm=batch_norm, warmup_epochs=warmup,
+        cfg = RunConfig.make(model=model, **arch, dataset=dataset, warmup_epochs=warmup,
                         epochs=epochs, batch_size=batch_size, device=device, seed=seed, data_dir=str(data_dir()),
                         eval_every=max(1, epochs // 30), snapshot_every=max(1, epochs // 10))
     except UserError as e:

@@ -34,7 +34,7 @@ def paper_reference(cfg: RunConfig) -> float | None:
     reproduce table does), so the two fine-tuned numbers are never returned here.
     """
     if cfg.dataset != "mnist" or cfg.label != "LVAE+BN+WU" or cfg.likelihood != "bernoulli" or cfg.init_from \
-            or list(cfg.hidden_sizes) != list(PAPER_HIDDEN) or list(cfg.latent_sizes) != list(PAPER_LATENT):
+            or list(cfg.arch.hidden_sizes) != list(PAPER_HIDDEN) or list(cfg.arch.latent_sizes) != list(PAPER_LATENT):
         return None
     return paper_iw_ll(cfg.dataset, "lvae+bn+wu", cfg.layers, "base", cfg.mc_samples, cfg.iw_samples)
 

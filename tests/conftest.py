@@ -24,7 +24,7 @@ EPOCHS = 15
 def digits_cfg(model: str, **kw) -> RunConfig:
     base = dict(model=model, layers=3, dataset="digits", epochs=EPOCHS, warmup_epochs=5, batch_size=64,
                 eval_every=5, snapshot_every=5, device="cpu", seed=0)
-    return RunConfig(**{**base, **kw})
+    return RunConfig.make(**{**base, **kw})
 
 
 @pytest.fixture(scope="session")
@@ -46,7 +46,7 @@ def digits_test():
 
 def tiny_config(model: str, epochs: int = 2) -> RunConfig:
     """3 layers on digits, evaluated and snapshotted every epoch, so every chart has data."""
-    return RunConfig(model=model, layers=3, dataset="digits", epochs=epochs, batch_size=64, warmup_epochs=2,
+    return RunConfig.make(model=model, layers=3, dataset="digits", epochs=epochs, batch_size=64, warmup_epochs=2,
                      eval_every=1, snapshot_every=1, checkpoint_every=1, seed=0, device="cpu")
 
 

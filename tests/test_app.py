@@ -389,7 +389,7 @@ def test_traverse_offers_sliders_only_for_directions_the_data_uses(app, runs_dir
     for layer in range(cfg.layers):
         app.segmented_control(key="traverse_layer").set_value(layer).run()
         no_exceptions(app)
-        pca = layer_pca(encode(model, points.images).means[layer], k=min(6, cfg.latent_sizes[layer]))
+        pca = layer_pca(encode(model, points.images).means[layer], k=min(6, cfg.arch.latent_sizes[layer]))
         expected = max(1, int((pca.explained >= 0.01).sum()))
         assert len([s for s in app.slider if s.label.startswith("PC")]) == expected, layer
 
@@ -472,7 +472,7 @@ def test_samples_page_widgets_change_the_images(app):
     no_exceptions(app)
     beside = [c for img in app.image for c in img.captions if "the same seed and temperature" in c]
     assert len(beside) == 1 and app.selectbox(key="samples_run_b").value != app.selectbox(key="samples_run").value
-    assert image_url(app, "the same seed and temperature") != image_url(app, "samples z_L → … → z_1 → E[x|z_1], temp")
+    assert image_url(app, "the same seed and temperature") != image_url(app, "samples z_L → … → z_1 → E[x|z], temp")
 
     recon = image_url(app, "reconstructions")
     app.number_input(key="samples_recon_start").set_value(16).run()
@@ -556,7 +556,7 @@ GOOD = {"model": "lvae", "layers": 3, "batch_norm": True, "warmup_epochs": 10, "
 def test_validate_request_accepts_a_good_form(tmp_path):
     cfg, out = validate_request(GOOD, tmp_path)
     assert out == (tmp_path / "my-run_1.b").resolve()
-    assert (cfg.model, cfg.layers, cfg.dataset, cfg.epochs, cfg.batch_size, cfg.warmup_epochs, cfg.batch_norm) == \
+    assert (cfg.model, cfg.layers, cfg.dataset, cfg.epochs, cfg.batch_size, cfg.warmup_epochs, cfg.arch.batch_norm) == \
         ("lvae", 3, "digits", 20, 64, 10, True)
 
 

@@ -96,38 +96,61 @@ def test_training_package_imports_no_app_packages():
 
 
 def test_train_command_round_trips_every_config_field():
+    import dataclasses
+
     from training.cli import build_parser, config_from_args
     from training.config import RunConfig, train_command
-    cfg = RunConfig(model="vae", layers=2, dataset="mnist", data_dir="d", hidden_sizes=[7, 5], latent_sizes=[3, 2],
-                    batch_norm=False, warmup_epochs=0, likelihood="gaussian", epochs=9, batch_size=17, lr=0.01,
-                    lr_decay=0.75, lr_decay_every=200, init_from="runs/a", iw_samples=4, grad_clip=3.5,
-                    eval_every=3, snapshot_every=2, checkpoint_every=5, seed=7, device="cpu", step_mode="eager",
-                    pixel_scale=255, mc_samples=3, adam_eps=1e-8, grad_clip_value=0.0, skip_limit=4, init="torch",
-                    bn_heads=True, up_from_mean=True, separate_top_down=True, mirror_generative_widths=True)
+    cfg = RunConfig.make(model="vae", layers=2, dataset="mnist", data_dir="d", hidden_sizes=[7, 5], latent_sizes=[3, 2],
+                         batch_norm=False, warmup_epochs=0, likelihood="gaussian", epochs=9, batch_size=17, lr=0.01,
+                         lr_decay=0.75, lr_decay_every=200, init_from="runs/a", iw_samples=4, grad_clip=3.5,
+                         eval_every=3, snapshot_every=2, checkpoint_every=5, seed=7, device="cpu", step_mode="eager",
+                         pixel_scale=255, mc_samples=3, adam_eps=1e-8, grad_clip_value=0.0, skip_limit=4, init="torch",
+                         bn_heads=True, mirror_generative_widths=True)
     argv = train_command(cfg, Path("out"))[3:]  # drop "python -m training"
-    assert config_from_args(build_parser().parse_args(argv)) == cfg
-    # and every field differs from its default here, so a field the CLI forgot would show
-    defaults = RunConfig(model="vae", layers=2, dataset="mnist", hidden_sizes=[7, 5], latent_sizes=[3, 2])
-    import dataclasses
+    assert config_from_args(build_parser("vae").parse_args(argv)) == cfg
+    # and every field of both parts differs from its default here, so a field the CLI forgot would show
+    defaults = RunConfig.make(model="vae", layers=2, dataset="mnist", hidden_sizes=[7, 5], latent_sizes=[3, 2])
     same = [f.name for f in dataclasses.fields(cfg) if getattr(cfg, f.name) == getattr(defaults, f.name)]
-    assert set(same) <= {"model", "layers", "dataset", "hidden_sizes", "latent_sizes", "input_dim", "image_shape", "format_version"}, same
+    same += [f.name for f in dataclasses.fields(cfg.arch) if getattr(cfg.arch, f.name) == getattr(defaults.arch, f.name)]
+    assert set(same) <= {"model", "layers", "dataset", "hidden_sizes", "latent_sizes", "input_dim", "image_shape",
+                         "format_version"}, same
+    # the LVAE's own options too, through the family the command line names
+    lvae = RunConfig.make(model="lvae", layers=2, dataset="digits", epochs=3, up_from_mean=True, separate_top_down=True)
+    argv = train_command(lvae, Path("o"))[3:]
+    from training.cli import family_in
+    assert family_in(argv) == "lvae" and config_from_args(build_parser(family_in(argv)).parse_args(argv)) == lvae
     # the defaults round-trip too (an empty --init-from, default sizes), and --no-warmup is warm-up 0
-    plain = RunConfig(model="lvae", layers=3, dataset="digits", epochs=5)
+    plain = RunConfig.make(model="lvae", layers=3, dataset="digits", epochs=5)
     assert config_from_args(build_parser().parse_args(train_command(plain, Path("o"))[3:])) == plain
-    legacy = build_parser().parse_args(["train", "--model", "vae", "--layers", "2", "--dataset", "digits",
-                                        "--epochs", "3", "--no-bn", "--no-warmup", "--out", "o"])
-    assert (config_from_args(legacy).batch_norm, config_from_args(legacy).warmup_epochs) == (False, 0)
+    legacy = build_parser("vae").parse_args(["train", "--model", "vae", "--layers", "2", "--dataset", "digits",
+                                             "--epochs", "3", "--no-bn", "--no-warmup", "--out", "o"])
+    assert (config_from_args(legacy).arch.batch_norm, config_from_args(legacy).warmup_epochs) == (False, 0)
+
+
+def test_family_option_names_the_family_and_another_familys_options_are_refused(tmp_path, capsys):
+    """--family is --model's other name; an option of the LVAE's architecture on a VAE is an error in one line."""
+    from training.cli import build_parser, config_from_args, family_in
+    argv = ["train", "--family", "vae", "--layers", "2", "--dataset", "digits", "--epochs", "1", "--out", "o"]
+    assert config_from_args(build_parser(family_in(argv)).parse_args(argv)).model == "vae"
+    code = main(["train", "--family", "vae", "--layers", "2", "--dataset", "digits", "--epochs", "1",
+                 "--up-from-mean", "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert code == 2 and "--up-from-mean" in err and len(err.strip().splitlines()) == 1
 
 
 def test_train_help_lists_every_config_field(capsys):
     import dataclasses
 
-    from training.config import RunConfig, option_flag
-    assert main(["train", "--help"]) == 0
-    text = capsys.readouterr().out
-    internal = {"input_dim", "image_shape", "format_version"}  # filled in by the code, not options
-    for f in dataclasses.fields(RunConfig):
-        assert (option_flag(f.name) in text) != (f.name in internal), f.name
+    from training.config import RunConfig
+    from training.models import arch_class
+    from training.options import option_flag
+    for family in ("vae", "lvae"):
+        assert main(["train", "--family", family, "--help"]) == 0
+        text = capsys.readouterr().out
+        internal = {"input_dim", "image_shape", "format_version", "arch"}  # filled in by the code, not options
+        for f in dataclasses.fields(RunConfig) + dataclasses.fields(arch_class(family)):
+            assert (option_flag(f.name) in text) != (f.name in internal), (family, f.name)
+        assert ("--up-from-mean" in text) == (family == "lvae")
 
 
 def test_export_writes_a_weights_only_run_that_loads_and_refuses_resume(digits_runs, tmp_path):

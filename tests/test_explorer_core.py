@@ -44,7 +44,7 @@ def runs_root(tmp_path_factory) -> Path:
     torch.set_num_threads(1)  # tiny models train faster on one thread
     try:
         for model in ("lvae", "vae"):
-            cfg = RunConfig(model=model, layers=LAYERS, dataset="digits", epochs=2, batch_size=64, eval_every=1,
+            cfg = RunConfig.make(model=model, layers=LAYERS, dataset="digits", epochs=2, batch_size=64, eval_every=1,
                             snapshot_every=1, device="cpu")
             train_mod.train(cfg, root / f"tiny-{model}", progress=False)
     finally:
@@ -195,7 +195,7 @@ def test_runs_under_pretrained_are_read_only_and_carry_their_evaluation(runs_roo
 
 def _info(name: str, model: str | None, error: str | None = None, read_only: bool = False,
           dataset: str = "digits") -> RunInfo:
-    cfg = RunConfig(model=model, layers=2, dataset=dataset) if model else None
+    cfg = RunConfig.make(model=model, layers=2, dataset=dataset) if model else None
     return RunInfo(Path(name), name, cfg, error, 1, 1.0, read_only)
 
 
@@ -309,8 +309,8 @@ def test_interleaved_seeded_requests_give_what_each_gives_alone(lvae, points):
 def test_encode_shapes_and_determinism(lvae, points):
     model, cfg = lvae
     enc = encode(model, points.images)
-    assert [m.shape for m in enc.means] == [(200, u) for u in cfg.latent_sizes]
-    assert [s.shape for s in enc.samples] == [(200, u) for u in cfg.latent_sizes]
+    assert [m.shape for m in enc.means] == [(200, u) for u in cfg.arch.latent_sizes]
+    assert [s.shape for s in enc.samples] == [(200, u) for u in cfg.arch.latent_sizes]
     again = encode(model, points.images)
     for a, b in zip(enc.means + enc.samples, again.means + again.samples):
         np.testing.assert_allclose(a, b, atol=1e-6)
@@ -340,7 +340,7 @@ def test_layer_pca_one_unit_and_collapsed_layers():
 
 def test_decode_layer_deterministic_and_in_range(lvae):
     model, cfg = lvae
-    for layer, units in enumerate(cfg.latent_sizes):
+    for layer, units in enumerate(cfg.arch.latent_sizes):
         z = np.random.default_rng(layer).normal(size=(5, units)).astype(np.float32)
         a, b = decode_layer(model, layer, z), decode_layer(model, layer, z)
         assert a.shape == (5, 64) and a.min() >= 0 and a.max() <= 1
@@ -373,7 +373,7 @@ def test_encode_one_and_prior_start(lvae, points):
     zs = encode_one(model, points.images[3])
     np.testing.assert_allclose(zs[1], encode(model, points.images[:5]).means[1][3], atol=1e-5)
     start = prior_start(model, seed=1)
-    assert [z.shape for z in start] == [(u,) for u in cfg.latent_sizes]
+    assert [z.shape for z in start] == [(u,) for u in cfg.arch.latent_sizes]
     np.testing.assert_array_equal(start[-1], prior_start(model, seed=1)[-1])
     # the start is the mean path, so decoding from any of its layers gives the same picture
     np.testing.assert_allclose(decode_layer(model, LAYERS - 1, start[-1]), decode_layer(model, 0, start[0]), atol=1e-5)
@@ -400,7 +400,7 @@ def test_prior_samples_seeded_and_zero_temperature(lvae):
     assert a.shape == (5, 64) and a.min() >= 0 and a.max() <= 1
     np.testing.assert_array_equal(a, b)
     assert not np.allclose(a, c)
-    mean_path = decode_layer(model, LAYERS - 1, np.zeros((1, cfg.latent_sizes[-1])))
+    mean_path = decode_layer(model, LAYERS - 1, np.zeros((1, cfg.arch.latent_sizes[-1])))
     np.testing.assert_allclose(prior_samples(model, 3, temperature=0.0), np.tile(mean_path, (3, 1)), atol=1e-6)
 
 
@@ -457,11 +457,11 @@ def test_read_upload_rejects_garbage(data):
 # ---- paper -----------------------------------------------------------------------------
 
 def test_paper_reference():
-    cfg = RunConfig(model="lvae", layers=5, dataset="mnist")
+    cfg = RunConfig.make(model="lvae", layers=5, dataset="mnist")
     assert paper_reference(cfg) == PAPER_MNIST["LVAE+BN+WU, 5 layers"] == -82.12
-    assert paper_reference(RunConfig(model="vae", layers=5, dataset="mnist")) is None
-    assert paper_reference(RunConfig(model="lvae", layers=5, dataset="digits")) is None
-    assert paper_reference(RunConfig(model="lvae", layers=5, dataset="mnist", warmup_epochs=0)) is None
+    assert paper_reference(RunConfig.make(model="vae", layers=5, dataset="mnist")) is None
+    assert paper_reference(RunConfig.make(model="lvae", layers=5, dataset="digits")) is None
+    assert paper_reference(RunConfig.make(model="lvae", layers=5, dataset="mnist", warmup_epochs=0)) is None
 
 
 def test_interpolation_ends_at_the_two_reconstructions_and_moves_one_layer_at_a_time(lvae, points):

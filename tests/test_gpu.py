@@ -12,7 +12,7 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 
 
 def _pair(model="lvae"):
-    cfg = RunConfig(model=model, layers=5, dataset="mnist", input_dim=784, epochs=1, grad_clip=4.0)
+    cfg = RunConfig.make(model=model, layers=5, dataset="mnist", input_dim=784, epochs=1, grad_clip=4.0)
     torch.manual_seed(0)
     a = build_model(cfg).cuda().train()
     b = build_model(cfg).cuda().train()
@@ -55,7 +55,7 @@ def test_learning_rate_change_after_capture_reaches_the_graph():
 def test_training_on_cuda_with_graphs_end_to_end(tmp_path):
     from training import checkpoint as ckpt
     from training.train import train
-    run = train(RunConfig(model="lvae", layers=5, dataset="digits", epochs=3, batch_size=64, eval_every=1,
+    run = train(RunConfig.make(model="lvae", layers=5, dataset="digits", epochs=3, batch_size=64, eval_every=1,
                           device="cuda", step_mode="graph"), tmp_path / "r", progress=False)
     hist = ckpt.read_history(run)
     assert [h["epoch"] for h in hist] == [1, 2, 3] and hist[-1]["train_elbo"] > hist[0]["train_elbo"]
@@ -117,7 +117,7 @@ def test_a_cpu_run_resumes_on_the_gpu_in_graph_mode(tmp_path):
 
     from training import checkpoint as ckpt
     from training.train import train
-    cfg = RunConfig(model="lvae", layers=3, dataset="digits", epochs=1, batch_size=64, device="cpu")
+    cfg = RunConfig.make(model="lvae", layers=3, dataset="digits", epochs=1, batch_size=64, device="cpu")
     run = train(cfg, tmp_path / "r", progress=False)
     train(replace(cfg, epochs=3, device="cuda", step_mode="graph"), run, resume=True, progress=False)
     assert ckpt.load_model(run)[2] == 3

@@ -49,8 +49,8 @@ def fresh(monkeypatch, tmp_path):
 def test_the_shipped_pair_is_the_papers_setup_and_weights_only():
     for name, model in zip(PAIR, ("vae", "lvae")):
         cfg = ckpt.load_config(SHIPPED_DIR / name)
-        assert (cfg.model, cfg.layers, cfg.dataset, cfg.batch_norm) == (model, 5, "mnist", True)
-        assert list(cfg.hidden_sizes) == list(PAPER_HIDDEN) and list(cfg.latent_sizes) == list(PAPER_LATENT)
+        assert (cfg.model, cfg.layers, cfg.dataset, cfg.arch.batch_norm) == (model, 5, "mnist", True)
+        assert list(cfg.arch.hidden_sizes) == list(PAPER_HIDDEN) and list(cfg.arch.latent_sizes) == list(PAPER_LATENT)
         assert cfg.warmup_epochs > 0 and cfg.pixel_scale == 256 and cfg.batch_size == 256 and cfg.lr == 2e-3
         tensors, meta = ckpt.read_tensors(SHIPPED_DIR / name / ckpt.CHECKPOINT)
         assert meta[ckpt.WEIGHTS_ONLY] == "true" and all(k.startswith("model.") for k in tensors)

@@ -18,9 +18,9 @@ def test_grid_is_the_papers_four_configurations_by_layers():
     assert {label for label, _ in labels} == {"VAE", "VAE+BN", "VAE+BN+WU", "LVAE+BN+WU"}
     e = next(e for e in entries if e.cfg.label == "LVAE+BN+WU" and e.cfg.layers == 5)
     assert (e.cfg.lr, e.cfg.batch_size, e.cfg.warmup_epochs, e.cfg.epochs) == (2e-3, 256, 200, 2000)
-    assert e.cfg.hidden_sizes == [512, 256, 128, 64, 32] and e.cfg.latent_sizes == [64, 32, 16, 8, 4]
+    assert e.cfg.arch.hidden_sizes == [512, 256, 128, 64, 32] and e.cfg.arch.latent_sizes == [64, 32, 16, 8, 4]
     # the authors' optimizer, clipping, initialisation and pixel scale
-    assert (e.cfg.adam_eps, e.cfg.grad_clip, e.cfg.grad_clip_value, e.cfg.init, e.cfg.pixel_scale) == \
+    assert (e.cfg.adam_eps, e.cfg.grad_clip, e.cfg.grad_clip_value, e.cfg.arch.init, e.cfg.pixel_scale) == \
         (1e-4, 4.0, 0.9, "glorot", 256)
     ft = grid("mnist", "d", ["lvae+bn+wu"], [5], 1, 2000, 200, 1, 100, 10, "auto", 100)
     assert [(x.name, x.stage, x.parent) for x in ft] == [

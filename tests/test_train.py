@@ -176,7 +176,7 @@ def test_broken_run_folders_give_one_clear_error(digits_runs, tmp_path, damage, 
             next(model.parameters()).fill_(float("nan"))
         ckpt.save_checkpoint(run, model, None, epoch, {})
     elif damage == "shape":
-        cfg["latent_sizes"] = [16, 8, 9]
+        cfg["arch"]["latent_sizes"] = [16, 8, 9]
     elif damage == "config_model":
         cfg["model"] = "gan"
     elif damage == "config_missing":

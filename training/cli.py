@@ -10,7 +10,9 @@ import sys
 import typing
 from pathlib import Path
 
-from .config import DATASETS, DEVICES, PIXEL_SCALES, RunConfig, option_flag
+from .config import DATASETS, DEVICES, PIXEL_SCALES, RunConfig
+from .models import arch_class, family_names
+from .options import option_flag, options_of
 from .errors import TrainingError, UserError
 
 
@@ -33,12 +35,24 @@ def _names(text: str) -> list[str]:
     return [s.strip().lower() for s in text.split(",") if s.strip()]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def family_in(argv: list[str]) -> str:
+    """The family a command line names (--family or --model), "lvae" if none or an unknown one (the full
+    parser then says what is wrong): it decides which architecture options `train` takes."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--family", "--model", dest="model", default="lvae")
+    known, _ = pre.parse_known_args(argv)
+    return known.model if known.model in family_names() else "lvae"
+
+
+def build_parser(family: str = "lvae") -> argparse.ArgumentParser:
+    """The CLI; `train` takes the common run settings and `family`'s architecture options."""
     p = OneLineParser(prog="python -m training", description="Train and evaluate VAEs and Ladder VAEs (Sønderby et al. 2016).")
     sub = p.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
-    t = sub.add_parser("train", help="train a VAE or LVAE into a run folder")
-    add_config_arguments(t)
+    t = sub.add_parser("train", help="train a model of any family (--family) into a run folder",
+                       epilog=f"The architecture options above are the {family} family's; "
+                              f"`train --family NAME --help` lists another's (families: {', '.join(family_names())}).")
+    add_config_arguments(t, family)
     t.add_argument("--no-warmup", action="store_true", help="beta = 1 from the first epoch (--warmup-epochs 0)")
     t.add_argument("--time-limit", type=float, default=None,
                    help="seconds; then checkpoint after the current epoch and stop (continue with --resume)")
@@ -107,10 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """One option per RunConfig field, from the field's type, default and metadata (training/config.py)."""
-    hints = typing.get_type_hints(RunConfig)
-    for f in RunConfig.options():
+def add_config_arguments(parser: argparse.ArgumentParser, family: str = "lvae") -> None:
+    """One option per field of RunConfig and of the family's architecture, from the field's type, default
+    and metadata (training/options.py)."""
+    arch = arch_class(family)
+    hints = {**typing.get_type_hints(RunConfig), **typing.get_type_hints(arch)}
+    for f in options_of(RunConfig) + options_of(arch):
         meta, kind = f.metadata, hints[f.name]
         flags = [option_flag(f.name), *meta["aliases"]]
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
@@ -127,15 +143,16 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(a: argparse.Namespace) -> RunConfig:
     """The RunConfig a `train` command line describes (its fields by name, --no-warmup as warm-up 0)."""
-    values = {f.name: getattr(a, f.name) for f in RunConfig.options()}
+    values = {f.name: getattr(a, f.name) for f in options_of(RunConfig)}
+    values.update({f.name: getattr(a, f.name) for f in options_of(arch_class(a.model)) if hasattr(a, f.name)})
     if getattr(a, "no_warmup", False):
         values["warmup_epochs"] = 0
-    return RunConfig(**values)
+    return RunConfig.make(**values)
 
 
 def run(argv: list[str] | None = None) -> int:
     try:
-        a = build_parser().parse_args(argv)
+        a = build_parser(family_in(sys.argv[1:] if argv is None else argv)).parse_args(argv)
     except SystemExit as e:  # argparse has printed its one line (or --help)
         return e.code if isinstance(e.code, int) else 2
     command = shlex.join(["python", "-m", "training", *(sys.argv[1:] if argv is None else argv)])  # for the records

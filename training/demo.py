@@ -28,7 +28,7 @@ DEMO_EPOCHS = 200
 # newcomer's first look; the README gives all five.
 DEMO_SEED = 1
 DEMO_RUNS = {
-    f"digits-{model}-bn-wu": RunConfig(model=model, layers=5, dataset="digits", epochs=DEMO_EPOCHS,
+    f"digits-{model}-bn-wu": RunConfig.make(model=model, layers=5, dataset="digits", epochs=DEMO_EPOCHS,
                                         warmup_epochs=DEMO_EPOCHS, batch_size=64, lr=2e-3, eval_every=20,
                                         snapshot_every=20, seed=DEMO_SEED, device="cpu")
     for model in ("vae", "lvae")

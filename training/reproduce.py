@@ -68,7 +68,7 @@ def grid(dataset: str, data_dir: str, models: list[str], layers: list[int], seed
         spec = GRID_MODELS[key]
         for n in layers:
             for seed in range(seeds):
-                base = RunConfig(model=spec["model"], layers=n, dataset=dataset, data_dir=data_dir,
+                base = RunConfig.make(model=spec["model"], layers=n, dataset=dataset, data_dir=data_dir,
                                  batch_norm=spec["batch_norm"], warmup_epochs=warmup_epochs if spec["warmup"] else 0,
                                  epochs=epochs, batch_size=256, lr=2e-3, iw_samples=iw_samples, mc_samples=mc_samples,
                                  eval_every=eval_every, seed=seed, device=device, pixel_scale=pixel_scale)
@@ -122,7 +122,7 @@ def result_row(name: str, grid_model: str, stage: str, parent: str, cfg: RunConf
         stage_epochs[stage] = epochs
     return {
         "name": name, "model": grid_model, "stage": stage, "parent": parent, "layers": cfg.layers,
-        "bn": cfg.batch_norm, "warmup": bool(cfg.warmup_epochs), "epochs": epochs,
+        "bn": "BN" in cfg.arch.tags(), "warmup": bool(cfg.warmup_epochs), "epochs": epochs,
         "stage_epochs": stage_epochs, "train_mc_samples": cfg.mc_samples,
         "train_iw_samples": cfg.iw_samples, "base_iw_samples": base_cfg.iw_samples,
         "pixel_scale": r["pixel_scale"], "bn_stats": r["bn_stats"],
@@ -139,7 +139,7 @@ def result_row(name: str, grid_model: str, stage: str, parent: str, cfg: RunConf
 def grid_model_of(cfg: RunConfig) -> str:
     """The grid's name for a run's configuration (e.g. "lvae+bn+wu"); UserError if it is none of them."""
     for key, spec in GRID_MODELS.items():
-        if (spec["model"], spec["batch_norm"], spec["warmup"]) == (cfg.model, cfg.batch_norm, bool(cfg.warmup_epochs)):
+        if (spec["model"], spec["batch_norm"], spec["warmup"]) == (cfg.model, "BN" in cfg.arch.tags(), bool(cfg.warmup_epochs)):
             return key
     raise UserError(f"{cfg.label} is not one of the paper's configurations ({', '.join(GRID_MODELS)})")
 

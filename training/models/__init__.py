@@ -15,7 +15,7 @@ from .vae import VAE
 if TYPE_CHECKING:
     from ..config import RunConfig
 
-__all__ = ["FAMILIES", "LatentHierarchy", "LayerPosterior", "LayerSpec", "build_model", "family_names",
+__all__ = ["FAMILIES", "LatentHierarchy", "LayerPosterior", "LayerSpec", "arch_class", "build_model", "family_names",
            "family_title", "register"]
 
 # name -> (class, the title forms show)
@@ -38,6 +38,13 @@ def family_names() -> tuple[str, ...]:
 
 def family_title(name: str) -> str:
     return FAMILIES[name][1] if name in FAMILIES else name
+
+
+def arch_class(name: str) -> type:
+    """The architecture dataclass of a family."""
+    if name not in FAMILIES:
+        raise ValueError(f"no model family {name!r}; known: {', '.join(FAMILIES)}")
+    return FAMILIES[name][0].Arch
 
 
 def build_model(cfg: RunConfig) -> LatentHierarchy:

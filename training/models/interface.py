@@ -102,6 +102,12 @@ class LatentHierarchy(nn.Module):
     """The interface every family implements (the abstract methods) and what it gets for free."""
 
     family: str = ""  # the registry name, set by each family class
+    # The family's architecture: a dataclass of `training.options.option` fields (its `train` options) with
+    # `layers` (a field or property: the number of stochastic layers), completed(dataset) -> a validated copy
+    # with the dataset's defaults filled in, tags() -> what a run's label names of it ("BN"), summary() -> a
+    # short line for tables, LEGACY: the values meant by a config.json written before a field existed, and
+    # optionally FORM: {field: label} of the options the Train form shows first.
+    Arch: type = type(None)
 
     def __init__(self, cfg):
         super().__init__()

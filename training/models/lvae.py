@@ -3,6 +3,7 @@
 each bottom-up estimate with p(z_i|z_{i+1}) at the sampled z_{i+1} (the precision-weighted merge, eq. 17-18)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
@@ -10,10 +11,20 @@ from torch import nn
 
 from ..distributions import precision_weighted_merge, sample_gaussian
 from .interface import LayerPosterior
-from .mlp import GaussianHead, GaussianLayer, GenerativeModel, MLPHierarchy, mlp_block
+from ..options import option
+from .mlp import GaussianHead, GaussianLayer, GenerativeModel, MLPArch, MLPHierarchy, mlp_block
 
 if TYPE_CHECKING:
     from ..config import RunConfig
+
+
+@dataclass
+class LVAEArch(MLPArch):
+    """The MLP hierarchy's architecture and two variants of the authors' released LVAE code."""
+    up_from_mean: bool = option(False, "LVAE: each upward block reads the bottom-up mean of the layer below, not "
+                                       "d_{n-1} (authors' only_mu_up)")
+    separate_top_down: bool = option(False, "LVAE: q merges with a top-down network of its own, not with p "
+                                            "(authors' ladder_share_params False)")
 
 
 class LadderInference(nn.Module):
@@ -27,13 +38,13 @@ class LadderInference(nn.Module):
 
     def __init__(self, cfg: RunConfig):
         super().__init__()
-        h, z = cfg.hidden_sizes, cfg.latent_sizes
-        self.up_from_mean = cfg.up_from_mean
-        inputs = [cfg.input_dim] + list(z[:-1] if cfg.up_from_mean else h[:-1])
-        self.up = nn.ModuleList(mlp_block(inputs[i], h[i], cfg.batch_norm) for i in range(cfg.layers))
-        self.heads = nn.ModuleList(GaussianHead(h[i], z[i], cfg.bn_heads) for i in range(cfg.layers))
-        self.top_down = nn.ModuleList(GaussianLayer(z[i + 1], h[i + 1], z[i], cfg.batch_norm, cfg.bn_heads)
-                                      for i in range(cfg.layers - 1)) if cfg.separate_top_down else None
+        h, z = cfg.arch.hidden_sizes, cfg.arch.latent_sizes
+        self.up_from_mean = cfg.arch.up_from_mean
+        inputs = [cfg.input_dim] + list(z[:-1] if cfg.arch.up_from_mean else h[:-1])
+        self.up = nn.ModuleList(mlp_block(inputs[i], h[i], cfg.arch.batch_norm) for i in range(cfg.arch.layers))
+        self.heads = nn.ModuleList(GaussianHead(h[i], z[i], cfg.arch.bn_heads) for i in range(cfg.arch.layers))
+        self.top_down = nn.ModuleList(GaussianLayer(z[i + 1], h[i + 1], z[i], cfg.arch.batch_norm, cfg.arch.bn_heads)
+                                      for i in range(cfg.arch.layers - 1)) if cfg.arch.separate_top_down else None
 
     def upward(self, x: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """(mu_hat_i, var_hat_i) for every layer from the deterministic upward pass."""
@@ -67,6 +78,7 @@ class LadderInference(nn.Module):
 
 class LVAE(MLPHierarchy):
     family = "lvae"
+    Arch = LVAEArch
 
     def __init__(self, cfg: RunConfig):
         super().__init__(cfg, LadderInference(cfg))

@@ -9,7 +9,7 @@ from torch import nn
 
 from ..distributions import sample_gaussian
 from .interface import LayerPosterior
-from .mlp import GaussianLayer, GenerativeModel, MLPHierarchy
+from .mlp import GaussianLayer, GenerativeModel, MLPArch, MLPHierarchy
 
 if TYPE_CHECKING:
     from ..config import RunConfig
@@ -20,10 +20,10 @@ class BottomUpInference(nn.Module):
 
     def __init__(self, cfg: RunConfig):
         super().__init__()
-        h, z = cfg.hidden_sizes, cfg.latent_sizes
+        h, z = cfg.arch.hidden_sizes, cfg.arch.latent_sizes
         inputs = [cfg.input_dim] + list(z[:-1])
-        self.steps = nn.ModuleList(GaussianLayer(inputs[i], h[i], z[i], cfg.batch_norm, cfg.bn_heads)
-                                   for i in range(cfg.layers))
+        self.steps = nn.ModuleList(GaussianLayer(inputs[i], h[i], z[i], cfg.arch.batch_norm, cfg.arch.bn_heads)
+                                   for i in range(cfg.arch.layers))
 
     def forward(self, x: torch.Tensor, gen: GenerativeModel, n_samples: int = 1, sample: bool = True,
                 eps: list[torch.Tensor] | None = None, generator: torch.Generator | None = None) -> list[LayerPosterior]:
@@ -44,6 +44,7 @@ class BottomUpInference(nn.Module):
 
 class VAE(MLPHierarchy):
     family = "vae"
+    Arch = MLPArch
 
     def __init__(self, cfg: RunConfig):
         super().__init__(cfg, BottomUpInference(cfg))
