@@ -52,7 +52,7 @@ def run_column(run: RunInfo, col) -> None:
     """One run's headline numbers and settings."""
     hist = common.history_for(run)
     stored = stored_iw(run)
-    elbo = stored.get("elbo") if stored else None
+    elbo = stored.get("test_elbo") if stored else None
     if not isinstance(elbo, (int, float)):
         elbo = common.last_with(hist, "test_elbo")
     m1, m2 = col.columns(2)
@@ -91,9 +91,8 @@ def final_per_layer(run: RunInfo, hist: pd.DataFrame, key: str) -> list:
     ev = stored_iw(run)
     if ev and isinstance(ev.get(key), list):
         return ev[key]
-    if key == "active_units":
-        return common.last_with(hist, "active_units") or []
-    return common.last_with(hist, "test_kl_per_layer") or common.last_with(hist, "kl_per_layer") or []
+    # Test-set numbers only: a run not yet evaluated shows no bars (never the training KL under "test set").
+    return common.last_with(hist, key) or []
 
 
 def above_layer_2(units: dict[str, list], kl: dict[str, list]) -> str:
@@ -117,7 +116,7 @@ def compare(a: RunInfo, b: RunInfo) -> None:
     names = [a.name, b.name if b.name != a.name else f"{b.name} (B)"]
     hists = [common.history_for(r) for r in (a, b)]
     units = {n: final_per_layer(r, h, "active_units") for n, r, h in zip(names, (a, b), hists)}
-    kl = {n: final_per_layer(r, h, "kl_per_layer") for n, r, h in zip(names, (a, b), hists)}
+    kl = {n: final_per_layer(r, h, "test_kl_per_layer") for n, r, h in zip(names, (a, b), hists)}
     c1, c2 = st.columns(2)
     with c1:
         common.chart(bars(units, "Active units per layer (A_u > 0.01)", "active units"), "compare_units",

@@ -69,7 +69,7 @@ def main() -> int:
             above2[label] = sum(r["active_units"][2:])
             print(f"{seed:>4}  {label:<11} {' '.join(f'{u:>2}' for u in r['active_units']):<20} "
                   f"{sum(r['active_units'][1:]):>8} {above2[label]:>8}  {sum(r['kl_per_layer'][2:]):>9.3f}  "
-                  f"{r['elbo']:>9.2f}  {seconds:>7.0f}")
+                  f"{r['test_elbo']:>9.2f}  {seconds:>7.0f}")
         wins += above2["LVAE+BN+WU"] > above2["VAE+BN+WU"]
     ok = wins > len(seeds) / 2
     print(f"LVAE+BN+WU has more active units above layer 2 than VAE+BN+WU on {wins} of {len(seeds)} seeds: "

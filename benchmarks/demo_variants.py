@@ -57,7 +57,7 @@ def main() -> int:
         r = json.loads(subprocess.run([sys.executable, "-m", "training", "eval", str(run), "--iw-samples",
                                        str(a.iw_samples), "--json"], env=env, capture_output=True, text=True,
                                       check=True).stdout)
-        print(f"{tag:40s} {r['label']:11s} ELBO {r['elbo']:8.2f}  IW-{r['iw_samples']} {r['iw_ll']:8.2f}  "
+        print(f"{tag:40s} {r['label']:11s} ELBO {r['test_elbo']:8.2f}  IW-{r['iw_samples']} {r['iw_ll']:8.2f}  "
               f"active units {'/'.join(map(str, r['active_units']))}", flush=True)
     return 0
 

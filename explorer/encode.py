@@ -22,6 +22,7 @@ from training.data import load_dataset
 from training.errors import CheckpointError, DataError, UserError
 from training.evaluate import eval_mode, test_tensors
 from training.models import LatentHierarchy
+from training.objectives import activity_of_means, count_active_units
 
 from .neighbours import class_balanced_indices
 
@@ -177,10 +178,10 @@ def encode(model: LatentHierarchy, images: np.ndarray, seed: int = 0) -> Encodin
     return Encoding(stack(means), stack(samples), stack(variances), stack(prior_variances))
 
 
-def active_counts(codes: list[np.ndarray], threshold: float = 0.01) -> list[int]:
-    """Per layer, the units whose codes vary over the points by more than `threshold` (Burda et al.'s
-    A_u > 0.01, here of the codes plotted): 0 marks a layer collapsed onto its prior."""
-    return [int((np.asarray(z).var(axis=0) > threshold).sum()) if len(z) > 1 else 0 for z in codes]
+def active_counts(means: list[np.ndarray]) -> list[int]:
+    """Active units per layer (training.objectives: A_u > 0.01) from the plotted posterior means of the points,
+    the mean path standing for E_q[u|x]: 0 marks a layer collapsed onto its prior."""
+    return count_active_units([activity_of_means(torch.as_tensor(np.asarray(z, dtype=np.float64))) for z in means])
 
 
 def prior_sd_along(components: np.ndarray, prior_variances: np.ndarray) -> np.ndarray:

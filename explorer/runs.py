@@ -22,6 +22,7 @@ from training.checkpoint import load_model  # noqa: F401  (re-exported: the one 
 from training.config import RunConfig
 from training.demo import DEMO_RUNS
 from training.errors import UserError
+from training.evaluate import measures_of
 
 RUNS_ENV = "LVAE_RUNS_DIR"
 DEFAULT_RUNS_DIR = Path("runs")
@@ -182,12 +183,13 @@ def _validate(folder: Path) -> tuple[str | None, int, dict | None]:
 
 
 def read_evaluation(folder: Path) -> dict | None:
-    """eval.json (written by `training export`) as a dict; None when absent or unreadable."""
+    """eval.json (written by `training export`) as a dict under today's keys (training.evaluate.measures_of);
+    None when absent or unreadable."""
     try:
         record = json.loads((Path(folder) / ckpt.EVAL).read_text())
     except (OSError, ValueError):
         return None
-    return record if isinstance(record, dict) else None
+    return measures_of(record) if isinstance(record, dict) else None
 
 
 def inspect_run(folder: Path) -> RunInfo:

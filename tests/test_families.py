@@ -62,8 +62,8 @@ def test_a_family_of_the_tests_trains_evaluates_and_exports_through_the_registry
     assert not torch.allclose(model.enc1[1].running_mean, bn.running_mean)
 
     result = evaluate_run(run, iw_samples=20)
-    assert np.isfinite(result["iw_ll"]) and result["iw_ll"] > result["elbo"] - 0.5
-    assert len(result["active_units"]) == 2 and len(result["kl_per_layer"]) == 2
+    assert np.isfinite(result["iw_ll"]) and result["iw_ll"] > result["test_elbo"] - 0.5
+    assert len(result["active_units"]) == 2 and len(result["test_kl_per_layer"]) == 2
     out = export_run(run, tmp_path / "exported", iw_samples=5)
     again, again_cfg, _ = ckpt.load_model(out)
     assert isinstance(again, ConvHierarchy) and again_cfg.model == "testconv"
@@ -150,3 +150,13 @@ def test_decoding_from_a_layer_keeps_the_codes_above_where_the_image_depends_on_
     again = decode_layer(model, 0, codes[0][None], above=codes[1:])
     np.testing.assert_allclose(again, reconstruct(model, image[None]), atol=1e-5)
     assert np.abs(decode_layer(model, 0, codes[0][None]) - again).max() > 1e-3  # z2 at p's mean instead
+
+
+def test_an_eval_json_written_before_the_one_key_set_reads_under_todays_keys(tmp_path):
+    """The shipped runs' eval.json say elbo and kl_per_layer (unchanged on disk); every reader sees the
+    history's names, so Compare never mixes training and test numbers."""
+    from explorer.runs import read_evaluation
+    (tmp_path / ckpt.EVAL).write_text(json.dumps({"elbo": -84.0, "kl_per_layer": [1.0, 2.0], "iw_ll": -82.0,
+                                                  "active_units": [3, 1]}))
+    ev = read_evaluation(tmp_path)
+    assert ev == {"test_elbo": -84.0, "test_kl_per_layer": [1.0, 2.0], "iw_ll": -82.0, "active_units": [3, 1]}

@@ -20,6 +20,7 @@ import torch
 from . import checkpoint as ckpt
 from .config import RunConfig
 from .errors import UserError
+from .evaluate import evaluate_run, measures_of
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16}
 
@@ -56,10 +57,9 @@ def export_run(run_dir: Path, out_dir: Path, dtype: str = "float32", evaluation:
         shutil.copytree(run_dir / ckpt.SNAPSHOTS, out_dir / ckpt.SNAPSHOTS,
                         ignore=lambda _, names: [n for n in names if n in later or n.endswith(".tmp")])
     if iw_samples > 0:
-        from .evaluate import evaluate_run
         evaluation = evaluate_run(out_dir, iw_samples, data_dir or cfg.data_dir)
     if evaluation is not None:
-        record = {**evaluation, "run": str(out_dir), "exported_from": str(run_dir), "weights_dtype": dtype,
+        record = {**measures_of(evaluation), "run": str(out_dir), "exported_from": str(run_dir), "weights_dtype": dtype,
                   "export_date": dt.date.today().isoformat(), "export_command": command or shlex.join(sys.argv)}
         ckpt.atomic_write(out_dir / ckpt.EVAL, json.dumps(record, indent=1).encode())
     return out_dir

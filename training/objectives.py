@@ -153,16 +153,24 @@ def unit_activity(model: LatentHierarchy, x: torch.Tensor, n_samples: int = 10,
             sums[i].append(mu.mean(0))
             if n_samples > 1:
                 noise[i].append(mu.var(0) / n_samples)
-    activity = []
-    for i in range(len(sums)):
-        means = torch.cat(sums[i])
-        a = means.var(0)
-        if noise[i]:
-            a = a - torch.cat(noise[i]).mean(0)
-        activity.append(a.clamp_min(0.0))
-    return activity
+    return [activity_of_means(torch.cat(sums[i]), torch.cat(noise[i]).mean(0) if noise[i] else None)
+            for i in range(len(sums))]
+
+
+def activity_of_means(means: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+    """A_u of every unit from E_q[u|x] estimates, one row per x: the variance over x (Burda et al. 2016, Sec.
+    5.2), less the Monte-Carlo noise that estimating the expectations added (none for exact means), at least 0.
+
+    The one definition of unit activity: eval and the training history pass means averaged over samples of
+    the parents (unit_activity); the Layers page and the collapse timeline pass the mean-path means they plot.
+    """
+    means = torch.as_tensor(means)
+    if means.shape[0] < 2:
+        return torch.zeros(means.shape[1:], dtype=means.dtype)
+    a = means.var(0)
+    return (a - noise if noise is not None else a).clamp_min(0.0)
 
 
 def count_active_units(activity: list[torch.Tensor], threshold: float = ACTIVE_UNIT_THRESHOLD) -> list[int]:
     """Units with A_u > 0.01 per layer: Burda et al.'s active-unit criterion."""
-    return [int((a > threshold).sum()) for a in activity]
+    return [int((torch.as_tensor(a) > threshold).sum()) for a in activity]

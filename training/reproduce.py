@@ -129,8 +129,8 @@ def result_row(name: str, grid_model: str, stage: str, parent: str, cfg: RunConf
         "paper_iw_ll": paper_iw_ll(cfg.dataset, grid_model, cfg.layers, stage, cfg.mc_samples, cfg.iw_samples,
                                    base_cfg.iw_samples),
         "seed": cfg.seed, "iw_samples": r["iw_samples"],
-        "iw_ll": r["iw_ll"], "elbo": r["elbo"], "active_units": r["active_units"],
-        "kl_per_layer": r["kl_per_layer"],
+        "iw_ll": r["iw_ll"], "elbo": r["test_elbo"], "active_units": r["active_units"],
+        "kl_per_layer": r["test_kl_per_layer"],
         "seconds": sum(h["seconds"] for h in history if h.get("epoch", 0) <= epochs),
         "device": r["device"], "date": date or dt.date.today().isoformat(), "run": str(run),
     }
