@@ -207,29 +207,14 @@ def _progress_bar(show: bool | None, start: int, total: int, desc: str) -> tqdm:
 
 def train(cfg: RunConfig, out: Path, resume: bool = False, progress: bool | None = None,
           time_limit: float | None = None) -> Path:
-    """Train (or resume) one run into `out` and return the run folder.
+    """Train (or resume) one run into `out` and return the run folder: the lockstep group of one.
 
     Each epoch: the warm-up weight, the learning rate and a fresh binarization of the training set;
     one step per batch (a non-finite one changes nothing); then the epoch's history line, a test
     evaluation, a snapshot and a checkpoint when they are due. time_limit: seconds after which
     training checkpoints at the end of the current epoch and returns (continue with resume=True).
     """
-    deadline = time.monotonic() + time_limit if time_limit else None
-    run = Trainer(cfg, out, resume, deadline)
-    step = GroupStep([run.step], graph=run.graph)  # on a GPU the whole step is one CUDA graph
-    bar = _progress_bar(progress, run.start, run.cfg.epochs, f"{run.cfg.label} L={run.cfg.layers}")
-    for epoch in bar:
-        run.begin_epoch(epoch)
-        for b in range(run.n_batches):
-            [(stats, ok)] = step([run.batch(b)], [run.beta])
-            run.meter.add(stats, ok, run.cfg.batch_size)
-        record = run.end_epoch(epoch)  # TrainingError if the loss stayed NaN: the last checkpoint is intact
-        bar.set_postfix(elbo=f"{record['train_elbo']:.2f}", beta=f"{record['beta']:.2f}")
-        if run.out_of_time() and epoch + 1 < run.cfg.epochs:
-            print(f"time limit reached after epoch {epoch + 1}; continue with --resume", file=sys.stderr)
-            break
-    bar.close()
-    return run.out
+    return train_group([(cfg, out)], resume, progress, time_limit)[0]
 
 
 def train_group(runs: list[tuple[RunConfig, Path]], resume: bool | list[bool] = False, progress: bool | None = None,
