@@ -354,7 +354,7 @@ def information_of(path: str, stamp: float, n: int, progress: Callable[[float], 
     with _information_lock:  # one computation at a time: two sessions asking at once share the first's
         if key not in _information:
             _information[key] = layer_information(model_of(path, stamp), points_of(path, stamp, n).images,
-                                                  encoding_of(path, stamp, n), progress=progress)
+                                                  progress=progress)
             while len(_information) > INFORMATION_ENTRIES:
                 _information.popitem(last=False)
         _information.move_to_end(key)

@@ -1,16 +1,19 @@
 """How much each latent layer tells about its input, and where rate, distortion and the bounds stand.
 
 `mutual_information` is the aggregate-posterior estimator of He et al. 2019 ("Lagging inference
-networks and posterior collapse in VAEs", their calc_mi):
+networks and posterior collapse in VAEs", their calc_mi), with log q taken at the sample:
 
     I(x; z) = E_x E_q(z|x) [log q(z|x) - log q(z)],   q(z) = E_x q(z|x) (the aggregate posterior)
-            ~ mean_x [ -H(q(z|x)) - log (1/N) sum_x' q(z_x | x') ],   z_x ~ q(z|x) once per x,
+            ~ mean_x [ log q(z_x|x) - log (1/N) sum_x' q(z_x|x') ],   z_x ~ q(z|x) once per x,
 
 with the mixture over all N shown test images (He et al. use each batch's own; the whole set is less
-biased). log q(z) from N components under-estimates the aggregate posterior's spread, so the estimate
-is biased low and capped at log N nats (it cannot tell more than N images apart); the standard error
-is over batches of query images. For a layer of a hierarchy the Gaussian q(z_i | x, parents) at the
-posterior-mean path stands for q(z_i|x).
+biased). In a hierarchy q(z_i|x) is itself a mixture over the layers z_i depends on (the LVAE's layers
+above, the VAE's below): for MI_QUERIES images it is the mixture over MI_DRAWS draws of them (z_x from
+one of those draws), and each other image enters q(z) at one draw. The mean-path Gaussian would stand
+for a much narrower q(z_i|x) and read high. x's own part of q(z) is its q(z_x|x), so no term exceeds log N:
+the estimate is capped at log N nats (N images cannot show more). With few draws it reads somewhat high
+(the draw z_x came from is in its own mixture); a finite set of images reads it low. The standard error
+is over the query images.
 
 `layer_information` gathers, per layer and unit, the KL (rate), the activity A_u and the MI;
 `active_only_through_above` marks units whose mean moves with x (A_u > 0.01) though their own KL is
@@ -31,12 +34,13 @@ from training.evaluate import eval_mode, iw_estimate
 from training.objectives import ACTIVE_UNIT_THRESHOLD, evaluate_elbo, unit_activity
 from training.models import LatentHierarchy
 
-from .encode import Encoding
 
 LOG_2PI = math.log(2 * math.pi)
 NIL_KL = 0.01  # nats per image: a unit's own KL under this carries (next to) nothing of its own
 IW_KS = (1, 10, 100, 1000)
 KL_SAMPLES = 10
+MI_DRAWS = 64      # draws of the layers a layer depends on, per query image, for its q(z_i|x) mixture
+MI_QUERIES = 1000  # images whose terms the MI averages (the mixture holds every shown image)
 
 
 def gaussian_entropy(var: np.ndarray) -> np.ndarray:
@@ -52,26 +56,64 @@ def _log_density_matrix(z: np.ndarray, mu: np.ndarray, var: np.ndarray) -> np.nd
     return -0.5 * (quad + (LOG_2PI + np.log(var)).sum(axis=1)[None])
 
 
-def mutual_information(mu: np.ndarray, var: np.ndarray, batch: int = 200, seed: int = 0) -> tuple[float, float]:
-    """(estimate, standard error) of I(x; z) in nats from each test image's Gaussian q(z|x) = N(mu, var)."""
+def mutual_information(mu: np.ndarray, var: np.ndarray, batch: int = 200, seed: int = 0,
+                       draws: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> tuple[float, float]:
+    """(estimate, standard error) of I(x; z) in nats.
+
+    mu, var: (N, d), each image's Gaussian q(z|x) (or q(z|x, one draw of the layers z depends on)): the
+    components of the aggregate q(z). draws: (queries, mu_s, var_s), where a layer's q(z|x) is a mixture:
+    the indices of the query images and their (Q, S, d) Gaussians at S draws of those layers; z_x comes from
+    the first draw, q(z_x|x) is the S-draw mixture, and it also stands for x's own part of q(z). Without
+    draws every image is a query and q(z|x) = N(mu, var).
+    """
     mu, var = np.asarray(mu, dtype=np.float64), np.asarray(var, dtype=np.float64)
     if mu.shape != var.shape or mu.ndim != 2:
         raise ValueError(f"mu {mu.shape} and var {var.shape} must be the same (N, units)")
     n = mu.shape[0]
     if n < 2:
         raise ValueError("the mutual information needs at least 2 images")
+    if draws is None:
+        picked, own_mu, own_var = np.arange(n), mu[:, None], var[:, None]
+    else:
+        picked = np.asarray(draws[0])
+        own_mu, own_var = (np.asarray(a, dtype=np.float64) for a in draws[1:])
     rng = np.random.default_rng(seed)
-    z = mu + np.sqrt(var) * rng.standard_normal(mu.shape)
-    order = rng.permutation(n)
-    batch = max(1, min(int(batch), n))
-    estimates = []
-    for start in range(0, n - batch + 1, batch):
-        idx = order[start:start + batch]
-        log_qz = logsumexp(_log_density_matrix(z[idx], mu, var), axis=1) - math.log(n)
-        estimates.append(float(np.mean(-gaussian_entropy(var[idx]) - log_qz)))
-    est = float(np.mean(estimates))
-    se = float(np.std(estimates, ddof=1) / math.sqrt(len(estimates))) if len(estimates) > 1 else float("nan")
-    return est, se
+    z = own_mu[:, 0] + np.sqrt(own_var[:, 0]) * rng.standard_normal(own_mu[:, 0].shape)
+    terms = []
+    for start in range(0, len(picked), max(1, int(batch))):
+        rows = np.arange(start, min(len(picked), start + batch))
+        zb = z[rows]
+        log_qzx = logsumexp(np.stack([_log_density_matrix(zb[j:j + 1], own_mu[r], own_var[r])[0]
+                                      for j, r in enumerate(rows)]), axis=1) - math.log(own_mu.shape[1])
+        others = _log_density_matrix(zb, mu, var)          # (queries, N): every image's component
+        others[np.arange(len(rows)), picked[rows]] = log_qzx  # x's own part of q(z): its mixture
+        terms.append(log_qzx - (logsumexp(others, axis=1) - math.log(n)))
+    t = np.concatenate(terms)  # every query's term, the last partial batch's too; each at most log N
+    se = float(t.std(ddof=1) / math.sqrt(len(t))) if len(t) > 1 else float("nan")
+    return float(t.mean()), se
+
+
+def posterior_draws(model: LatentHierarchy, x: torch.Tensor, queries: np.ndarray, draws: int,
+                    generator: torch.Generator, batch: int = 1000) -> list[tuple]:
+    """Per layer the arguments of mutual_information, as summary codes: (mu, var) of q(z_i | x, one draw of
+    the layers it depends on) for every image, and (queries, mu_s, var_s) at `draws` draws for the queries."""
+    def layers_of(xs: torch.Tensor, k: int) -> list[list[tuple[np.ndarray, np.ndarray]]]:
+        out = []
+        for start in range(0, xs.shape[0], batch):
+            xb = xs[start:start + batch]
+            parts = []
+            for i, q in enumerate(model.posterior(xb, n_samples=k, generator=generator)):
+                m = model.summary_codes(i, q.mu).reshape(k, xb.shape[0], -1).transpose(0, 1)
+                v = model.summary_variances(i, q.var).reshape(k, xb.shape[0], -1).transpose(0, 1)
+                parts.append((m.cpu().numpy(), v.cpu().numpy()))
+            out.append(parts)
+        return [[p[i] for p in out] for i in range(len(out[0]))]
+
+    every = layers_of(x, 1)
+    mixed = layers_of(x[torch.as_tensor(queries, device=x.device)], draws)
+    return [(np.concatenate([m for m, _ in e])[:, 0], np.concatenate([v for _, v in e])[:, 0],
+             (queries, np.concatenate([m for m, _ in q]), np.concatenate([v for _, v in q])))
+            for e, q in zip(every, mixed)]
 
 
 @dataclass
@@ -91,10 +133,9 @@ class LayerInformation:
         return [int((a > threshold).sum()) for a in self.activity]
 
 
-def layer_information(model: LatentHierarchy, images: np.ndarray, enc: Encoding, seed: int = 0,
+def layer_information(model: LatentHierarchy, images: np.ndarray, seed: int = 0,
                       progress: Callable[[float], None] | None = None) -> LayerInformation:
-    """Rate (KL per unit), distortion, activity and I(x; z_i) of every layer on these images; enc is their
-    encoding (explorer.encode.encode), whose mean-path means and variances the MI estimator uses.
+    """Rate (KL per unit), distortion, activity and I(x; z_i) of every layer on these images.
     progress(fraction done) after each part (the fractions are the parts' rough shares of the time)."""
     def done(fraction: float) -> None:
         if progress is not None:
@@ -107,12 +148,14 @@ def layer_information(model: LatentHierarchy, images: np.ndarray, enc: Encoding,
         stats = evaluate_elbo(model, x.repeat(KL_SAMPLES, *[1] * (x.ndim - 1)), generator=g)
         done(0.3)
         activity = unit_activity(model, x, generator=g)
+        queries = np.sort(np.random.default_rng(seed).choice(x.shape[0], min(MI_QUERIES, x.shape[0]), replace=False))
+        per_layer = posterior_draws(model, x, queries, MI_DRAWS, g)
         done(0.5)
     n = x.shape[0] * KL_SAMPLES
     mi = []
-    for i, (m, v) in enumerate(zip(enc.means, enc.variances)):
-        mi.append(mutual_information(m, v, seed=seed))
-        done(0.5 + 0.5 * (i + 1) / len(enc.means))
+    for i, (m, v, draws) in enumerate(per_layer):
+        mi.append(mutual_information(m, v, seed=seed, draws=draws))
+        done(0.5 + 0.5 * (i + 1) / len(per_layer))
     return LayerInformation(
         kl_per_unit=[(k / n).cpu().numpy().astype(np.float64) for k in stats.kl_per_unit],
         activity=[a.cpu().numpy().astype(np.float64) for a in activity],

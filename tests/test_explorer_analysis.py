@@ -160,6 +160,39 @@ def test_mutual_information_is_capped_at_log_n():
     assert est == pytest.approx(np.log(300), abs=0.05)
 
 
+def test_mutual_information_of_a_layer_below_sampled_parents_uses_their_mixture():
+    """Issue 28's review: q(z|x) of a layer whose parents are sampled is a mixture over them. x ~ N(0, 4), a
+    parent u ~ N(0, 1), q(z|x, u) = N(x + u, 0.01): I(x; z) = 1/2 log(5.01 / 1.01) = 0.80 nats. The mean-path
+    Gaussian N(x, 0.01) reads it as 3 nats; the mixture over 64 draws of u gets within 0.2 (0.16 high here)."""
+    from explorer.information import mutual_information
+    rng = np.random.default_rng(0)
+    n, draws = 4000, 64
+    x = 2 * rng.standard_normal((n, 1))
+    queries = np.arange(1000)
+    own = x[queries, None] + rng.standard_normal((1000, draws, 1))
+    one = x + rng.standard_normal((n, 1))  # every image in q(z) at one draw of u
+    exact = 0.5 * np.log(5.01 / 1.01)
+    est, se = mutual_information(one, np.full_like(one, 0.01), draws=(queries, own, np.full_like(own, 0.01)))
+    assert est == pytest.approx(exact, abs=0.2) and se < 0.05
+    mean_path, _ = mutual_information(x, np.full_like(x, 0.01))
+    assert mean_path > 2.5
+
+
+def test_mutual_information_terms_never_exceed_log_n_and_keep_the_last_batch():
+    """log q at the sample: x's own q(z|x) is its part of q(z), so no term can pass log N (the entropy form
+    could); 301 images in batches of 100 use all 301 (the last, partial batch too)."""
+    from explorer.information import mutual_information
+    rng = np.random.default_rng(2)
+    x = 10 * rng.standard_normal((301, 3))
+    est, _ = mutual_information(x, np.full_like(x, 1e-6), batch=100)
+    assert est <= np.log(301) + 1e-9 and est == pytest.approx(np.log(301), abs=0.01)
+    draws = (np.arange(301), x[:, None] + 0.001 * rng.standard_normal((301, 5, 3)), np.full((301, 5, 3), 1e-6))
+    assert mutual_information(x, np.full_like(x, 1e-6), batch=100, draws=draws)[0] <= np.log(301) + 1e-9
+    # the last partial batch counts: one image's term differs from the rest and moves the mean
+    odd = np.concatenate([np.zeros((300, 3)), np.ones((1, 3))])
+    assert mutual_information(odd, np.full_like(odd, 1e-4), batch=100)[0] > 0.01
+
+
 def test_units_active_only_through_the_layer_above_are_marked():
     from explorer.information import active_only_through_above
     activity = [np.array([0.5, 0.5, 0.0]), np.array([0.2])]
@@ -169,13 +202,12 @@ def test_units_active_only_through_the_layer_above_are_marked():
 
 
 def test_layer_information_and_iw_bounds_on_a_trained_run(digits_runs, digits_test):
-    from explorer.encode import encode
     from explorer.information import iw_bounds, layer_information
     model = load_model(digits_runs["lvae"], "cpu")[0]
     x = digits_test[:150].numpy()
     rng = torch.get_rng_state()
     steps: list[float] = []
-    info = layer_information(model, x, encode(model, x), progress=steps.append)
+    info = layer_information(model, x, progress=steps.append)
     assert steps == sorted(steps) and steps[-1] == pytest.approx(1.0) and len(steps) == 2 + 3  # a bar can follow it
     assert len(info.kl_per_unit) == 3 and info.points == 150
     assert info.elbo == pytest.approx(-(sum(info.rate) + info.distortion), rel=1e-4)

@@ -44,6 +44,9 @@ def rate_distortion_bars(info: Mapping[str, Any]) -> go.Figure:
     return fig.update_xaxes(tickangle=0)
 
 
+SATURATED_WITHIN = 0.1  # nats under log N at which an MI bar counts as saturated
+
+
 def mutual_information_bars(info: Mapping[str, Any]) -> go.Figure:
     """I(x; z_i) per layer for each run with ±1 standard error, and the estimator's log N cap."""
     fig = go.Figure()
@@ -54,18 +57,25 @@ def mutual_information_bars(info: Mapping[str, Any]) -> go.Figure:
         est = [m for m, _ in inf.mi]
         se = [0.0 if math.isnan(s) else s for _, s in inf.mi]
         x = [layer_name(i) for i in range(len(est))]
-        fig.add_trace(go.Bar(x=x, y=est, name=name, marker_color=colours[name],
-                             error_y=dict(type="data", array=se, visible=True),
-                             hovertemplate=f"{name}<br>%{{x}}: %{{y:.3f}} nats<extra></extra>"))
-        rows += [{"run": name, "layer": xi, "mi_nats": m, "standard_error": s} for xi, m, s in zip(x, est, se)]
         cap = math.log(inf.points)
+        # At the cap the estimator cannot tell how much more the layer carries: such bars are hatched.
+        saturated = [m >= cap - SATURATED_WITHIN for m in est]
+        fig.add_trace(go.Bar(x=x, y=est, name=name, marker_color=colours[name],
+                             marker_pattern_shape=["/" if s else "" for s in saturated],
+                             customdata=["saturated: at the estimator's log N cap, the layer may carry more" if s
+                                         else "" for s in saturated],
+                             error_y=dict(type="data", array=se, visible=True),
+                             hovertemplate=f"{name}<br>%{{x}}: %{{y:.3f}} nats<br>%{{customdata}}<extra></extra>"))
+        rows += [{"run": name, "layer": xi, "mi_nats": m, "standard_error": s, "saturated": sat}
+                 for xi, m, s, sat in zip(x, est, se, saturated)]
     if cap is not None:
         fig.add_hline(y=cap, line_dash="dot", line_color="#888888",
                       annotation_text=f"log N = {cap:.2f}, the estimator's cap", annotation_position="top left")
     else:
         _note(fig, "no runs")
-    with_numbers(fig, pd.DataFrame(rows, columns=["run", "layer", "mi_nats", "standard_error"]))
-    return _style(fig, "Mutual information I(x; z_i) per layer<br><sup>He et al. 2019's estimator, ±1 SE</sup>",
+    with_numbers(fig, pd.DataFrame(rows, columns=["run", "layer", "mi_nats", "standard_error", "saturated"]))
+    return _style(fig, "Mutual information I(x; z_i) per layer<br><sup>He et al. 2019's estimator, ±1 SE; hatched: "
+                       "at the log N cap (saturated)</sup>",
                   height=440, xaxis="latent layer", yaxis="I(x; z_i) (nats)", barmode="group",
                   margin=dict(l=60, r=20, t=70, b=40),
                   legend=dict(title=dict(text=""), orientation="h", x=0, xanchor="left", y=-0.22, yanchor="top"))
