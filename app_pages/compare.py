@@ -278,7 +278,9 @@ def information(a: RunInfo, b: RunInfo, names: list[str]) -> None:
         notice("each curve rises with K: L_1 is the ELBO, and what it gains by K = 100 is how loose the ELBO is.")
         st.caption("BN statistics: training's running averages, on the shown test points. "
                    "The gap between L_1 (the ELBO) and L_K shrinks as K grows: what is left at large K is what the "
-                   "IW bound adds over the ELBO (Burda et al. 2016, eq. 8). Error bars: ±1 SE over the points.")
+                   "IW bound adds over the ELBO (Burda et al. 2016, eq. 8). Every L_K takes the first K of one draw of "
+                   "importance samples per point, so each step's gain is measured on the same draws; error bars: ±1 "
+                   "SE of that gain over the points (the bounds' own SE is on hover).")
 
 
 # The summary's field names (training.reproduce.summarize) in words, for a table a class reads.

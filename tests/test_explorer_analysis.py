@@ -220,6 +220,9 @@ def test_layer_information_and_iw_bounds_on_a_trained_run(digits_runs, digits_te
     # 23-nat ELBO could not fail).
     assert abs(b[1][0] - info.elbo) < 4 * b[1][1] + 0.05, (b[1], info.elbo)
     assert b[100][0] > b[1][0]  # the IW bound rises with K (Burda et al. 2016, Thm 1)
+    # Issue 28's review: every L_K from prefixes of one draw, so the steps are paired: the gain's standard error
+    # (of per-image differences) is far under either bound's, and L_1 is the first weight's own value.
+    assert np.isnan(b[1][2]) and 0 < b[10][2] < b[10][1] / 2 and 0 < b[100][2] < b[100][1] / 2
     assert torch.get_rng_state().equal(rng)  # seeded generators only: sessions share torch's global RNG
 
 

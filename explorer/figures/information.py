@@ -119,26 +119,32 @@ def unit_activity_vs_kl(info: Mapping[str, Any], threshold: float = 0.01, nil_kl
                   legend=dict(title=dict(text="run · layer")))
 
 
-def iw_bound_curve(bounds: Mapping[str, Mapping[int, tuple[float, float]]]) -> go.Figure:
-    """L_K against K (log axis) per run with ±1 SE: K = 1 is the ELBO; the rise is the ELBO-IW gap."""
+def iw_bound_curve(bounds: Mapping[str, Mapping[int, tuple[float, ...]]]) -> go.Figure:
+    """L_K against K (log axis) per run (explorer.information.iw_bounds): K = 1 is the ELBO; the rise is the
+    ELBO-IW gap. Error bars: ±1 SE of each step's gain over the K before (paired: the same draws), which is
+    what tells whether the curve still rises; the bounds' own SE over the images is on hover."""
     fig = go.Figure()
     colours = run_colours(list(bounds))
     rows = []
     for name, b in bounds.items():
         ks = sorted(b)
         y = [b[k][0] for k in ks]
-        se = [0.0 if math.isnan(b[k][1]) else b[k][1] for k in ks]
-        gap = [v - y[0] for v in y]
+        se = [b[k][1] for k in ks]
+        gain_se = [b[k][2] if len(b[k]) > 2 and not math.isnan(b[k][2]) else 0.0 for k in ks]
+        gain = [0.0] + [y[i] - y[i - 1] for i in range(1, len(y))]
         fig.add_trace(go.Scatter(x=ks, y=y, mode="lines+markers", name=name, line=dict(color=colours[name]),
-                                 error_y=dict(type="data", array=se, visible=True), customdata=gap,
-                                 hovertemplate=f"{name}<br>K = %{{x}}: %{{y:.2f}} nats (gap to K=1: "
-                                               "%{customdata:.2f})<extra></extra>"))
-        rows += [{"run": name, "K": k, "bound_nats": v, "standard_error": s, "gap_to_elbo": g}
-                 for k, v, s, g in zip(ks, y, se, gap)]
+                                 error_y=dict(type="data", array=gain_se, visible=True),
+                                 customdata=list(zip(gain, gain_se, se)),
+                                 hovertemplate=f"{name}<br>K = %{{x}}: %{{y:.2f}} nats<br>gain over the K before: "
+                                               "%{customdata[0]:.3f} ± %{customdata[1]:.3f}<br>SE of the bound over "
+                                               "the images: %{customdata[2]:.2f}<extra></extra>"))
+        rows += [{"run": name, "K": k, "bound_nats": v, "standard_error": s, "gain_over_previous_K": d,
+                  "gain_standard_error": ds} for k, v, s, d, ds in zip(ks, y, se, gain, gain_se)]
     if not rows:
         _note(fig, "not computed yet")
     fig.update_xaxes(type="log")
-    with_numbers(fig, pd.DataFrame(rows, columns=["run", "K", "bound_nats", "standard_error", "gap_to_elbo"]))
+    with_numbers(fig, pd.DataFrame(rows, columns=["run", "K", "bound_nats", "standard_error", "gain_over_previous_K",
+                                                  "gain_standard_error"]))
     return _style(fig, "Importance-weighted bound L_K for growing K (K = 1: the ELBO)", height=400,
                   xaxis="importance samples K (log)", yaxis="L_K (nats per image)", legend=dict(title=dict(text="run")))
 
