@@ -71,10 +71,11 @@ def explained_variance_of(path: str, stamp: float, n: int, use_means: bool):
 
 @st.cache_resource(max_entries=16, show_spinner=False)
 def base_grid_of(path: str, stamp: float, n: int, use_means: bool, method: str, title: str | None,
-                 _projections: list | None = None):
-    """The grid figure of every layer, nothing selected or marked, once per (run, points, projection) for
-    every session: a box or lasso and the followed point only go onto a copy (explorer.figures.with_selection).
-    _projections: the run's UMAP/t-SNE (common.projections, computed with its progress bar); PCA: None."""
+                 _projections: list | None = None, shown: tuple[int, ...] | None = None):
+    """The grid figure of every layer (or the `shown` ones), nothing selected or marked, once per (run, points,
+    projection) for every session: a box or lasso and the followed point only go onto a copy
+    (explorer.figures.with_selection). _projections: the run's UMAP/t-SNE (common.projections, computed with
+    its progress bar); PCA: None."""
     active, prior_sd = common.layer_stats_of(path, stamp, n, use_means)
     points = common.points_of(path, stamp, n)
     labels = named_labels(common.model_of(path, stamp).cfg.dataset, points.labels)  # Fashion-MNIST by name
@@ -82,9 +83,9 @@ def base_grid_of(path: str, stamp: float, n: int, use_means: bool, method: str, 
     title = title or f"{codes} of every latent layer ({'PCA, PC1 vs PC2' if method == 'PCA' else method})"
     if method == "PCA":
         fig = layer_scatter_grid(common.pcas_of(path, stamp, n, use_means), labels, active=active, prior_sd=prior_sd,
-                                 title=title, ids=points.index)
+                                 title=title, ids=points.index, layers=shown)
     else:
-        fig = projection_grid(_projections, labels, active=active, title=title, ids=points.index)
+        fig = projection_grid(_projections, labels, active=active, title=title, ids=points.index, layers=shown)
     return fig.update_layout(dragmode="select")  # a drag selects (a box; the lasso is in the modebar), not zooms
 
 

@@ -29,6 +29,8 @@ LINKER = "layers_linker"          # the linked-selection component (app_pages/li
 DRAWN = "layers_drawn_selection"  # session_state: what the grids were last sent with (linked_selection)
 SETS = "direction_sets"         # session_state: {"A"/"B": test-set positions} for the Paths page's directions
 STRIP = 40          # selected images shown under the plots
+LAYERS_PER_VIEW = 8  # a grid shows at most this many layers side by side; a deeper model shows them in groups
+GROUP = "layers_group"  # session_state: the first layer of the group shown
 
 
 def selection_callback(points, key: str):
@@ -137,12 +139,36 @@ def selection_strip(run, points, rows: np.ndarray) -> None:
             st.toast(f"Set {name}: {len(rows)} points kept for the Paths page's directions")
 
 
+def shown_layers(n_layers: int) -> tuple[int, ...] | None:
+    """The layers the grids show: all of them up to LAYERS_PER_VIEW, else the group picked (None: all)."""
+    if n_layers <= LAYERS_PER_VIEW:
+        return None
+    first = min(int(st.session_state.get(GROUP) or 0), (n_layers - 1) // LAYERS_PER_VIEW * LAYERS_PER_VIEW)
+    return tuple(range(first, min(n_layers, first + LAYERS_PER_VIEW)))
+
+
+def group_picker(n_layers: int, active: list[int] | None) -> None:
+    """For a model deeper than LAYERS_PER_VIEW: which group of layers the grids show (z1-z8, z9-z16, ...)."""
+    if n_layers <= LAYERS_PER_VIEW:
+        return
+    starts = list(range(0, n_layers, LAYERS_PER_VIEW))
+
+    def name(s: int) -> str:
+        last = min(n_layers, s + LAYERS_PER_VIEW)
+        quiet = active is not None and len(active) == n_layers and not any(active[s:last])
+        return f"z{s + 1}–z{last}" + (" · collapsed" if quiet else "")
+    st.segmented_control(f"Layers shown ({n_layers} in all, {LAYERS_PER_VIEW} at a time)", starts, default=0,
+                         format_func=name, key=GROUP, help="the grids show one group of layers side by side; the "
+                         "selection and the followed point carry over between groups")
+
+
 def grid_figure(run, n: int, use_means: bool, method: str, selected, followed: int, revision: int = 0,
                 title: str | None = None):
-    """The one-figure grid of every layer in the chosen projection, the selection coloured, the point marked
-    (selected and followed: test-set positions, the grids' customdata)."""
+    """The one-figure grid of every layer (or the group shown) in the chosen projection, the selection
+    coloured, the point marked (selected and followed: test-set positions, the grids' customdata)."""
     projs = common.projections(run, n, use_means, method) if method != "PCA" else None
-    base = base_grid_of(str(run.path), run.stamp, n, use_means, method, title, projs)
+    shown = shown_layers(common.model_for(run).n_layers)
+    base = base_grid_of(str(run.path), run.stamp, n, use_means, method, title, projs, shown)
     return with_selection(base, selected, revision, highlight=followed)
 
 
@@ -210,6 +236,7 @@ def main() -> None:
     drawn, revision = drawn_selection(st.session_state.get(SELECTION), DRAWN)  # the grids' colouring
     drawn = np.asarray(drawn or [], dtype=np.int64)  # test-set positions, as the grids' customdata
 
+    group_picker(len(pcas), common.active_units_of(run))
     t1, t2 = st.columns(2)
     hover = t1.checkbox("Show images on hover", key=HOVER,
                         help=f"redraws the PCA chart in a frame that shows each point's test image on hover "

@@ -11,8 +11,46 @@ import streamlit as st
 from app_pages import common
 from app_pages.glossary import notice
 from explorer.encode import image_shape
+from explorer.traverse import temperature_ramp, temperatures_by_resolution
 from app_pages.computed import N_RECON, decomposition_png, reconstructions_png, samples_png
 
+
+
+PER_ROW = 8  # per-layer temperature sliders in a row: a 20-40-layer model gets several rows
+SAME, RAMP, PER_RESOLUTION = "same in every layer", "a ramp from top to bottom", "one per resolution"
+
+
+def layer_temperatures(model, temperature: float, per_layer: bool) -> tuple[float | tuple[float, ...], str]:
+    """The temperatures the samples use, one value or one per layer (z1 first), and how the caption says it:
+    one value, a ramp from z_L to z_1, one per spatial resolution, or (behind the toggle) a slider per layer."""
+    specs = model.layer_specs()
+    layers = len(specs)
+    if per_layer:
+        temps = []
+        for start in range(0, layers, PER_ROW):
+            cols = st.columns(min(PER_ROW, layers - start))
+            temps += [float(cols[i - start].slider(f"z{i + 1}", 0.0, 2.0, float(temperature), 0.1,
+                                                   key=f"samples_temperature_z{i + 1}"))
+                      for i in range(start, min(layers, start + PER_ROW))]
+        return tuple(temps), "per layer " + " · ".join(f"z{i + 1} {t:.1f}" for i, t in enumerate(temps))
+    resolutions = [spec.resolution for spec in specs]
+    modes = [SAME, RAMP] + ([PER_RESOLUTION] if len(set(resolutions)) > 1 else [])
+    mode = st.radio("Across the layers", modes, horizontal=True, key="samples_temperature_mode",
+                    help="the one temperature above in every layer; or a ramp from it at the top (z_L) to another at "
+                         "the bottom (z_1); or one per spatial resolution of the layers")
+    if mode == RAMP and layers > 1:
+        bottom = st.slider("Temperature at z1 (the ramp's bottom; the one above is z_L's)", 0.0, 2.0, 1.0, 0.1,
+                           key="samples_temperature_bottom")
+        return (tuple(temperature_ramp(float(temperature), float(bottom), layers)),
+                f"a ramp from {temperature:.1f} at z{layers} to {bottom:.1f} at z1")
+    if mode == PER_RESOLUTION:
+        distinct = sorted(set(resolutions), key=lambda r: -1 if r is None else r)
+        cols = st.columns(len(distinct))
+        chosen = {r: float(col.slider("vector layers" if r is None else f"{r}x{r} layers", 0.0, 2.0, float(temperature),
+                                      0.1, key=f"samples_temperature_res{r}")) for r, col in zip(distinct, cols)}
+        return (tuple(temperatures_by_resolution(resolutions, chosen)),
+                "per resolution " + " · ".join(f"{'vector' if r is None else f'{r}x{r}'} {t:.1f}" for r, t in chosen.items()))
+    return float(temperature), f"{temperature:.1f} in every layer"
 
 
 @st.fragment
@@ -28,14 +66,7 @@ def samples(run, model, shape, other=None) -> None:
     st.toggle("One temperature per layer", key="samples_per_layer",
               help="noise in one layer at a time: a layer at 0 takes p's mean, so its sliders show "
                    "what that layer's randomness adds to the samples")
-    temps: float | tuple[float, ...] = float(temperature)
-    if per_layer:
-        cols = st.columns(model.n_layers)
-        temps = tuple(float(cols[i].slider(f"z{i + 1}", 0.0, 2.0, float(temperature), 0.1,
-                                           key=f"samples_temperature_z{i + 1}")) for i in range(model.n_layers))
-        label = "per layer " + " · ".join(f"z{i + 1} {t:.1f}" for i, t in enumerate(temps))
-    else:
-        label = f"{temperature:.1f} in every layer"
+    temps, label = layer_temperatures(model, float(temperature), per_layer)
     caption = f"{n} samples z_L → … → z_1 → E[x|z], temperature {label}"
     png = samples_png(str(run.path), run.stamp, int(n), temps, int(seed), shape)
     if other is None:
@@ -44,6 +75,8 @@ def samples(run, model, shape, other=None) -> None:
         left, right = st.columns(2)
         common.show_png(png, caption=f"{run.name}: {caption}", container=left)
         other_cfg = common.model_for(other).cfg
+        if st.session_state.get("samples_temperature_mode") == RAMP and not per_layer and isinstance(temps, tuple):
+            temps = tuple(temperature_ramp(temps[-1], temps[0], other_cfg.layers))  # the same ramp over its layers
         if isinstance(temps, tuple) and other_cfg.layers != len(temps):
             right.info(f"{other.name} has {other_cfg.layers} layers, not {len(temps)}: one temperature per layer cannot "
                        "be the same for both; turn it off to compare them.")

@@ -155,6 +155,19 @@ def prior_samples(model: LatentHierarchy, n: int, temperature: float | Sequence[
         return _flat(model.generate(n, temperature=temps, generator=g).images)
 
 
+def temperature_ramp(top: float, bottom: float, n_layers: int) -> list[float]:
+    """One temperature per layer (z_1 first), linear from `bottom` at z_1 to `top` at z_L: a deep model's
+    samples tempered in its upper layers and free in its lower ones, or the other way round."""
+    if n_layers == 1:
+        return [float(top)]
+    return [float(bottom + (top - bottom) * i / (n_layers - 1)) for i in range(n_layers)]
+
+
+def temperatures_by_resolution(resolutions: Sequence[int | None], by_resolution: dict) -> list[float]:
+    """One temperature per layer (z_1 first) from one per spatial resolution (layers without one: key None)."""
+    return [float(by_resolution[r]) for r in resolutions]
+
+
 def hierarchy_decomposition(model: LatentHierarchy, image: np.ndarray, keep_top: int, n: int = 8,
                             seed: int = 0) -> np.ndarray:
     """(n, D): the image's posterior sample kept in the top `keep_top` layers, the layers below resampled from p.

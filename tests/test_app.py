@@ -957,3 +957,23 @@ def test_paths_interpolates_and_walks_directions(app):
     app.run()
     no_exceptions(app)
     assert any("set A's mean code (3 points) → set B's (2)" in c.value for c in app.caption)
+
+
+def test_samples_temperature_as_a_ramp_and_per_layer_sliders_in_rows(app):
+    """Issue 28: many layers stay usable: one temperature, a ramp from z_L to z_1, or (behind the toggle) one
+    slider per layer; the ramp's ends are the two sliders and it is linear in between."""
+    from explorer.traverse import temperature_ramp, temperatures_by_resolution
+    assert temperature_ramp(1.0, 0.0, 5) == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert temperature_ramp(0.7, 0.1, 1) == [0.7]
+    assert temperatures_by_resolution([8, 8, 4, None], {8: 0.5, 4: 1.0, None: 0.0}) == [0.5, 0.5, 1.0, 0.0]
+    page(app, "samples")
+    same = image_url(app, "temperature 1.0 in every layer")
+    assert "one per resolution" not in app.radio(key="samples_temperature_mode").options  # vector layers only
+    app.radio(key="samples_temperature_mode").set_value("a ramp from top to bottom").run()
+    no_exceptions(app)
+    app.slider(key="samples_temperature_bottom").set_value(0.0).run()
+    no_exceptions(app)
+    ramp = image_url(app, "a ramp from 1.0 at z3 to 0.0 at z1")
+    assert ramp != same
+    app.slider(key="samples_temperature_bottom").set_value(1.0).run()  # a flat ramp is one temperature
+    assert image_url(app, "a ramp from 1.0 at z3 to 1.0 at z1") == same

@@ -160,3 +160,41 @@ def test_an_eval_json_written_before_the_one_key_set_reads_under_todays_keys(tmp
                                                   "active_units": [3, 1]}))
     ev = read_evaluation(tmp_path)
     assert ev == {"test_elbo": -84.0, "test_kl_per_layer": [1.0, 2.0], "iw_ll": -82.0, "active_units": [3, 1]}
+
+
+@pytest.fixture(scope="module")
+def deep_runs(tmp_path_factory) -> Path:
+    """A 10-layer LVAE (2 units a layer), one epoch: what a deep hierarchy asks of the pages."""
+    from training.train import train
+    root = tmp_path_factory.mktemp("deep-runs")
+    cfg = RunConfig.make(model="lvae", layers=10, hidden_sizes=[16] * 10, latent_sizes=[2] * 10, dataset="digits",
+                         epochs=1, batch_size=64, warmup_epochs=1, seed=0, device="cpu")
+    train(cfg, root / "deep-lvae", progress=False)
+    return root
+
+
+def test_a_deep_hierarchy_shows_its_layers_in_groups_and_samples_per_layer_in_rows(deep_runs, monkeypatch, tmp_path):
+    """Issue 28: 20-40 layers must stay usable: the Layers grid shows 8 at a time (a picker for the group),
+    and the per-layer temperature sliders come in rows of 8."""
+    from streamlit.testing.v1 import AppTest
+    monkeypatch.setenv("LVAE_RUNS_DIR", str(deep_runs))
+    monkeypatch.setenv("LVAE_OFFLINE", "1")
+    monkeypatch.chdir(tmp_path)
+    at = AppTest.from_file(str(APP), default_timeout=120)
+    at.run()
+    at.switch_page("app_pages/layers.py").run()
+    assert not _problems(at), _problems(at)
+
+    def subplot_layers() -> list[str]:
+        fig = json.loads(at.get("plotly_chart")[0].proto.spec)
+        return [t["text"].split(" ")[0] for t in fig["layout"]["annotations"] if t["text"].startswith("z")]
+    assert subplot_layers() == [f"z{i}" for i in range(1, 9)]
+    group = at.get("button_group")[0]
+    assert group.options and len(group.options) == 2
+    at.session_state["layers_group"] = 8
+    at.run()
+    assert not _problems(at) and subplot_layers() == ["z9", "z10"]
+    at.switch_page("app_pages/samples.py").run()
+    at.toggle(key="samples_per_layer").set_value(True).run()
+    assert not _problems(at)
+    assert len([s for s in at.slider if s.key and s.key.startswith("samples_temperature_z")]) == 10

@@ -336,26 +336,32 @@ def _scatter3d(coords: np.ndarray, labels: Sequence[Any] | np.ndarray, layer: in
 def layer_scatter_grid(pcas: Sequence[Any], labels: Sequence[Any] | np.ndarray, highlight: int | None = None,
                        selected: Sequence[int] | np.ndarray | None = None, active: Sequence[int] | None = None,
                        prior_sd: Sequence[Sequence[float]] | None = None, title: str | None = None,
-                       ids: np.ndarray | None = None) -> go.Figure:
+                       ids: np.ndarray | None = None, layers: Sequence[int] | None = None) -> go.Figure:
     """All layers side by side in ONE figure (one WebGL context), one column per layer.
     active: units per layer (titles say "no active units" for 0); prior_sd: per layer the prior's
-    standard deviation along PC1, PC2 (explorer.encode.prior_sd_along): the axes are then in prior sd."""
-    titles = [_layer_title(p, i, active=None if active is None else active[i]) for i, p in enumerate(pcas)]
-    scaled = [_in_prior_sd(p, None if prior_sd is None else prior_sd[i]) for i, p in enumerate(pcas)]
-    fig = _layer_grid([c for c, _ in scaled], titles, labels, highlight, axis_titles=[a for _, a in scaled], ids=ids)
+    standard deviation along PC1, PC2 (explorer.encode.prior_sd_along): the axes are then in prior sd.
+    layers: the layers shown (0-based, default all): a model of 20-40 layers shows a group at a time."""
+    shown = list(range(len(pcas))) if layers is None else list(layers)
+    titles = [_layer_title(pcas[i], i, active=None if active is None else active[i]) for i in shown]
+    scaled = [_in_prior_sd(pcas[i], None if prior_sd is None else prior_sd[i]) for i in shown]
+    fig = _layer_grid([c for c, _ in scaled], titles, labels, highlight, layers=shown, axis_titles=[a for _, a in scaled],
+                      ids=ids)
     return with_selection(_style(fig, title or "Posterior means of every latent layer (PCA, PC1 vs PC2)", height=480,
                                  margin=GRID_MARGIN), selected)
 
 
 def projection_grid(projections: Sequence[Any], labels: Sequence[Any] | np.ndarray, highlight: int | None = None,
                     selected: Sequence[int] | np.ndarray | None = None, active: Sequence[int] | None = None,
-                    title: str | None = None, ids: np.ndarray | None = None) -> go.Figure:
+                    title: str | None = None, ids: np.ndarray | None = None,
+                    layers: Sequence[int] | None = None) -> go.Figure:
     """Every layer's non-linear map (explorer.projections.Projection: UMAP or t-SNE) side by side, as the
-    PCA grid: the axes have no units, only neighbourhoods mean something."""
-    titles = [f"{layer_name(i)} · {p.method}" + ("" if active is None else "<br>" + _activity_note(active[i])
-                                                     .removeprefix(" · ")) for i, p in enumerate(projections)]
-    axes = [tuple(p.axes[:2]) for p in projections]
-    fig = _layer_grid([p.coords for p in projections], titles, labels, highlight, axis_titles=axes, ids=ids)
+    PCA grid: the axes have no units, only neighbourhoods mean something. layers: the layers shown."""
+    shown = list(range(len(projections))) if layers is None else list(layers)
+    titles = [f"{layer_name(i)} · {projections[i].method}" + ("" if active is None else "<br>" + _activity_note(active[i])
+                                                                .removeprefix(" · ")) for i in shown]
+    axes = [tuple(projections[i].axes[:2]) for i in shown]
+    fig = _layer_grid([projections[i].coords for i in shown], titles, labels, highlight, layers=shown,
+                      axis_titles=axes, ids=ids)
     method = projections[0].method if projections else "projection"
     return with_selection(_style(fig, title or f"Posterior means of every latent layer ({method})", height=480,
                                  margin=GRID_MARGIN), selected)
