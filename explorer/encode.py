@@ -78,15 +78,16 @@ class TestPoints:
 
     images: np.ndarray            # (N, D) float32 in [0, 1]: what the model sees (binarized for Bernoulli runs)
     labels: np.ndarray            # (N,) int64
-    image_shape: tuple[int, int]
+    image_shape: tuple[int, ...]  # (h, w) grey, (c, h, w) colour: what explorer.images draws with
     source: str                   # where they came from, for the page's caption
     index: np.ndarray             # (N,) int64: each point's position in the test set (what exports record)
 
 
-def image_shape(cfg: RunConfig) -> tuple[int, int]:
-    """(height, width) of the run's images (RunConfig.image_dims)."""
-    _, h, w = cfg.image_dims
-    return h, w
+def image_shape(cfg: RunConfig) -> tuple[int, ...]:
+    """The shape the pages draw the run's images with (explorer.images): (height, width) for grey images,
+    (channels, height, width) for colour ones (RunConfig.image_dims)."""
+    c, h, w = cfg.image_dims
+    return (h, w) if c == 1 else (c, h, w)
 
 
 def test_points(cfg: RunConfig, run_dir: Path, n: int = 5000, data_dir: str | None = None) -> TestPoints:
@@ -99,13 +100,13 @@ def test_points(cfg: RunConfig, run_dir: Path, n: int = 5000, data_dir: str | No
     at training time) stand in. Raises UserError if neither is available.
     """
     try:
-        x, y, shape = _test_set(cfg.dataset, str(data_dir or cfg.data_dir), cfg.likelihood, cfg.pixel_scale)
+        x, y, _ = _test_set(cfg.dataset, str(data_dir or cfg.data_dir), cfg.likelihood, cfg.pixel_scale)
     except DataError as e:
         return _snapshot_points(cfg, Path(run_dir), n, str(e))
     if x.shape[1] != cfg.input_dim:
         raise UserError(f"{cfg.dataset} images have {x.shape[1]} pixels, the run was trained on {cfg.input_dim}")
     idx = class_balanced_indices(y, n)
-    return TestPoints(x[idx], y[idx], shape, f"{cfg.dataset} test set, {len(idx)} of {len(x)} images, "
+    return TestPoints(x[idx], y[idx], image_shape(cfg), f"{cfg.dataset} test set, {len(idx)} of {len(x)} images, "
                       "class-balanced", idx)
 
 

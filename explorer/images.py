@@ -1,4 +1,5 @@
-"""Pixel vectors in [0, 1] -> greyscale pictures (grids, PNG bytes, data URIs), and uploads -> pixel vectors."""
+"""Pixel vectors in [0, 1] -> pictures (grids, PNG bytes, data URIs), grey or colour from the image shape: (h, w)
+or (1, h, w) grey, (3, h, w) colour (pixel vectors in C, H, W order); and uploads -> pixel vectors."""
 from __future__ import annotations
 
 import base64
@@ -19,11 +20,21 @@ class UploadError(UserError, ValueError):
     """An uploaded file that is not an image we can read; the message says so in one line."""
 
 
-def to_uint8(images: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """(..., D) pixel vectors in [0, 1] -> (n, h, w) uint8, values clipped."""
-    h, w = shape
-    flat = np.asarray(images, dtype=np.float32).reshape(-1, h * w)
-    return (np.clip(flat, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8).reshape(-1, h, w)
+def _dims(shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """(channels, height, width) of an image shape (h, w) or (c, h, w)."""
+    return (1, *shape) if len(shape) == 2 else tuple(shape)  # type: ignore[return-value]
+
+
+def to_uint8(images: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """(..., D) pixel vectors in [0, 1] -> (n, h, w) uint8 for grey images, (n, h, w, 3) for colour, clipped."""
+    c, h, w = _dims(shape)
+    flat = np.asarray(images, dtype=np.float32).reshape(-1, c * h * w)
+    tiles = (np.clip(flat, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8).reshape(-1, c, h, w)
+    return tiles[:, 0] if c == 1 else tiles.transpose(0, 2, 3, 1)
+
+
+def _scaled(tile: np.ndarray, scale: int) -> np.ndarray:
+    return tile.repeat(scale, axis=0).repeat(scale, axis=1) if scale > 1 else tile
 
 
 def image_grid(images: np.ndarray, shape: tuple[int, int], ncols: int | None = None, scale: int = 4,
@@ -35,21 +46,22 @@ def image_grid(images: np.ndarray, shape: tuple[int, int], ncols: int | None = N
     Size: cols * (w * scale) + (cols + 1) * pad wide, likewise high.
     """
     images = np.asarray(images)
-    h, w = shape
+    channels, h, w = _dims(shape)
     if images.ndim == 3:
         rows, cols = images.shape[:2]
     else:
-        n = max(1, images.reshape(-1, h * w).shape[0])
+        n = max(1, images.reshape(-1, channels * h * w).shape[0])
         cols = max(1, min(ncols or math.ceil(math.sqrt(n)), n))
         rows = math.ceil(n / cols)
     tiles = to_uint8(images, shape)
     ch, cw = h * scale, w * scale
-    canvas = np.full((rows * ch + (rows + 1) * pad, cols * cw + (cols + 1) * pad), PAD_GREY, np.uint8)
+    size = (rows * ch + (rows + 1) * pad, cols * cw + (cols + 1) * pad) + (() if channels == 1 else (3,))
+    canvas = np.full(size, PAD_GREY, np.uint8)
     for idx, tile in enumerate(tiles[:rows * cols]):
         r, c = divmod(idx, cols)
         y, x = pad + r * (ch + pad), pad + c * (cw + pad)
-        canvas[y:y + ch, x:x + cw] = np.kron(tile, np.ones((scale, scale), np.uint8)) if scale > 1 else tile
-    return Image.fromarray(canvas, mode="L")
+        canvas[y:y + ch, x:x + cw] = _scaled(tile, scale)
+    return Image.fromarray(canvas, mode="L" if channels == 1 else "RGB")
 
 
 def gif_bytes(images: np.ndarray, shape: tuple[int, int], scale: int = 4, frame_ms: int = 150,
@@ -58,8 +70,7 @@ def gif_bytes(images: np.ndarray, shape: tuple[int, int], scale: int = 4, frame_
     tiles = to_uint8(images, shape)
     if not len(tiles):
         raise ValueError("a GIF needs at least one frame")
-    frames = [Image.fromarray(np.kron(t, np.ones((scale, scale), np.uint8)) if scale > 1 else t, mode="L")
-              for t in tiles]
+    frames = [Image.fromarray(_scaled(t, scale), mode="L" if t.ndim == 2 else "RGB") for t in tiles]
     if bounce and len(frames) > 2:
         frames = frames + frames[-2:0:-1]
     buf = io.BytesIO()

@@ -444,3 +444,16 @@ def test_pca_axes_are_in_prior_sd_only_where_the_prior_sd_is_known():
     np.testing.assert_allclose(np.sort(y1), np.sort(raw[:, 1] / 4.0), rtol=1e-5)
     assert fig.layout.xaxis.title.text == "PC1 (prior sd)" and fig.layout.yaxis2.title.text == "PC2 (prior sd)"
     assert fig.layout.xaxis2.title.text == "PC1"  # a nil prior sd: not in prior sd, and not said to be
+
+
+def test_pictures_are_grey_or_colour_from_the_image_shape():
+    """Issue 28: images as images: (h, w) or (1, h, w) draws grey, (3, h, w) colour (pixels in C, H, W order)."""
+    from explorer.images import gif_bytes, image_grid
+    red = np.zeros((1, 3, 2, 2), np.float32)
+    red[:, 0] = 1.0  # the red channel full, green and blue empty
+    img = image_grid(red.reshape(1, -1), (3, 2, 2), scale=2, pad=0)
+    assert img.mode == "RGB" and img.size == (4, 4) and img.getpixel((1, 1)) == (255, 0, 0)
+    grey = image_grid(np.full((2, 4), 0.5, np.float32), (1, 2, 2), pad=0, scale=1)
+    assert grey.mode == "L" and grey.getpixel((0, 0)) == 128
+    assert image_grid(np.full((2, 4), 0.5, np.float32), (2, 2), pad=0, scale=1).tobytes() == grey.tobytes()
+    assert gif_bytes(np.repeat(red.reshape(1, -1), 3, axis=0), (3, 2, 2))[:3] == b"GIF"
