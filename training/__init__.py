@@ -1,4 +1,5 @@
-"""VAE and Ladder VAE (Sønderby et al. 2016) with batch normalization, KL warm-up and the IW bound.
+"""Latent hierarchies behind one interface (training/models/: the VAE and the Ladder VAE of Sønderby et al.
+2016 first), trained with batch normalization, KL warm-up and the IW bound, and evaluated.
 
 Imports only torch, numpy, scipy, scikit-learn, safetensors and tqdm, so it runs
 on GPU machines without the app's packages.
