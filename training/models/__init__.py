@@ -6,14 +6,11 @@ line in FAMILIES below (or `register(cls)` from elsewhere, as the tests do for a
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
 
-from .interface import LatentHierarchy, LayerPosterior, LayerSpec
+from .interface import LatentHierarchy, LayerPosterior, LayerSpec, RunSettings
 from .lvae import LVAE
 from .vae import VAE
 
-if TYPE_CHECKING:
-    from ..config import RunConfig
 
 __all__ = ["FAMILIES", "LatentHierarchy", "LayerPosterior", "LayerSpec", "arch_class", "build_model", "family_names",
            "family_title", "register"]
@@ -47,7 +44,7 @@ def arch_class(name: str) -> type:
     return FAMILIES[name][0].Arch
 
 
-def build_model(cfg: RunConfig) -> LatentHierarchy:
+def build_model(cfg: RunSettings) -> LatentHierarchy:
     """A new model of cfg's family (weights initialised as the family does)."""
     if cfg.model not in FAMILIES:
         raise ValueError(f"no model family {cfg.model!r}; known: {', '.join(FAMILIES)}")

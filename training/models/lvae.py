@@ -4,18 +4,15 @@ each bottom-up estimate with p(z_i|z_{i+1}) at the sampled z_{i+1} (the precisio
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from ..distributions import precision_weighted_merge, sample_gaussian
-from .interface import LayerPosterior
+from .interface import LayerPosterior, RunSettings
 from ..options import option
 from .mlp import GaussianHead, GaussianLayer, GenerativeModel, MLPArch, MLPHierarchy, mlp_block
 
-if TYPE_CHECKING:
-    from ..config import RunConfig
 
 
 @dataclass
@@ -36,7 +33,7 @@ class LadderInference(nn.Module):
     p(z_i|z_{i+1}) (their ladder_share_params False).
     """
 
-    def __init__(self, cfg: RunConfig):
+    def __init__(self, cfg: RunSettings):
         super().__init__()
         h, z = cfg.arch.hidden_sizes, cfg.arch.latent_sizes
         self.up_from_mean = cfg.arch.up_from_mean
@@ -80,5 +77,5 @@ class LVAE(MLPHierarchy):
     family = "lvae"
     Arch = LVAEArch
 
-    def __init__(self, cfg: RunConfig):
+    def __init__(self, cfg: RunSettings):
         super().__init__(cfg, LadderInference(cfg))

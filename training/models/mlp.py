@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -18,10 +17,8 @@ from torch import nn
 from ..distributions import bernoulli_log_likelihood, gaussian_log_density, positive_variance
 from ..errors import UserError
 from ..options import option
-from .interface import GAUSSIAN, Generated, LatentHierarchy, LayerPosterior, LayerSpec
+from .interface import GAUSSIAN, Generated, LatentHierarchy, LayerPosterior, LayerSpec, RunSettings
 
-if TYPE_CHECKING:
-    from ..config import RunConfig
 
 # Sønderby et al. 2016, Sec. 3: MNIST sizes for layers 1..5 (a model with L
 # layers takes the first L of each).
@@ -136,7 +133,7 @@ class GaussianLayer(nn.Module):
 class GenerativeModel(nn.Module):
     """p(z_L) = N(0, I); p(z_i|z_{i+1}) = N(mu_p, var_p)(z_{i+1}); p(x|z_1) Bernoulli or Gaussian."""
 
-    def __init__(self, cfg: RunConfig):
+    def __init__(self, cfg: RunSettings):
         super().__init__()
         arch = cfg.arch
         h, z = arch.hidden_sizes, arch.latent_sizes

@@ -2,23 +2,20 @@
 q(z_1|x) prod_i q(z_i|z_{i-1}), sampled upwards."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from ..distributions import sample_gaussian
-from .interface import LayerPosterior
+from .interface import LayerPosterior, RunSettings
 from .mlp import GaussianLayer, GenerativeModel, MLPArch, MLPHierarchy
 
-if TYPE_CHECKING:
-    from ..config import RunConfig
 
 
 class BottomUpInference(nn.Module):
     """VAE inference: q(z_1|x), q(z_i|z_{i-1}); each step d = MLP(y), mu = Linear(d), var = Softplus(Linear(d))."""
 
-    def __init__(self, cfg: RunConfig):
+    def __init__(self, cfg: RunSettings):
         super().__init__()
         h, z = cfg.arch.hidden_sizes, cfg.arch.latent_sizes
         inputs = [cfg.input_dim] + list(z[:-1])
@@ -46,5 +43,5 @@ class VAE(MLPHierarchy):
     family = "vae"
     Arch = MLPArch
 
-    def __init__(self, cfg: RunConfig):
+    def __init__(self, cfg: RunSettings):
         super().__init__(cfg, BottomUpInference(cfg))

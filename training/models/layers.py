@@ -1,0 +1,101 @@
+"""What a model family's layers are and what one pass through them gives (training/models/interface.py):
+layer specs, the posterior at each layer, a forward pass, generated codes and images, and the run settings
+a family reads."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+
+from ..distributions import gaussian_analytical_kl, gaussian_log_density
+
+GAUSSIAN, CATEGORICAL = "gaussian", "categorical"
+# The most numbers a layer's summary code has (explorer/snapshots): a spatial layer larger than this is
+# average-pooled over space until it fits, so 1,000 snapshot points of a 40-layer model stay a few MB.
+SUMMARY_UNITS = 256
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """One stochastic layer as the explorer sees it."""
+    name: str                      # "z1" .. "zL"
+    shape: tuple[int, ...]         # (units,) or (C, H, W)
+    kind: str = GAUSSIAN           # gaussian | categorical
+    resolution: int | None = None  # the spatial side for a (C, H, W) layer
+
+    @property
+    def units(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def pool(self) -> int:
+        """The side of the spatial average pooling that makes this layer's summary code (1: none)."""
+        if len(self.shape) != 3:
+            return 1
+        c, h, w = self.shape
+        p = 1
+        while c * (h // p) * (w // p) > SUMMARY_UNITS and h % (2 * p) == 0 and w % (2 * p) == 0:
+            p *= 2
+        return p
+
+    @property
+    def summary_units(self) -> int:
+        if len(self.shape) != 3:
+            return self.units
+        c, h, w = self.shape
+        return c * (h // self.pool) * (w // self.pool)
+
+
+@dataclass
+class LayerPosterior:
+    """One Gaussian layer of one pass up and down: the sample and both distributions at it, (N, *shape) each."""
+    z: torch.Tensor
+    mu: torch.Tensor
+    var: torch.Tensor
+    prior_mu: torch.Tensor
+    prior_var: torch.Tensor
+    # True when z's parents in p were sampled before z, so that KL(q || p) given them is the exact
+    # expectation of log q - log p (e.g. the LVAE's top-down order); otherwise (the bottom-up VAE below
+    # its top layer) the single-sample estimate log q - log p at z is the KL term.
+    analytic_kl_valid: bool
+
+    def log_ratio(self) -> torch.Tensor:
+        """log q(z) - log p(z) per unit at the sample: the importance weight's latent term."""
+        return gaussian_log_density(self.z, self.mu, self.var) - gaussian_log_density(self.z, self.prior_mu, self.prior_var)
+
+    def kl(self) -> torch.Tensor:
+        """The per-unit rate (KL term of the ELBO): analytic where valid, else the single-sample estimate."""
+        if self.analytic_kl_valid:
+            return gaussian_analytical_kl(self.mu, self.var, self.prior_mu, self.prior_var)
+        return self.log_ratio()
+
+
+@dataclass
+class ForwardPass:
+    layers: list[LayerPosterior]
+    log_px: torch.Tensor  # log p(x|z), one per row (n_samples * batch rows, sample-major)
+
+
+@dataclass
+class Generated:
+    codes: list[torch.Tensor]  # every layer's code, z_1 first
+    images: torch.Tensor       # (N, C, H, W) mean images in [0, 1]
+
+
+def per_row(t: torch.Tensor) -> torch.Tensor:
+    """Sum over every axis but the first: a per-unit term as one number per row."""
+    return t.flatten(1).sum(1)
+
+
+class RunSettings(Protocol):
+    """What a family reads of the run's config (training.config.RunConfig): its architecture, the data's
+    shape and the likelihood."""
+    arch: Any
+    input_dim: int
+    likelihood: str
+
+    @property
+    def image_dims(self) -> tuple[int, int, int]: ...
+
