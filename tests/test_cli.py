@@ -148,7 +148,7 @@ def test_train_help_lists_every_config_field(capsys):
     from training.config import RunConfig
     from training.models import arch_class
     from training.options import option_flag
-    for family in ("vae", "lvae"):
+    for family in ("vae", "lvae", "nvae"):
         assert main(["train", "--family", family, "--help"]) == 0
         text = capsys.readouterr().out
         internal = {"input_dim", "image_shape", "format_version", "arch"}  # filled in by the code, not options

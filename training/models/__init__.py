@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from .interface import LatentHierarchy, LayerPosterior, LayerSpec, RunSettings
 from .lvae import LVAE
+from .nvae import NVAE
 from .vae import VAE
 
 
@@ -19,6 +20,7 @@ __all__ = ["FAMILIES", "LatentHierarchy", "LayerPosterior", "LayerSpec", "arch_c
 FAMILIES: dict[str, tuple[type[LatentHierarchy], str]] = {
     "vae": (VAE, "VAE (bottom-up inference)"),
     "lvae": (LVAE, "Ladder VAE"),
+    "nvae": (NVAE, "NVAE (residual top-down groups of spatial latents)"),
 }
 
 

@@ -35,10 +35,9 @@ class LayerSpec:
         if len(self.shape) != 3:
             return 1
         c, h, w = self.shape
-        p = 1
-        while c * (h // p) * (w // p) > SUMMARY_UNITS and h % (2 * p) == 0 and w % (2 * p) == 0:
-            p *= 2
-        return p
+        # The smallest side that tiles the map exactly (a 7x7 map: 1 or 7) and brings it within the budget.
+        sides = [p for p in range(1, math.gcd(h, w) + 1) if h % p == 0 and w % p == 0]
+        return next((p for p in sides if c * (h // p) * (w // p) <= SUMMARY_UNITS), sides[-1])
 
     @property
     def summary_units(self) -> int:

@@ -1,0 +1,146 @@
+"""The NVAE family (training/models/nvae.py): its parts against direct computations, and a tiny run on digits
+that trains, resumes exactly, evaluates and exports through the same commands as every family."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from training import checkpoint as ckpt
+from training.config import RunConfig
+from training.models.nvae import (balance_alphas, kl_balance_coefficients, residual_normal,
+                                  spectral_norm_power_iteration)
+
+
+def nvae_cfg(**kw) -> RunConfig:
+    base = dict(model="nvae", dataset="digits", epochs=2, batch_size=64, warmup_epochs=2, eval_every=1,
+                snapshot_every=1, checkpoint_every=1, seed=0, device="cpu", groups=[1, 2], channels=8,
+                latent_channels=2, lr=1e-3)
+    return RunConfig.make(**{**base, **kw})
+
+
+@pytest.fixture(scope="module")
+def nvae_run(tmp_path_factory):
+    from training.train import train
+    out = tmp_path_factory.mktemp("nvae") / "digits-nvae"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        train(nvae_cfg(), out, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    return out
+
+
+def test_the_residual_normals_kl_is_the_papers_closed_form():
+    """Vahdat & Kautz 2020, eq. 3: KL(q || p) = 1/2 (d_mu^2 / sigma_p^2 + d_sigma^2 - log d_sigma^2 - 1) for
+    q = N(mu_p + d_mu, sigma_p d_sigma): the residual normal's KL through the analytic Gaussian KL matches it."""
+    from training.distributions import gaussian_analytical_kl
+    g = torch.Generator().manual_seed(0)
+    mu_p, log_sigma_p, d_mu, d_log_sigma = (torch.randn(1000, generator=g, dtype=torch.float64) for _ in range(4))
+    mu_q, log_sigma_q = residual_normal(mu_p, log_sigma_p, d_mu, d_log_sigma)
+    kl = gaussian_analytical_kl(mu_q, torch.exp(2 * log_sigma_q), mu_p, torch.exp(2 * log_sigma_p))
+    d_sigma2, sigma_p2 = torch.exp(2 * d_log_sigma), torch.exp(2 * log_sigma_p)
+    direct = 0.5 * (d_mu ** 2 / sigma_p2 + d_sigma2 - torch.log(d_sigma2) - 1)
+    torch.testing.assert_close(kl, direct, rtol=1e-10, atol=1e-10)
+
+
+def test_spectral_power_iteration_finds_the_largest_singular_value():
+    g = torch.Generator().manual_seed(1)
+    w = torch.randn(16, 8, 3, 3, generator=g, dtype=torch.float64)
+    u = torch.nn.functional.normalize(torch.randn(16, generator=g, dtype=torch.float64), dim=0)
+    v = torch.nn.functional.normalize(torch.randn(72, generator=g, dtype=torch.float64), dim=0)
+    sigma, u, v = spectral_norm_power_iteration(w, u, v, steps=200)
+    assert sigma.item() == pytest.approx(torch.linalg.matrix_norm(w.reshape(16, -1), ord=2).item(), rel=1e-6)
+    again, _, _ = spectral_norm_power_iteration(w, u, v, steps=1)  # the kept vectors are already there
+    assert again.item() == pytest.approx(sigma.item(), rel=1e-9)
+    w.requires_grad_(True)
+    spectral_norm_power_iteration(w, u, v, steps=0)[0].backward()  # the gradient is u v' (reshaped)
+    torch.testing.assert_close(w.grad.reshape(16, -1), torch.outer(u, v))
+
+
+def test_kl_balancing_coefficients_on_a_hand_made_case():
+    """(KL + 0.01) / alpha, normalised to mean 1: two groups with 1 and 3 nats, equal alpha -> 2 x (1.01, 3.01)
+    / 4.02; a group four times as large (alpha 4) with the same 3 nats weighs a quarter as much."""
+    c = kl_balance_coefficients(torch.tensor([1.0, 3.0]), torch.tensor([1.0, 1.0]))
+    torch.testing.assert_close(c, torch.tensor([2 * 1.01 / 4.02, 2 * 3.01 / 4.02]))
+    c = kl_balance_coefficients(torch.tensor([3.0, 3.0]), torch.tensor([1.0, 4.0]))
+    torch.testing.assert_close(c, torch.tensor([1.6, 0.4]))
+    # alpha: the scale's side to the fourth over its groups, top (smaller) scale first, smallest 1
+    torch.testing.assert_close(balance_alphas([1, 2], [2, 4]), torch.tensor([1.0, 8.0, 8.0]))
+
+
+def test_a_digits_nvae_trains_evaluates_and_its_iw_bound_is_above_the_elbo(nvae_run):
+    from training.evaluate import evaluate_run
+    model, cfg, epoch = ckpt.load_model(nvae_run)
+    assert epoch == 2 and type(model).__name__ == "NVAE"
+    assert [s.shape for s in model.layer_specs()] == [(2, 4, 4), (2, 4, 4), (2, 2, 2)]  # z1 nearest the image
+    r = evaluate_run(nvae_run, iw_samples=50)
+    assert math.isfinite(r["iw_ll"]) and r["iw_ll"] > r["test_elbo"]  # Burda et al. 2016, Thm 1
+    assert len(r["active_units"]) == len(r["test_kl_per_layer"]) == 3
+
+
+def test_decoding_with_every_group_fixed_is_the_reconstruction(nvae_run):
+    """The top-down pass from the posterior's codes (generate with every group fixed) gives the very image the
+    encoding pass decoded: the explorer's reconstructions and traversals use the one sampler."""
+    from training.data import load_dataset
+    from training.evaluate import eval_mode
+    model, _, _ = ckpt.load_model(nvae_run)
+    x = torch.as_tensor(load_dataset("digits").test_x[:16]).bernoulli(generator=torch.Generator().manual_seed(0))
+    with eval_mode(model):
+        layers, logits = model._encode(x, 1, True, None, None)
+        decoded = model.decode({i: q.z for i, q in enumerate(layers)}, len(x))
+        torch.testing.assert_close(decoded, torch.sigmoid(logits))
+        # and the likelihood from the codes equals the one the forward pass scores
+        fp = model(x, generator=torch.Generator().manual_seed(3))
+        torch.testing.assert_close(model.log_likelihood(x, fp.layers), fp.log_px, rtol=1e-5, atol=1e-4)
+
+
+def test_a_killed_nvae_run_resumes_exactly(nvae_run, tmp_path):
+    """Stopped after epoch 1 (as a kill after a checkpoint) and resumed: the same weights, Adam state and
+    spectral-regularisation vectors as the run trained straight through."""
+    from training.train import train
+    cut = tmp_path / "cut"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the straight run: another thread count sums in another order
+    try:
+        train(nvae_cfg(epochs=1), cut, progress=False)
+        train(nvae_cfg(epochs=2), cut, resume=True, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    a, _ = ckpt.read_tensors(nvae_run / ckpt.CHECKPOINT, "model.")
+    b, _ = ckpt.read_tensors(cut / ckpt.CHECKPOINT, "model.")
+    assert a.keys() == b.keys() and any(k.startswith("sr_u") for k in a)
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_nvae_from_the_command_line_trains_and_exports(tmp_path):
+    from training.cli import main
+    out = tmp_path / "cli-nvae"
+    assert main(["train", "--family", "nvae", "--dataset", "digits", "--epochs", "1", "--groups", "1,1",
+                 "--channels", "8", "--latent-channels", "2", "--batch-size", "64", "--device", "cpu",
+                 "--no-progress", "--out", str(out)]) == 0
+    assert main(["export", str(out), str(tmp_path / "shipped"), "--iw-samples", "5"]) == 0
+    model, cfg, _ = ckpt.load_model(tmp_path / "shipped")
+    assert cfg.model == "nvae" and cfg.arch.groups == [1, 1] and (tmp_path / "shipped" / ckpt.EVAL).is_file()
+    assert main(["train", "--family", "nvae", "--dataset", "digits", "--epochs", "1", "--groups", "1,1,1",
+                 "--out", str(tmp_path / "bad")]) == 2
+
+
+def test_every_page_opens_on_an_nvae_run(nvae_run, monkeypatch, tmp_path):
+    """Through the interface alone: each page opens on the NVAE run with no exception and no error box."""
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+    monkeypatch.setenv("LVAE_RUNS_DIR", str(nvae_run.parent))
+    monkeypatch.setenv("LVAE_OFFLINE", "1")
+    monkeypatch.chdir(tmp_path)
+    at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app.py"), default_timeout=120)
+    at.run()
+    for name in ("compare", "layers", "traverse", "paths", "curves", "samples"):
+        at.switch_page(f"app_pages/{name}.py").run()
+        problems = [str(e.value) for e in at.exception] + [str(e.value) for e in at.error]
+        assert not problems, (name, problems)
+    assert any("digits-nvae" in str(o) for s in at.selectbox for o in s.options)
