@@ -107,15 +107,32 @@ def reconstructions_png(path: str, stamp: float, start: int) -> bytes:
     return common.grid_png(pairs, points.image_shape, target=56)
 
 
+@st.cache_resource(max_entries=64, show_spinner=False)
+def layer_maps_of(path: str, stamp: float, idx: int, what: str):
+    """One test image's per-layer maps as a figure, once for every session: what = "kl" (where each layer
+    spends its nats, spatial layers only) or "control" (per-pixel sd when one layer is redrawn 16 times)."""
+    from explorer.figures import layer_maps
+    from explorer.spatial import control_maps, kl_maps
+    points = common.points_of(path, stamp, common.TEST_POINTS)
+    model, image = common.model_of(path, stamp), points.images[idx]
+    if what == "kl":
+        return freeze(layer_maps(kl_maps(model, image), "Where each layer spends its nats: KL per position, summed "
+                                 "over channels", "nats", "Viridis"))
+    return freeze(layer_maps(control_maps(model, image), "What each layer controls: per-pixel sd of 16 images that "
+                             "redraw only that layer (above: the image's; below: their mean)", "sd", "Magma"))
+
+
 @st.cache_resource(max_entries=256, show_spinner=False)
-def decomposition_png(path: str, stamp: float, idx: int, keep: int | None) -> bytes:
-    """The image and 8 images sharing its top `keep` layers; keep=None: one such row for every k."""
+def decomposition_png(path: str, stamp: float, idx: int, keep: int | None, temperature: float = 1.0) -> bytes:
+    """The image and 8 images sharing its top `keep` layers, the rest drawn at `temperature`; keep=None: one
+    such row for every k."""
     points = common.points_of(path, stamp, common.TEST_POINTS)
     model, image = common.model_of(path, stamp), points.images[idx]
     if keep is None:
-        rows = np.stack([hierarchy_decomposition(model, image, k, n=8, seed=0) for k in range(model.n_layers, -1, -1)])
+        rows = np.stack([hierarchy_decomposition(model, image, k, n=8, seed=0, temperature=temperature)
+                         for k in range(model.n_layers, -1, -1)])
         return common.grid_png(rows, points.image_shape, target=48)
-    out = hierarchy_decomposition(model, image, keep, n=8, seed=0)
+    out = hierarchy_decomposition(model, image, keep, n=8, seed=0, temperature=temperature)
     return common.grid_png(np.concatenate([image[None], out]), points.image_shape, ncols=9, target=56)
 
 

@@ -12,7 +12,7 @@ from app_pages import common
 from app_pages.glossary import notice
 from explorer.encode import image_shape
 from explorer.traverse import temperature_ramp, temperatures_by_resolution
-from app_pages.computed import N_RECON, decomposition_png, reconstructions_png, samples_png
+from app_pages.computed import N_RECON, decomposition_png, layer_maps_of, reconstructions_png, samples_png
 
 
 
@@ -105,16 +105,38 @@ def reconstructions(run, points) -> None:
 def decomposition(run, model, points) -> None:
     st.subheader("Hierarchy decomposition: what the top layers decide")
     layers = model.n_layers
-    c1, c2 = st.columns(2)
+    c1, c2, c3 = st.columns(3)
     with c1:
         idx = common.test_image_input("Test image", points, "samples_decomp_index")
     keep = c2.slider("Keep the top k layers of its code", 0, layers, min(1, layers), key="samples_keep_top",
                      help="the image's posterior sample in z_L..z_{L-k+1}; every layer below resampled from p")
-    common.show_png(decomposition_png(str(run.path), run.stamp, int(idx), int(keep)),
-                    caption=f"test image {int(points.index[idx])}, then 8 images that share its top {keep} layer(s)")
+    temperature = float(c3.slider("Temperature of the redrawn layers", 0.0, 1.5, 1.0, 0.1,
+                                  key="samples_decomp_temperature",
+                                  help="scales the standard deviation of every layer drawn from p (0: its mean)"))
+    common.show_png(decomposition_png(str(run.path), run.stamp, int(idx), int(keep), temperature),
+                    caption=f"test image {int(points.index[idx])}, then 8 images that share its top {keep} layer(s); "
+                            f"the rest at temperature {temperature:.1f}")
     with st.expander("Every k at once"):
-        common.show_png(decomposition_png(str(run.path), run.stamp, int(idx), None),
-                        caption=f"rows: keep the top {layers} … 0 layers (last row: plain prior samples)")
+        common.show_png(decomposition_png(str(run.path), run.stamp, int(idx), None, temperature),
+                        caption=f"rows: keep the top {layers} … 0 layers (last row: plain prior samples), the rest "
+                                f"at temperature {temperature:.1f}")
+
+
+@st.fragment
+def layer_maps_section(run, model, points) -> None:
+    st.subheader("Where each layer spends its nats, and what it controls")
+    idx = common.test_image_input("Test image", points, "samples_maps_index")
+    common.show_images(points.images[[idx]], points.image_shape, target=96,
+                       caption=f"test image {int(points.index[idx])}")
+    if any(len(spec.shape) == 3 for spec in model.layer_specs()):
+        common.chart(layer_maps_of(str(run.path), run.stamp, int(idx), "kl"), "samples_kl_maps",
+                     f"{run.name}-kl-maps")
+    else:
+        st.caption("KL maps apply to layers that are spatial maps (NVAE, VDVAE); this model's layers are vectors.")
+    common.chart(layer_maps_of(str(run.path), run.stamp, int(idx), "control"), "samples_control_maps",
+                 f"{run.name}-control-maps")
+    notice("a bright place in a layer's control map is what that layer decides there; the lowest layers usually "
+           "decide strokes' edges, the upper ones the digit's shape.")
 
 
 def main() -> None:
@@ -134,6 +156,7 @@ def main() -> None:
                               "of the same noise"))
     reconstructions(run, points)
     decomposition(run, model, points)
+    layer_maps_section(run, model, points)
 
 
 main()

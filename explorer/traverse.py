@@ -169,8 +169,9 @@ def temperatures_by_resolution(resolutions: Sequence[int | None], by_resolution:
 
 
 def hierarchy_decomposition(model: LatentHierarchy, image: np.ndarray, keep_top: int, n: int = 8,
-                            seed: int = 0) -> np.ndarray:
-    """(n, D): the image's posterior sample kept in the top `keep_top` layers, the layers below resampled from p.
+                            seed: int = 0, temperature: float = 1.0) -> np.ndarray:
+    """(n, D): the image's posterior sample kept in the top `keep_top` layers, the layers below resampled from p
+    at `temperature` (how much each depth decides: openai/vdvae's write_images).
 
     keep_top = L reproduces one reconstruction n times; keep_top = 0 gives plain
     prior samples. In between, what stays the same across the n images is what
@@ -184,7 +185,7 @@ def hierarchy_decomposition(model: LatentHierarchy, image: np.ndarray, keep_top:
     with eval_mode(model):
         layers = model.posterior(as_tensor(np.reshape(image, (1, -1)), model), generator=g)
         fixed = {i: layers[i].z for i in range(n_layers - keep_top, n_layers)}
-        return _flat(model.generate(n, fixed, generator=g).images)
+        return _flat(model.generate(n, fixed, temperature=float(temperature), generator=g).images)
 
 
 def _check_layer(model: LatentHierarchy, layer: int) -> None:

@@ -144,3 +144,37 @@ def test_every_page_opens_on_an_nvae_run(nvae_run, monkeypatch, tmp_path):
         problems = [str(e.value) for e in at.exception] + [str(e.value) for e in at.error]
         assert not problems, (name, problems)
     assert any("digits-nvae" in str(o) for s in at.selectbox for o in s.options)
+
+
+def test_kl_maps_sum_to_each_layers_kl_and_control_maps_show_what_a_layer_decides(nvae_run):
+    """Issue 29's views for spatial latents: a layer's KL map sums over positions to its mean-path KL; a layer's
+    control map is zero where redrawing it changes nothing: with every layer fixed above the image's and the
+    layer itself at temperature 0 the images are all alike."""
+    import numpy as np
+
+    from explorer.encode import test_points
+    from explorer.figures import layer_maps
+    from explorer.spatial import control_maps, kl_maps
+    from training.distributions import gaussian_analytical_kl
+    from training.evaluate import eval_mode
+    model, cfg, _ = ckpt.load_model(nvae_run)
+    image = test_points(cfg, nvae_run, n=10).images[2]
+    maps = kl_maps(model, image)
+    assert sorted(maps) == [0, 1, 2] and maps[0].shape == (4, 4) and maps[2].shape == (2, 2)
+    with eval_mode(model):
+        layers = model.posterior(torch.as_tensor(image[None]), mean_path=True)
+        for i, q in enumerate(layers):
+            total = float(gaussian_analytical_kl(q.mu, q.var, q.prior_mu, q.prior_var).sum())
+            assert maps[i].sum() == pytest.approx(total, rel=1e-5)
+    control = control_maps(model, image, n=8)
+    assert sorted(control) == [0, 1, 2] and all(m.shape == (8, 8) and (m >= 0).all() for m in control.values())
+    assert max(float(m.max()) for m in control.values()) > 1e-4  # redrawing a layer changes some pixels
+    fig = layer_maps(maps, "KL", "nats")
+    assert [a["text"] for a in fig.layout.annotations] == ["z3", "z2", "z1"]  # top first, as the pass goes
+    assert np.isclose(sum(float(v) for v in fig._numbers["value"]), sum(float(m.sum()) for m in maps.values()))
+
+
+def test_the_maps_of_a_model_without_spatial_layers_say_so():
+    from explorer.figures import layer_maps
+    fig = layer_maps({}, "KL", "nats")
+    assert "no layer of this model is a spatial map" in fig.layout.annotations[0].text
