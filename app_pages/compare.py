@@ -124,6 +124,12 @@ def compare(a: RunInfo, b: RunInfo) -> None:
     with c2:
         common.chart(bars(kl, "KL divergence per layer (test set)", "KL (nats per image)"), "compare_kl",
                      "kl-per-layer")
+    channels = {n: final_per_layer(r, h, "active_channels") for n, r, h in zip(names, (a, b), hists)}
+    if any(channels.values()):  # runs evaluated since the count exists
+        common.chart(bars(channels, "Active channels per layer, NVAE's rule (KL > 0.1 nats per image, summed over "
+                                    "positions)", "active channels"), "compare_channels", "active-channels")
+        st.caption("A_u (above) asks whether a unit's mean moves with the image; NVAE's rule asks whether a channel "
+                   "pays more than 0.1 nats: the two disagree, most for spatial layers (a channel is many units).")
     notice("compare the two bars of the upper layers (z3 and up): a layer at 0 active units and ≈0 KL is collapsed, "
            "ignored by the model; the model that keeps more of them used its hierarchy.")
     if any(stored_iw(r) for r in (a, b)):

@@ -11,6 +11,9 @@ TERMS = {
     "A_u (activity)": "Cov_x(E_q[u|x]): how much a unit's posterior mean moves from image to image (Burda et al. "
                       "2016). A unit is active when A_u > 0.01.",
     "active units": "the units with A_u > 0.01, per layer; a layer with none is collapsed.",
+    "active channels": "NVAE's count (Vahdat & Kautz 2020, their code): the channels of a layer whose KL per image, "
+                       "summed over the channel's positions, is above 0.1 nats; a vector layer's channels are its "
+                       "units. It often disagrees with the active units.",
     "collapsed layer": "a layer whose posterior equals its prior whatever the image: no active units, KL ≈ 0; "
                        "moving its code changes nothing the model decodes.",
     "active only through the layer above": "a unit whose mean moves with the image (A_u > 0.01) while its own KL is "

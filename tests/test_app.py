@@ -120,7 +120,10 @@ def test_compare_is_the_landing_page_with_both_runs(app, tmp_path):
     note = next(c.value for c in app.caption if "This pair above layer 2" in c.value)
     for t_units, t_kl in zip(units["data"], kl["data"]):
         assert f"{t_units['name']} {int(t_units['y'][2])} active units and {t_kl['y'][2]:.2f} nats" in note
-    assert len(app.get("download_button")) == 2
+    # NVAE's active channels beside A_u (issue 29): a third chart, both runs' bars
+    channels = by_title(app, "Active channels per layer")
+    assert [t["name"] for t in channels["data"]] == ["tiny-vae", "tiny-lvae"]
+    assert len(app.get("download_button")) == 3
     assert [m.label for m in app.metric][:1] == ["Test ELBO (nats)"]
     assert all(m.value != "–" for m in app.metric if m.label.startswith("Test ELBO"))
     settings = [d.value for d in app.dataframe if list(d.value.columns) == ["setting", "value"]]

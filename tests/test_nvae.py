@@ -178,3 +178,12 @@ def test_the_maps_of_a_model_without_spatial_layers_say_so():
     from explorer.figures import layer_maps
     fig = layer_maps({}, "KL", "nats")
     assert "no layer of this model is a spatial map" in fig.layout.annotations[0].text
+
+
+def test_active_channels_follow_nvaes_rule_on_a_hand_made_case():
+    """A channel is active with over 0.1 nats summed over its positions: 4 positions of 0.03 make 0.12 (active),
+    of 0.02 make 0.08 (not); a vector layer's channels are its units."""
+    from training.objectives import count_active_channels
+    spatial = torch.tensor([0.03] * 4 + [0.02] * 4)  # two channels of 2 x 2
+    vector = torch.tensor([0.2, 0.05, 0.11])
+    assert count_active_channels([spatial, vector], [(2, 2, 2), (3,)]) == [1, 2]

@@ -16,7 +16,7 @@ from .config import RunConfig
 from .data import Dataset, binarize, load_dataset
 from .errors import UserError
 from .models import LatentHierarchy
-from .objectives import count_active_units, evaluate_elbo, iw_log_likelihood, unit_activity
+from .objectives import count_active_channels, count_active_units, evaluate_elbo, iw_log_likelihood, unit_activity
 
 BN_STATS_SEED = 0
 
@@ -63,7 +63,7 @@ def test_tensors(data: Dataset, cfg: RunConfig, device: torch.device) -> tuple[t
 
 
 # The test measures, under the same keys in the training history and in eval.json (TEST_MEASURES).
-TEST_MEASURES = ("test_elbo", "test_recon", "test_kl_per_layer", "active_units", "kl_per_unit")
+TEST_MEASURES = ("test_elbo", "test_recon", "test_kl_per_layer", "active_units", "active_channels", "kl_per_unit")
 # eval.json files written before the keys were one set.
 LEGACY_EVAL_KEYS = {"elbo": "test_elbo", "kl_per_layer": "test_kl_per_layer"}
 
@@ -75,7 +75,7 @@ def measures_of(evaluation: dict) -> dict:
 
 def evaluate_test(model: LatentHierarchy, x_test: torch.Tensor) -> dict:
     """The TEST_MEASURES on the test set, BN in eval mode: the ELBO and its reconstruction term, KL per layer
-    and unit, and the active units (A_u > 0.01) per layer."""
+    and unit, the active units (A_u > 0.01) per layer and NVAE's active channels (KL > 0.1 nats) per layer."""
     with eval_mode(model, fork_rng=True):
         stats = evaluate_elbo(model, x_test)
         activity = unit_activity(model, x_test)
@@ -85,6 +85,8 @@ def evaluate_test(model: LatentHierarchy, x_test: torch.Tensor) -> dict:
         "test_recon": float(stats.recon) / n,
         "test_kl_per_layer": [float(k) / n for k in stats.kl_per_layer()],
         "active_units": count_active_units(activity),
+        "active_channels": count_active_channels([k / n for k in stats.kl_per_unit],
+                                                 [spec.shape for spec in model.layer_specs()]),
         "kl_per_unit": [[float(v) / n for v in k] for k in stats.kl_per_unit],
     }
 

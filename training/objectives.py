@@ -13,6 +13,7 @@ from .models.bounds import (BatchStats, importance_weighted_bound, log_importanc
 from .models.interface import LatentHierarchy
 
 ACTIVE_UNIT_THRESHOLD = 0.01
+ACTIVE_CHANNEL_KL = 0.1  # NVAE's rule: a channel is active with over 0.1 nats of KL per image, summed over space
 
 
 def _batches(n: int, size: int):
@@ -115,6 +116,19 @@ def activity_of_means(means: torch.Tensor, noise: torch.Tensor | None = None) ->
         return torch.zeros(means.shape[1:], dtype=means.dtype)
     a = means.var(0)
     return (a - noise if noise is not None else a).clamp_min(0.0)
+
+
+def count_active_channels(kl_per_unit: list[torch.Tensor], shapes: list[tuple[int, ...]],
+                          threshold: float = ACTIVE_CHANNEL_KL) -> list[int]:
+    """NVAE's per-channel rule (their train.py): per layer, the channels whose KL per image, summed over the
+    channel's positions, is above 0.1 nats; a vector layer's channels are its units. kl_per_unit: per layer
+    the flat KL per unit and image; shapes: the layers' code shapes. It counts a different thing from Burda's
+    A_u (how much a unit's mean moves with x), and the two disagree, so the pages show both."""
+    out = []
+    for k, shape in zip(kl_per_unit, shapes):
+        per_channel = torch.as_tensor(k).reshape(shape[0], -1).sum(1) if len(shape) == 3 else torch.as_tensor(k)
+        out.append(int((per_channel > threshold).sum()))
+    return out
 
 
 def count_active_units(activity: list[torch.Tensor], threshold: float = ACTIVE_UNIT_THRESHOLD) -> list[int]:
