@@ -6,7 +6,7 @@ import streamlit as st
 from app_pages import common
 from app_pages.glossary import notice
 from app_pages.computed import snapshots_of
-from explorer.figures import (active_units_curves, collapse_timeline, kl_heatmap, kl_per_layer_curves,
+from explorer.figures import (active_units_curves, collapse_timeline, kl_balance_curves, kl_heatmap, kl_per_layer_curves,
                               rate_distortion_curves, snapshot_animation, snapshot_scatter, training_curves)
 from explorer.timeline import activity_over_epochs, kl_over_epochs, transitions
 from explorer.runs import default_pair
@@ -39,6 +39,11 @@ def curves(runs) -> dict:
     with c2:
         common.chart(common.shared("active_units", key, lambda: active_units_curves(histories)), "training_units",
                      "training-active-units")
+    if any("kl_balance" in h for h in histories.values()):  # a family that balances its KL terms (NVAE)
+        common.chart(common.shared("kl_balance", key, lambda: kl_balance_curves(histories)), "training_kl_balance",
+                     "training-kl-balance")
+        st.caption("NVAE's KL balancing (while β < 1): each layer's KL is weighted in proportion to its own KL "
+                   "over its size, so a layer with little KL is pushed to use more; beside the KL per layer above.")
     common.chart(common.shared("rate_distortion", key, lambda: rate_distortion_curves(histories)),
                  "training_rate_distortion", "training-rate-distortion")
     st.caption("Rate (KL, the information the codes carry) against distortion (what the decoder misses), epoch by "

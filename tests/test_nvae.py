@@ -187,3 +187,25 @@ def test_active_channels_follow_nvaes_rule_on_a_hand_made_case():
     spatial = torch.tensor([0.03] * 4 + [0.02] * 4)  # two channels of 2 x 2
     vector = torch.tensor([0.2, 0.05, 0.11])
     assert count_active_channels([spatial, vector], [(2, 2, 2), (3,)]) == [1, 2]
+
+
+def test_the_kl_balancing_weights_are_in_the_history_and_on_the_curves_page(nvae_run, monkeypatch, tmp_path):
+    """Each epoch records every layer's mean KL-balancing weight; during the warm-up they average 1 over the
+    layers (normalised to mean 1 at every step); the Curves page draws them beside the KL per layer."""
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+    history = ckpt.read_history(nvae_run)
+    for record in history:
+        assert record["beta"] < 1 and len(record["kl_balance"]) == 3
+        assert sum(record["kl_balance"]) / 3 == pytest.approx(1.0, abs=1e-5)
+    monkeypatch.setenv("LVAE_RUNS_DIR", str(nvae_run.parent))
+    monkeypatch.setenv("LVAE_OFFLINE", "1")
+    monkeypatch.chdir(tmp_path)
+    at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app.py"), default_timeout=120)
+    at.run()
+    at.switch_page("app_pages/curves.py").run()
+    assert not at.exception
+    import json
+    titles = [json.loads(el.proto.spec)["layout"].get("title", {}).get("text", "") for el in at.get("plotly_chart")]
+    assert any(t.startswith("KL-balancing weight per latent layer") for t in titles), titles

@@ -31,6 +31,8 @@ class EpochMeter:
     def __init__(self) -> None:
         self.stats: BatchStats | None = None
         self.rows: torch.Tensor | None = None
+        self.weights: torch.Tensor | None = None  # the sum of the steps' KL-balancing weights, and their count
+        self.steps: torch.Tensor | None = None
 
     def add(self, stats: BatchStats, ok: torch.Tensor, rows: int) -> None:
         # torch.where, not a product: a skipped step's statistics may be NaN. New tensors, not views:
@@ -39,6 +41,10 @@ class EpochMeter:
         keep = [torch.where(ok, t, zero) for t in (stats.elbo, stats.recon)]
         kl = [torch.where(ok, k, zero) for k in stats.kl_per_unit]
         n = ok.to(torch.float32) * rows
+        if stats.kl_weights is not None:
+            w = torch.where(ok, stats.kl_weights, torch.zeros_like(stats.kl_weights))
+            self.weights = w if self.weights is None else self.weights + w
+            self.steps = ok.to(torch.float32) + (0 if self.steps is None else self.steps)
         if self.stats is None or self.rows is None:
             self.stats, self.rows = BatchStats(keep[0], keep[1], kl), n
         else:
@@ -51,7 +57,11 @@ class EpochMeter:
         s = self.stats
         packed = torch.cat([self.rows.view(1), s.elbo.view(1), s.recon.view(1), s.kl_per_layer()]).tolist()  # one sync
         n = packed[0] or math.nan  # every step skipped: no statistics (NaN), the caller decides
-        return {"train_elbo": packed[1] / n, "recon": packed[2] / n, "kl_per_layer": [k / n for k in packed[3:]]}
+        record = {"train_elbo": packed[1] / n, "recon": packed[2] / n, "kl_per_layer": [k / n for k in packed[3:]]}
+        if self.weights is not None and self.steps is not None:  # a family that balances its KL terms (NVAE)
+            steps = float(self.steps) or math.nan
+            record["kl_balance"] = [w / steps for w in self.weights.tolist()]
+        return record
 
 
 def _rng_state(gen: torch.Generator, device: torch.device) -> dict[str, torch.Tensor]:

@@ -109,6 +109,13 @@ def kl_per_layer_curves(histories: Mapping[str, pd.DataFrame], test: bool = Fals
                             "KL (nats per image)", log_y)
 
 
+def kl_balance_curves(histories: Mapping[str, pd.DataFrame]) -> go.Figure:
+    """NVAE's KL-balancing weight of every layer (the epoch's mean over its steps): above 1 a layer's KL counts
+    more in the loss (it had little and is pushed to use more), 1 for all once the warm-up weight reaches 1."""
+    return _per_layer_lines(histories, "kl_balance", "KL-balancing weight per latent layer (training)",
+                            "weight of the layer's KL in the loss")
+
+
 def active_units_curves(histories: Mapping[str, pd.DataFrame]) -> go.Figure:
     """Active units per layer (Burda et al.: Cov_x(E_q[z_u]) > 0.01) at the evaluation epochs."""
     return _per_layer_lines(histories, "active_units", "Active units per latent layer",

@@ -21,6 +21,7 @@ class BatchStats:
     elbo: torch.Tensor             # beta = 1 ELBO estimate
     recon: torch.Tensor            # log p(x|z_1)
     kl_per_unit: list[torch.Tensor]  # one (units,) tensor per layer
+    kl_weights: torch.Tensor | None = None  # (layers,) the KL terms' weights in the loss (KL balancing), if any
 
     def kl_per_layer(self) -> torch.Tensor:
         return torch.stack([k.sum() for k in self.kl_per_unit])

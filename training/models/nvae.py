@@ -335,7 +335,7 @@ class NVAE(LatentHierarchy):
             loss = -(fp.log_px - beta_t * (kl_groups * weights).sum(1)).mean()
             n = x.shape[0]
             stats = BatchStats((fp.log_px - kl_groups.sum(1)).sum().detach() / n, fp.log_px.sum().detach() / n,
-                               [k.detach().flatten(1).sum(0) / n for k in kl_maps])
+                               [k.detach().flatten(1).sum(0) / n for k in kl_maps], weights.detach())
         if a.spectral_reg and self.training:
             loss = loss + a.spectral_reg * self.spectral_loss()
         return loss, stats
