@@ -37,10 +37,11 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from explorer.encode import THREADS, encode, layer_pca, test_points  # noqa: E402
+from explorer.encode import THREADS, encode, image_shape, layer_pca, test_points  # noqa: E402
 from explorer.images import image_grid, png_bytes  # noqa: E402
 from explorer.runs import RunInfo, discover_runs, load_model  # noqa: E402
-from explorer.traverse import along_directions, decode_layer, traversal_grid  # noqa: E402
+from explorer.traverse import (along_directions, decode_layer, hierarchy_decomposition, prior_start,  # noqa: E402
+                               traversal_grid)
 
 MNIST_DIR = ROOT.parent / "shared" / "data" / "mnist"
 N_POINTS = 5000
@@ -76,23 +77,45 @@ def slider_rows(run: RunInfo, repeats: int) -> list[tuple[str, float, float, flo
     model, cfg, _ = load_model(run.path)
     rng = np.random.default_rng(0)
     rows = []
-    shape = (8, 8) if cfg.input_dim == 64 else (28, 28)
-    layer = cfg.layers - 1                      # the top layer: the longest path down to the image
-    units = cfg.arch.latent_sizes[layer]
+    shape = image_shape(cfg)
+    layer = model.n_layers - 1                  # the top layer: the longest path down to the image
+    units = model.layer_specs()[layer].summary_units
     pca = layer_pca(rng.normal(size=(500, units)).astype(np.float32))
-    base = np.zeros(units, np.float32)
+    start = prior_start(model, 0)
+    base, above = start[layer], start[layer + 1:]
 
     def move() -> None:
         z = along_directions(pca, base, rng.uniform(-3, 3, size=pca.components.shape[0]))
-        png_bytes(image_grid(decode_layer(model, layer, z[None]), shape, scale=max(1, 224 // shape[0])))
+        png_bytes(image_grid(decode_layer(model, layer, z[None], above), shape, scale=max(1, 224 // shape[-1])))
 
     def grid() -> None:
-        png_bytes(image_grid(traversal_grid(model, layer, pca, base), shape, scale=4))
+        png_bytes(image_grid(traversal_grid(model, layer, pca, base, above=above), shape, scale=4))
 
     med, worst = timed(move, repeats)
     rows.append((f"slider move, {run.name} z{layer + 1} -> PNG", med, worst, 0.050))
     med, worst = timed(grid, max(5, repeats // 5))
     rows.append((f"traversal grid {pca.components.shape[0]}x7, {run.name} z{layer + 1} -> PNG", med, worst, float("nan")))
+    rows += views_rows(run, model, cfg, max(3, repeats // 10))
+    return rows
+
+
+def views_rows(run: RunInfo, model, cfg, repeats: int) -> list[tuple[str, float, float, float]]:
+    """The three per-image views of a hierarchy (issue 29's targets: under 1 s each for one image), figures
+    built and serialised as the Samples page sends them."""
+    from explorer.figures import layer_maps
+    from explorer.spatial import control_maps, kl_maps
+    image = np.random.default_rng(1).random(cfg.input_dim).astype(np.float32).round()
+    shape = image_shape(cfg)
+    views = {
+        "where each layer spends its nats (KL maps)": lambda: layer_maps(kl_maps(model, image), "kl", "nats").to_json(),
+        "what each layer controls (16 redraws a layer)": lambda: layer_maps(control_maps(model, image), "c", "sd").to_json(),
+        "how much each depth decides (rows k = L..0, 8 images)": lambda: png_bytes(image_grid(np.stack(
+            [hierarchy_decomposition(model, image, k, n=8) for k in range(model.n_layers, -1, -1)]), shape, scale=2)),
+    }
+    rows = []
+    for name, fn in views.items():
+        med, worst = timed(fn, repeats)
+        rows.append((f"{name}, {run.name}", med, worst, 1.0))
     return rows
 
 
