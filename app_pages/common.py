@@ -217,6 +217,24 @@ def encoding_of(path: str, stamp: float, n: int) -> Any:
         return encode(model_of(path, stamp), points_of(path, stamp, n).images)
 
 
+ENCODE_BUDGET_S = 1.5  # the Layers page's first view: its default number of points encodes within this
+
+
+@st.cache_resource(max_entries=16, show_spinner=False)
+def encode_cost_of(path: str, stamp: float) -> float:
+    """Seconds per image to encode with the run's model on this server (measured once per model)."""
+    from explorer.encode import encode_seconds_per_image
+    with torch.inference_mode():
+        return encode_seconds_per_image(model_of(path, stamp), points_of(path, stamp, 256).images)
+
+
+def points_within_budget(path: str, stamp: float, sizes: list[int]) -> int:
+    """The largest of `sizes` whose encoding takes at most ENCODE_BUDGET_S (the smallest if none does)."""
+    cost = encode_cost_of(path, stamp)
+    fitting = [n for n in sizes if n * cost <= ENCODE_BUDGET_S]
+    return max(fitting) if fitting else min(sizes)
+
+
 @st.cache_resource(max_entries=16, show_spinner="PCA of every layer…")
 def pcas_of(path: str, stamp: float, n: int, use_means: bool, k: int = 3) -> list:
     from explorer.encode import layer_pca

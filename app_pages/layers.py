@@ -216,7 +216,11 @@ def main() -> None:
     try:
         available = len(common.points_of(str(run.path), run.stamp, common.TEST_POINTS).labels)
         sizes = [v for v in (500, 1000, 2000) if v < available] + [available]  # never more than the test set has
-        n = sizes[0] if len(sizes) == 1 else c3.select_slider("Test points", sizes, value=sizes[-1], key="layers_n")
+        # The default encodes within common.ENCODE_BUDGET_S on this server: all of them for the MLP pair, fewer
+        # for a convolutional hierarchy; more are a slider move away (once encoded, shared by every session).
+        n = sizes[0] if len(sizes) == 1 else c3.select_slider(
+            "Test points", sizes, value=common.points_within_budget(str(run.path), run.stamp, sizes), key="layers_n",
+            help=f"the default is the most that encode within {common.ENCODE_BUDGET_S:g} s with this model here")
         points = common.points_of(str(run.path), run.stamp, n)
         pcas = common.pcas_of(str(run.path), run.stamp, n, use_means)
     except Exception as e:  # noqa: BLE001  missing data, bad run: a message, not a traceback

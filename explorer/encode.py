@@ -179,6 +179,21 @@ def encode(model: LatentHierarchy, images: np.ndarray, seed: int = 0) -> Encodin
     return Encoding(stack(means), stack(samples), stack(variances), stack(prior_variances))
 
 
+def encode_seconds_per_image(model: LatentHierarchy, images: np.ndarray, probe: int = 256, repeats: int = 2) -> float:
+    """What `encode` costs per image on this machine: the fastest of `repeats` timings on `probe` images, after
+    a warm-up (a busy machine only ever adds time): how many points a page can encode within its time (a
+    convolutional family costs 15-30x an MLP's per image)."""
+    import time
+    encode(model, images[:4])
+    sample = images[:probe]
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        encode(model, sample)
+        times.append(time.perf_counter() - started)
+    return min(times) / max(1, len(sample))
+
+
 def active_counts(means: list[np.ndarray]) -> list[int]:
     """Active units per layer (training.objectives: A_u > 0.01) from the plotted posterior means of the points,
     the mean path standing for E_q[u|x]: 0 marks a layer collapsed onto its prior."""

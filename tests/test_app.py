@@ -980,3 +980,12 @@ def test_samples_temperature_as_a_ramp_and_per_layer_sliders_in_rows(app):
     assert ramp != same
     app.slider(key="samples_temperature_bottom").set_value(1.0).run()  # a flat ramp is one temperature
     assert image_url(app, "a ramp from 1.0 at z3 to 1.0 at z1") == same
+
+
+@pytest.mark.parametrize("cost,expected", [(1e-5, 5000), (1e-3, 1000), (1.0, 500)])
+def test_layers_opens_on_as_many_points_as_encode_within_the_budget(monkeypatch, cost, expected):
+    """Issue 29: a convolutional hierarchy costs about 30x an MLP per image; the Layers page opens on the most
+    points that encode within 1.5 s here (the MLP pair: all of them), never fewer than the smallest size."""
+    from app_pages import common
+    monkeypatch.setattr(common, "encode_cost_of", lambda path, stamp: cost)
+    assert common.points_within_budget("run", 0.0, [500, 1000, 2000, 5000]) == expected
