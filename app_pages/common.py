@@ -235,6 +235,21 @@ def points_within_budget(path: str, stamp: float, sizes: list[int]) -> int:
     return max(fitting) if fitting else min(sizes)
 
 
+POINT_SIZES = (500, 1000, 2000)  # the Layers page's choices below all of the run's test points
+
+
+def point_sizes(run: RunInfo) -> list[int]:
+    """The numbers of test points a page may encode for a run: POINT_SIZES below what it has, and all of them."""
+    available = len(points_of(str(run.path), run.stamp, TEST_POINTS).labels)
+    return [v for v in POINT_SIZES if v < available] + [available]
+
+
+def encoded_points(run: RunInfo) -> int:
+    """How many test points Traverse and Paths encode for a run (and Layers opens on): all of them (up to
+    TEST_POINTS), or fewer where its model encodes them slower than ENCODE_BUDGET_S allows."""
+    return points_within_budget(str(run.path), run.stamp, point_sizes(run))
+
+
 @st.cache_resource(max_entries=16, show_spinner="PCA of every layer…")
 def pcas_of(path: str, stamp: float, n: int, use_means: bool, k: int = 3) -> list:
     from explorer.encode import layer_pca

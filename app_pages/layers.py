@@ -214,12 +214,11 @@ def main() -> None:
                            "every session")
     use_means = use == "posterior means"
     try:
-        available = len(common.points_of(str(run.path), run.stamp, common.TEST_POINTS).labels)
-        sizes = [v for v in (500, 1000, 2000) if v < available] + [available]  # never more than the test set has
+        sizes = common.point_sizes(run)  # never more than the test set has
         # The default encodes within common.ENCODE_BUDGET_S on this server: all of them for the MLP pair, fewer
         # for a convolutional hierarchy; more are a slider move away (once encoded, shared by every session).
         n = sizes[0] if len(sizes) == 1 else c3.select_slider(
-            "Test points", sizes, value=common.points_within_budget(str(run.path), run.stamp, sizes), key="layers_n",
+            "Test points", sizes, value=common.encoded_points(run), key="layers_n",
             help=f"the default is the most that encode within {common.ENCODE_BUDGET_S:g} s with this model here")
         points = common.points_of(str(run.path), run.stamp, n)
         pcas = common.pcas_of(str(run.path), run.stamp, n, use_means)

@@ -59,7 +59,7 @@ def interpolation(run, points) -> None:
 
 def mean_codes(run, points, source: str, layer: int) -> tuple[np.ndarray, np.ndarray, str] | None:
     """(mean of A, mean of B, description) in `layer`: two classes' mean codes, or the Layers page's two sets."""
-    enc = common.encoding_of(str(run.path), run.stamp, common.TEST_POINTS)
+    enc = common.encoding_of(str(run.path), run.stamp, len(points.labels))
     z = enc.means[layer]
     if source == "two classes":
         classes = [int(c) for c in np.unique(points.labels)]
@@ -135,7 +135,7 @@ def main() -> None:
         return
     try:
         model = common.model_for(run)
-        points = common.points_of(str(run.path), run.stamp, common.TEST_POINTS)
+        points = common.points_of(str(run.path), run.stamp, common.encoded_points(run))
     except Exception as e:  # noqa: BLE001
         st.error(f"Cannot load {run.name}: {e}")
         return

@@ -28,9 +28,10 @@ def points_and_directions(run, model, layer: int):
     """The run's shown test points and the principal directions of `layer`'s posterior means (up to
     MAX_DIRECTIONS); None (after a message) when the run cannot be encoded."""
     try:
-        points = common.points_of(str(run.path), run.stamp, common.TEST_POINTS)
+        n = common.encoded_points(run)
+        points = common.points_of(str(run.path), run.stamp, n)
         k = min(MAX_DIRECTIONS, model.layer_specs()[layer].summary_units)
-        return points, common.pcas_of(str(run.path), run.stamp, common.TEST_POINTS, True, k)[layer]
+        return points, common.pcas_of(str(run.path), run.stamp, n, True, k)[layer]
     except Exception as e:  # noqa: BLE001  missing data, bad run: a message, not a traceback
         st.error(f"Cannot encode {run.name}: {e}")
         return None
@@ -124,7 +125,7 @@ def main() -> None:
     n_dirs = used_directions(pca)
     # One step is one sd of the data along a direction; in prior sd (the Layers page's unit) that is:
     prior_sd = prior_sd_along(pca.components[:n_dirs],
-                              common.encoding_of(str(run.path), run.stamp, common.TEST_POINTS).prior_variances[layer])
+                              common.encoding_of(str(run.path), run.stamp, len(points.labels)).prior_variances[layer])
     step_in_prior = [float(pca.sd[j] / prior_sd[j]) if prior_sd[j] > 0 else float("nan") for j in range(n_dirs)]
     hidden = pca.components.shape[0] - n_dirs
     st.caption(f"Start: {what}. Directions: the principal components of z{layer + 1}'s posterior means over "

@@ -989,3 +989,17 @@ def test_layers_opens_on_as_many_points_as_encode_within_the_budget(monkeypatch,
     from app_pages import common
     monkeypatch.setattr(common, "encode_cost_of", lambda path, stamp: cost)
     assert common.points_within_budget("run", 0.0, [500, 1000, 2000, 5000]) == expected
+
+
+def test_traverse_and_paths_encode_as_many_points_as_the_budget_allows(monkeypatch):
+    """The pages that encode a run (Layers' default, Traverse, Paths) share one number of points: all of them
+    for a model as fast as the MLP pair, fewer for one that encodes slower than 1.5 s allows."""
+    from types import SimpleNamespace
+
+    from app_pages import common
+    run = SimpleNamespace(path="r", stamp=0.0)
+    monkeypatch.setattr(common, "point_sizes", lambda run: [500, 1000, 2000, 5000])
+    monkeypatch.setattr(common, "encode_cost_of", lambda path, stamp: 1e-4)
+    assert common.encoded_points(run) == 5000
+    monkeypatch.setattr(common, "encode_cost_of", lambda path, stamp: 2.7e-3)  # a CPU-sized NVAE, measured
+    assert common.encoded_points(run) == 500
