@@ -209,3 +209,23 @@ def test_the_kl_balancing_weights_are_in_the_history_and_on_the_curves_page(nvae
     import json
     titles = [json.loads(el.proto.spec)["layout"].get("title", {}).get("text", "") for el in at.get("plotly_chart")]
     assert any(t.startswith("KL-balancing weight per latent layer") for t in titles), titles
+
+
+def test_the_nvae_losss_statistics_are_the_generic_bounds_sums(nvae_run):
+    """The statistics NVAE's own loss (KL balancing, spectral regularisation) reports are the ELBO, the
+    reconstruction and the KL per unit summed over the batch, as the generic ELBO gives them on the same draws
+    (a first version divided by the batch twice: the training history read 128 times too small)."""
+    from training.data import load_dataset
+    from training.models.bounds import training_loss
+    model, _, _ = ckpt.load_model(nvae_run)
+    model.train()
+    x = torch.as_tensor(load_dataset("digits").train_x[:32]).bernoulli(generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        _, own = model.loss(x, 0.5, generator=torch.Generator().manual_seed(4))
+        _, generic = training_loss(model, x, 0.5, generator=torch.Generator().manual_seed(4))
+    torch.testing.assert_close(own.elbo, generic.elbo, rtol=1e-4, atol=1e-3)
+    torch.testing.assert_close(own.recon, generic.recon, rtol=1e-4, atol=1e-3)
+    for a, b in zip(own.kl_per_unit, generic.kl_per_unit):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+    history = ckpt.read_history(nvae_run)  # the epochs' training ELBO is a per-image value, near the test one
+    assert abs(history[-1]["train_elbo"] - history[-1]["test_elbo"]) < 0.5 * abs(history[-1]["test_elbo"])

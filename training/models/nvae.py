@@ -333,9 +333,9 @@ class NVAE(LatentHierarchy):
             else:
                 weights = torch.ones(kl_groups.shape[1], device=kl_groups.device)
             loss = -(fp.log_px - beta_t * (kl_groups * weights).sum(1)).mean()
-            n = x.shape[0]
-            stats = BatchStats((fp.log_px - kl_groups.sum(1)).sum().detach() / n, fp.log_px.sum().detach() / n,
-                               [k.detach().flatten(1).sum(0) / n for k in kl_maps], weights.detach())
+            # BatchStats are sums over the batch's rows (the meter divides by the rows), as training_loss's
+            stats = BatchStats((fp.log_px - kl_groups.sum(1)).sum().detach(), fp.log_px.sum().detach(),
+                               [k.detach().flatten(1).sum(0) for k in kl_maps], weights.detach())
         if a.spectral_reg and self.training:
             loss = loss + a.spectral_reg * self.spectral_loss()
         return loss, stats
