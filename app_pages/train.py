@@ -16,7 +16,7 @@ import dataclasses
 
 from training.config import DATASETS, DEVICES, RunConfig
 from training.models import arch_class, family_names, family_title
-from training.options import options_of
+from training.options import default_of, options_of
 
 POLL_SECONDS = 2.0
 
@@ -30,10 +30,10 @@ def free_name(dataset: str, model: str, layers: int) -> str:
     return f"{dataset}-{model}-{layers}l-{n}"
 
 
-def _arch_input(container, model: str, f: dataclasses.Field, label: str):
+def _arch_input(container, f: dataclasses.Field, label: str):
     """One widget for one of the family's architecture options, from its type, default and help; None for
     a list left empty (the family's default sizes)."""
-    default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+    default = default_of(f)
     key, help = f"train_{f.name}", f.metadata["help"]
     if isinstance(default, bool):
         return container.checkbox(label, value=default, key=key, help=help)
@@ -60,9 +60,9 @@ def form() -> None:
     with st.form("train_form"):
         c1, c2, c3 = st.columns(3)
         # Help texts are the `train` options' own; defaults suit digits on a CPU.
-        arch = {f.name: _arch_input(c1, model, f, main[f.name]) for f in arch_fields if f.name in main}
+        arch = {f.name: _arch_input(c1, f, main[f.name]) for f in arch_fields if f.name in main}
         with st.expander("More architecture options"):
-            arch.update({f.name: _arch_input(st, model, f, f.name.replace("_", " ").capitalize())
+            arch.update({f.name: _arch_input(st, f, f.name.replace("_", " ").capitalize())
                          for f in arch_fields if f.name not in main})
         warmup = c2.number_input("Warm-up epochs", 0, 5000, 50, key="train_warmup", help=RunConfig.help("warmup_epochs"))
         epochs = c2.number_input("Epochs", 1, 5000, 150, key="train_epochs", help=RunConfig.help("epochs"))

@@ -100,7 +100,7 @@ def test_points(cfg: RunConfig, run_dir: Path, n: int = 5000, data_dir: str | No
     at training time) stand in. Raises UserError if neither is available.
     """
     try:
-        x, y, _ = _test_set(cfg.dataset, str(data_dir or cfg.data_dir), cfg.likelihood, cfg.pixel_scale)
+        x, y = _test_set(cfg.dataset, str(data_dir or cfg.data_dir), cfg.likelihood, cfg.pixel_scale)
     except DataError as e:
         return _snapshot_points(cfg, Path(run_dir), n, str(e))
     if x.shape[1] != cfg.input_dim:
@@ -112,7 +112,7 @@ def test_points(cfg: RunConfig, run_dir: Path, n: int = 5000, data_dir: str | No
 
 @functools.lru_cache(maxsize=2)
 def _test_set(dataset: str, data_dir: str, likelihood: str,
-              pixel_scale: int) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+              pixel_scale: int) -> tuple[np.ndarray, np.ndarray]:
     """The whole binarized test set, read once: MNIST's files take a second or more to decompress,
     and pages ask for different numbers of points and for two runs on the same data."""
     data = load_dataset(dataset, data_dir, pixel_scale)
@@ -120,7 +120,7 @@ def _test_set(dataset: str, data_dir: str, likelihood: str,
     x, y = x.numpy(), y.numpy().astype(np.int64)
     x.setflags(write=False)
     y.setflags(write=False)
-    return x, y, data.image_shape
+    return x, y
 
 
 test_points.__test__ = False  # type: ignore[attr-defined]  # a pytest importing it must not collect it

@@ -14,7 +14,6 @@ the CPU; the others wait with their position shown.
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
 import signal
@@ -33,7 +32,7 @@ from training.data import files_at_hand
 from training.demo import DEMO_RUNS
 from training.errors import UserError
 from training.models import arch_class, family_names
-from training.options import options_of
+from training.options import default_of, options_of
 
 ROOT = Path(__file__).resolve().parent.parent  # the repository: `python -m training` runs from here
 RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -89,7 +88,7 @@ def _arch_options(form: Mapping[str, Any], model: str) -> dict[str, Any]:
         if f.name not in form:
             continue
         value = form[f.name]
-        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        default = default_of(f)
         if isinstance(default, bool):
             out[f.name] = _flag(form, f.name, default)
         elif isinstance(default, int):

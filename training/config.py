@@ -15,8 +15,8 @@ from typing import Any
 
 from .errors import UserError
 from .models import arch_class, family_names
-from .models.mlp import MAX_LAYERS, PAPER_HIDDEN, PAPER_LATENT, SMALL_HIDDEN, SMALL_LATENT, default_sizes  # noqa: F401
-from .options import help_of, internal, option, option_flag, options_of
+from .models.mlp import PAPER_HIDDEN, PAPER_LATENT  # noqa: F401  (the paper's sizes, read by reproduce and the explorer)
+from .options import default_of, help_of, internal, option, option_flag, options_of
 
 MODELS = family_names()  # the built-in families (training/models/); a registered one is valid too
 DATASETS = ("digits", "mnist", "fashion-mnist", "omniglot")
@@ -28,10 +28,6 @@ FORMAT_VERSION = 2  # 2: no Linear bias in front of BatchNorm
 # What a config.json written before a field existed means: how those runs were trained.
 LEGACY_VALUES = {"pixel_scale": 255, "adam_eps": 1e-8, "grad_clip_value": 0.0}
 IMAGE_SHAPES = {"digits": (8, 8), "mnist": (28, 28), "fashion-mnist": (28, 28), "omniglot": (28, 28)}
-
-
-def _default(f: dataclasses.Field) -> Any:
-    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
 
 
 def to_argv(cfg: RunConfig) -> list[str]:
@@ -196,10 +192,9 @@ class RunConfig:
         return "+".join([self.model.upper(), *self.arch.tags()] + (["WU"] if self.warmup_epochs else []))
 
     @classmethod
-    def help(cls, name: str, model: str | None = None) -> str:
-        """The help text of a field (the `train` option's), for every form that offers it; with model,
-        of that family's architecture field."""
-        return help_of(arch_class(model) if model else cls, name)
+    def help(cls, name: str) -> str:
+        """The help text of a field (the `train` option's), for every form that offers it."""
+        return help_of(cls, name)
 
     @classmethod
     def options(cls) -> list[dataclasses.Field]:
@@ -229,7 +224,7 @@ class RunConfig:
             # Then every family's options were global: another family's option at its default meant nothing.
             for other in family_names():
                 for f in dataclasses.fields(arch_class(other)):
-                    if f.name in data and f.name not in names and data[f.name] == _default(f):
+                    if f.name in data and f.name not in names and data[f.name] == default_of(f):
                         del data[f.name]
         unknown = sorted(set(data) - names) + sorted(set(arch) - arch_names)
         if unknown:

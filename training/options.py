@@ -30,6 +30,11 @@ def option_flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+def default_of(f: dataclasses.Field) -> Any:
+    """A field's default value (a fresh one for a list)."""
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+
+
 def options_of(cls: type) -> list[dataclasses.Field]:
     """The fields of a config dataclass that are `train` options, in declaration order."""
     return [f for f in dataclasses.fields(cls) if f.metadata.get("cli", True)]
