@@ -79,6 +79,39 @@ def test_a_digits_nvae_trains_evaluates_and_its_iw_bound_is_above_the_elbo(nvae_
     r = evaluate_run(nvae_run, iw_samples=50)
     assert math.isfinite(r["iw_ll"]) and r["iw_ll"] > r["test_elbo"]  # Burda et al. 2016, Thm 1
     assert len(r["active_units"]) == len(r["test_kl_per_layer"]) == 3
+    assert r["bn_stats"] == "running"  # NVAE's evaluate.py scores with training's BN averages
+
+
+def test_eval_scores_the_first_n_test_images_with_the_same_draws(nvae_run, capsys):
+    """--test-images N: the first N of the one binarized test set (the same draws for every run), so a subset's
+    numbers are comparable across runs; a count outside the test set is one line and exit code 2."""
+    import json
+
+    from training.cli import main
+    from training.evaluate import evaluate_run
+    some = evaluate_run(nvae_run, iw_samples=20, test_images=40)
+    assert some["test_images"] == 40
+    assert main(["eval", str(nvae_run), "--test-images", "0"]) == 2
+    assert "--test-images" in capsys.readouterr().err
+    assert main(["eval", str(nvae_run), "--iw-samples", "20", "--test-images", "40", "--bn-stats", "recomputed",
+                 "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["test_images"] == 40 and r["bn_stats"] == "recomputed" and math.isfinite(r["iw_ll"])
+
+
+def test_the_warm_up_weight_has_nvaes_floor():
+    """beta 0 (the first warm-up epoch) still charges 1e-4 of the KL (NVAE's kl_const_coeff): without it the
+    first epoch pushed a MNIST model's KL to 11,776 nats."""
+    from training.models import build_model
+    from training.models.nvae import MIN_KL_WEIGHT
+    cfg = nvae_cfg()
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()  # eval: BN fixed and no spectral term, so only beta differs between calls
+    x = torch.rand(8, 64).bernoulli(generator=torch.Generator().manual_seed(0))
+    losses = {beta: model.loss(x, beta, generator=torch.Generator().manual_seed(1))[0].item()
+              for beta in (0.0, MIN_KL_WEIGHT, 0.5)}
+    assert losses[0.0] == pytest.approx(losses[MIN_KL_WEIGHT], rel=1e-6)
+    assert losses[0.5] > losses[0.0]
 
 
 def test_decoding_with_every_group_fixed_is_the_reconstruction(nvae_run):

@@ -66,8 +66,11 @@ def build_parser(family: str = "lvae") -> argparse.ArgumentParser:
     e.add_argument("--iw-samples", type=int, default=5000, help="importance samples (paper: 5000)")
     e.add_argument("--data-dir", default=None, help="dataset folder (default: the one the run was trained with)")
     e.add_argument("--device", choices=DEVICES, default="auto")
-    e.add_argument("--bn-stats", choices=("recomputed", "running"), default="recomputed",
-                   help="BN statistics: recomputed over the training set as the authors did (default), or training's running averages")
+    e.add_argument("--bn-stats", choices=("recomputed", "running"), default=None,
+                   help="BN statistics: recomputed over the training set as the LVAE authors did, or training's running "
+                        "averages as NVAE's evaluation does (default: the family's own way)")
+    e.add_argument("--test-images", type=int, default=None,
+                   help="score only the first N test images (the same images and binarization for every run; default: all)")
     e.add_argument("--json", action="store_true", help="print one JSON object")
 
     r = sub.add_parser("reproduce", help="train and evaluate the paper's grid (VAE, VAE+BN, VAE+BN+WU, LVAE+BN+WU x 1-5 layers)")
@@ -164,7 +167,8 @@ def run(argv: list[str] | None = None) -> int:
         from .evaluate import evaluate_run, format_report
         if a.iw_samples < 1:
             raise UserError("--iw-samples must be at least 1")
-        result = evaluate_run(a.run_dir, a.iw_samples, a.data_dir, a.device, bn_stats=a.bn_stats)
+        result = evaluate_run(a.run_dir, a.iw_samples, a.data_dir, a.device, bn_stats=a.bn_stats,
+                              test_images=a.test_images)
         result["date"] = dt.date.today().isoformat()
         result["command"] = command
         print(json.dumps(result) if a.json else format_report(result))

@@ -145,17 +145,25 @@ def recompute_bn_statistics(model: LatentHierarchy, x_train: torch.Tensor,
 
 
 def evaluate_run(run_dir: Path, iw_samples: int = 5000, data_dir: str | None = None,
-                 device: str = "auto", max_rows: int | None = None, bn_stats: str = "recomputed") -> dict:
+                 device: str = "auto", max_rows: int | None = None, bn_stats: str | None = None,
+                 test_images: int | None = None) -> dict:
     """The paper's test-set measures for a run folder (BN in eval mode, beta = 1).
 
     bn_stats "recomputed": BN statistics from one pass over freshly binarized training data (the
-    authors' way, on a copy; the saved checkpoint is untouched); "running": training's running averages.
+    authors' way, on a copy; the saved checkpoint is untouched); "running": training's running averages;
+    None: the family's own way (`eval_bn_stats`). test_images: the first N of the (binarized) test set,
+    the same images and draws for every run; None: all of them.
     """
     started = time.perf_counter()
     dev = resolve_device(device)
     model, cfg, epoch = ckpt.load_model(run_dir, dev)
+    bn_stats = bn_stats or model.eval_bn_stats
     data = load_dataset(cfg.dataset, data_dir or cfg.data_dir, cfg.pixel_scale)
     x_test, _ = test_tensors(data, cfg, dev)
+    if test_images is not None:
+        if not 1 <= test_images <= x_test.shape[0]:
+            raise UserError(f"--test-images must be between 1 and {x_test.shape[0]} (the test set's size)")
+        x_test = x_test[:test_images]
     torch.manual_seed(0)
     if bn_stats == "recomputed":
         model = recompute_bn_statistics(model, bn_statistics_images(data, cfg, dev))

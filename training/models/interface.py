@@ -31,6 +31,9 @@ class LatentHierarchy(nn.Module):
     # short line for tables, LEGACY: the values meant by a config.json written before a field existed, and
     # optionally FORM: {field: label} of the options the Train form shows first.
     Arch: type = type(None)
+    # BN statistics the test-set evaluation uses unless told otherwise: "recomputed" over the training set
+    # (the LVAE authors' way) or "running" (training's averages, NVAE's evaluate.py).
+    eval_bn_stats: str = "recomputed"
 
     def __init__(self, cfg: RunSettings):
         super().__init__()

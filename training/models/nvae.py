@@ -80,6 +80,11 @@ def residual_normal(mu_p: torch.Tensor, log_sigma_p: torch.Tensor, d_mu: torch.T
     return mu_p + d_mu, log_sigma_p + d_log_sigma
 
 
+# NVAE's kl_const_coeff: the warm-up weight never drops below this, so that the first epoch (beta 0)
+# cannot push the KL to thousands of nats that the rest of the warm-up must then undo.
+MIN_KL_WEIGHT = 1e-4
+
+
 def normal_variance(log_sigma: torch.Tensor) -> torch.Tensor:
     return (torch.exp(log_sigma) + SIGMA_FLOOR) ** 2
 
@@ -155,6 +160,9 @@ class DecoderCell(nn.Module):
 class NVAE(LatentHierarchy):
     family = "nvae"
     Arch = NVAEArch
+    # NVAE's evaluate.py scores the test set with training's BN running averages (it readjusts BN only
+    # for sampling at a temperature).
+    eval_bn_stats = "running"
 
     def __init__(self, cfg: RunSettings):
         super().__init__(cfg)
@@ -326,7 +334,7 @@ class NVAE(LatentHierarchy):
             fp = self(x, generator=generator)
             kl_maps = [gaussian_analytical_kl(q.mu, q.var, q.prior_mu, q.prior_var) for q in fp.layers]
             kl_groups = torch.stack([k.flatten(1).sum(1) for k in kl_maps], dim=1)  # (batch, layers)
-            beta_t = torch.as_tensor(beta, dtype=kl_groups.dtype, device=kl_groups.device)
+            beta_t = torch.as_tensor(max(beta, MIN_KL_WEIGHT), dtype=kl_groups.dtype, device=kl_groups.device)
             if a.kl_balance:
                 gamma = kl_balance_coefficients(kl_groups.mean(0), self.alpha.flip(0))  # alpha is top first
                 weights = torch.where(beta_t < 1, gamma, torch.ones_like(gamma))
