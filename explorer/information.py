@@ -220,9 +220,10 @@ def iw_bounds(model: LatentHierarchy, images: np.ndarray, ks: Sequence[int] = IW
 
 
 def iw_log_weights(model: LatentHierarchy, x: torch.Tensor, k: int, generator: torch.Generator,
-                   max_rows: int = 8192) -> torch.Tensor:
-    """(k, N) log importance weights, in chunks of at most max_rows (sample, image) rows."""
-    chunk = max(1, max_rows // max(1, x.shape[0]))
+                   max_rows: int | None = None) -> torch.Tensor:
+    """(k, N) log importance weights, in chunks of at most max_rows (sample, image) rows (default: the family's
+    size for a CPU)."""
+    chunk = max(1, (max_rows or model.cpu_rows_per_pass) // max(1, x.shape[0]))
     parts = []
     for done in range(0, k, chunk):
         log_w = model.log_weights(x, min(chunk, k - done), generator=generator)

@@ -99,14 +99,11 @@ def test_eval_scores_the_first_n_test_images_with_the_same_draws(nvae_run, capsy
     assert r["test_images"] == 40 and r["bn_stats"] == "recomputed" and math.isfinite(r["iw_ll"])
 
 
-def test_the_warm_up_weight_has_nvaes_floor():
+def test_the_warm_up_weight_has_nvaes_floor(nvae_run):
     """beta 0 (the first warm-up epoch) still charges 1e-4 of the KL (NVAE's kl_const_coeff): without it the
     first epoch pushed a MNIST model's KL to 11,776 nats."""
-    from training.models import build_model
     from training.models.nvae import MIN_KL_WEIGHT
-    cfg = nvae_cfg()
-    torch.manual_seed(0)
-    model = build_model(cfg).eval()  # eval: BN fixed and no spectral term, so only beta differs between calls
+    model = ckpt.load_model(nvae_run)[0].eval()  # eval: BN fixed and no spectral term, so only beta differs between calls
     x = torch.rand(8, 64).bernoulli(generator=torch.Generator().manual_seed(0))
     losses = {beta: model.loss(x, beta, generator=torch.Generator().manual_seed(1))[0].item()
               for beta in (0.0, MIN_KL_WEIGHT, 0.5)}

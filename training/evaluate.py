@@ -91,12 +91,17 @@ def evaluate_test(model: LatentHierarchy, x_test: torch.Tensor) -> dict:
     }
 
 
-def iw_estimate(model: LatentHierarchy, x: torch.Tensor, k: int, seed: int = 0, max_rows: int = 8192) -> torch.Tensor:
+def rows_per_pass(model: LatentHierarchy, device: torch.device) -> int:
+    """(sample, image) rows in one IW forward pass: the family's CPU size, or many on a GPU."""
+    return 100_000 if device.type == "cuda" else model.cpu_rows_per_pass
+
+
+def iw_estimate(model: LatentHierarchy, x: torch.Tensor, k: int, seed: int = 0, max_rows: int | None = None) -> torch.Tensor:
     """log p(x) per row by the IW-k bound (Burda et al. 2016, eq. 8) with the model in eval mode, drawn from
     a generator of its own: no process-wide state is touched (an app serves many sessions from one process),
     and the model is left in the mode it was in."""
     with eval_mode(model):
-        return iw_log_likelihood(model, x, k, max_rows=max_rows, generator=torch.Generator(x.device).manual_seed(seed))
+        return iw_log_likelihood(model, x, k, max_rows=max_rows or rows_per_pass(model, x.device), generator=torch.Generator(x.device).manual_seed(seed))
 
 
 def bn_statistics_images(data: Dataset, cfg: RunConfig, device: torch.device) -> torch.Tensor:
@@ -170,13 +175,14 @@ def evaluate_run(run_dir: Path, iw_samples: int = 5000, data_dir: str | None = N
     n = x_test.shape[0]
     measures = evaluate_test(model, x_test)  # the history's measures, here with BN recomputed
     with eval_mode(model, fork_rng=True):
-        # Rows per pass: 8192 keeps a CPU's caches warm (2.7x faster than 100k, measured); a GPU wants many.
-        iw = iw_log_likelihood(model, x_test, iw_samples, max_rows=max_rows or (100_000 if dev.type == "cuda" else 8192))
+        iw = iw_log_likelihood(model, x_test, iw_samples, max_rows=max_rows or rows_per_pass(model, dev))
     return {
         "run": str(run_dir), "model": cfg.model, "layers": cfg.layers, "label": cfg.label,
         "dataset": cfg.dataset, "epochs": epoch,
         **measures,
         "iw_ll": float(iw.mean()),
+        # the standard error of that mean over the images scored (the spread of log p(x) between images)
+        "iw_ll_se": float(iw.std() / n ** 0.5) if n > 1 else None,
         "iw_samples": iw_samples,
         "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
         "bn_stats": bn_stats,
@@ -192,7 +198,8 @@ def format_report(r: dict) -> str:
         f"{r['run']}: {r['label']}, {r['layers']} layers, {r['dataset']}, {r['epochs']} epochs, BN statistics "
         f"{r['bn_stats']}" + (f", pixels bytes/{r['pixel_scale']}" if r.get("pixel_scale") else ""),
         f"  ELBO                {r['test_elbo']:.2f} nats",
-        f"  log p(x), IW-{r['iw_samples']:<6} {r['iw_ll']:.2f} nats",
+        f"  log p(x), IW-{r['iw_samples']:<6} {r['iw_ll']:.2f} nats"
+        + (f" (+/- {r['iw_ll_se']:.2f} s.e. over {r['test_images']} test images)" if r.get("iw_ll_se") else ""),
         f"  active units        {' '.join(str(a) for a in r['active_units'])}  (layer 1 .. {r['layers']})",
         f"  KL per layer        {' '.join(f'{k:.2f}' for k in r['test_kl_per_layer'])}",
     ])

@@ -34,6 +34,9 @@ class LatentHierarchy(nn.Module):
     # BN statistics the test-set evaluation uses unless told otherwise: "recomputed" over the training set
     # (the LVAE authors' way) or "running" (training's averages, NVAE's evaluate.py).
     eval_bn_stats: str = "recomputed"
+    # (sample, image) rows in one forward pass of an IW estimate on a CPU, where a pass's activations should
+    # stay in cache: 8192 for the MLP pair (2.7x faster than 100k, measured); a conv family's rows are larger.
+    cpu_rows_per_pass: int = 8192
 
     def __init__(self, cfg: RunSettings):
         super().__init__()
