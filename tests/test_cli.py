@@ -211,3 +211,18 @@ def test_export_and_resume_errors_are_one_line_exit_2(digits_runs, tmp_path, cap
     err = capsys.readouterr().err.strip().splitlines()
     assert all(line.startswith("error: ") for line in err) and "weights only" in err[-1]
     assert main(["export", str(tmp_path / "missing"), str(tmp_path / "y")]) == 2
+
+
+def test_export_keeps_evenly_spaced_snapshots_with_the_first_and_last(digits_runs, tmp_path):
+    from training import checkpoint as ckpt
+    from training.export import evenly_spaced
+    assert evenly_spaced([0, 5, 10, 15, 20, 25, 30, 35, 40], 4) == [0, 15, 25, 40]
+    assert evenly_spaced([0, 5, 10], 5) == [0, 5, 10] and evenly_spaced([0, 5, 10], 1) == [10]
+    src = digits_runs["vae"]
+    every = ckpt.snapshot_epochs(src)
+    assert len(every) >= 3
+    out = tmp_path / "thin"
+    assert main(["export", str(src), str(out), "--snapshots", "2"]) == 0
+    assert ckpt.snapshot_epochs(out) == [every[0], every[-1]]
+    assert (out / ckpt.SNAPSHOTS / "points.safetensors").is_file()  # the test images always travel
+    assert main(["export", str(src), str(tmp_path / "none"), "--snapshots", "0"]) == 2

@@ -117,6 +117,8 @@ def build_parser(family: str = "lvae") -> argparse.ArgumentParser:
     numbers.add_argument("--iw-samples", type=int, default=0,
                          help="evaluate the exported weights now with this many importance samples (0: not)")
     x.add_argument("--data-dir", default=None, help="dataset folder for --iw-samples (default: the run's)")
+    x.add_argument("--snapshots", type=int, default=None,
+                   help="keep at most N latent snapshots, evenly spaced with the first and last (default: all)")
 
     d = sub.add_parser("demo", help="train the app's default pair: VAE+BN+WU and LVAE+BN+WU, 5 layers, digits")
     d.add_argument("--out", type=Path, default=Path("runs"))
@@ -199,7 +201,8 @@ def run(argv: list[str] | None = None) -> int:
                 raise UserError(f"--eval-json {a.eval_json}: not a readable JSON file ({e})") from None
             if not isinstance(evaluation, dict):
                 raise UserError(f"--eval-json {a.eval_json}: must hold one JSON object (what `eval --json` prints)")
-        out = export_run(a.run_dir, a.out_dir, a.dtype, evaluation, a.iw_samples, a.data_dir, command=command)
+        out = export_run(a.run_dir, a.out_dir, a.dtype, evaluation, a.iw_samples, a.data_dir, command=command,
+                         snapshots=a.snapshots)
         print(f"exported {out}")
     elif a.command == "demo":
         from .demo import run_demo
