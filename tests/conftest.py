@@ -21,6 +21,35 @@ os.environ["LVAE_PRETRAINED_DIR"] = os.path.join(os.path.dirname(__file__), "no-
 EPOCHS = 15
 
 
+def train_on_one_thread(cfg: RunConfig, out: Path, resume: bool = False) -> Path:
+    """Train cfg into out on one thread: a run's weights then do not depend on the machine's core count
+    (another thread count sums in another order), so a resumed run can be compared bit for bit."""
+    from training.train import train
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        train(cfg, out, resume=resume, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    return out
+
+
+def every_page_opens(runs: Path, monkeypatch, tmp_path) -> object:
+    """Open each page of the app on the runs under `runs` (offline, from an empty working folder): no exception
+    and no error box on any; returns the AppTest, left on the last page."""
+    from streamlit.testing.v1 import AppTest
+    monkeypatch.setenv("LVAE_RUNS_DIR", str(runs))
+    monkeypatch.setenv("LVAE_OFFLINE", "1")
+    monkeypatch.chdir(tmp_path)
+    at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app.py"), default_timeout=120)
+    at.run()
+    for name in ("compare", "layers", "traverse", "paths", "curves", "samples"):
+        at.switch_page(f"app_pages/{name}.py").run()
+        problems = [str(e.value) for e in at.exception] + [str(e.value) for e in at.error]
+        assert not problems, (name, problems)
+    return at
+
+
 def digits_cfg(model: str, **kw) -> RunConfig:
     base = dict(model=model, layers=3, dataset="digits", epochs=EPOCHS, warmup_epochs=5, batch_size=64,
                 eval_every=5, snapshot_every=5, device="cpu", seed=0)

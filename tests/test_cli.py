@@ -109,7 +109,7 @@ def test_train_command_round_trips_every_config_field():
                          lr_decay=0.75, lr_decay_every=200, init_from="runs/a", iw_samples=4, grad_clip=3.5,
                          eval_every=3, snapshot_every=2, checkpoint_every=5, seed=7, device="cpu", step_mode="eager",
                          pixel_scale=255, mc_samples=3, adam_eps=1e-8, grad_clip_value=0.0, skip_limit=4, init="torch",
-                         bn_heads=True, mirror_generative_widths=True)
+                         bn_heads=True, mirror_generative_widths=True, skip_threshold=50.0, ema_rate=0.5)
     argv = train_command(cfg, Path("out"))[3:]  # drop "python -m training"
     assert config_from_args(build_parser("vae").parse_args(argv)) == cfg
     # and every field of both parts differs from its default here, so a field the CLI forgot would show
@@ -123,6 +123,11 @@ def test_train_command_round_trips_every_config_field():
     argv = train_command(lvae, Path("o"))[3:]
     from training.cli import family_in
     assert family_in(argv) == "lvae" and config_from_args(build_parser(family_in(argv)).parse_args(argv)) == lvae
+    # a family's own defaults for common settings (VDVAE's EMA) give way to the values a command line states
+    vdvae = RunConfig.make(model="vdvae", dataset="digits", epochs=3, ema_rate=0.0, width=8)
+    argv = train_command(vdvae, Path("o"))[3:]
+    assert config_from_args(build_parser(family_in(argv)).parse_args(argv)) == vdvae and vdvae.ema_rate == 0.0
+    assert RunConfig.make(model="vdvae", dataset="digits", epochs=3).ema_rate > 0
     # the defaults round-trip too (an empty --init-from, default sizes), and --no-warmup is warm-up 0
     plain = RunConfig.make(model="lvae", layers=3, dataset="digits", epochs=5)
     assert config_from_args(build_parser().parse_args(train_command(plain, Path("o"))[3:])) == plain

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from conftest import every_page_opens, train_on_one_thread
 
 from training import checkpoint as ckpt
 from training.config import RunConfig
@@ -22,15 +23,7 @@ def nvae_cfg(**kw) -> RunConfig:
 
 @pytest.fixture(scope="module")
 def nvae_run(tmp_path_factory):
-    from training.train import train
-    out = tmp_path_factory.mktemp("nvae") / "digits-nvae"
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        train(nvae_cfg(), out, progress=False)
-    finally:
-        torch.set_num_threads(threads)
-    return out
+    return train_on_one_thread(nvae_cfg(), tmp_path_factory.mktemp("nvae") / "digits-nvae")
 
 
 def test_the_residual_normals_kl_is_the_papers_closed_form():
@@ -130,15 +123,9 @@ def test_decoding_with_every_group_fixed_is_the_reconstruction(nvae_run):
 def test_a_killed_nvae_run_resumes_exactly(nvae_run, tmp_path):
     """Stopped after epoch 1 (as a kill after a checkpoint) and resumed: the same weights, Adam state and
     spectral-regularisation vectors as the run trained straight through."""
-    from training.train import train
-    cut = tmp_path / "cut"
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as the straight run: another thread count sums in another order
-    try:
-        train(nvae_cfg(epochs=1), cut, progress=False)
-        train(nvae_cfg(epochs=2), cut, resume=True, progress=False)
-    finally:
-        torch.set_num_threads(threads)
+    cut = tmp_path / "cut"  # as the straight run: another thread count sums in another order
+    train_on_one_thread(nvae_cfg(epochs=1), cut)
+    train_on_one_thread(nvae_cfg(epochs=2), cut, resume=True)
     a, _ = ckpt.read_tensors(nvae_run / ckpt.CHECKPOINT, "model.")
     b, _ = ckpt.read_tensors(cut / ckpt.CHECKPOINT, "model.")
     assert a.keys() == b.keys() and any(k.startswith("sr_u") for k in a)
@@ -161,18 +148,7 @@ def test_nvae_from_the_command_line_trains_and_exports(tmp_path):
 
 def test_every_page_opens_on_an_nvae_run(nvae_run, monkeypatch, tmp_path):
     """Through the interface alone: each page opens on the NVAE run with no exception and no error box."""
-    from pathlib import Path
-
-    from streamlit.testing.v1 import AppTest
-    monkeypatch.setenv("LVAE_RUNS_DIR", str(nvae_run.parent))
-    monkeypatch.setenv("LVAE_OFFLINE", "1")
-    monkeypatch.chdir(tmp_path)
-    at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app.py"), default_timeout=120)
-    at.run()
-    for name in ("compare", "layers", "traverse", "paths", "curves", "samples"):
-        at.switch_page(f"app_pages/{name}.py").run()
-        problems = [str(e.value) for e in at.exception] + [str(e.value) for e in at.error]
-        assert not problems, (name, problems)
+    at = every_page_opens(nvae_run.parent, monkeypatch, tmp_path)
     assert any("digits-nvae" in str(o) for s in at.selectbox for o in s.options)
 
 

@@ -2,7 +2,9 @@
 
 RUN_DIR/
   config.json                  RunConfig
-  checkpoint.safetensors       model.* weights and BN buffers, optim.* Adam state, rng.* generator
+  checkpoint.safetensors       model.* weights and BN buffers (the ones a run is evaluated and explored with:
+                               the moving average where training keeps one), train.* the optimizer's own
+                               weights when they differ (--ema-rate), optim.* Adam state, rng.* generator
                                states; metadata: epoch, optimizer param groups (JSON)
   history.jsonl                one JSON object per completed epoch
   snapshots/points.safetensors the fixed test points that snapshots follow (index, label, image)
@@ -116,11 +118,16 @@ class TrainingState:
     epoch: int                       # completed epochs
     optimizer: dict | None           # an optimizer state_dict, or None
     rng: dict[str, torch.Tensor]     # generator states by name
+    weights: dict[str, torch.Tensor] | None = None  # the optimizer's weights where model.* is their average
 
 
 def save_checkpoint(run_dir: Path, model: LatentHierarchy, optimizer: torch.optim.Optimizer | None,
-                    epoch: int, rng: dict[str, torch.Tensor]) -> None:
+                    epoch: int, rng: dict[str, torch.Tensor], trained: LatentHierarchy | None = None) -> None:
+    """model: the weights to evaluate and explore; trained: the optimizer's own, where model is their moving
+    average (a resume goes on from both)."""
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    if trained is not None:
+        tensors.update({f"train.{k}": v for k, v in trained.state_dict().items()})
     meta = {"epoch": str(epoch), "format": "lvae-explorer/1"}
     if optimizer is not None:
         state = optimizer.state_dict()
@@ -189,10 +196,11 @@ def load_training_state(run_dir: Path) -> TrainingState:
         except json.JSONDecodeError:
             raise CheckpointError(f"{path}: optimizer metadata is not valid JSON") from None
     rng = {k[len("rng."):]: v for k, v in tensors.items() if k.startswith("rng.")}
+    weights = {k[len("train."):]: v for k, v in tensors.items() if k.startswith("train.")} or None
     if meta.get(WEIGHTS_ONLY) == "true":
         raise CheckpointError(f"{Path(run_dir)}: holds weights only (an exported run, no optimizer state), so it "
                               "cannot be resumed; start a new run from it with --init-from")
-    return TrainingState(int(meta.get("epoch", "0")), optimizer, rng)
+    return TrainingState(int(meta.get("epoch", "0")), optimizer, rng, weights)
 
 
 # ---- history ----------------------------------------------------------------

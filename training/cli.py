@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime as dt
 import json
 import shlex
@@ -12,7 +11,7 @@ from pathlib import Path
 
 from .config import DATASETS, DEVICES, PIXEL_SCALES, RunConfig
 from .models import arch_class, family_names
-from .options import option_flag, options_of
+from .options import default_of, option_flag, options_of
 from .errors import TrainingError, UserError
 
 
@@ -134,7 +133,8 @@ def add_config_arguments(parser: argparse.ArgumentParser, family: str = "lvae") 
     for f in options_of(RunConfig) + options_of(arch):
         meta, kind = f.metadata, hints[f.name]
         flags = [option_flag(f.name), *meta["aliases"]]
-        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        # a family may set its own defaults for common settings (VDVAE: the weights' EMA, gradient skipping)
+        default = getattr(arch, "RUN_DEFAULTS", {}).get(f.name, default_of(f))
         kw: dict = {"dest": f.name, "help": meta["help"]}
         if kind is bool:
             parser.add_argument(*flags, action=argparse.BooleanOptionalAction, default=default, **kw)

@@ -83,7 +83,11 @@ class RunConfig:
                                    "(authors: 1e-4; training/optim.py)")
     grad_clip: float = option(4.0, "scale the gradient's total norm to at most this (authors: 4); 0 = off")
     grad_clip_value: float = option(0.9, "then clip each gradient element to +-this (authors: 0.9); 0 = off")
-    skip_limit: int = option(10, "stop after this many consecutive non-finite (skipped) steps")
+    skip_limit: int = option(10, "stop after this many consecutive skipped steps")
+    skip_threshold: float = option(0.0, "also skip an update whose gradient norm is over this, counted as the non-finite "
+                                        "ones are (VDVAE's grad skipping); 0: skip only non-finite ones")
+    ema_rate: float = option(0.0, "keep an exponential moving average of the weights at this rate (VDVAE: 0.9999) and "
+                                  "evaluate, snapshot, explore and export it; 0: none")
     eval_every: int = option(10, "epochs between test-set evaluations")
     snapshot_every: int = option(0, "epochs between latent snapshots (0: about ten per run)")
     checkpoint_every: int = option(0, "epochs between checkpoints (0: about fifty per run, and always the last)")
@@ -125,6 +129,8 @@ class RunConfig:
             raise UserError(f"give the architecture either as arch or as {', '.join(arch_values)}, not both")
         if values.get("arch") is None:
             values["arch"] = arch_values
+        for name, value in getattr(arch_class(model), "RUN_DEFAULTS", {}).items():  # the family's own defaults
+            values.setdefault(name, value)
         try:
             return cls(**values)
         except TypeError as e:  # an option neither part has
@@ -153,6 +159,8 @@ class RunConfig:
         need(self.iw_samples >= 1, "iw-samples must be at least 1")
         need(self.mc_samples >= 1, "mc-samples must be at least 1")
         need(self.skip_limit >= 1, "skip-limit must be at least 1")
+        need(self.skip_threshold >= 0, "skip-threshold must be 0 (off) or positive")
+        need(0 <= self.ema_rate < 1, "ema-rate must be in [0, 1) (0: no moving average)")
         need(self.pixel_scale in PIXEL_SCALES, f"pixel scale must be 255 or 256, not {self.pixel_scale!r}")
         need(self.adam_eps > 0, "adam-eps must be positive")
         need(self.grad_clip_value >= 0, "grad-clip-value must be 0 (off) or positive")

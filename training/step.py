@@ -57,15 +57,21 @@ def use_compile(mode: str) -> bool:
 class ModelStep:
     """One model's step on static buffers: its batch `x`, its warm-up weight `beta`.
 
-    A step whose loss or gradient is not finite changes nothing (weights, Adam moments, BN
-    statistics) and counts as skipped; `skipped` and `streak` (consecutive skips) live on the
-    device and are read once per epoch.
+    A step whose loss or gradient is not finite, or whose gradient norm is over skip_threshold (when
+    positive: VDVAE's gradient skipping), changes nothing (weights, Adam moments, BN statistics, the
+    moving average) and counts as skipped; `skipped` and `streak` (consecutive skips) live on the
+    device and are read once per epoch. With `ema` (a copy of the model) and ema_rate, every good step
+    moves ema's weights toward the model's: ema <- rate * ema + (1 - rate) * weights (VDVAE's update).
     """
 
     def __init__(self, model: LatentHierarchy, optimizer: LasagneAdam, batch_size: int,
                  iw_samples: int = 1, grad_clip: float = 0.0, compile: bool = False,
-                 grad_clip_value: float = 0.0, mc_samples: int = 1):
+                 grad_clip_value: float = 0.0, mc_samples: int = 1, skip_threshold: float = 0.0,
+                 ema: LatentHierarchy | None = None, ema_rate: float = 0.0):
         self.model, self.optimizer = model, optimizer
+        self.skip_threshold, self.ema_rate = skip_threshold, ema_rate
+        self.ema_params = list(ema.parameters()) if ema is not None else []
+        self.ema_buffers = [b for b in ema.buffers() if b.is_floating_point()] if ema is not None else []
         self.loss = torch.compile(self._loss) if compile else self._loss
         self.iw_samples, self.mc_samples = iw_samples, mc_samples
         self.grad_clip, self.grad_clip_value = grad_clip, grad_clip_value
@@ -103,14 +109,20 @@ class ModelStep:
         grads = [p.grad for p in params]
         norm = total_norm(grads)
         ok = torch.isfinite(norm) & torch.isfinite(loss)
+        if self.skip_threshold > 0:
+            ok = ok & (norm <= self.skip_threshold)
         if on_device:
             clip_gradients(grads, norm, self.grad_clip, self.grad_clip_value, ok)
             self.optimizer.step(ok)
             for b, saved in zip(self.buffers, self.saved):  # a skipped step leaves BN's statistics as they were
                 b.copy_(torch.where(ok, b, saved))
+            if self.ema_params:
+                self.update_ema(ok.to(torch.float32) * (1 - self.ema_rate))
         elif bool(ok):
             clip_gradients(grads, norm, self.grad_clip, self.grad_clip_value)
             self.optimizer.step()
+            if self.ema_params:
+                self.update_ema(1 - self.ema_rate)
         elif self.buffers:  # skipped: no update at all, and BN's statistics as they were
             torch._foreach_copy_(self.buffers, self.saved)
         bad = (~ok).to(torch.float32)
@@ -118,6 +130,14 @@ class ModelStep:
         self.streak.add_(bad).mul_(bad)  # +1 on a skip, back to 0 on a good step
         torch.maximum(self.max_streak, self.streak, out=self.max_streak)
         return stats, ok
+
+    def update_ema(self, weight: float | torch.Tensor) -> None:
+        """ema <- ema + weight * (weights - ema), weight = 1 - rate (0 on a skipped step); BN's statistics copied."""
+        with torch.no_grad():
+            for e, p in zip(self.ema_params, self.model.parameters()):
+                e.lerp_(p, weight)
+            if self.ema_buffers:
+                torch._foreach_copy_(self.ema_buffers, self.buffers)
 
     def eager(self) -> tuple[BatchStats, torch.Tensor]:
         self.optimizer.zero_grad(set_to_none=True)

@@ -1,6 +1,7 @@
 """The training loop: data resident on the device, metrics read once per epoch, atomic checkpoints."""
 from __future__ import annotations
 
+import copy
 import math
 import os
 import sys
@@ -18,7 +19,7 @@ from .data import Dataset, load_dataset
 from .distributions import warmup_beta
 from .errors import TrainingError, UserError
 from .evaluate import eval_mode, evaluate_test, resolve_device, test_tensors
-from .models import build_model
+from .models import LatentHierarchy, build_model
 from .objectives import BatchStats, posterior_means
 from .step import GroupStep, ModelStep, make_optimizer, set_lr, use_compile, use_graph
 
@@ -129,10 +130,20 @@ class Trainer:
             if source_cfg.model != cfg.model or theirs != {k: v.shape for k, v in model.state_dict().items()}:
                 raise UserError(f"--init-from {cfg.init_from}: that run's architecture differs from this one")
             model.load_state_dict(source.state_dict())
+        # The weights' moving average (VDVAE's EMA): what the run is evaluated, snapshotted, explored and
+        # exported with; `model` stays the optimizer's.
+        self.ema = copy.deepcopy(model).requires_grad_(False) if cfg.ema_rate > 0 else None
         if resume and (out / ckpt.CHECKPOINT).is_file():
             loaded, _, start = ckpt.load_model(out, device)
-            model.load_state_dict(loaded.state_dict())
             state = ckpt.load_training_state(out)
+            if self.ema is not None:
+                self.ema.load_state_dict(loaded.state_dict())
+                if state.weights is None:
+                    raise UserError(f"{out}: the checkpoint keeps no training weights beside the moving average "
+                                    "(was it trained without --ema-rate?)")
+                model.load_state_dict({k: v.to(device) for k, v in state.weights.items()})
+            else:
+                model.load_state_dict(loaded.state_dict())
             if state.optimizer is not None:
                 self.optimizer.load_state_dict(state.optimizer)
             _set_rng_state(state.rng, self.gen, device)
@@ -154,12 +165,18 @@ class Trainer:
         if self.n_batches == 0:
             raise UserError(f"batch size {cfg.batch_size} is larger than the {self.train_x.shape[0]} training images")
         self.step = ModelStep(model, self.optimizer, cfg.batch_size, cfg.iw_samples, cfg.grad_clip,
-                              use_compile(cfg.step_mode), cfg.grad_clip_value, cfg.mc_samples)
+                              use_compile(cfg.step_mode), cfg.grad_clip_value, cfg.mc_samples,
+                              cfg.skip_threshold, self.ema, cfg.ema_rate)
         model.train()
 
+    @property
+    def evaluated(self) -> LatentHierarchy:
+        """The weights the run is evaluated and explored with: the moving average where kept."""
+        return self.ema if self.ema is not None else self.model
+
     def snapshot(self, epoch: int) -> None:
-        with eval_mode(self.model, fork_rng=True):
-            ckpt.save_snapshot(self.out, epoch, posterior_means(self.model, self.x_test[self.points]))
+        with eval_mode(self.evaluated, fork_rng=True):
+            ckpt.save_snapshot(self.out, epoch, posterior_means(self.evaluated, self.x_test[self.points]))
 
     def begin_epoch(self, epoch: int) -> None:
         cfg = self.cfg
@@ -185,7 +202,7 @@ class Trainer:
             record["skipped_steps"] = skipped
         if streak >= self.cfg.skip_limit:
             raise TrainingError(f"{out.name}, epoch {epoch + 1}: {streak} steps in a row had a NaN or infinite loss or "
-                                f"gradient and were skipped; stopped, the last good checkpoint (epoch "
+                                f"gradient (or one over --skip-threshold) and were skipped; stopped, the last good checkpoint (epoch "
                                 f"{self.last_checkpoint()}) is intact; try a lower --lr")
         if not all(map(math.isfinite, [record["train_elbo"], record["recon"], *record["kl_per_layer"]])):
             raise TrainingError(f"{out.name}, epoch {epoch + 1}: the loss became NaN or infinite; stopped, the last "
@@ -193,12 +210,13 @@ class Trainer:
         record["seconds"] = time.perf_counter() - self.t0
         last_epoch = epoch + 1 == cfg.epochs
         if (epoch + 1) % cfg.eval_every == 0 or last_epoch:
-            record.update(evaluate_test(self.model, self.x_test))
+            record.update(evaluate_test(self.evaluated, self.x_test))
         ckpt.append_history(out, record)
         if (epoch + 1) % cfg.snapshot_interval == 0 or last_epoch:
             self.snapshot(epoch + 1)
         if (epoch + 1) % cfg.checkpoint_interval == 0 or last_epoch or self.out_of_time():
-            ckpt.save_checkpoint(out, self.model, self.optimizer, epoch + 1, _rng_state(self.gen, self.device))
+            ckpt.save_checkpoint(out, self.evaluated, self.optimizer, epoch + 1, _rng_state(self.gen, self.device),
+                                 trained=self.model if self.ema is not None else None)
         return record
 
     def last_checkpoint(self) -> int:

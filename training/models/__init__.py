@@ -11,6 +11,7 @@ from .interface import LatentHierarchy, LayerPosterior, LayerSpec, RunSettings
 from .lvae import LVAE
 from .nvae import NVAE
 from .vae import VAE
+from .vdvae import VDVAE
 
 
 __all__ = ["FAMILIES", "LatentHierarchy", "LayerPosterior", "LayerSpec", "arch_class", "build_model", "family_names",
@@ -21,6 +22,7 @@ FAMILIES: dict[str, tuple[type[LatentHierarchy], str]] = {
     "vae": (VAE, "VAE (bottom-up inference)"),
     "lvae": (LVAE, "Ladder VAE"),
     "nvae": (NVAE, "NVAE (residual top-down groups of spatial latents)"),
+    "vdvae": (VDVAE, "VDVAE (a very deep top-down hierarchy over several resolutions)"),
 }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import torch
@@ -81,6 +82,22 @@ class ForwardPass:
 class Generated:
     codes: list[torch.Tensor]  # every layer's code, z_1 first
     images: torch.Tensor       # (N, C, H, W) mean images in [0, 1]
+
+
+def prior_draw(n_layers: int, temperature: float | Sequence[float], use_mean: bool,
+               generator: torch.Generator | None) -> Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor]:
+    """draw(layer, mu, var) for a top-down sampler: mu + t_layer * sd * eps (the temperature scales each layer's
+    prior sd, as NVAE and VDVAE sample), or mu itself with use_mean; eps from `generator` where given."""
+    temps = [float(temperature)] * n_layers if isinstance(temperature, (int, float)) else [float(t) for t in temperature]
+    if len(temps) != n_layers:
+        raise ValueError(f"{len(temps)} temperatures for {n_layers} layers")
+
+    def draw(layer: int, mu: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
+        if use_mean:
+            return mu
+        device = generator.device if generator is not None else mu.device
+        return mu + temps[layer] * var.sqrt() * torch.randn(mu.shape, generator=generator, device=device).to(mu.device)
+    return draw
 
 
 def per_row(t: torch.Tensor) -> torch.Tensor:

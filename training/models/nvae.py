@@ -23,11 +23,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..distributions import bernoulli_log_likelihood, gaussian_analytical_kl, sample_gaussian
+from ..distributions import gaussian_analytical_kl
 from ..errors import UserError
 from ..options import option
 from .bounds import BatchStats, training_loss
-from .interface import GAUSSIAN, ForwardPass, Generated, LatentHierarchy, LayerPosterior, LayerSpec, RunSettings
+from .interface import LayerPosterior, RunSettings
+from .topdown import TopDownHierarchy
 
 SIGMA_FLOOR = 0.01  # NVAE's Normal: sigma = exp(log sigma) + 0.01
 
@@ -157,7 +158,7 @@ class DecoderCell(nn.Module):
         return x + 0.1 * self.branch(x)
 
 
-class NVAE(LatentHierarchy):
+class NVAE(TopDownHierarchy):
     family = "nvae"
     Arch = NVAEArch
     # NVAE's evaluate.py scores the test set with training's BN running averages (it readjusts BN only
@@ -211,18 +212,12 @@ class NVAE(LatentHierarchy):
         self.to(memory_format=torch.channels_last)
         self._sr_started: bool | None = None  # whether the vectors have had their first 40 steps (from the buffer)
 
-    # ---- the interface ------------------------------------------------------------------------
+    # ---- the top-down pass (training/models/topdown.py turns it into the interface) ---------------
 
-    def layer_specs(self) -> list[LayerSpec]:
-        zc = self.cfg.arch.latent_channels
-        specs = [LayerSpec("", (zc, side, side), GAUSSIAN, side) for side in (self.sides[s] for s in self.scale_of)]
-        return [dataclasses.replace(spec, name=f"z{i + 1}") for i, spec in enumerate(reversed(specs))]
+    def _sides(self) -> list[int]:
+        return [self.sides[s] for s in self.scale_of]
 
-    @property
-    def n_layers(self) -> int:
-        return len(self.scale_of)
-
-    def _features(self, x: torch.Tensor) -> list[torch.Tensor]:
+    def _features(self, x: torch.Tensor, n_samples: int) -> list[torch.Tensor]:
         """The encoder's feature for every group, top first."""
         h = self.stem(self.images_in(x).contiguous(memory_format=torch.channels_last))
         bottom = []
@@ -234,7 +229,7 @@ class NVAE(LatentHierarchy):
         for cells in self.enc_top:
             h = cells(h)
             top.append(h)
-        return top[::-1] + bottom[::-1]
+        return [f.repeat(n_samples, 1, 1, 1) for f in top[::-1] + bottom[::-1]]
 
     def _prior(self, g: int, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(mu_p, log sigma_p) of group g at the decoder state s; the top group's is N(0, I)."""
@@ -267,42 +262,6 @@ class NVAE(LatentHierarchy):
                 out.append(z)
             s = self.combine[g](torch.cat([s, z.expand(n, *z.shape[1:])], dim=1))
         return out[::-1], self.post(s)
-
-    def _encode(self, x: torch.Tensor, n_samples: int, mean_path: bool, eps, generator):
-        feats = [f.repeat(n_samples, 1, 1, 1) for f in self._features(x)]
-
-        def draw(layer: int, mu: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
-            return mu if mean_path else sample_gaussian(mu, var, eps[layer] if eps else None, generator)
-        return self._top_down(feats[0].shape[0], feats, {}, draw)
-
-    def posterior(self, x, n_samples=1, mean_path=False, eps=None, generator=None) -> list[LayerPosterior]:
-        return self._encode(x, n_samples, mean_path, eps, generator)[0]
-
-    def forward(self, x: torch.Tensor, n_samples: int = 1, eps=None, generator=None) -> ForwardPass:
-        """Posterior and likelihood in one top-down pass (the decoder's logits come out of the same pass)."""
-        layers, logits = self._encode(x, n_samples, False, eps, generator)
-        target = self.images_in(x).repeat(n_samples, 1, 1, 1)
-        return ForwardPass(layers, bernoulli_log_likelihood(target, logits).flatten(1).sum(1))
-
-    def log_likelihood(self, x, layers) -> torch.Tensor:
-        fixed = {i: q.z for i, q in enumerate(layers)}
-        _, logits = self._top_down(layers[0].z.shape[0], None, fixed, None)
-        n = layers[0].z.shape[0] // x.shape[0]
-        return bernoulli_log_likelihood(self.images_in(x).repeat(n, 1, 1, 1), logits).flatten(1).sum(1)
-
-    def generate(self, n, fixed=None, temperature: float | Sequence[float] = 1.0, use_mean=False, generator=None):
-        fixed = fixed or {}
-        temps = [float(temperature)] * self.n_layers if isinstance(temperature, (int, float)) else list(temperature)
-        if len(temps) != self.n_layers:
-            raise ValueError(f"{len(temps)} temperatures for {self.n_layers} layers")
-
-        def draw(layer: int, mu: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
-            if use_mean:
-                return mu
-            device = generator.device if generator is not None else mu.device
-            return mu + temps[layer] * var.sqrt() * torch.randn(mu.shape, generator=generator, device=device).to(mu.device)
-        codes, logits = self._top_down(n, None, fixed, draw)
-        return Generated(codes, torch.sigmoid(logits))
 
     # ---- training: KL balancing and spectral regularisation -------------------------------------
 

@@ -1,0 +1,151 @@
+"""The VDVAE family (training/models/vdvae.py) and the training features it brought: gradient skipping over a
+norm threshold and the weights' moving average (EMA), evaluated and explored in place of the weights."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from conftest import every_page_opens, train_on_one_thread
+
+from training import checkpoint as ckpt
+from training.config import RunConfig
+from training.models.vdvae import parse_blocks
+
+
+def vdvae_cfg(**kw) -> RunConfig:
+    base = dict(model="vdvae", dataset="digits", epochs=2, batch_size=64, warmup_epochs=1, eval_every=1,
+                snapshot_every=1, checkpoint_every=1, seed=0, device="cpu", width=8, latent_channels=2, lr=1e-3,
+                ema_rate=0.9, skip_threshold=1e6)
+    return RunConfig.make(**{**base, **kw})
+
+
+@pytest.fixture(scope="module")
+def vdvae_run(tmp_path_factory):
+    return train_on_one_thread(vdvae_cfg(), tmp_path_factory.mktemp("vdvae") / "digits-vdvae")
+
+
+def test_block_strings_read_as_openai_vdvaes():
+    assert parse_blocks("1x2,4m1,4x1,8m4") == [(1, None), (1, None), (4, 1), (4, None), (8, 4)]
+    assert parse_blocks("8x1,8d2,4d4") == [(8, None), (8, 2), (4, 4)]
+    cfg = RunConfig.make(model="vdvae", dataset="mnist", epochs=1)
+    specs = [r for r, _ in parse_blocks(cfg.arch.dec_blocks)]
+    assert cfg.layers == 23 and [specs.count(r) for r in (1, 4, 8, 16, 32)] == [5, 5, 10, 2, 1]
+
+
+def test_a_skipped_update_leaves_weights_optimizer_and_average_untouched():
+    """An update whose gradient norm is over --skip-threshold changes nothing and is counted; under it, it
+    changes the weights and the moving average."""
+    import copy
+
+    from training.models import build_model
+    from training.step import ModelStep, make_optimizer
+    cfg = vdvae_cfg()
+    cfg.image_shape, cfg.input_dim = [1, 8, 8], 64
+    torch.manual_seed(0)
+    model = build_model(cfg).train()
+    ema = copy.deepcopy(model)
+    opt = make_optimizer(model, 1e-3)
+    x = torch.rand(16, 64).bernoulli(generator=torch.Generator().manual_seed(0))
+    good = ModelStep(model, opt, 16, ema=ema, ema_rate=0.9)
+    good.load(x, 1.0)
+    good.eager()  # one real step: Adam has moments now
+    before = copy.deepcopy(model.state_dict()), copy.deepcopy(opt.state_dict()), copy.deepcopy(ema.state_dict())
+    bad = ModelStep(model, opt, 16, skip_threshold=1e-6, ema=ema, ema_rate=0.9)
+    bad.load(x, 1.0)
+    _, ok = bad.eager()
+    assert not bool(ok) and int(bad.skipped) == 1
+    for k, v in before[0].items():
+        assert torch.equal(model.state_dict()[k], v), k
+    for k, v in before[2].items():
+        assert torch.equal(ema.state_dict()[k], v), k
+    after = opt.state_dict()
+    for i, state in before[1]["state"].items():
+        for name, value in state.items():
+            assert torch.equal(torch.as_tensor(after["state"][i][name]), torch.as_tensor(value)), (i, name)
+    _, ok = good.eager()
+    assert bool(ok) and any(not torch.equal(model.state_dict()[k], v) for k, v in before[0].items())
+
+
+def test_the_moving_average_on_a_hand_made_case():
+    """ema <- rate * ema + (1 - rate) * weights: from 1 toward 3 at rate 0.75 is 1.5, then 1.875."""
+    from training.step import ModelStep
+    model, ema = torch.nn.Linear(1, 1, bias=False), torch.nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        model.weight.fill_(3.0)
+        ema.weight.fill_(1.0)
+    step = ModelStep.__new__(ModelStep)
+    step.model, step.ema_params, step.ema_buffers = model, list(ema.parameters()), []
+    step.update_ema(1 - 0.75)
+    assert ema.weight.item() == pytest.approx(1.5)
+    step.update_ema(1 - 0.75)
+    assert ema.weight.item() == pytest.approx(1.875)
+    step.update_ema(torch.tensor(0.0))  # a skipped step's weight
+    assert ema.weight.item() == pytest.approx(1.875)
+
+
+def test_a_run_is_evaluated_and_explored_with_its_moving_average(vdvae_run):
+    """model.* in the checkpoint is the average (what eval, the app and export load); train.* the optimizer's
+    weights, which differ from it."""
+    from training.evaluate import evaluate_run
+    averaged, _ = ckpt.read_tensors(vdvae_run / ckpt.CHECKPOINT, "model.")
+    trained, _ = ckpt.read_tensors(vdvae_run / ckpt.CHECKPOINT, "train.")
+    assert averaged.keys() == trained.keys()
+    assert any(not torch.equal(averaged[k], trained[k]) for k in averaged)
+    model, cfg, epoch = ckpt.load_model(vdvae_run)
+    assert epoch == 2 and cfg.ema_rate == 0.9 and type(model).__name__ == "VDVAE"
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, averaged[k]), k
+    r = evaluate_run(vdvae_run, iw_samples=30)
+    assert math.isfinite(r["iw_ll"]) and r["iw_ll"] > r["test_elbo"]  # Burda et al. 2016, Thm 1
+    assert len(r["test_kl_per_layer"]) == cfg.layers == 6
+
+
+def test_a_killed_vdvae_run_resumes_exactly(vdvae_run, tmp_path):
+    """Stopped after epoch 1 and resumed: the same weights, average and Adam state as the straight run."""
+    cut = tmp_path / "cut"
+    train_on_one_thread(vdvae_cfg(epochs=1), cut)
+    train_on_one_thread(vdvae_cfg(epochs=2), cut, resume=True)
+    a, _ = ckpt.read_tensors(vdvae_run / ckpt.CHECKPOINT)
+    b, _ = ckpt.read_tensors(cut / ckpt.CHECKPOINT)
+    assert a.keys() == b.keys() and any(k.startswith("train.") for k in a)
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_keeping_every_layer_from_the_posterior_is_the_posterior_path(vdvae_run):
+    """openai/vdvae's forward_samples_set_latents at k = L: the first k layers from the posterior and the rest
+    sampled is then the reconstruction itself, whatever the temperature; at k = 0 the images differ."""
+    import numpy as np
+
+    from explorer.traverse import hierarchy_decomposition
+    from training.data import load_dataset
+    from training.evaluate import eval_mode
+    model, _, _ = ckpt.load_model(vdvae_run)
+    image = load_dataset("digits").test_x[:1].round()
+    g = torch.Generator().manual_seed(0)
+    with eval_mode(model):
+        layers = model.posterior(torch.as_tensor(image), generator=torch.Generator().manual_seed(0))
+        path = model.decode({i: q.z for i, q in enumerate(layers)}, 1).numpy().reshape(1, -1)
+    rows = hierarchy_decomposition(model, image, keep_top=model.n_layers, n=4, seed=0, temperature=0.7)
+    np.testing.assert_allclose(rows, np.repeat(path, 4, axis=0), rtol=1e-5, atol=1e-6)
+    free = hierarchy_decomposition(model, image, keep_top=0, n=4, seed=0)
+    assert np.abs(free - free[:1]).max() > 1e-4
+    del g
+
+
+def test_every_page_opens_on_a_vdvae_run(vdvae_run, monkeypatch, tmp_path):
+    at = every_page_opens(vdvae_run.parent, monkeypatch, tmp_path)
+    assert any("digits-vdvae" in str(o) for s in at.selectbox for o in s.options)
+
+
+def test_vdvae_from_the_command_line_keeps_an_average_by_default(tmp_path):
+    from training.cli import main
+    out = tmp_path / "cli-vdvae"
+    assert main(["train", "--family", "vdvae", "--dataset", "digits", "--epochs", "1", "--width", "8",
+                 "--latent-channels", "2", "--batch-size", "64", "--device", "cpu", "--no-progress",
+                 "--out", str(out)]) == 0
+    cfg = ckpt.load_config(out)
+    assert cfg.ema_rate > 0 and cfg.skip_threshold > 0  # the family's defaults for the common settings
+    assert main(["train", "--family", "vdvae", "--dataset", "digits", "--epochs", "1", "--dec-blocks", "1x2,64m1",
+                 "--out", str(tmp_path / "bad")]) == 2
