@@ -30,7 +30,7 @@ def test_block_strings_read_as_openai_vdvaes():
     assert parse_blocks("8x1,8d2,4d4") == [(8, None), (8, 2), (4, 4)]
     cfg = RunConfig.make(model="vdvae", dataset="mnist", epochs=1)
     specs = [r for r, _ in parse_blocks(cfg.arch.dec_blocks)]
-    assert cfg.layers == 23 and [specs.count(r) for r in (1, 4, 8, 16, 32)] == [5, 5, 10, 2, 1]
+    assert cfg.layers == 24 and [specs.count(r) for r in (1, 4, 8, 16)] == [5, 5, 10, 4] and cfg.arch.image_stride == 2
 
 
 def test_a_skipped_update_leaves_weights_optimizer_and_average_untouched():
