@@ -210,6 +210,15 @@ def points_of(path: str, stamp: float, n: int) -> Any:
     return test_points(model_of(path, stamp).cfg, Path(path), n)
 
 
+def test_points_or_error(run: RunInfo) -> Any:
+    """The run's TEST_POINTS test points, or None after an error box saying why there are none."""
+    try:
+        return points_of(str(run.path), run.stamp, TEST_POINTS)
+    except Exception as e:  # noqa: BLE001 - no test images at hand is the user's situation: said, not a crash
+        st.error(f"Cannot load test images for {run.name}: {e}")
+        return None
+
+
 @st.cache_resource(max_entries=8, show_spinner="Encoding the test images layer by layer…")
 def encoding_of(path: str, stamp: float, n: int) -> Any:
     from explorer.encode import encode

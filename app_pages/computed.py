@@ -223,3 +223,42 @@ def snapshots_of(path: str, stamp: float, epochs: tuple[int, ...]) -> tuple[dict
 def strips_of(path: str, stamp: float, a: int, b: int, steps: int) -> dict[str, np.ndarray]:
     points = common.points_of(path, stamp, common.TEST_POINTS)
     return interpolation_strips(common.model_of(path, stamp), points.images[a], points.images[b], steps)
+
+
+# ---- Depth ---------------------------------------------------------------------------------------
+
+DIV_STATS_POINTS = 1000  # test images each variate's KL is averaged over (a shipped run carries exactly these)
+
+
+@st.cache_resource(max_entries=16, show_spinner="Measuring every variate's KL over the test points…")
+def variate_kl_of(path: str, stamp: float) -> list[np.ndarray]:
+    """Every variate's mean KL over the run's first DIV_STATS_POINTS test points (its div_stats), once for
+    every session."""
+    from explorer.depth import variate_kl
+    points = common.points_of(path, stamp, common.TEST_POINTS)
+    return variate_kl(common.model_of(path, stamp), points.images[:DIV_STATS_POINTS])
+
+
+@st.cache_resource(max_entries=64, show_spinner=False)
+def depth_figures_of(path: str, stamp: float, q: float) -> tuple:
+    """(the ranking with the top q kept, the KL share by depth), frozen."""
+    from explorer.depth import kl_share, top_variates
+    from explorer.figures.depth import kl_share_figure, variate_ranking
+    kl = variate_kl_of(path, stamp)
+    kept = top_variates(kl, q)
+    share = kl_share(common.model_of(path, stamp), [float(k.sum()) for k in kl])
+    return freeze(variate_ranking(kl, kept.count)), freeze(kl_share_figure(share))
+
+
+@st.cache_resource(max_entries=256, show_spinner=False)
+def masked_png(path: str, stamp: float, idx: int, q: float, prior_mean: bool) -> tuple[bytes, int, int, float]:
+    """The test image, then its masked reconstructions (8 prior draws, or 1 with the prior's mean) keeping the
+    top q of the variates: (PNG, variates kept, variates in all, their share of the KL)."""
+    from explorer.depth import masked_decode, top_variates
+    points = common.points_of(path, stamp, common.TEST_POINTS)
+    kept = top_variates(variate_kl_of(path, stamp), q)
+    image = points.images[idx]
+    decoded = masked_decode(common.model_of(path, stamp), image, kept.masks, n=1 if prior_mean else 8,
+                            prior_mean=prior_mean, seed=0)
+    png = common.grid_png(np.concatenate([image[None], decoded]), points.image_shape, ncols=1 + len(decoded), target=72)
+    return png, kept.count, kept.total, kept.kl_share

@@ -145,10 +145,8 @@ def main() -> None:
     if run is None:
         return
     model = common.model_for(run)
-    try:
-        points = common.points_of(str(run.path), run.stamp, common.TEST_POINTS)
-    except Exception as e:  # noqa: BLE001
-        st.error(f"Cannot load test images for {run.name}: {e}")
+    points = common.test_points_or_error(run)
+    if points is None:
         return
     samples(run, model, points.image_shape,
             common.second_run(run, "samples", "Beside a second run (the same seed and temperature)",

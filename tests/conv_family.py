@@ -23,6 +23,7 @@ from training.distributions import bernoulli_log_likelihood, positive_variance, 
 from training.errors import UserError
 from training.models import LatentHierarchy, LayerPosterior, LayerSpec, register
 from training.models.interface import GAUSSIAN, Generated
+from training.models.layers import fixed_or_drawn, prior_draw
 from training.options import option
 
 
@@ -99,23 +100,13 @@ class ConvHierarchy(LatentHierarchy):
 
     def generate(self, n, fixed=None, temperature: float | Sequence[float] = 1.0, use_mean=False, generator=None):
         fixed = fixed or {}
-        temps = [float(temperature)] * 2 if isinstance(temperature, (int, float)) else list(temperature)
         like = next(self.parameters())
-
-        def draw(mu, var, t):
-            if use_mean:
-                return mu
-            device = generator.device if generator is not None else mu.device
-            return mu + t * var.sqrt() * torch.randn(mu.shape, generator=generator, device=device).to(mu.device)
-
-        def given(i):
-            z = fixed[i]
-            return z.expand(n, *z.shape[1:]) if z.shape[0] == 1 else z
-
+        draw = prior_draw(2, temperature, use_mean, generator)  # the interface's helpers: NaN in a fixed code is drawn
         spec2 = self.layer_specs()[1]
-        z2 = given(1) if 1 in fixed else draw(like.new_zeros(n, *spec2.shape), like.new_ones(n, *spec2.shape), temps[1])
+        z2 = fixed_or_drawn(1, fixed, draw, like.new_zeros(n, *spec2.shape), like.new_ones(n, *spec2.shape))
+        z2 = z2.expand(n, *z2.shape[1:])
         mu1, var1 = self.p1(self.up(z2))
-        z1 = given(0) if 0 in fixed else draw(mu1, var1, temps[0])
+        z1 = fixed_or_drawn(0, fixed, draw, mu1, var1).expand(n, *mu1.shape[1:])
         return Generated([z1, z2], torch.sigmoid(self._logits(z1, z2)))
 
 

@@ -14,7 +14,7 @@ from training import checkpoint as ckpt
 from training.config import RunConfig
 
 APP = Path(__file__).resolve().parent.parent / "app.py"
-PAGES = ("compare", "layers", "traverse", "paths", "curves", "samples", "train")
+PAGES = ("compare", "layers", "traverse", "paths", "curves", "samples", "depth", "train")
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +96,7 @@ def test_every_page_opens_on_a_family_of_the_tests(conv_runs, runs_dir, monkeypa
     _select(at, "compare_run_b", "tiny-lvae")
     assert not _problems(at)
     for name, key in (("layers", "layers_run"), ("traverse", "traverse_run"), ("paths", "paths_run"),
-                      ("samples", "samples_run"), ("curves", None)):
+                      ("samples", "samples_run"), ("depth", "depth_run"), ("curves", None)):
         at.switch_page(f"app_pages/{name}.py").run()
         if key is not None:
             _select(at, key, "tiny-conv")

@@ -149,3 +149,52 @@ def test_vdvae_from_the_command_line_keeps_an_average_by_default(tmp_path):
     assert cfg.ema_rate > 0 and cfg.skip_threshold > 0  # the family's defaults for the common settings
     assert main(["train", "--family", "vdvae", "--dataset", "digits", "--epochs", "1", "--dec-blocks", "1x2,64m1",
                  "--out", str(tmp_path / "bad")]) == 2
+
+
+def test_the_top_variates_and_their_share_of_the_kl_on_a_hand_made_case():
+    import numpy as np
+
+    from explorer.depth import top_variates
+    kl = [np.array([3.0, 1.0]), np.array([[2.0, 0.0]])]
+    kept = top_variates(kl, 0.5)
+    assert [m.tolist() for m in kept.masks] == [[True, False], [[True, False]]]
+    assert (kept.count, kept.total) == (2, 4) and kept.kl_share == pytest.approx(5 / 6)
+    assert top_variates(kl, 0.0).kl_share == 0.0 and top_variates(kl, 1.0).kl_share == pytest.approx(1.0)
+
+
+def test_masked_decoding_keeps_what_it_is_told(vdvae_run):
+    """Keeping every variate decodes the image's own posterior sample; keeping none with the prior's mean is the
+    prior's mean path; in between the image differs from both. The KL shares add up."""
+    import numpy as np
+
+    from explorer.depth import kl_share, masked_decode, top_variates, variate_kl
+    from explorer.encode import test_points
+    from training.evaluate import eval_mode
+    model, cfg, _ = ckpt.load_model(vdvae_run)
+    points = test_points(cfg, vdvae_run, n=40)
+    kl = variate_kl(model, points.images)
+    assert [k.shape for k in kl] == [(int(np.prod(s.shape)),) for s in model.layer_specs()]
+    image = points.images[3]
+    every = masked_decode(model, image, top_variates(kl, 1.0).masks, seed=5)
+    with eval_mode(model):
+        layers = model.posterior(torch.as_tensor(image[None]), generator=torch.Generator().manual_seed(5))
+        own = model.decode({i: q.z for i, q in enumerate(layers)}, 1).numpy().reshape(1, -1)
+        prior_mean = model.generate(1, use_mean=True).images.numpy().reshape(1, -1)
+    np.testing.assert_allclose(every, own, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(masked_decode(model, image, top_variates(kl, 0.0).masks, prior_mean=True), prior_mean,
+                               rtol=1e-5, atol=1e-6)
+    some = masked_decode(model, image, top_variates(kl, 0.2).masks, n=3, seed=5)
+    assert some.shape == (3, 64) and np.abs(some - own).max() > 1e-4
+    share = kl_share(model, [float(k.sum()) for k in kl])
+    assert share.by_layer[-1] == pytest.approx(1.0) and share.by_resolution.sum() == pytest.approx(1.0)
+    assert share.layers[0] == f"z{model.n_layers}" and share.resolutions == ["1x1", "4x4", "8x8"]
+
+
+def test_the_depth_page_keeps_the_top_variates_live(vdvae_run, monkeypatch, tmp_path):
+    from test_app import image_url
+    at = every_page_opens(vdvae_run.parent, monkeypatch, tmp_path)  # ends on the Depth page
+    before = image_url(at, "decoded keeping the top")
+    at.select_slider(key="depth_keep_percent").set_value(50).run()
+    assert not at.exception
+    assert image_url(at, "decoded keeping the top") != before
+    assert any("of the KL" in c for img in at.image for c in img.captions)

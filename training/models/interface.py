@@ -70,7 +70,8 @@ class LatentHierarchy(nn.Module):
                  use_mean: bool = False, generator: torch.Generator | None = None) -> Generated:
         """Top-down from p (the one sampler: prior samples, decoding, traversals, paths).
 
-        Layers in `fixed` keep the given codes (n rows, or one broadcast); the others are drawn from p given
+        Layers in `fixed` keep the given codes (n rows, or one broadcast; a NaN in a code marks a variate drawn
+        all the same: `layers.fixed_or_drawn` does both); the others are drawn from p given
         what lies above, their standard deviation scaled by `temperature` (one value, or one per layer, z_1
         first; 0: p's mean), or at p's mean with use_mean. Noise comes from `generator` (the global one if
         None) on the generator's device, then moves to the model's: a seed gives the same draws anywhere.

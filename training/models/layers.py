@@ -100,6 +100,18 @@ def prior_draw(n_layers: int, temperature: float | Sequence[float], use_mean: bo
     return draw
 
 
+def fixed_or_drawn(layer: int, fixed: dict[int, torch.Tensor], draw: Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor],
+                   mu: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
+    """A layer's code in a top-down pass: the fixed one where given, drawn where not. A fixed code may hold NaN
+    in some places: those variates are drawn (from N(mu, var) as `draw` does), the rest kept; so a pass can keep
+    part of a layer (the explorer's "keep the top q% of variates")."""
+    if layer not in fixed:
+        return draw(layer, mu, var)
+    code = fixed[layer]
+    free = torch.isnan(code)
+    return torch.where(free, draw(layer, mu, var), code) if bool(free.any()) else code
+
+
 def per_row(t: torch.Tensor) -> torch.Tensor:
     """Sum over every axis but the first: a per-unit term as one number per row."""
     return t.flatten(1).sum(1)

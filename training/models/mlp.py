@@ -18,6 +18,7 @@ from ..distributions import bernoulli_log_likelihood, gaussian_log_density, posi
 from ..errors import UserError
 from ..options import option
 from .interface import GAUSSIAN, Generated, LatentHierarchy, LayerPosterior, LayerSpec, RunSettings
+from .layers import fixed_or_drawn, prior_draw
 
 
 # Sønderby et al. 2016, Sec. 3: MNIST sizes for layers 1..5 (a model with L
@@ -183,7 +184,7 @@ class GenerativeModel(nn.Module):
         """Ancestral sampling z_L -> z_1 from p (the one sampler: prior samples, decoding, traversals).
 
         Returns [z_1, ..., z_L], n rows each. Layers in `fixed` keep the given values (n rows, or one
-        row broadcast); `temperature` scales the standard deviation of each sampled layer (0: the mean),
+        row broadcast; NaN where a variate is to be drawn all the same); `temperature` scales the standard deviation of each sampled layer (0: the mean),
         one value for all layers or one per layer (z_1 first);
         `use_mean` takes p's mean at every free layer, which makes decoding from a layer deterministic.
         Noise comes from `generator` (torch's global one if None) on the generator's device, then moves
@@ -191,21 +192,14 @@ class GenerativeModel(nn.Module):
         """
         fixed = fixed or {}
         like = like if like is not None else next(self.parameters())
-        temps = [float(temperature)] * self.n_layers if isinstance(temperature, (int, float)) else list(temperature)
-        if len(temps) != self.n_layers:
-            raise ValueError(f"{len(temps)} temperatures for {self.n_layers} layers")
+        draw = prior_draw(self.n_layers, temperature, use_mean, generator)
         zs: list[torch.Tensor] = [like.new_empty(0)] * self.n_layers
         for i in reversed(range(self.n_layers)):
-            if i in fixed:
+            if i in fixed and not bool(torch.isnan(fixed[i]).any()):  # the whole layer kept: no prior to compute
                 zs[i] = fixed[i].expand(n, -1) if fixed[i].shape[0] == 1 else fixed[i]
                 continue
             mu, var = self.top_prior(n, like) if i == self.n_layers - 1 else self.prior(i, zs[i + 1])
-            if use_mean:
-                zs[i] = mu
-                continue
-            device = generator.device if generator is not None else mu.device
-            eps = torch.randn(mu.shape, generator=generator, device=device).to(mu.device)
-            zs[i] = mu + temps[i] * torch.sqrt(var) * eps
+            zs[i] = fixed_or_drawn(i, fixed, draw, mu, var)
         return zs
 
 

@@ -28,6 +28,7 @@ from ..errors import UserError
 from ..options import option
 from .bounds import BatchStats, training_loss
 from .interface import LayerPosterior, RunSettings
+from .layers import fixed_or_drawn
 from .topdown import TopDownHierarchy
 
 SIGMA_FLOOR = 0.01  # NVAE's Normal: sigma = exp(log sigma) + 0.01
@@ -255,10 +256,10 @@ class NVAE(TopDownHierarchy):
                 mu_q, log_sigma_q = residual_normal(mu_p, log_sigma_p, d_mu, d_log_sigma) \
                     if self.cfg.arch.residual_normal else (d_mu, d_log_sigma)
                 var_q = normal_variance(log_sigma_q)
-                z = fixed[layer] if layer in fixed else draw(layer, mu_q, var_q)
+                z = fixed_or_drawn(layer, fixed, draw, mu_q, var_q)
                 out.append(LayerPosterior(z, mu_q, var_q, mu_p, normal_variance(log_sigma_p), True))
             else:
-                z = fixed[layer] if layer in fixed else draw(layer, mu_p, normal_variance(log_sigma_p))
+                z = fixed_or_drawn(layer, fixed, draw, mu_p, normal_variance(log_sigma_p))
                 out.append(z)
             s = self.combine[g](torch.cat([s, z.expand(n, *z.shape[1:])], dim=1))
         return out[::-1], self.post(s)

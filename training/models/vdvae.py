@@ -29,6 +29,7 @@ from torch import nn
 from ..errors import UserError
 from ..options import option
 from .interface import LayerPosterior, RunSettings
+from .layers import fixed_or_drawn
 from .topdown import TopDownHierarchy
 
 # (encoder blocks, decoder blocks, image stride) per dataset where the options are not given. MNIST: Efficient-
@@ -225,10 +226,10 @@ class VDVAE(TopDownHierarchy):
             if acts is not None:
                 mu_q, log_sd_q = block.posterior_of(s, acts[res])
                 var_q = torch.exp(2 * log_sd_q)
-                z = fixed[layer] if layer in fixed else draw(layer, mu_q, var_q)
+                z = fixed_or_drawn(layer, fixed, draw, mu_q, var_q)
                 out.append(LayerPosterior(z, mu_q, var_q, mu_p, var_p, True))
             else:
-                z = fixed[layer] if layer in fixed else draw(layer, mu_p, var_p)
+                z = fixed_or_drawn(layer, fixed, draw, mu_p, var_p)
                 out.append(z)
             states[res] = block.update(s, feature, z.expand(n, *z.shape[1:]))
         top = states[self.size] * self.gain + self.shift
