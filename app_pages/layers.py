@@ -16,6 +16,7 @@ from app_pages.computed import (HOVER_HEIGHT, NEIGHBOURS, base_grid_of, explaine
 from app_pages.glossary import notice
 from app_pages.linked_selection import drawn_selection, link_charts, selection_from_chart, union_sent
 from explorer.class_names import class_name
+from explorer.depth import layer_groups
 from explorer.figures import layer_scatter, projection_scatter3d, with_selection
 from explorer.hover import MAX_HOVER_POINTS
 from explorer.projections import METHODS
@@ -139,27 +140,38 @@ def selection_strip(run, points, rows: np.ndarray) -> None:
             st.toast(f"Set {name}: {len(rows)} points kept for the Paths page's directions")
 
 
-def shown_layers(n_layers: int) -> tuple[int, ...] | None:
+def groups_of(model) -> list[tuple[int, int, str]]:
+    """A deep model's layers in groups of at most LAYERS_PER_VIEW, one resolution to a group."""
+    return layer_groups([spec.resolution for spec in model.layer_specs()], LAYERS_PER_VIEW)
+
+
+def shown_layers(model) -> tuple[int, ...] | None:
     """The layers the grids show: all of them up to LAYERS_PER_VIEW, else the group picked (None: all)."""
-    if n_layers <= LAYERS_PER_VIEW:
+    if model.n_layers <= LAYERS_PER_VIEW:
         return None
-    first = min(int(st.session_state.get(GROUP) or 0), (n_layers - 1) // LAYERS_PER_VIEW * LAYERS_PER_VIEW)
-    return tuple(range(first, min(n_layers, first + LAYERS_PER_VIEW)))
+    groups = groups_of(model)
+    picked = int(st.session_state.get(GROUP) or 0)
+    first, last, _ = next((g for g in groups if g[0] <= picked < g[1]), groups[0])
+    return tuple(range(first, last))
 
 
-def group_picker(n_layers: int, active: list[int] | None) -> None:
-    """For a model deeper than LAYERS_PER_VIEW: which group of layers the grids show (z1-z8, z9-z16, ...)."""
+def group_picker(model, active: list[int] | None) -> None:
+    """For a model deeper than LAYERS_PER_VIEW: which group of layers the grids show (by resolution, at most
+    LAYERS_PER_VIEW to a group: z1–z4 · 16x16, z5–z12 · 8x8, ...)."""
+    n_layers = model.n_layers
     if n_layers <= LAYERS_PER_VIEW:
         return
-    starts = list(range(0, n_layers, LAYERS_PER_VIEW))
+    groups = groups_of(model)
+    names = {s: name for s, _, name in groups}
+    ends = {s: e for s, e, _ in groups}
 
     def name(s: int) -> str:
-        last = min(n_layers, s + LAYERS_PER_VIEW)
-        quiet = active is not None and len(active) == n_layers and not any(active[s:last])
-        return f"z{s + 1}–z{last}" + (" · collapsed" if quiet else "")
-    st.segmented_control(f"Layers shown ({n_layers} in all, {LAYERS_PER_VIEW} at a time)", starts, default=0,
-                         format_func=name, key=GROUP, help="the grids show one group of layers side by side; the "
-                         "selection and the followed point carry over between groups")
+        quiet = active is not None and len(active) == n_layers and not any(active[s:ends[s]])
+        return names[s] + (" · collapsed" if quiet else "")
+    st.segmented_control(f"Layers shown ({n_layers} in all, at most {LAYERS_PER_VIEW} at a time)", list(names),
+                         default=0, format_func=name, key=GROUP, help="the grids show one group of layers side by "
+                         "side, one resolution to a group; the selection and the followed point carry over between "
+                         "groups")
 
 
 def grid_figure(run, n: int, use_means: bool, method: str, selected, followed: int, revision: int = 0,
@@ -167,7 +179,7 @@ def grid_figure(run, n: int, use_means: bool, method: str, selected, followed: i
     """The one-figure grid of every layer (or the group shown) in the chosen projection, the selection
     coloured, the point marked (selected and followed: test-set positions, the grids' customdata)."""
     projs = common.projections(run, n, use_means, method) if method != "PCA" else None
-    shown = shown_layers(common.model_for(run).n_layers)
+    shown = shown_layers(common.model_for(run))
     base = base_grid_of(str(run.path), run.stamp, n, use_means, method, title, projs, shown)
     return with_selection(base, selected, revision, highlight=followed)
 
@@ -239,7 +251,7 @@ def main() -> None:
     drawn, revision = drawn_selection(st.session_state.get(SELECTION), DRAWN)  # the grids' colouring
     drawn = np.asarray(drawn or [], dtype=np.int64)  # test-set positions, as the grids' customdata
 
-    group_picker(len(pcas), common.active_units_of(run))
+    group_picker(common.model_for(run), common.active_units_of(run))
     t1, t2 = st.columns(2)
     hover = t1.checkbox("Show images on hover", key=HOVER,
                         help=f"redraws the PCA chart in a frame that shows each point's test image on hover "

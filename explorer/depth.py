@@ -90,3 +90,19 @@ def kl_share(model: LatentHierarchy, kl_per_layer: list[float]) -> Share:
     order = sorted(set(res_names), key=lambda r: (r != "vector", int(r.split("x")[0]) if r != "vector" else 0))
     per_res = np.array([sum(k for k, r in zip(kl, res_names) if r == name) for name in order]) / total
     return Share([s.name for s in specs][::-1], np.cumsum(top_first) / total, order, per_res)
+
+
+def layer_groups(resolutions: list[int | None], per_view: int) -> list[tuple[int, int, str]]:
+    """How a deep model's layers (z1 first, with their spatial resolution or None) are shown a group at a time:
+    runs of layers at one resolution, cut into pieces of at most per_view; each (first, last + 1, its name)."""
+    groups: list[tuple[int, int, str]] = []
+    start = 0
+    for i in range(1, len(resolutions) + 1):
+        if i == len(resolutions) or resolutions[i] != resolutions[start]:
+            res = resolutions[start]
+            for s in range(start, i, per_view):
+                e = min(i, s + per_view)
+                name = f"z{s + 1}" if e == s + 1 else f"z{s + 1}–z{e}"
+                groups.append((s, e, name if res is None else f"{name} · {res}x{res}"))
+            start = i
+    return groups

@@ -3,6 +3,7 @@ norm threshold and the weights' moving average (EMA), evaluated and explored in 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,6 +12,8 @@ from conftest import every_page_opens, train_on_one_thread
 from training import checkpoint as ckpt
 from training.config import RunConfig
 from training.models.vdvae import parse_blocks
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def vdvae_cfg(**kw) -> RunConfig:
@@ -198,3 +201,32 @@ def test_the_depth_page_keeps_the_top_variates_live(vdvae_run, monkeypatch, tmp_
     assert not at.exception
     assert image_url(at, "decoded keeping the top") != before
     assert any("of the KL" in c for img in at.image for c in img.captions)
+
+
+def test_a_deep_models_layers_are_shown_a_resolution_at_a_time():
+    from explorer.depth import layer_groups
+    assert layer_groups([16] * 4 + [8] * 10 + [4] * 5 + [1] * 5, 8) == [
+        (0, 4, "z1–z4 · 16x16"), (4, 12, "z5–z12 · 8x8"), (12, 14, "z13–z14 · 8x8"), (14, 19, "z15–z19 · 4x4"),
+        (19, 24, "z20–z24 · 1x1")]
+    assert layer_groups([None] * 10, 8) == [(0, 8, "z1–z8"), (8, 10, "z9–z10")]
+    assert layer_groups([4, 8], 8) == [(0, 1, "z1 · 4x4"), (1, 2, "z2 · 8x8")]
+
+
+def test_the_layers_page_shows_a_deep_vdvae_a_resolution_at_a_time(tmp_path_factory, monkeypatch, tmp_path):
+    """14 layers at 1, 4 and 8 px: the Layers grid opens on the 8x8 layers (z1-z5) and the picker offers one
+    group per resolution."""
+    import json
+
+    from streamlit.testing.v1 import AppTest
+    root = tmp_path_factory.mktemp("deep-vdvae")
+    train_on_one_thread(vdvae_cfg(epochs=1, dec_blocks="1x4,4m1,4x4,8m4,8x4"), root / "deep-vdvae")
+    monkeypatch.setenv("LVAE_RUNS_DIR", str(root))
+    monkeypatch.setenv("LVAE_OFFLINE", "1")
+    monkeypatch.chdir(tmp_path)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
+    at.switch_page("app_pages/layers.py").run()
+    assert not at.exception and not at.error
+    fig = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert [t["text"].split(" ")[0] for t in fig["layout"]["annotations"] if t["text"].startswith("z")] == \
+        [f"z{i}" for i in range(1, 6)]
+    assert len(at.get("button_group")[0].options) == 3
