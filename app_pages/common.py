@@ -26,7 +26,7 @@ import torch
 
 from explorer import runs as runs_mod
 from explorer.figures.frozen import freeze
-from explorer.runs import RunInfo
+from explorer.runs import RunInfo, default_pair
 
 SELECTED = "selected_run"          # session_state: the run the single-run pages show (its path)
 COMPARED = ("compare_a", "compare_b")  # session_state: the Compare page's two runs (paths)
@@ -126,14 +126,20 @@ def pick_run(label: str, key: str, remember: str = SELECTED, default: RunInfo | 
     return run
 
 
+def default_other(run: RunInfo, others: list[RunInfo]) -> RunInfo | None:
+    """The run to show beside `run` first: one of Compare's pair as last picked, else of the pair Compare opens
+    on (the shipped VAE and LVAE), else the first other run."""
+    compared = [st.session_state.get(k) for k in COMPARED]
+    pair = [r for r in default_pair(others + [run]) if r is not None and r.path != run.path]
+    return next((r for r in others if str(r.path) in compared), (pair or others or [None])[0])
+
+
 def second_run(run: RunInfo, page: str, label: str, help: str) -> RunInfo | None:
     """A run to show beside `run` on a page, or None: a toggle, then a picker (default: the other run of the
     Compare page's pair); keys "<page>_beside" and "<page>_run_b"."""
     if not st.toggle(label, key=f"{page}_beside", help=help):
         return None
-    compared = [st.session_state.get(k) for k in COMPARED]
-    others = [r for r in ok_runs() if r.path != run.path]
-    default = next((r for r in others if str(r.path) in compared), others[0] if others else None)
+    default = default_other(run, [r for r in ok_runs() if r.path != run.path])
     other = pick_run("Second run", f"{page}_run_b", remember=f"{page}_second", default=default)
     if other is not None and other.path == run.path:
         st.info("Pick another run than the first to see the two side by side.")

@@ -190,8 +190,7 @@ def linked_run(run, points, n: int, use_means: bool, method: str, selected, revi
     if not others:
         st.info("No other run to link with.")
         return
-    compared = [st.session_state.get(k) for k in common.COMPARED]
-    default = next((r for r in others if str(r.path) in compared), others[0])
+    default = common.default_other(run, others)
     paths = [str(r.path) for r in others]
     by_path = {str(r.path): r for r in others}
     choice = st.selectbox("Linked run", paths, index=paths.index(str(default.path)), key="layers_linked_run",

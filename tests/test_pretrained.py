@@ -101,3 +101,54 @@ def test_every_page_works_on_the_pair_without_the_mnist_files(fresh):
     page(at, "train")  # the form trains into runs/, never into pretrained/
     assert not [s for s in at.selectbox if s.key == "train_dir"]
     assert (fresh / "runs").resolve() != SHIPPED_DIR
+
+
+# ---- the shipped NVAE (issue 29) ------------------------------------------------------------------
+
+NVAE = "mnist-nvae"
+
+
+def test_the_shipped_nvae_is_weights_only_small_and_evaluated_as_nvae_does():
+    cfg = ckpt.load_config(SHIPPED_DIR / NVAE)
+    assert (cfg.model, cfg.dataset, cfg.likelihood, cfg.pixel_scale) == ("nvae", "mnist", "bernoulli", 256)
+    assert cfg.arch.residual_normal and cfg.arch.kl_balance and cfg.arch.spectral_reg > 0 and cfg.warmup_epochs > 0
+    tensors, meta = ckpt.read_tensors(SHIPPED_DIR / NVAE / ckpt.CHECKPOINT)
+    assert meta[ckpt.WEIGHTS_ONLY] == "true" and all(k.startswith("model.") for k in tensors)
+    ev = stored(NVAE)
+    assert ev["bn_stats"] == "running" and ev["epochs"] == cfg.epochs and ev["iw_samples"] >= 1000
+    assert ev["pixel_scale"] == 256 and ev["test_images"] >= 1000 and ev["iw_ll"] > ev["test_elbo"]
+    # both activity rules per group, as the issue asks: A_u over the channel summaries and KL > 0.1 per channel
+    assert len(ev["active_units"]) == len(ev["active_channels"]) == len(ev["test_kl_per_layer"]) == cfg.layers
+    assert (SHIPPED_DIR / NVAE / ckpt.SNAPSHOTS / "points.safetensors").is_file()
+    size = sum(p.stat().st_size for p in (SHIPPED_DIR / NVAE).rglob("*") if p.is_file())
+    assert size < 10e6, f"{NVAE}: {size / 1e6:.1f} MB"
+
+
+def test_every_page_works_on_the_shipped_nvae_without_the_mnist_files(fresh):
+    """The NVAE picked on each page (the choice carries from page to page); its groups' codes, decoding with
+    groups fixed, samples and the spatial views, with no MNIST files at hand."""
+    from test_app import select_run
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    no_exceptions(at)
+    select_run(at, "compare_run_b", NVAE)
+    units = by_title(at, "Active units")
+    assert [t["name"] for t in units["data"]] == [PAIR[0], NVAE]
+    assert [m.value for m in at.metric if m.label == f"log p(x), IW-{stored(NVAE)['iw_samples']}"][-1] \
+        == f"{stored(NVAE)['iw_ll']:.2f}"
+
+    select_run(page(at, "layers"), "layers_run", NVAE)
+    grid = by_title(at, "every latent layer")
+    assert {t["meta"] for t in grid["data"]} == {f"z{i}" for i in range(1, ckpt.load_config(SHIPPED_DIR / NVAE).layers + 1)}
+    assert image_url(at, "reconstruction")
+
+    page(at, "traverse")
+    assert at.selectbox(key="traverse_run").value.endswith(NVAE)  # remembered from the Layers page
+    before = image_url(at, "decoded")
+    next(s for s in at.slider if s.label.startswith("PC")).set_value(2.0).run()
+    no_exceptions(at)
+    assert image_url(at, "decoded") != before
+
+    page(at, "paths")
+    page(at, "samples")
+    assert image_url(at, "samples z_L") and image_url(at, "reconstructions")
+    assert by_title(at, "Where each layer spends its nats") and by_title(at, "What each layer controls")
