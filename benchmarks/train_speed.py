@@ -85,8 +85,8 @@ def grouped(args, m: int, mode: str, device: torch.device) -> float:
     for _ in range(m):
         cfg = RunConfig.make(model=args.model, layers=args.layers, dataset="mnist", input_dim=784, batch_size=args.batch, epochs=1)
         net = build_model(cfg).to(device).train()
-        members.append(ModelStep(net, make_optimizer(net, cfg.lr, graph, cfg.adam_eps), args.batch, cfg.grad_clip,
-                                 compiled, cfg.grad_clip_value))
+        members.append(ModelStep(net, make_optimizer(net, cfg.lr, graph, cfg.adam_eps), args.batch,
+                                 grad_clip=cfg.grad_clip, compile=compiled, grad_clip_value=cfg.grad_clip_value))
     group = GroupStep(members, graph=graph)
     data = torch.rand(16, args.batch, 784, device=device).bernoulli()
     step = lambda x, beta: group([x] * m, [beta] * m)  # noqa: E731  same batch for all: cost is what counts
@@ -129,6 +129,10 @@ def main() -> None:
           f"batch {args.batch}, fp32; {args.steps} timed steps")
     report: dict = {"device": name, "torch": torch.__version__, "model": args.model, "layers": args.layers,
                     "batch": args.batch, "modes": {}}
+
+    def save() -> None:  # after every number: a benchmark cut off by a time limit keeps what it measured
+        if args.json:
+            args.json.write_text(json.dumps(report, indent=1))
     for mode in modes:
         _, step = build(args.model, args.layers, device, mode, args.batch)
         data = torch.rand(16, args.batch, 784, device=device).bernoulli()
@@ -137,6 +141,8 @@ def main() -> None:
         first = time.perf_counter() - t0
         ms = 1e3 * time_steps(step, data, args.steps, device)
         report["modes"][mode] = ms
+        report.setdefault("first_step_s", {})[mode] = first  # compilation and capture: what a short run pays once
+        save()
         print(f"  {mode:13s} {ms:8.3f} ms/step  {ms * STEPS_PER_EPOCH / 1e3:7.3f} s/epoch  "
               f"2000 epochs: {ms * STEPS_PER_EPOCH * 2000 / 6e4:7.1f} min   (first step {first:.1f} s)")
     if not use_graph("auto", device):
@@ -153,16 +159,17 @@ def main() -> None:
         for mode in modes:
             per_model = grouped(args, m, mode, device)
             report.setdefault("group", []).append({"models": m, "mode": mode, "ms_per_step_per_model": per_model})
+            save()
             print(f"  {m} models in one group, {mode}: {per_model:.3f} ms/step per model "
                   f"({per_model * STEPS_PER_EPOCH / 1e3:.3f} s/epoch per model)")
     for n in [int(c) for c in args.concurrent.split(",") if c]:
         for mode in modes:
             per_model, wall = concurrent(args, n, mode)
             report.setdefault("concurrent", []).append({"processes": n, "mode": mode, "ms_per_step_per_model": per_model})
+            save()
             print(f"  {n} processes, {mode}: {per_model:.3f} ms/step per model "
                   f"({per_model * STEPS_PER_EPOCH / 1e3:.3f} s/epoch per model; {wall:.1f} s wall)")
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=1))
+    save()
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ import sys
 import typing
 from pathlib import Path
 
-from .config import DATASETS, DEVICES, PIXEL_SCALES, RunConfig
+from .config import DATASETS, DEVICES, PIXEL_SCALES, STEP_MODES, RunConfig
 from .models import arch_class, family_names
 from .options import default_of, option_flag, options_of
 from .errors import TrainingError, UserError
@@ -96,6 +96,9 @@ def build_parser(family: str = "lvae") -> argparse.ArgumentParser:
     r.add_argument("--group", type=int, default=1,
                    help="models each worker trains in lockstep (one CUDA graph for the group on a GPU)")
     r.add_argument("--device", choices=DEVICES, default="auto")
+    r.add_argument("--step-mode", choices=STEP_MODES, default="auto",
+                   help="graph: each step one CUDA graph (auto: on a GPU); compile: torch.compile's kernels, captured "
+                        "too; eager: neither (benchmarks/train_speed.py says which is fastest)")
     r.add_argument("--time-limit", type=float, default=None, help="seconds; stop cleanly, run again to resume")
     r.add_argument("--engine", choices=("local", "ray"), default="local",
                    help="local: worker processes on this machine; ray: Ray tasks (pip install -r requirements-ray.txt)")
@@ -189,7 +192,7 @@ def run(argv: list[str] | None = None) -> int:
                                    a.warmup_epochs, a.iw_samples, a.finetune_epochs, a.finetune_iw_samples,
                                    a.eval_samples, a.jobs, a.device, a.eval_every, a.time_limit, a.group,
                                    a.mc_samples, a.finetune_mc_samples, a.pixel_scale, a.engine, a.address,
-                                   a.tasks_per_gpu)
+                                   a.tasks_per_gpu, a.step_mode)
         print(f"{'complete' if complete else 'partial (run the same command again to continue)'}: {path}")
     elif a.command == "export":
         from .export import export_run

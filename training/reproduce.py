@@ -56,7 +56,7 @@ class Entry:
 def grid(dataset: str, data_dir: str, models: list[str], layers: list[int], seeds: int, epochs: int,
          warmup_epochs: int, iw_samples: int, finetune_epochs: int, finetune_iw_samples: int,
          device: str, eval_every: int, mc_samples: int = 1, finetune_mc_samples: int = 10,
-         pixel_scale: int = 256) -> list[Entry]:
+         pixel_scale: int = 256, step_mode: str = "auto") -> list[Entry]:
     """The entries to run, each fine-tuning entry after the run it starts from.
 
     With finetune_epochs, every base run gets the paper's two later stages, both started from it:
@@ -71,7 +71,8 @@ def grid(dataset: str, data_dir: str, models: list[str], layers: list[int], seed
                 base = RunConfig.make(model=spec["model"], layers=n, dataset=dataset, data_dir=data_dir,
                                  batch_norm=spec["batch_norm"], warmup_epochs=warmup_epochs if spec["warmup"] else 0,
                                  epochs=epochs, batch_size=256, lr=2e-3, iw_samples=iw_samples, mc_samples=mc_samples,
-                                 eval_every=eval_every, seed=seed, device=device, pixel_scale=pixel_scale)
+                                 eval_every=eval_every, seed=seed, device=device, pixel_scale=pixel_scale,
+                                 step_mode=step_mode)
                 samples = (f"-mc{mc_samples}" if mc_samples > 1 else "") + (f"-iw{iw_samples}" if iw_samples > 1 else "")
                 stem = f"{key.replace('+', '-')}-L{n}{samples}-s{seed}"
                 entries.append(Entry(stem, key, "base", base))
@@ -244,7 +245,7 @@ def reproduce(dataset: str, data_dir: str, out: Path, models: list[str], layers:
               finetune_iw_samples: int = 10, eval_samples: int = 5000, jobs: int = 1, device: str = "auto",
               eval_every: int = 100, time_limit: float | None = None, group: int = 1, mc_samples: int = 1,
               finetune_mc_samples: int = 10, pixel_scale: int = 256, engine: str = "local",
-              address: str | None = None, tasks_per_gpu: int = 1) -> tuple[Path, bool]:
+              address: str | None = None, tasks_per_gpu: int = 1, step_mode: str = "auto") -> tuple[Path, bool]:
     """Run what is missing of the grid; returns the results file and whether the grid is complete.
 
     jobs tasks run at once, each training up to `group` entries in lockstep: worker processes here
@@ -266,7 +267,7 @@ def reproduce(dataset: str, data_dir: str, out: Path, models: list[str], layers:
     done = {r["name"] for r in results}
     entries = []
     for e in grid(dataset, data_dir, models, layers, seeds, epochs, warmup_epochs, iw_samples, finetune_epochs,
-                  finetune_iw_samples, device, eval_every, mc_samples, finetune_mc_samples, pixel_scale):
+                  finetune_iw_samples, device, eval_every, mc_samples, finetune_mc_samples, pixel_scale, step_mode):
         if e.name not in done and (row := read_result(runs_dir / e.name)) is not None:
             results.append(row)  # finished by a command that was stopped before it saved the table
             done.add(e.name)
