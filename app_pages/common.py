@@ -210,6 +210,12 @@ def model_for(run: RunInfo) -> Any:
     return model_of(str(run.path), run.stamp)
 
 
+def pooling_note_of(run: RunInfo) -> str:
+    """What the Layers projections plot of a spatial hierarchy's large layers (explorer.spatial.pooling_note)."""
+    from explorer.spatial import pooling_note
+    return pooling_note(model_for(run))
+
+
 @st.cache_resource(max_entries=8, show_spinner="Loading test images…")
 def points_of(path: str, stamp: float, n: int) -> Any:
     from explorer.encode import test_points

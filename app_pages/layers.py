@@ -243,7 +243,7 @@ def main() -> None:
                + (". Axes: the principal components in units of the layer's prior standard deviation along them "
                   "(±1 = as wide as p(z_i|z_i+1) expects)" if method == "PCA" else f". {method} axes have no units: only "
                   "who is near whom means something") + ". A box or lasso selects points in every layer; a click "
-               "picks one; a double-click clears.")
+               "picks one; a double-click clears." + (f" {pooled}." if (pooled := common.pooling_note_of(run)) else ""))
     row = common.test_image_input("Test image", points, POINT, container=c4,
                                   help="the followed point, by its position in the test set; or click a point")
     selected = common.rows_of(points, st.session_state.get(SELECTION))  # empty: nothing greyed

@@ -25,6 +25,20 @@ def spatial_layers(model: LatentHierarchy) -> list[int]:
     return [i for i, spec in enumerate(model.layer_specs()) if len(spec.shape) == 3]
 
 
+def pooling_note(model: LatentHierarchy) -> str:
+    """What the projections of a spatial hierarchy plot, where it is not the code itself: "z1, z2: 4x14x14 =
+    784 variates each, shown as the 196 means of their 2x2 cells" (the summary codes; active counts there are
+    of those means, the eval's A_u of the variates). "" when every layer is shown whole."""
+    by_form: dict[tuple, list[str]] = {}
+    for spec in model.layer_specs():
+        if spec.pool > 1:
+            by_form.setdefault((spec.shape, spec.pool, spec.summary_units), []).append(spec.name)
+    return "; ".join(f"{', '.join(names)}: {'x'.join(map(str, shape))} = {np.prod(shape):,} variates"
+                     f"{' each' if len(names) > 1 else ''}, shown as the {units:,} means of their {p}x{p} cells "
+                     "(active counts here are of those means)"
+                     for (shape, p, units), names in by_form.items())
+
+
 def kl_maps(model: LatentHierarchy, image: np.ndarray) -> dict[int, np.ndarray]:
     """{layer: (H_i, W_i) KL per position, nats, summed over channels} of one image, for every spatial layer."""
     layers = spatial_layers(model)

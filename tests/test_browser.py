@@ -354,6 +354,93 @@ def test_every_page_on_the_shipped_mnist_pair_in_a_real_browser(shipped_server, 
             browser.close()
 
 
+def _settled(page) -> None:
+    """Wait until the script's rerun is over: no stale (greyed) element and no running indicator."""
+    page.wait_for_function("""() => !document.querySelector('[data-stale="true"]')
+        && !document.querySelector('[data-testid="stStatusWidget"]')""", timeout=180_000)
+
+
+def _choose_run(page, name: str, box: int = 0) -> None:
+    """Pick the run `name` in the page's box-th selectbox (Streamlit's combobox shows the choice as the input's value)."""
+    select = page.locator('[data-testid="stSelectbox"]').nth(box)
+    select.click()
+    page.get_by_role("option").filter(has_text=name).first.click()
+    page.wait_for_function("([i, name]) => (document.querySelectorAll('[data-testid=\"stSelectbox\"] input')[i] || {})"
+                           ".value?.startsWith(name)", arg=[box, name], timeout=30_000)
+    page.wait_for_timeout(300)  # the rerun starts
+    _settled(page)
+
+
+def test_every_page_on_the_shipped_nvae_in_a_real_browser(shipped_server):
+    """Issue 29: the shipped NVAE (spatial groups, no MNIST files) on every page, picked in the browser; each
+    page is shot at both screen sizes."""
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM if os.path.exists(CHROMIUM) else shutil.which("chromium"),
+                                    args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(shipped_server, timeout=60_000)
+            _charts_drawn(page, 2)
+            _choose_run(page, "mnist-nvae", box=1)  # Compare: the NVAE as run B, beside the LVAE
+            body = page.locator("body").inner_text()
+            assert "mnist-nvae" in body and "NVAE" in body, body[:2000]
+            _shot(page, "nvae-compare")
+
+            page.goto(f"{shipped_server}/layers", timeout=60_000)
+            _charts_drawn(page, 1)
+            _choose_run(page, "mnist-nvae")
+            # z1: 4 channels x 14 x 14 = 784 variates, plotted as the 196 means of 2x2 cells, and the page says so
+            page.wait_for_function("() => document.body.innerText.includes('z1 (196 units)')", timeout=60_000)
+            assert "784 variates each, shown as the 196 means of their 2x2 cells" in page.locator("body").inner_text()
+            _images_drawn(page)
+            _shot(page, "nvae-layers")
+
+            page.goto(f"{shipped_server}/traverse", timeout=60_000)
+            page.locator('[data-testid="stImage"]').first.wait_for(timeout=60_000)
+            _choose_run(page, "mnist-nvae")
+            decoded = page.locator('[data-testid="stImage"]').filter(has_text="decoded").locator("img")
+            decoded.wait_for(timeout=60_000)
+            _slide(page.get_by_role("slider").first, 4, decoded, "the NVAE's decoded image did not follow the slider")
+            _images_drawn(page)
+            _shot(page, "nvae-traverse")
+
+            page.goto(f"{shipped_server}/paths", timeout=60_000)
+            page.get_by_text("all layers: A → B").wait_for(timeout=60_000)
+            _choose_run(page, "mnist-nvae")
+            page.get_by_text("all layers: A → B").wait_for(timeout=60_000)
+            _images_drawn(page)
+            _shot(page, "nvae-paths")
+
+            page.goto(f"{shipped_server}/curves", timeout=60_000)
+            _charts_drawn(page, 2)
+            page.locator('[data-testid="stMultiSelect"] input').first.click()  # the NVAE joins the pair's curves
+            page.get_by_role("option").filter(has_text="mnist-nvae").first.click()
+            page.keyboard.press("Escape")
+            page.wait_for_timeout(300)
+            _settled(page)
+            page.wait_for_function("() => [...document.querySelectorAll('.js-plotly-plot .legendtext')]"
+                                   ".some(t => t.textContent.includes('mnist-nvae'))", timeout=60_000)
+            _shot(page, "nvae-curves")
+
+            page.goto(f"{shipped_server}/samples", timeout=60_000)
+            page.locator('[data-testid="stImage"]').first.wait_for(timeout=60_000)
+            _choose_run(page, "mnist-nvae")
+            _images_drawn(page)
+            _shot(page, "nvae-samples")
+
+            page.goto(f"{shipped_server}/depth", timeout=60_000)
+            _charts_drawn(page, 2)
+            _choose_run(page, "mnist-nvae")
+            masked = page.locator('[data-testid="stImage"]').filter(has_text="decoded keeping").locator("img")
+            masked.wait_for(timeout=60_000)
+            _slide(page.get_by_role("slider").first, 2, masked, "the masked reconstruction did not follow the slider")
+            _images_drawn(page)
+            _shot(page, "nvae-depth")
+        finally:
+            browser.close()
+
+
 POINT_ON_SCREEN = """(k) => { const gd = document.querySelector('.js-plotly-plot');
     const t = gd._fullData.find(t => t.customdata && t.xaxis === 'x' && t.name !== 'selected point');
     const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis, r = gd.getBoundingClientRect();
