@@ -24,6 +24,7 @@ import plotly.graph_objects as go
 import streamlit as st
 import torch
 
+from explorer import encode as encode_mod
 from explorer import runs as runs_mod
 from explorer.figures.frozen import freeze
 from explorer.runs import RunInfo, default_pair
@@ -233,12 +234,25 @@ def test_points_or_error(run: RunInfo) -> Any:
 
 @st.cache_resource(max_entries=8, show_spinner="Encoding the test images layer by layer…")
 def encoding_of(path: str, stamp: float, n: int) -> Any:
+    """The posterior means and variances of the first n points (samples: samples_of, only when shown)."""
     from explorer.encode import encode
     with torch.inference_mode():
-        return encode(model_of(path, stamp), points_of(path, stamp, n).images)
+        return encode(model_of(path, stamp), points_of(path, stamp, n).images, samples=False)
 
 
-ENCODE_BUDGET_S = 1.5  # the Layers page's first view: its default number of points encodes within this
+@st.cache_resource(max_entries=8, show_spinner="Drawing one posterior sample of each test image…")
+def samples_of(path: str, stamp: float, n: int) -> list:
+    from explorer.encode import posterior_samples
+    with torch.inference_mode():
+        return posterior_samples(model_of(path, stamp), points_of(path, stamp, n).images)
+
+
+def codes_of(path: str, stamp: float, n: int, use_means: bool) -> list:
+    """Per layer the plotted codes of the first n points: posterior means, or one posterior sample each."""
+    return encoding_of(path, stamp, n).means if use_means else samples_of(path, stamp, n)
+
+
+ENCODE_BUDGET_S = encode_mod.ENCODE_BUDGET_S
 
 
 @st.cache_resource(max_entries=16, show_spinner=False)
@@ -251,12 +265,10 @@ def encode_cost_of(path: str, stamp: float) -> float:
 
 def points_within_budget(path: str, stamp: float, sizes: list[int]) -> int:
     """The largest of `sizes` whose encoding takes at most ENCODE_BUDGET_S (the smallest if none does)."""
-    cost = encode_cost_of(path, stamp)
-    fitting = [n for n in sizes if n * cost <= ENCODE_BUDGET_S]
-    return max(fitting) if fitting else min(sizes)
+    return encode_mod.points_within_budget(encode_cost_of(path, stamp), sizes)
 
 
-POINT_SIZES = (500, 1000, 2000)  # the Layers page's choices below all of the run's test points
+POINT_SIZES = encode_mod.POINT_SIZES
 
 
 def point_sizes(run: RunInfo) -> list[int]:
@@ -274,8 +286,7 @@ def encoded_points(run: RunInfo) -> int:
 @st.cache_resource(max_entries=16, show_spinner="PCA of every layer…")
 def pcas_of(path: str, stamp: float, n: int, use_means: bool, k: int = 3) -> list:
     from explorer.encode import layer_pca
-    enc = encoding_of(path, stamp, n)
-    return [layer_pca(z, k) for z in (enc.means if use_means else enc.samples)]
+    return [layer_pca(z, k) for z in codes_of(path, stamp, n, use_means)]
 
 
 _projected: set[tuple] = set()  # projection_of's keys computed in this process: no progress bar for those
@@ -285,8 +296,7 @@ _projected: set[tuple] = set()  # projection_of's keys computed in this process:
 def projection_of(path: str, stamp: float, n: int, use_means: bool, method: str, layer: int, k: int = 2) -> Any:
     """One layer's projection (explorer.projections), once per server for every session."""
     from explorer.projections import project
-    enc = encoding_of(path, stamp, n)
-    out = project((enc.means if use_means else enc.samples)[layer], method, k)
+    out = project(codes_of(path, stamp, n, use_means)[layer], method, k)
     _projected.add((path, stamp, n, use_means, method, layer, k))
     return out
 

@@ -37,7 +37,8 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from explorer.encode import THREADS, encode, image_shape, layer_pca, test_points  # noqa: E402
+from explorer.encode import (POINT_SIZES, THREADS, encode, encode_seconds_per_image, image_shape,  # noqa: E402
+                            layer_pca, limit_threads, points_within_budget, test_points)
 from explorer.images import image_grid, png_bytes  # noqa: E402
 from explorer.runs import RunInfo, discover_runs, load_model  # noqa: E402
 from explorer.traverse import (along_directions, decode_layer, hierarchy_decomposition, prior_start,  # noqa: E402
@@ -140,7 +141,7 @@ def layers_rows(run: RunInfo, repeats: int) -> tuple[list[tuple[str, float, floa
         source += f", repeated to {N_POINTS}"
 
     t0 = time.perf_counter()
-    enc = encode(model, images)
+    enc = encode(model, images, samples=False)  # what the page encodes first (samples when they are shown)
     t_enc = time.perf_counter() - t0
     t0 = time.perf_counter()
     pcas = [layer_pca(z, 3) for z in enc.means]
@@ -156,7 +157,7 @@ def layers_rows(run: RunInfo, repeats: int) -> tuple[list[tuple[str, float, floa
     rows = [
         (f"  load_model ({run.name})", t_load, nan, nan),
         (f"  test_points ({len(pts.images)} points)", t_data, nan, nan),
-        (f"  encode {N_POINTS} x {cfg.layers} layers (means + samples)", t_enc, nan, nan),
+        (f"  encode {N_POINTS} x {cfg.layers} layers (posterior means)", t_enc, nan, nan),
         ("  layer_pca k=3, every layer", t_pca, nan, nan),
         ("  figures: scatter grid + explained variance, to_json", t_fig, nan, nan),
         (f"Layers page cold: {what}", cold, nan, 1.5),
@@ -167,9 +168,18 @@ def layers_rows(run: RunInfo, repeats: int) -> tuple[list[tuple[str, float, floa
         rows.append(("Layers page cached: figures from cached PCAs, to_json", med, worst, 0.2))
     # one more cold encode, the first having paid one-off warm-up costs
     t0 = time.perf_counter()
-    enc = encode(model, images)
+    enc = encode(model, images, samples=False)
     [layer_pca(z, 3) for z in enc.means]
     rows.append(("  encode + PCA again (second model-cold call)", time.perf_counter() - t0, nan, nan))
+    # The page opens on the most points that encode within ENCODE_BUDGET_S here (a convolutional model: fewer).
+    n = points_within_budget(encode_seconds_per_image(model, pts.images), [v for v in POINT_SIZES if v < len(pts.images)]
+                             + [min(len(pts.images), 5000)])
+    if n < N_POINTS:
+        t0 = time.perf_counter()
+        enc = encode(model, pts.images[:n], samples=False)
+        pcas = [layer_pca(z, 3) for z in enc.means]
+        build_figures(pcas, pts.labels[:n]) if HAS_FIGURES else None
+        rows.append((f"Layers page cold at the page's default, {n} points: {what}", time.perf_counter() - t0, nan, 1.5))
     return rows, source
 
 
@@ -234,12 +244,17 @@ def print_table(rows: list[tuple[str, float, float, float]]) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs-dir", type=Path, help="an existing runs folder (default: train fresh runs)")
-    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads (the issue's server has 2 cores)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch CPU threads (default: the app's, explorer.encode.THREADS; on two busy cores a second "
+                         "thread made a convolutional model's views 40-150x slower, measured)")
     ap.add_argument("--repeats", type=int, default=50)
     ap.add_argument("--first-start", action="store_true",
                     help="time a fresh clone's first start to the Compare page's charts (3 fresh servers)")
     a = ap.parse_args()
-    torch.set_num_threads(a.threads)
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    else:
+        limit_threads()  # as the app does
     os.environ.setdefault("LVAE_OFFLINE", "1")
     if a.first_start:
         rows = first_start(3)
@@ -274,8 +289,8 @@ def main() -> None:
     rows += layer_rows
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"\nexplorer speed · torch {torch.__version__} · process {torch.get_num_threads()} threads, explorer inference "
-          f"{min(THREADS, torch.get_num_threads())} · {os.cpu_count()} CPUs, load average {load:.1f} · runs from {runs_dir}")
+    print(f"\nexplorer speed · torch {torch.__version__} · {torch.get_num_threads()} torch threads (the app's: {THREADS}) · "
+          f"{os.cpu_count()} CPUs, load average {load:.1f} · runs from {runs_dir}")
     print(f"Layers page model: {big.label}; points: {source}")
     print_table(rows)
     if tmp is not None:

@@ -15,7 +15,8 @@ from .encode import Encoding
 def subset(enc: Encoding, rows: Sequence[int] | np.ndarray) -> Encoding:
     """The encoding of some of its points (rows), every layer."""
     rows = np.asarray(rows, dtype=np.int64)
-    return Encoding(*([z[rows] for z in part] for part in (enc.means, enc.samples, enc.variances, enc.prior_variances)))
+    return Encoding(*(None if part is None else [z[rows] for z in part]
+                      for part in (enc.means, enc.samples, enc.variances, enc.prior_variances)))
 
 
 def codes_npz(enc: Encoding, labels: np.ndarray, run: str, selection: str,

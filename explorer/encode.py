@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +28,12 @@ from training.objectives import activity_of_means, count_active_units
 from .neighbours import class_balanced_indices
 
 BATCH = 1000
+
+
+def batch_rows(model: LatentHierarchy) -> int:
+    """Images per forward pass: BATCH, or fewer for a family whose passes slow down in big batches on a CPU
+    (its cpu_rows_per_pass: a convolutional model ran 2x faster per image at 128 than at 1,000, measured)."""
+    return max(1, min(BATCH, model.cpu_rows_per_pass))
 # The explorer's forward passes are many small kernels: a second thread gains
 # little on an idle machine, and on a busy one (a training job on the Train
 # page, two cores) OpenMP threads spinning for each other made encoding 10-20x
@@ -52,9 +59,12 @@ THREADS = _threads_setting()
 # generators of their own.
 
 def limit_threads() -> None:
-    """Torch's intra-op threads for the whole app process, set once at start ($LVAE_THREADS, default 1)."""
+    """Torch's intra-op threads and the BLAS/OpenMP pools numpy and scikit-learn use, for the whole app process,
+    set once at start ($LVAE_EXPLORER_THREADS, default 1): a PCA of 1,000 points ran 3x faster on one thread."""
+    from threadpoolctl import threadpool_limits
     if torch.get_num_threads() > THREADS:
         torch.set_num_threads(THREADS)
+    threadpool_limits(THREADS)  # not as a context: the limit stays for the process
 
 
 def device_of(model: torch.nn.Module) -> torch.device:
@@ -150,33 +160,57 @@ def _snapshot_points(cfg: RunConfig, run_dir: Path, n: int, why: str) -> TestPoi
 class Encoding:
     """Per layer (N, d) summary codes (LatentHierarchy.summary_codes: the code itself for a vector layer)."""
     means: list[np.ndarray]      # posterior means along the mean path (nothing sampled)
-    samples: list[np.ndarray]    # one posterior sample z ~ q(z|x)
+    samples: list[np.ndarray] | None  # one posterior sample z ~ q(z|x); None where not asked for (encode)
     variances: list[np.ndarray]  # q's variance along the mean path
     prior_variances: list[np.ndarray]  # p(z_i | layers above)'s variance there (1 at the top)
 
 
-def encode(model: LatentHierarchy, images: np.ndarray, seed: int = 0) -> Encoding:
-    """Every layer's posterior mean and variance (mean path) and one (seeded) posterior sample of each image."""
+def encode(model: LatentHierarchy, images: np.ndarray, seed: int = 0, samples: bool = True) -> Encoding:
+    """Every layer's posterior mean and variance (mean path) and, with `samples`, one (seeded) posterior sample
+    of each image: a second pass through the model, which the pages make only when samples are shown
+    (posterior_samples) since it doubles a convolutional hierarchy's encoding time."""
     sizes = [spec.summary_units for spec in model.layer_specs()]
     means: list[list[np.ndarray]] = [[] for _ in sizes]
     variances: list[list[np.ndarray]] = [[] for _ in sizes]
     prior_variances: list[list[np.ndarray]] = [[] for _ in sizes]
-    samples: list[list[np.ndarray]] = [[] for _ in sizes]
-    g = generator(seed, device_of(model))
     with eval_mode(model):
-        for start in range(0, len(images), BATCH):
-            x = as_tensor(images[start:start + BATCH], model)
+        for start in range(0, len(images), rows := batch_rows(model)):
+            x = as_tensor(images[start:start + rows], model)
             for i, layer in enumerate(model.posterior(x, mean_path=True)):
                 means[i].append(model.summary_codes(i, layer.z).cpu().numpy())
                 variances[i].append(model.summary_variances(i, layer.var).cpu().numpy())
                 prior_variances[i].append(model.summary_variances(i, layer.prior_var.expand_as(layer.z)).cpu().numpy())
+    return Encoding(_stack(means, sizes), posterior_samples(model, images, seed) if samples else None,
+                    _stack(variances, sizes), _stack(prior_variances, sizes))
+
+
+def posterior_samples(model: LatentHierarchy, images: np.ndarray, seed: int = 0) -> list[np.ndarray]:
+    """Per layer (N, d) summary codes of one posterior sample z ~ q(z|x) of each image, drawn with `seed`."""
+    sizes = [spec.summary_units for spec in model.layer_specs()]
+    samples: list[list[np.ndarray]] = [[] for _ in sizes]
+    g = generator(seed, device_of(model))
+    with eval_mode(model):
+        for start in range(0, len(images), rows := batch_rows(model)):
+            x = as_tensor(images[start:start + rows], model)
             for i, layer in enumerate(model.posterior(x, generator=g)):
                 samples[i].append(model.summary_codes(i, layer.z).cpu().numpy())
+    return _stack(samples, sizes)
 
-    def stack(parts: list[list[np.ndarray]]) -> list[np.ndarray]:
-        return [np.concatenate(p) if p else np.zeros((0, u), np.float32) for p, u in zip(parts, sizes)]
 
-    return Encoding(stack(means), stack(samples), stack(variances), stack(prior_variances))
+def _stack(parts: list[list[np.ndarray]], sizes: list[int]) -> list[np.ndarray]:
+    return [np.concatenate(p) if p else np.zeros((0, u), np.float32) for p, u in zip(parts, sizes)]
+
+
+# A page's first view encodes its default number of points within this: the Layers page's 1.5 s target less
+# the 0.3 s its PCA and figures took for 1,000 points of a 4-layer NVAE (measured).
+ENCODE_BUDGET_S = 1.2
+POINT_SIZES = (500, 1000, 2000)  # the numbers of test points a page offers below all that a run has
+
+
+def points_within_budget(seconds_per_image: float, sizes: Sequence[int]) -> int:
+    """The largest of `sizes` that encodes within ENCODE_BUDGET_S at this cost (the smallest if none does)."""
+    fitting = [n for n in sizes if n * seconds_per_image <= ENCODE_BUDGET_S]
+    return max(fitting) if fitting else min(sizes)
 
 
 def encode_seconds_per_image(model: LatentHierarchy, images: np.ndarray, probe: int = 256, repeats: int = 2) -> float:
@@ -184,12 +218,12 @@ def encode_seconds_per_image(model: LatentHierarchy, images: np.ndarray, probe: 
     a warm-up (a busy machine only ever adds time): how many points a page can encode within its time (a
     convolutional family costs 15-30x an MLP's per image)."""
     import time
-    encode(model, images[:4])
+    encode(model, images[:4], samples=False)
     sample = images[:probe]
     times = []
     for _ in range(repeats):
         started = time.perf_counter()
-        encode(model, sample)
+        encode(model, sample, samples=False)  # what a page encodes first: the means (samples when asked)
         times.append(time.perf_counter() - started)
     return min(times) / max(1, len(sample))
 
@@ -234,7 +268,9 @@ def layer_pca(z: np.ndarray, k: int = 3) -> LayerPCA:
     components = np.zeros((width, units), np.float32)
     mean = z.mean(axis=0) if n else np.zeros(units, np.float32)
     if k_fit and n >= 2:
-        pca = PCA(n_components=k_fit)
+        # covariance_eigh: the units' covariance, for many more points than units: 3.5x faster than "auto" on
+        # 1,000 points of 196 units (measured), the same components
+        pca = PCA(n_components=k_fit, svd_solver="covariance_eigh" if units <= n else "auto")
         with np.errstate(divide="ignore", invalid="ignore"):  # 0/0 ratios of a collapsed layer, zeroed below
             coords[:, :k_fit] = pca.fit_transform(z)
         explained[:k_fit] = np.nan_to_num(pca.explained_variance_ratio_, nan=0.0, posinf=0.0, neginf=0.0)

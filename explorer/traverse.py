@@ -16,7 +16,7 @@ import torch
 from training.evaluate import eval_mode
 from training.models import LatentHierarchy
 
-from .encode import BATCH, LayerPCA, as_tensor, device_of
+from .encode import LayerPCA, as_tensor, batch_rows, device_of
 
 
 def _flat(images: torch.Tensor) -> np.ndarray:
@@ -45,8 +45,8 @@ def decode_layer(model: LatentHierarchy, layer: int, z: np.ndarray, above: Seque
     with eval_mode(model):
         fixed_above = {layer + 1 + j: model.from_summary(layer + 1 + j, as_tensor(np.atleast_2d(a), model))
                        for j, a in enumerate(above or [])}
-        for s in range(0, len(z), BATCH):
-            codes = model.from_summary(layer, as_tensor(z[s:s + BATCH], model))
+        for s in range(0, len(z), rows := batch_rows(model)):
+            codes = model.from_summary(layer, as_tensor(z[s:s + rows], model))
             parts.append(_flat(model.decode({**fixed_above, layer: codes}, codes.shape[0], below="mean")))
     return np.concatenate(parts)
 
@@ -138,8 +138,8 @@ def reconstruct(model: LatentHierarchy, images: np.ndarray) -> np.ndarray:
     images = np.atleast_2d(np.asarray(images, dtype=np.float32))
     out = []
     with eval_mode(model):
-        for s in range(0, len(images), BATCH):
-            layers = model.posterior(as_tensor(images[s:s + BATCH], model), mean_path=True)
+        for s in range(0, len(images), rows := batch_rows(model)):
+            layers = model.posterior(as_tensor(images[s:s + rows], model), mean_path=True)
             out.append(_flat(model.decode({i: q.z for i, q in enumerate(layers)}, layers[0].z.shape[0])))
     return np.concatenate(out) if out else np.zeros((0, _n_pixels(model)), np.float32)
 
