@@ -10,8 +10,8 @@ from conftest import every_page_opens, train_on_one_thread
 
 from training import checkpoint as ckpt
 from training.config import RunConfig
-from training.models.nvae import (balance_alphas, kl_balance_coefficients, residual_normal,
-                                  spectral_norm_power_iteration)
+from training.models.nvae import residual_normal, spectral_norm_power_iteration
+from training.models.topdown import balance_alphas, kl_balance_coefficients
 
 
 def nvae_cfg(**kw) -> RunConfig:
@@ -60,8 +60,8 @@ def test_kl_balancing_coefficients_on_a_hand_made_case():
     torch.testing.assert_close(c, torch.tensor([2 * 1.01 / 4.02, 2 * 3.01 / 4.02]))
     c = kl_balance_coefficients(torch.tensor([3.0, 3.0]), torch.tensor([1.0, 4.0]))
     torch.testing.assert_close(c, torch.tensor([1.6, 0.4]))
-    # alpha: the scale's side to the fourth over its groups, top (smaller) scale first, smallest 1
-    torch.testing.assert_close(balance_alphas([1, 2], [2, 4]), torch.tensor([1.0, 8.0, 8.0]))
+    # alpha: the scale's side squared over its groups (NVAE's "square"), top (smaller) scale first, smallest 1
+    torch.testing.assert_close(balance_alphas([1, 2], [2, 4]), torch.tensor([1.0, 2.0, 2.0]))  # 2^2/1, 4^2/2
 
 
 def test_a_digits_nvae_trains_evaluates_and_its_iw_bound_is_above_the_elbo(nvae_run):
@@ -95,7 +95,7 @@ def test_eval_scores_the_first_n_test_images_with_the_same_draws(nvae_run, capsy
 def test_the_warm_up_weight_has_nvaes_floor(nvae_run):
     """beta 0 (the first warm-up epoch) still charges 1e-4 of the KL (NVAE's kl_const_coeff): without it the
     first epoch pushed a MNIST model's KL to 11,776 nats."""
-    from training.models.nvae import MIN_KL_WEIGHT
+    from training.models.topdown import MIN_KL_WEIGHT
     model = ckpt.load_model(nvae_run)[0].eval()  # eval: BN fixed and no spectral term, so only beta differs between calls
     x = torch.rand(8, 64).bernoulli(generator=torch.Generator().manual_seed(0))
     losses = {beta: model.loss(x, beta, generator=torch.Generator().manual_seed(1))[0].item()

@@ -2,6 +2,7 @@
 norm threshold and the weights' moving average (EMA), evaluated and explored in place of the weights."""
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from conftest import every_page_opens, train_on_one_thread
 
 from training import checkpoint as ckpt
 from training.config import RunConfig
+from training.models import build_model
 from training.models.vdvae import parse_blocks
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -230,3 +232,28 @@ def test_the_layers_page_shows_a_deep_vdvae_a_resolution_at_a_time(tmp_path_fact
     assert [t["text"].split(" ")[0] for t in fig["layout"]["annotations"] if t["text"].startswith("z")] == \
         [f"z{i}" for i in range(1, 6)]
     assert len(at.get("button_group")[0].options) == 3
+
+
+def test_vdvae_balances_kl_across_layers_only_during_the_warm_up():
+    """Efficient-VDVAE's early NVAE-style balancing: while beta < 1 each layer's KL weighs (KL + 0.01) / alpha
+    (normalised to mean 1; alpha: side squared over the layers at that side), from beta 1 on every weight is 1;
+    beta 0 still charges NVAE's floor; --no-kl-balance weighs every layer 1 throughout."""
+    from training.models.topdown import MIN_KL_WEIGHT, alphas_by_side
+    cfg = RunConfig.make(model="vdvae", dataset="digits", input_dim=64, image_shape=[1, 8, 8], epochs=1)
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    sides = [spec.resolution for spec in model.layer_specs()]
+    torch.testing.assert_close(model.alpha, alphas_by_side(sides))
+    x = torch.rand(16, 64).bernoulli(generator=torch.Generator().manual_seed(0))
+    _, warm = model.loss(x, 0.5, generator=torch.Generator().manual_seed(1))
+    kl = warm.kl_per_layer() / 16  # the batch mean of each layer's KL
+    expected = (kl + 0.01) / model.alpha
+    torch.testing.assert_close(warm.kl_weights, expected / expected.mean(), rtol=1e-4, atol=1e-6)
+    _, done = model.loss(x, 1.0, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(done.kl_weights, torch.ones_like(done.kl_weights))
+    zero, _ = model.loss(x, 0.0, generator=torch.Generator().manual_seed(1))
+    floor, _ = model.loss(x, MIN_KL_WEIGHT, generator=torch.Generator().manual_seed(1))
+    assert zero.item() == pytest.approx(floor.item(), rel=1e-6)
+    plain = build_model(dataclasses.replace(cfg, arch=dataclasses.replace(cfg.arch, kl_balance=False))).eval()
+    _, unbalanced = plain.loss(x, 0.5)
+    assert torch.equal(unbalanced.kl_weights, torch.ones_like(unbalanced.kl_weights))

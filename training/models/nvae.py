@@ -16,20 +16,18 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..distributions import gaussian_analytical_kl
 from ..errors import UserError
 from ..options import option
 from .bounds import BatchStats, training_loss
 from .interface import LayerPosterior, RunSettings
 from .layers import fixed_or_drawn
-from .topdown import TopDownHierarchy
+from .topdown import TopDownHierarchy, balance_alphas
 
 SIGMA_FLOOR = 0.01  # NVAE's Normal: sigma = exp(log sigma) + 0.01
 
@@ -82,27 +80,8 @@ def residual_normal(mu_p: torch.Tensor, log_sigma_p: torch.Tensor, d_mu: torch.T
     return mu_p + d_mu, log_sigma_p + d_log_sigma
 
 
-# NVAE's kl_const_coeff: the warm-up weight never drops below this, so that the first epoch (beta 0)
-# cannot push the KL to thousands of nats that the rest of the warm-up must then undo.
-MIN_KL_WEIGHT = 1e-4
-
-
 def normal_variance(log_sigma: torch.Tensor) -> torch.Tensor:
     return (torch.exp(log_sigma) + SIGMA_FLOOR) ** 2
-
-
-def kl_balance_coefficients(kl_per_group: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
-    """NVAE's KL balancing (their kl_balancer): each group's weight proportional to (its batch-mean KL + 0.01)
-    / alpha_g, normalised to mean 1 and detached, so that groups with little KL are pushed to use more."""
-    c = (kl_per_group.detach() + 0.01) / alpha
-    return c / c.mean()
-
-
-def balance_alphas(groups: Sequence[int], sides: Sequence[int]) -> torch.Tensor:
-    """alpha_g of every group (top first): its scale's spatial size squared over the groups at that scale,
-    normalised to a smallest of 1 (NVAE's kl_coeff multipliers)."""
-    alpha = torch.tensor([float(side * side) ** 2 / n for n, side in zip(groups, sides) for _ in range(n)])
-    return alpha / alpha.min()
 
 
 def spectral_norm_power_iteration(weight: torch.Tensor, u: torch.Tensor, v: torch.Tensor,
@@ -293,19 +272,7 @@ class NVAE(TopDownHierarchy):
         if iw_samples > 1 or mc_samples > 1 or not (a.kl_balance or a.spectral_reg):
             loss, stats = training_loss(self, x, beta, iw_samples, mc_samples, generator)
         else:
-            fp = self(x, generator=generator)
-            kl_maps = [gaussian_analytical_kl(q.mu, q.var, q.prior_mu, q.prior_var) for q in fp.layers]
-            kl_groups = torch.stack([k.flatten(1).sum(1) for k in kl_maps], dim=1)  # (batch, layers)
-            beta_t = torch.as_tensor(max(beta, MIN_KL_WEIGHT), dtype=kl_groups.dtype, device=kl_groups.device)
-            if a.kl_balance:
-                gamma = kl_balance_coefficients(kl_groups.mean(0), self.alpha.flip(0))  # alpha is top first
-                weights = torch.where(beta_t < 1, gamma, torch.ones_like(gamma))
-            else:
-                weights = torch.ones(kl_groups.shape[1], device=kl_groups.device)
-            loss = -(fp.log_px - beta_t * (kl_groups * weights).sum(1)).mean()
-            # BatchStats are sums over the batch's rows (the meter divides by the rows), as training_loss's
-            stats = BatchStats((fp.log_px - kl_groups.sum(1)).sum().detach(), fp.log_px.sum().detach(),
-                               [k.detach().flatten(1).sum(0) for k in kl_maps], weights.detach())
+            loss, stats = self.balanced_loss(x, beta, self.alpha.flip(0) if a.kl_balance else None, generator)
         if a.spectral_reg and self.training:
             loss = loss + a.spectral_reg * self.spectral_loss()
         return loss, stats
