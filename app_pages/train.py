@@ -30,6 +30,16 @@ def free_name(dataset: str, model: str, layers: int) -> str:
     return f"{dataset}-{model}-{layers}l-{n}"
 
 
+def _layers_of(model: str, arch: dict, dataset: str) -> int:
+    """The number of latent layers the form's architecture gives (for a run's default name); 0 if it cannot
+    tell (the server's checks then say what is wrong)."""
+    try:
+        options = jobs.arch_options({k: v for k, v in arch.items() if v is not None}, model)
+        return int(arch_class(model)(**options).completed(dataset).layers)
+    except Exception:  # noqa: BLE001  any bad value: validate_request's message is the one shown
+        return 0
+
+
 def _arch_input(container, f: dataclasses.Field, label: str):
     """One widget for one of the family's architecture options, from its type, default and help; None for
     a list left empty (the family's default sizes)."""
@@ -43,8 +53,13 @@ def _arch_input(container, f: dataclasses.Field, label: str):
         text = container.text_input(label, ",".join(map(str, default)), key=key, help=help,
                                     placeholder="empty: the family's default for the dataset")
         return text.strip() or None
-    choices = list(f.metadata.get("choices") or [default])
-    return container.selectbox(label, choices, index=choices.index(default), key=key, help=help)
+    if f.metadata.get("choices"):
+        choices = list(f.metadata["choices"])
+        return container.selectbox(label, choices, index=choices.index(default), key=key, help=help)
+    if isinstance(default, float):
+        return float(container.number_input(label, 0.0, 100_000.0, default, key=key, help=help, format="%g"))
+    text = container.text_input(label, default, key=key, help=help, placeholder="empty: the family's default")
+    return text.strip()
 
 
 def form() -> None:
@@ -85,7 +100,7 @@ def form() -> None:
         return
     request = {"model": model, **{k: v for k, v in arch.items() if v is not None}, "warmup_epochs": int(warmup),
                "dataset": dataset, "epochs": int(epochs), "batch_size": int(batch_size), "device": device,
-               "name": name.strip() or free_name(dataset, model, int(arch.get("layers") or 0))}
+               "name": name.strip() or free_name(dataset, model, _layers_of(model, arch, dataset))}
     try:
         cfg, out = jobs.validate_request(request, out_dir)
         job = jobs.submit_job(cfg, out)

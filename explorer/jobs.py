@@ -14,6 +14,7 @@ the CPU; the others wait with their position shown.
 """
 from __future__ import annotations
 
+import math
 import os
 import re
 import signal
@@ -80,7 +81,7 @@ def check_run_name(name: Any) -> str:
     return name
 
 
-def _arch_options(form: Mapping[str, Any], model: str) -> dict[str, Any]:
+def arch_options(form: Mapping[str, Any], model: str) -> dict[str, Any]:
     """The family's architecture options the form gives, each checked for its type (whole numbers, flags,
     lists of whole numbers, or one of its choices)."""
     out: dict[str, Any] = {}
@@ -101,9 +102,38 @@ def _arch_options(form: Mapping[str, Any], model: str) -> dict[str, Any]:
             out[f.name] = value
         elif f.metadata.get("choices"):
             out[f.name] = _choice(form, f.name, f.metadata["choices"])
+        elif isinstance(default, float):
+            out[f.name] = _number(form, f.name)
+        elif isinstance(default, str):
+            out[f.name] = _spec(form, f.name)
         else:
             raise ValueError(f"{f.name.replace('_', ' ')}: the form cannot set this option")
     return out
+
+
+def _number(form: Mapping[str, Any], key: str) -> float:
+    """A finite number within the architecture options' range (the family checks its own bounds after)."""
+    value = form.get(key)
+    lo, hi = LIMITS["arch"]
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            pass
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not lo <= value <= hi:
+        raise ValueError(f"{key.replace('_', ' ')} must be a number from {lo} to {hi}, not {form.get(key)!r}")
+    return float(value)
+
+
+# A text option (a VDVAE block string such as 16x1,16d2): letters, digits and , . : x - only, never a path.
+SPEC = re.compile(r"[A-Za-z0-9,.:x-]{0,200}")
+
+
+def _spec(form: Mapping[str, Any], key: str) -> str:
+    value = form.get(key)
+    if not isinstance(value, str) or not SPEC.fullmatch(value.strip()):
+        raise ValueError(f"{key.replace('_', ' ')} takes up to 200 letters, digits, ',', '.', ':' or '-', not {value!r}")
+    return value.strip()
 
 
 def data_dir() -> Path:
@@ -121,7 +151,7 @@ def validate_request(form: Mapping[str, Any], runs_dir: str | Path) -> tuple[Run
     in data_dir().
     """
     model = _choice(form, "model", family_names())
-    arch = _arch_options(form, model)
+    arch = arch_options(form, model)
     dataset = _choice(form, "dataset", DATASETS)
     device = _choice(form, "device", DEVICES)
     epochs = _whole(form, "epochs")

@@ -555,6 +555,40 @@ def test_train_form_offers_only_datasets_at_hand_and_names_runs_after_their_sett
     assert jobs.submitted["mnist-vae-2l-1"].cfg.data_dir == str((tmp_path / "data").resolve())
 
 
+@pytest.mark.parametrize("family", ["nvae", "vdvae"])
+def test_the_train_form_starts_the_conv_families_with_their_number_and_text_options(app, tmp_path, family):
+    """The form's float and text options (NVAE's spectral weight, VDVAE's bottleneck and block strings) were
+    one-choice selectboxes the server then refused ("the form cannot set this option"): a number input and a
+    text input now, and a submitted NVAE or VDVAE is started with what they hold."""
+    page(app, "train")
+    app.selectbox(key="train_dir").set_value(str((tmp_path / "runs").resolve()))
+    app.selectbox(key="train_model").set_value(family).run()
+    no_exceptions(app)
+    app.number_input(key="train_epochs").set_value(1)
+    if family == "vdvae":
+        app.number_input(key="train_bottleneck").set_value(0.5)
+        app.text_input(key="train_dec_blocks").input("1x1,4m1,4x1,8m4,8x1")
+    else:
+        app.number_input(key="train_spectral_reg").set_value(0.05)
+    app.button[0].click().run()
+    no_exceptions(app)
+    assert not app.error, [e.value for e in app.error]
+    cfg = jobs.submitted[f"digits-{family}-{5 if family == 'vdvae' else 4}l-1"].cfg  # named after its layers
+    if family == "vdvae":
+        assert (cfg.arch.bottleneck, cfg.arch.dec_blocks, cfg.layers) == (0.5, "1x1,4m1,4x1,8m4,8x1", 5)
+    else:
+        assert cfg.arch.spectral_reg == 0.05
+
+
+@pytest.mark.parametrize("field,value", [("bottleneck", "nan"), ("bottleneck", float("inf")), ("bottleneck", -1.0),
+                                         ("bottleneck", True), ("bottleneck", "0.5; ls"), ("enc_blocks", "../etc"),
+                                         ("enc_blocks", "16x1 $(id)"), ("enc_blocks", 5), ("dec_blocks", "x" * 201),
+                                         ("dec_blocks", "1x2,4m9")])
+def test_a_vdvae_forms_bad_numbers_and_block_strings_are_refused(tmp_path, field, value):
+    with pytest.raises(ValueError):
+        validate_request({**GOOD, "model": "vdvae", "name": "v", field: value}, tmp_path)
+
+
 # ---- explorer/jobs.py: the form's checks --------------------------------------------------------
 
 GOOD = {"model": "lvae", "layers": 3, "batch_norm": True, "warmup_epochs": 10, "dataset": "digits", "epochs": 20,
