@@ -250,6 +250,11 @@ def depth_figures_of(path: str, stamp: float, q: float) -> tuple:
     return freeze(variate_ranking(kl, kept.count)), freeze(kl_share_figure(share))
 
 
+def layers_in_use_of(path: str, stamp: float) -> int:
+    from explorer.depth import layers_in_use
+    return layers_in_use(variate_kl_of(path, stamp))
+
+
 @st.cache_resource(max_entries=256, show_spinner=False)
 def masked_png(path: str, stamp: float, idx: int, q: float, prior_mean: bool) -> tuple[bytes, int, int, float]:
     """The test image, then its masked reconstructions (8 prior draws, or 1 with the prior's mean) keeping the

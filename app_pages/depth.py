@@ -9,7 +9,7 @@ from __future__ import annotations
 import streamlit as st
 
 from app_pages import common
-from app_pages.computed import depth_figures_of, masked_png
+from app_pages.computed import DIV_STATS_POINTS, depth_figures_of, layers_in_use_of, masked_png
 from app_pages.glossary import notice
 
 # Percent of all variates kept: dense where few variates carry most of the KL (Efficient-VDVAE: about 3%).
@@ -47,6 +47,9 @@ def main() -> None:
     _, share = depth_figures_of(str(run.path), run.stamp, 0.03)
     st.subheader("How much each depth decides")
     common.chart(share, "depth_share", f"{run.name}-kl-share")
+    in_use = layers_in_use_of(str(run.path), run.stamp)
+    st.caption(f"{in_use} of {common.model_for(run).n_layers} layers in use: a mean KL of at least 0.0001 nats per "
+               f"image over the first {DIV_STATS_POINTS:,} test points (Efficient-VDVAE's \"active groups\").")
     variates(run, points)
 
 

@@ -7,6 +7,7 @@
 - `masked_decode`: an image decoded with only those variates kept from its posterior, the rest drawn from the
   prior in the same top-down pass (or set to the prior's mean): Efficient-VDVAE's masked reconstruction.
   Kept variates keep the values the image's own posterior gave them.
+- `layers_in_use`: the layers with a mean KL of at least 1e-4 nats (Efficient-VDVAE's "active groups").
 - `kl_share`: the cumulative share of the KL from the top layer down, per layer and per resolution
   (VDVAE's Fig. 4: how much of the code each depth carries).
 """
@@ -19,7 +20,7 @@ import torch
 
 from training.evaluate import eval_mode
 from training.models import LatentHierarchy
-from training.objectives import evaluate_elbo
+from training.objectives import ACTIVE_LAYER_KL, evaluate_elbo
 
 from .encode import as_tensor
 
@@ -90,6 +91,12 @@ def kl_share(model: LatentHierarchy, kl_per_layer: list[float]) -> Share:
     order = sorted(set(res_names), key=lambda r: (r != "vector", int(r.split("x")[0]) if r != "vector" else 0))
     per_res = np.array([sum(k for k, r in zip(kl, res_names) if r == name) for name in order]) / total
     return Share([s.name for s in specs][::-1], np.cumsum(top_first) / total, order, per_res)
+
+
+def layers_in_use(kl: list[np.ndarray]) -> int:
+    """Efficient-VDVAE's "active groups": the layers whose mean KL per image (their variates' summed) is at least
+    ACTIVE_LAYER_KL nats. kl: variate_kl's per-layer arrays."""
+    return int(sum(float(np.sum(k)) >= ACTIVE_LAYER_KL for k in kl))
 
 
 def layer_groups(resolutions: list[int | None], per_view: int) -> list[tuple[int, int, str]]:

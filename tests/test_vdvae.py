@@ -167,6 +167,15 @@ def test_the_top_variates_and_their_share_of_the_kl_on_a_hand_made_case():
     assert top_variates(kl, 0.0).kl_share == 0.0 and top_variates(kl, 1.0).kl_share == pytest.approx(1.0)
 
 
+def test_layers_in_use_count_the_layers_with_at_least_1e4_nats():
+    """Efficient-VDVAE's "active groups": a layer is in use when its variates' KL sums to at least 1e-4 nats."""
+    import numpy as np
+
+    from explorer.depth import layers_in_use
+    kl = [np.array([5e-5, 5e-5]), np.array([[9e-5]]), np.array([0.0]), np.array([2.0, 0.0])]
+    assert layers_in_use(kl) == 2
+
+
 def test_masked_decoding_keeps_what_it_is_told(vdvae_run):
     """Keeping every variate decodes the image's own posterior sample; keeping none with the prior's mean is the
     prior's mean path; in between the image differs from both. The KL shares add up."""
@@ -203,6 +212,7 @@ def test_the_depth_page_keeps_the_top_variates_live(vdvae_run, monkeypatch, tmp_
     assert not at.exception
     assert image_url(at, "decoded keeping the top") != before
     assert any("of the KL" in c for img in at.image for c in img.captions)
+    assert any("layers in use" in c.value for c in at.caption)
 
 
 def test_a_deep_models_layers_are_shown_a_resolution_at_a_time():

@@ -16,7 +16,7 @@ from .config import RunConfig
 from .data import Dataset, binarize, load_dataset
 from .errors import UserError
 from .models import LatentHierarchy
-from .objectives import count_active_channels, count_active_units, evaluate_elbo, iw_log_likelihood, unit_activity
+from .objectives import ACTIVE_LAYER_KL, count_active_channels, count_active_units, evaluate_elbo, iw_log_likelihood, unit_activity
 
 BN_STATS_SEED = 0
 
@@ -63,7 +63,8 @@ def test_tensors(data: Dataset, cfg: RunConfig, device: torch.device) -> tuple[t
 
 
 # The test measures, under the same keys in the training history and in eval.json (TEST_MEASURES).
-TEST_MEASURES = ("test_elbo", "test_recon", "test_kl_per_layer", "active_units", "active_channels", "kl_per_unit")
+TEST_MEASURES = ("test_elbo", "test_recon", "test_kl_per_layer", "active_units", "active_channels", "active_layers",
+                 "kl_per_unit")
 # eval.json files written before the keys were one set.
 LEGACY_EVAL_KEYS = {"elbo": "test_elbo", "kl_per_layer": "test_kl_per_layer"}
 
@@ -84,6 +85,8 @@ def evaluate_test(model: LatentHierarchy, x_test: torch.Tensor) -> dict:
         "test_elbo": float(stats.elbo) / n,
         "test_recon": float(stats.recon) / n,
         "test_kl_per_layer": [float(k) / n for k in stats.kl_per_layer()],
+        # Efficient-VDVAE's count of layers in use: mean KL per image at least ACTIVE_LAYER_KL nats
+        "active_layers": int(sum(float(k) / n >= ACTIVE_LAYER_KL for k in stats.kl_per_layer())),
         "active_units": count_active_units(activity),
         "active_channels": count_active_channels([k / n for k in stats.kl_per_unit],
                                                  [spec.shape for spec in model.layer_specs()]),
@@ -202,4 +205,6 @@ def format_report(r: dict) -> str:
         + (f" (+/- {r['iw_ll_se']:.2f} s.e. over {r['test_images']} test images)" if r.get("iw_ll_se") else ""),
         f"  active units        {' '.join(str(a) for a in r['active_units'])}  (layer 1 .. {r['layers']})",
         f"  KL per layer        {' '.join(f'{k:.2f}' for k in r['test_kl_per_layer'])}",
+        *([f"  layers in use       {r['active_layers']} of {r['layers']} (mean KL >= {ACTIVE_LAYER_KL:g} nats)"]
+          if "active_layers" in r else []),
     ])

@@ -14,6 +14,7 @@ from .models.interface import LatentHierarchy
 
 ACTIVE_UNIT_THRESHOLD = 0.01
 ACTIVE_CHANNEL_KL = 0.1  # NVAE's rule: a channel is active with over 0.1 nats of KL per image, summed over space
+ACTIVE_LAYER_KL = 1e-4  # Efficient-VDVAE's "active groups": a layer is in use with at least this KL per image
 
 
 def _batches(n: int, size: int):
