@@ -239,15 +239,29 @@ def variate_kl_of(path: str, stamp: float) -> list[np.ndarray]:
     return variate_kl(common.model_of(path, stamp), points.images[:DIV_STATS_POINTS])
 
 
+@st.cache_resource(max_entries=8, show_spinner=False)
+def ranking_of(path: str, stamp: float) -> tuple:
+    """The variate ranking without its kept line (its dict and its numbers) and the KL share by depth (frozen),
+    built once per run: a slider move only draws the line (explorer.figures.depth.with_kept_line)."""
+    from explorer.depth import kl_share
+    from explorer.figures.depth import kl_share_figure, variate_ranking
+    from explorer.figures.table import figure_frame
+    kl = variate_kl_of(path, stamp)
+    ranking = variate_ranking(kl)
+    share = kl_share(common.model_of(path, stamp), [float(k.sum()) for k in kl])
+    return ranking.to_dict(), figure_frame(ranking), freeze(kl_share_figure(share))
+
+
 @st.cache_resource(max_entries=64, show_spinner=False)
 def depth_figures_of(path: str, stamp: float, q: float) -> tuple:
     """(the ranking with the top q kept, the KL share by depth), frozen."""
-    from explorer.depth import kl_share, top_variates
-    from explorer.figures.depth import kl_share_figure, variate_ranking
-    kl = variate_kl_of(path, stamp)
-    kept = top_variates(kl, q)
-    share = kl_share(common.model_of(path, stamp), [float(k.sum()) for k in kl])
-    return freeze(variate_ranking(kl, kept.count)), freeze(kl_share_figure(share))
+    from explorer.depth import top_variates
+    from explorer.figures.depth import with_kept_line
+    from explorer.figures.frozen import from_spec
+    from explorer.figures.table import with_numbers
+    spec, numbers, share = ranking_of(path, stamp)
+    ranking = with_numbers(from_spec(with_kept_line(spec, top_variates(variate_kl_of(path, stamp), q).count)), numbers)
+    return ranking, share
 
 
 def layers_in_use_of(path: str, stamp: float) -> int:

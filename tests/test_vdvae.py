@@ -267,3 +267,18 @@ def test_vdvae_balances_kl_across_layers_only_during_the_warm_up():
     plain = build_model(dataclasses.replace(cfg, arch=dataclasses.replace(cfg.arch, kl_balance=False))).eval()
     _, unbalanced = plain.loss(x, 0.5)
     assert torch.equal(unbalanced.kl_weights, torch.ones_like(unbalanced.kl_weights))
+
+
+def test_the_kept_line_is_patched_into_the_cached_ranking():
+    """A Depth slider move draws the kept line into the ranking figure's dict instead of rebuilding its 14,000
+    points: the same line variate_ranking draws, the traces shared."""
+    import numpy as np
+
+    from explorer.figures.depth import variate_ranking, with_kept_line
+    kl = [np.array([3.0, 1.0, 0.5]), np.array([2.0, 0.0])]
+    spec = variate_ranking(kl).to_dict()
+    patched = with_kept_line(spec, 2)
+    assert patched["data"] is spec["data"] and "shapes" not in spec["layout"]
+    drawn = variate_ranking(kl, 2).to_dict()["layout"]
+    assert patched["layout"]["shapes"] == drawn["shapes"] and patched["layout"]["shapes"][0]["x0"] == 2.5
+    assert patched["layout"]["annotations"][-1]["text"] == "kept: the top 2"
