@@ -35,7 +35,10 @@ def layer_maps(maps: Mapping[int, np.ndarray], title: str, unit: str, colorscale
                                                "<extra></extra>"), row=k // cols + 1, col=k % cols + 1)
         records += [{"layer": layer_name(layer), "row": r, "column": c, "value": float(m[r, c])}
                     for r in range(m.shape[0]) for c in range(m.shape[1])]
-    fig.update_yaxes(autorange="reversed", showticklabels=False, scaleanchor=None)
+    fig.update_yaxes(autorange="reversed", showticklabels=False)
     fig.update_xaxes(showticklabels=False)
+    for k in range(len(layers)):  # square cells: a map keeps the image's proportions at any width
+        fig.update_yaxes(scaleanchor=f"x{k + 1 if k else ''}", constrain="domain", row=k // cols + 1, col=k % cols + 1)
+        fig.update_xaxes(constrain="domain", row=k // cols + 1, col=k % cols + 1)
     with_numbers(fig, pd.DataFrame(records, columns=["layer", "row", "column", "value"]))
-    return _style(fig, title, height=170 * rows + 90, margin=dict(l=20, r=20, t=80, b=20))
+    return _style(fig, title, height=135 * rows + 90, margin=dict(l=20, r=20, t=80, b=20))
