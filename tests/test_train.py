@@ -39,6 +39,25 @@ def test_beta_in_history_follows_the_warmup_schedule(digits_runs):
     assert all(b == 1.0 for b in betas[5:])
 
 
+def test_a_warm_up_per_step_raises_beta_every_step(tmp_path, monkeypatch):
+    """--warmup-per-step: beta rises every step (Efficient-VDVAE), 0 at the first and 1 from step warmup x
+    batches; the history records each epoch's mean beta."""
+    from training.distributions import warmup_beta_at_step
+    from training.step import GroupStep
+    assert [warmup_beta_at_step(s, 4) for s in (0, 1, 4, 9)] == [0.0, 0.25, 1.0, 1.0]
+    assert warmup_beta_at_step(0, 0) == 1.0
+    seen: list[float] = []
+    call = GroupStep.__call__
+    monkeypatch.setattr(GroupStep, "__call__", lambda self, xs, betas: seen.append(betas[0]) or call(self, xs, betas))
+    cfg = digits_cfg("vae", layers=2, epochs=3, warmup_epochs=2, warmup_per_step=True, batch_size=90)
+    run = train(cfg, tmp_path / "r", progress=False)
+    n = len(seen) // 3  # batches an epoch
+    assert n > 1 and len(seen) == 3 * n
+    assert seen == pytest.approx([min(1.0, s / (2 * n)) for s in range(3 * n)])
+    betas = [h["beta"] for h in ckpt.read_history(run)]
+    assert betas == pytest.approx([sum(seen[:n]) / n, sum(seen[n:2 * n]) / n, 1.0])
+
+
 def test_training_improves_the_elbo(digits_runs):
     hist = ckpt.read_history(digits_runs["lvae"])
     assert hist[-1]["train_elbo"] > hist[0]["train_elbo"] + 5

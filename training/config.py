@@ -63,6 +63,8 @@ class RunConfig:
     # The family's architecture (its Arch dataclass; a dict is read into one): training/models/.
     arch: Any = internal(None)
     warmup_epochs: int = option(200, "epochs for beta to rise from 0 to 1 (paper: 200); 0: beta = 1 throughout")
+    warmup_per_step: bool = option(False, "raise beta a little every training step instead of once an epoch "
+                                          "(Efficient-VDVAE's warm-up), reaching 1 after the same --warmup-epochs")
     likelihood: str = option("bernoulli", "p(x|z_1); bernoulli binarizes the data", choices=LIKELIHOODS)
     data_dir: str = option("data", "folder with the dataset's files (not needed for digits)")
     # IDX pixels (MNIST, Fashion-MNIST) are bytes / pixel_scale. 256 is the authors' data (the LISA

@@ -16,7 +16,7 @@ from tqdm import tqdm
 from . import checkpoint as ckpt
 from .config import RunConfig
 from .data import Dataset, load_dataset
-from .distributions import warmup_beta
+from .distributions import warmup_beta, warmup_beta_at_step
 from .errors import TrainingError, UserError
 from .evaluate import eval_mode, evaluate_test, resolve_device, test_tensors
 from .models import LatentHierarchy, build_model
@@ -181,13 +181,23 @@ class Trainer:
     def begin_epoch(self, epoch: int) -> None:
         cfg = self.cfg
         self.t0 = time.perf_counter()
-        self.beta = warmup_beta(epoch, cfg.warmup_epochs)
+        self.epoch = epoch
+        # The history's beta: the epoch's own, or with a warm-up per step the mean over the epoch's steps.
+        self.beta = warmup_beta(epoch, cfg.warmup_epochs) if not cfg.warmup_per_step else \
+            sum(self.beta_at(b) for b in range(self.n_batches)) / self.n_batches
         set_lr(self.optimizer, cfg.lr_at(epoch), self.graph)
         self.order = torch.randperm(self.train_x.shape[0], generator=self.gen, device=self.device)
         # Dynamic binarization: a fresh Bernoulli(pixel) sample of every training image each epoch.
         self.xs = torch.bernoulli(self.train_x, generator=self.gen) if cfg.likelihood == "bernoulli" else self.train_x
         self.meter = EpochMeter()
         self.step.reset_counters()
+
+    def beta_at(self, b: int) -> float:
+        """The KL weight of the epoch's batch b: the epoch's beta, or with warmup_per_step the step's own."""
+        cfg = self.cfg
+        if not cfg.warmup_per_step:
+            return self.beta
+        return warmup_beta_at_step(self.epoch * self.n_batches + b, cfg.warmup_epochs * self.n_batches)
 
     def batch(self, b: int) -> torch.Tensor:
         size = self.cfg.batch_size
@@ -289,7 +299,7 @@ def _train_lockstep(todo: list[Trainer], progress: bool | None) -> list[str]:
         for t in todo:
             t.begin_epoch(epoch)
         for b in range(lead.n_batches):
-            stats = group([t.batch(b) for t in todo], [t.beta for t in todo])
+            stats = group([t.batch(b) for t in todo], [t.beta_at(b) for t in todo])
             for t, (s, ok) in zip(todo, stats):
                 t.meter.add(s, ok, t.cfg.batch_size)
         records, failed = [], []
