@@ -109,7 +109,8 @@ def test_train_command_round_trips_every_config_field():
                          lr_decay=0.75, lr_decay_every=200, init_from="runs/a", iw_samples=4, grad_clip=3.5,
                          eval_every=3, snapshot_every=2, checkpoint_every=5, seed=7, device="cpu", step_mode="eager",
                          pixel_scale=255, mc_samples=3, adam_eps=1e-8, grad_clip_value=0.0, skip_limit=4, init="torch",
-                         bn_heads=True, mirror_generative_widths=True, skip_threshold=50.0, ema_rate=0.5)
+                         bn_heads=True, mirror_generative_widths=True, skip_threshold=50.0, ema_rate=0.5,
+                         warmup_per_step=True)
     argv = train_command(cfg, Path("out"))[3:]  # drop "python -m training"
     assert config_from_args(build_parser("vae").parse_args(argv)) == cfg
     # and every field of both parts differs from its default here, so a field the CLI forgot would show
