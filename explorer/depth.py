@@ -20,7 +20,7 @@ import torch
 
 from training.evaluate import eval_mode
 from training.models import LatentHierarchy
-from training.objectives import ACTIVE_LAYER_KL, evaluate_elbo
+from training.objectives import count_layers_in_use, evaluate_elbo
 
 from .encode import as_tensor
 
@@ -94,9 +94,9 @@ def kl_share(model: LatentHierarchy, kl_per_layer: list[float]) -> Share:
 
 
 def layers_in_use(kl: list[np.ndarray]) -> int:
-    """Efficient-VDVAE's "active groups": the layers whose mean KL per image (their variates' summed) is at least
-    ACTIVE_LAYER_KL nats. kl: variate_kl's per-layer arrays."""
-    return int(sum(float(np.sum(k)) >= ACTIVE_LAYER_KL for k in kl))
+    """Efficient-VDVAE's "active groups" (training.objectives.count_layers_in_use) from variate_kl's per-layer
+    arrays: a layer's KL is its variates' summed."""
+    return count_layers_in_use([float(np.sum(k)) for k in kl])
 
 
 def layer_groups(resolutions: list[int | None], per_view: int) -> list[tuple[int, int, str]]:

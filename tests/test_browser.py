@@ -183,6 +183,14 @@ def _slide(thumb, steps: int, image, message: str) -> None:
     assert image.get_attribute("src") != before, message
 
 
+def _decoded_follows_the_slider(page, message: str) -> None:
+    """On Traverse: four steps of the first slider change the decoded image; then every image is drawn."""
+    decoded = page.locator('[data-testid="stImage"]').filter(has_text="decoded").locator("img")
+    decoded.wait_for(timeout=60_000)
+    _slide(page.get_by_role("slider").first, 4, decoded, message)
+    _images_drawn(page)
+
+
 # Per subplot of the first two charts, the rows (customdata) plotly draws selected, as one sorted string.
 LINKED_ROWS = """() => [...document.querySelectorAll('.js-plotly-plot')].slice(0, 2).flatMap(gd => {
     const by = {};
@@ -319,10 +327,7 @@ def test_every_page_on_the_shipped_mnist_pair_in_a_real_browser(shipped_server, 
             _shot(page, "layers-umap")
 
             page.goto(f"{shipped_server}/traverse", timeout=60_000)
-            decoded = page.locator('[data-testid="stImage"]').filter(has_text="decoded").locator("img")
-            decoded.wait_for(timeout=60_000)
-            _slide(page.get_by_role("slider").first, 4, decoded, "the decoded image did not follow the slider")
-            _images_drawn(page)
+            _decoded_follows_the_slider(page, "the decoded image did not follow the slider")
             _shot(page, "traverse")
 
             page.goto(f"{shipped_server}/paths", timeout=60_000)
@@ -399,10 +404,7 @@ def test_every_page_on_the_shipped_nvae_in_a_real_browser(shipped_server):
             page.goto(f"{shipped_server}/traverse", timeout=60_000)
             page.locator('[data-testid="stImage"]').first.wait_for(timeout=60_000)
             _choose_run(page, "mnist-nvae")
-            decoded = page.locator('[data-testid="stImage"]').filter(has_text="decoded").locator("img")
-            decoded.wait_for(timeout=60_000)
-            _slide(page.get_by_role("slider").first, 4, decoded, "the NVAE's decoded image did not follow the slider")
-            _images_drawn(page)
+            _decoded_follows_the_slider(page, "the NVAE's decoded image did not follow the slider")
             _shot(page, "nvae-traverse")
 
             page.goto(f"{shipped_server}/paths", timeout=60_000)

@@ -16,7 +16,7 @@ from .config import RunConfig
 from .data import Dataset, binarize, load_dataset
 from .errors import UserError
 from .models import LatentHierarchy
-from .objectives import ACTIVE_LAYER_KL, count_active_channels, count_active_units, evaluate_elbo, iw_log_likelihood, unit_activity
+from .objectives import ACTIVE_LAYER_KL, count_active_channels, count_layers_in_use, count_active_units, evaluate_elbo, iw_log_likelihood, unit_activity
 
 BN_STATS_SEED = 0
 
@@ -86,7 +86,7 @@ def evaluate_test(model: LatentHierarchy, x_test: torch.Tensor) -> dict:
         "test_recon": float(stats.recon) / n,
         "test_kl_per_layer": [float(k) / n for k in stats.kl_per_layer()],
         # Efficient-VDVAE's count of layers in use: mean KL per image at least ACTIVE_LAYER_KL nats
-        "active_layers": int(sum(float(k) / n >= ACTIVE_LAYER_KL for k in stats.kl_per_layer())),
+        "active_layers": count_layers_in_use([float(k) / n for k in stats.kl_per_layer()]),
         "active_units": count_active_units(activity),
         "active_channels": count_active_channels([k / n for k in stats.kl_per_unit],
                                                  [spec.shape for spec in model.layer_specs()]),

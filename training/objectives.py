@@ -6,6 +6,8 @@ reads its metrics once per epoch, so a step never waits on the GPU.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+
 import torch
 
 from .models.bounds import (BatchStats, importance_weighted_bound, log_importance_weights,  # noqa: F401 (re-exported)
@@ -117,6 +119,11 @@ def activity_of_means(means: torch.Tensor, noise: torch.Tensor | None = None) ->
         return torch.zeros(means.shape[1:], dtype=means.dtype)
     a = means.var(0)
     return (a - noise if noise is not None else a).clamp_min(0.0)
+
+
+def count_layers_in_use(kl_per_layer: Sequence[float]) -> int:
+    """Efficient-VDVAE's "active groups": the layers whose mean KL per image is at least ACTIVE_LAYER_KL nats."""
+    return int(sum(float(k) >= ACTIVE_LAYER_KL for k in kl_per_layer))
 
 
 def count_active_channels(kl_per_unit: list[torch.Tensor], shapes: list[tuple[int, ...]],
