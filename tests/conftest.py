@@ -34,6 +34,21 @@ def train_on_one_thread(cfg: RunConfig, out: Path, resume: bool = False) -> Path
     return out
 
 
+def assert_resumes_exactly(make_cfg, straight: Path, tmp_path: Path) -> dict:
+    """A run of make_cfg(epochs=1) resumed to make_cfg(epochs=2) ends with exactly the checkpoint of `straight` (the
+    same config trained to 2 epochs at once): every weight, buffer and optimizer moment. Returns its tensors."""
+    from training import checkpoint as ckpt
+    cut = tmp_path / "cut"
+    train_on_one_thread(make_cfg(epochs=1), cut)
+    train_on_one_thread(make_cfg(epochs=2), cut, resume=True)
+    a, _ = ckpt.read_tensors(straight / ckpt.CHECKPOINT)
+    b, _ = ckpt.read_tensors(cut / ckpt.CHECKPOINT)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    return a
+
+
 def every_page_opens(runs: Path, monkeypatch, tmp_path) -> object:
     """Open each page of the app on the runs under `runs` (offline, from an empty working folder): no exception
     and no error box on any; returns the AppTest, left on the last page."""

@@ -16,7 +16,8 @@ from .config import RunConfig
 from .data import Dataset, binarize, load_dataset
 from .errors import UserError
 from .models import LatentHierarchy
-from .objectives import ACTIVE_LAYER_KL, count_active_channels, count_layers_in_use, count_active_units, evaluate_elbo, iw_log_likelihood, unit_activity
+from .models.interface import CATEGORICAL
+from .objectives import ACTIVE_LAYER_KL, code_counts, code_use_record, count_active_channels, count_layers_in_use, count_active_units, evaluate_elbo, iw_log_likelihood, unit_activity
 
 BN_STATS_SEED = 0
 
@@ -65,6 +66,8 @@ def test_tensors(data: Dataset, cfg: RunConfig, device: torch.device) -> tuple[t
 # The test measures, under the same keys in the training history and in eval.json (TEST_MEASURES).
 TEST_MEASURES = ("test_elbo", "test_recon", "test_kl_per_layer", "active_units", "active_channels", "active_layers",
                  "kl_per_unit")
+# ... and, for a family with codebooks (categorical layers), per such layer:
+CODE_MEASURES = ("test_codes_used", "test_perplexity")
 # eval.json files written before the keys were one set.
 LEGACY_EVAL_KEYS = {"elbo": "test_elbo", "kl_per_layer": "test_kl_per_layer"}
 
@@ -76,7 +79,8 @@ def measures_of(evaluation: dict) -> dict:
 
 def evaluate_test(model: LatentHierarchy, x_test: torch.Tensor) -> dict:
     """The TEST_MEASURES on the test set, BN in eval mode: the ELBO and its reconstruction term, KL per layer
-    and unit, the active units (A_u > 0.01) per layer and NVAE's active channels (KL > 0.1 nats) per layer."""
+    and unit, the active units (A_u > 0.01) per layer and NVAE's active channels (KL > 0.1 nats) per layer; with
+    codebooks, the CODE_MEASURES too."""
     with eval_mode(model, fork_rng=True):
         stats = evaluate_elbo(model, x_test)
         activity = unit_activity(model, x_test)
@@ -91,7 +95,17 @@ def evaluate_test(model: LatentHierarchy, x_test: torch.Tensor) -> dict:
         "active_channels": count_active_channels([k / n for k in stats.kl_per_unit],
                                                  [spec.shape for spec in model.layer_specs()]),
         "kl_per_unit": [[float(v) / n for v in k] for k in stats.kl_per_unit],
+        # a family with codebooks: codes used and their perplexity per categorical layer, over the whole test set
+        **(code_use_record(counts, "test_") if (counts := test_code_counts(model, x_test)) else {}),
     }
+
+
+def test_code_counts(model: LatentHierarchy, x_test: torch.Tensor) -> list[torch.Tensor]:
+    """code_counts over the test set, eval mode; [] for a family without categorical layers."""
+    if not any(spec.kind == CATEGORICAL for spec in model.layer_specs()):
+        return []
+    with eval_mode(model, fork_rng=True):
+        return code_counts(model, x_test)
 
 
 def rows_per_pass(model: LatentHierarchy, device: torch.device) -> int:
@@ -183,6 +197,8 @@ def evaluate_run(run_dir: Path, iw_samples: int = 5000, data_dir: str | None = N
         "run": str(run_dir), "model": cfg.model, "layers": cfg.layers, "label": cfg.label,
         "dataset": cfg.dataset, "epochs": epoch,
         **measures,
+        **({"codebook": [spec.codebook for spec in model.layer_specs() if spec.kind == CATEGORICAL]}
+           if "test_codes_used" in measures else {}),
         "iw_ll": float(iw.mean()),
         # the standard error of that mean over the images scored (the spread of log p(x) between images)
         "iw_ll_se": float(iw.std() / n ** 0.5) if n > 1 else None,
@@ -197,14 +213,18 @@ def evaluate_run(run_dir: Path, iw_samples: int = 5000, data_dir: str | None = N
 
 
 def format_report(r: dict) -> str:
+    codes = "test_codes_used" in r  # a family with codebooks: its rate is -log p of the codes, its use the codes used
     return "\n".join([
         f"{r['run']}: {r['label']}, {r['layers']} layers, {r['dataset']}, {r['epochs']} epochs, BN statistics "
         f"{r['bn_stats']}" + (f", pixels bytes/{r['pixel_scale']}" if r.get("pixel_scale") else ""),
-        f"  ELBO                {r['test_elbo']:.2f} nats",
+        f"  ELBO                {r['test_elbo']:.2f} nats" + ("  (log p(x|z) + log p(z): q is a point mass)" if codes else ""),
         f"  log p(x), IW-{r['iw_samples']:<6} {r['iw_ll']:.2f} nats"
         + (f" (+/- {r['iw_ll_se']:.2f} s.e. over {r['test_images']} test images)" if r.get("iw_ll_se") else ""),
-        f"  active units        {' '.join(str(a) for a in r['active_units'])}  (layer 1 .. {r['layers']})",
-        f"  KL per layer        {' '.join(f'{k:.2f}' for k in r['test_kl_per_layer'])}",
+        *([f"  codes used          {' '.join(f'{u}/{k}' for u, k in zip(r['test_codes_used'], r['codebook']))}"
+           f"  (layer 1 .. {r['layers']}; perplexity {' '.join(f'{p:.1f}' for p in r['test_perplexity'])})"]
+          if codes else [f"  active units        {' '.join(str(a) for a in r['active_units'])}  (layer 1 .. {r['layers']})"]),
+        f"  {'-log p(codes)' if codes else 'KL'} per layer{'' if codes else '       '} "
+        f"{' '.join(f'{k:.2f}' for k in r['test_kl_per_layer'])}",
         *([f"  layers in use       {r['active_layers']} of {r['layers']} (mean KL >= {ACTIVE_LAYER_KL:g} nats)"]
-          if "active_layers" in r else []),
+          if "active_layers" in r and not codes else []),
     ])

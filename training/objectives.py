@@ -12,7 +12,8 @@ import torch
 
 from .models.bounds import (BatchStats, importance_weighted_bound, log_importance_weights,  # noqa: F401 (re-exported)
                             training_loss)
-from .models.interface import LatentHierarchy
+from .models.interface import CATEGORICAL, LatentHierarchy
+from .models.quantize import perplexity
 
 ACTIVE_UNIT_THRESHOLD = 0.01
 ACTIVE_CHANNEL_KL = 0.1  # NVAE's rule: a channel is active with over 0.1 nats of KL per image, summed over space
@@ -119,6 +120,26 @@ def activity_of_means(means: torch.Tensor, noise: torch.Tensor | None = None) ->
         return torch.zeros(means.shape[1:], dtype=means.dtype)
     a = means.var(0)
     return (a - noise if noise is not None else a).clamp_min(0.0)
+
+
+@torch.inference_mode()
+def code_counts(model: LatentHierarchy, x: torch.Tensor, batch_size: int = 1000) -> list[torch.Tensor]:
+    """How often each code of every categorical layer is chosen over x (one (codes,) tensor per such layer)."""
+    cats = [i for i, spec in enumerate(model.layer_specs()) if spec.kind == CATEGORICAL]
+    specs = model.layer_specs()
+    total = [torch.zeros(specs[i].codebook, device=x.device) for i in cats]
+    for s in _batches(x.shape[0], batch_size):
+        layers = model.posterior(x[s], mean_path=True)
+        for t, i in zip(total, cats):
+            t += torch.bincount(layers[i].index.flatten(), minlength=specs[i].codebook).to(t.dtype)
+    return total
+
+
+def code_use_record(counts: Sequence[torch.Tensor], prefix: str = "") -> dict:
+    """Codes used (chosen at least once) and the perplexity of their use, per categorical layer, under
+    `prefix`codes_used and `prefix`perplexity: the discrete twin of active units."""
+    return {prefix + "codes_used": [int((c > 0).sum()) for c in counts],
+            prefix + "perplexity": [float(perplexity(c)) for c in counts]}
 
 
 def count_layers_in_use(kl_per_layer: Sequence[float]) -> int:

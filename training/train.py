@@ -20,7 +20,7 @@ from .distributions import warmup_beta, warmup_beta_at_step
 from .errors import TrainingError, UserError
 from .evaluate import eval_mode, evaluate_test, resolve_device, test_tensors
 from .models import LatentHierarchy, build_model
-from .objectives import BatchStats, posterior_means
+from .objectives import BatchStats, code_use_record, posterior_means
 from .step import GroupStep, ModelStep, make_optimizer, set_lr, use_compile, use_graph
 
 SNAPSHOT_POINTS = 1000
@@ -46,11 +46,15 @@ class EpochMeter:
             w = torch.where(ok, stats.kl_weights, torch.zeros_like(stats.kl_weights))
             self.weights = w if self.weights is None else self.weights + w
             self.steps = ok.to(torch.float32) + (0 if self.steps is None else self.steps)
+        counts = [torch.where(ok, c, torch.zeros_like(c)) for c in stats.code_counts] if stats.code_counts else None
+        revived = torch.where(ok, stats.revived, torch.zeros_like(stats.revived)) if stats.revived is not None else None
         if self.stats is None or self.rows is None:
-            self.stats, self.rows = BatchStats(keep[0], keep[1], kl), n
+            self.stats, self.rows = BatchStats(keep[0], keep[1], kl, code_counts=counts, revived=revived), n
         else:
             s = self.stats
-            self.stats = BatchStats(s.elbo + keep[0], s.recon + keep[1], [a + b for a, b in zip(s.kl_per_unit, kl)])
+            self.stats = BatchStats(s.elbo + keep[0], s.recon + keep[1], [a + b for a, b in zip(s.kl_per_unit, kl)],
+                                    code_counts=[a + b for a, b in zip(s.code_counts, counts)] if counts else None,
+                                    revived=s.revived + revived if revived is not None else None)
             self.rows = self.rows + n
 
     def read(self) -> dict:
@@ -59,6 +63,9 @@ class EpochMeter:
         packed = torch.cat([self.rows.view(1), s.elbo.view(1), s.recon.view(1), s.kl_per_layer()]).tolist()  # one sync
         n = packed[0] or math.nan  # every step skipped: no statistics (NaN), the caller decides
         record = {"train_elbo": packed[1] / n, "recon": packed[2] / n, "kl_per_layer": [k / n for k in packed[3:]]}
+        if s.code_counts:  # a family with codebooks (VQ-VAE): their use over the whole epoch, not one batch
+            record.update(code_use_record(s.code_counts))
+            record["codes_revived"] = [int(r) for r in s.revived.tolist()] if s.revived is not None else []
         if self.weights is not None and self.steps is not None:  # a family that balances its KL terms (NVAE)
             steps = float(self.steps) or math.nan
             record["kl_balance"] = [w / steps for w in self.weights.tolist()]

@@ -12,6 +12,7 @@ from .lvae import LVAE
 from .nvae import NVAE
 from .vae import VAE
 from .vdvae import VDVAE
+from .vqvae import VQVAE
 
 
 __all__ = ["FAMILIES", "LatentHierarchy", "LayerPosterior", "LayerSpec", "arch_class", "build_model", "family_names",
@@ -23,6 +24,7 @@ FAMILIES: dict[str, tuple[type[LatentHierarchy], str]] = {
     "lvae": (LVAE, "Ladder VAE"),
     "nvae": (NVAE, "NVAE (residual top-down groups of spatial latents)"),
     "vdvae": (VDVAE, "VDVAE (a very deep top-down hierarchy over several resolutions)"),
+    "vqvae": (VQVAE, "VQ-VAE (discrete codes at two levels, a PixelCNN prior over them)"),
 }
 
 

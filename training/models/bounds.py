@@ -22,6 +22,8 @@ class BatchStats:
     recon: torch.Tensor            # log p(x|z_1)
     kl_per_unit: list[torch.Tensor]  # one (units,) tensor per layer
     kl_weights: torch.Tensor | None = None  # (layers,) the KL terms' weights in the loss (KL balancing), if any
+    code_counts: list[torch.Tensor] | None = None  # per categorical layer (codes,): how often each code was chosen
+    revived: torch.Tensor | None = None  # per categorical layer: dead codes revived in this step
 
     def kl_per_layer(self) -> torch.Tensor:
         return torch.stack([k.sum() for k in self.kl_per_unit])

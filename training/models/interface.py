@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .bounds import BatchStats, log_importance_weights, training_loss
-from .layers import (CATEGORICAL, GAUSSIAN, SUMMARY_UNITS, ForwardPass, Generated, LayerPosterior, LayerSpec,  # noqa: F401
+from .layers import (CATEGORICAL, GAUSSIAN, SUMMARY_UNITS, CodePosterior, ForwardPass, Generated, LayerPosterior, LayerSpec,  # noqa: F401
                      RunSettings, per_row)
 
 

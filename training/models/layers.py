@@ -25,6 +25,7 @@ class LayerSpec:
     shape: tuple[int, ...]         # (units,) or (C, H, W)
     kind: str = GAUSSIAN           # gaussian | categorical
     resolution: int | None = None  # the spatial side for a (C, H, W) layer
+    codebook: int = 0              # a categorical layer's number of codes (its code vectors are the C channels)
 
     @property
     def units(self) -> int:
@@ -73,8 +74,34 @@ class LayerPosterior:
 
 
 @dataclass
+class CodePosterior:
+    """One categorical (vector-quantised) layer of a pass: q(z|x) puts all its mass on the nearest code at every
+    position. z: (N, D, H, W) the chosen codes' vectors, what the decoder reads and the explorer plots; index:
+    (N, H, W) the codes; log_prior: (N, H, W) log p(code | the codes before it and the level above) under the
+    family's prior over codes, so that a layer's rate in nats is -log p (log q = 0), the currency of a Gaussian
+    layer's KL."""
+    z: torch.Tensor
+    index: torch.Tensor
+    log_prior: torch.Tensor
+    analytic_kl_valid: bool = True
+
+    @property
+    def mu(self) -> torch.Tensor:  # the code is q's only value: its "mean" for active units and the mean path
+        return self.z
+
+    def log_ratio(self) -> torch.Tensor:
+        """log q - log p per unit: a position's -log p spread evenly over its D numbers (so that sums over a
+        position, a channel map or the layer are the nats of its codes)."""
+        d = self.z.shape[1]
+        return (-self.log_prior / d).unsqueeze(1).expand_as(self.z)
+
+    def kl(self) -> torch.Tensor:
+        return self.log_ratio()
+
+
+@dataclass
 class ForwardPass:
-    layers: list[LayerPosterior]
+    layers: list[LayerPosterior] | list[LayerPosterior | CodePosterior]
     log_px: torch.Tensor  # log p(x|z), one per row (n_samples * batch rows, sample-major)
 
 

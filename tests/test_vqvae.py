@@ -1,0 +1,192 @@
+"""The VQ-VAE family (training/models/vqvae.py): the quantiser (straight-through gradient, EMA codebook update,
+dead-code revival), the gated PixelCNN prior's masks, the bound log p(x|z) + log p(z), codebook use over an epoch,
+and training that resumes exactly."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from conftest import assert_resumes_exactly, train_on_one_thread
+
+from training import checkpoint as ckpt
+from training.config import RunConfig
+from training.models import build_model
+from training.models.pixelcnn import GatedPixelCNN
+from training.models.quantize import Codebook, ema_codebook_update, perplexity, revive_dead_codes, straight_through
+
+
+def vq_cfg(**kw) -> RunConfig:
+    base = dict(model="vqvae", dataset="digits", epochs=2, batch_size=64, eval_every=1, snapshot_every=1,
+                checkpoint_every=1, seed=0, device="cpu", channels=8, code_dim=4, codes=[16, 8], prior_channels=8,
+                prior_layers=2)
+    return RunConfig.make(**{**base, **kw})
+
+
+def tiny_model(**kw):
+    cfg = vq_cfg(**kw)
+    cfg.image_shape, cfg.input_dim = [1, 8, 8], 64
+    torch.manual_seed(0)
+    return build_model(cfg)
+
+
+@pytest.fixture(scope="module")
+def vq_run(tmp_path_factory):
+    return train_on_one_thread(vq_cfg(), tmp_path_factory.mktemp("vqvae") / "digits-vqvae")
+
+
+def test_the_straight_through_gradient_reaches_the_encoder():
+    """d z_q / d z_e is the identity (the codebook lookup is skipped in the backward pass), so the
+    reconstruction's gradient reaches the encoder's first layer."""
+    z_e = torch.randn(2, 3, requires_grad=True)
+    straight_through(z_e, torch.zeros(2, 3)).mul(torch.arange(6.0).view(2, 3)).sum().backward()
+    assert torch.equal(z_e.grad, torch.arange(6.0).view(2, 3))
+    model = tiny_model().train()
+    x = torch.rand(8, 64).bernoulli(generator=torch.Generator().manual_seed(0))
+    layers, logits, _ = model._pass(x)
+    torch.nn.functional.binary_cross_entropy_with_logits(logits, model.images_in(x)).backward()
+    first = model.encoder[0].weight.grad
+    assert first is not None and float(first.abs().sum()) > 0
+
+
+def test_the_ema_codebook_update_on_a_hand_made_case():
+    """Two 1-D codes at 0 and 2 with use 1 each; the batch puts 1, 1 on code 0 and 3 on code 1; decay 0.5:
+    N = (1.5, 1.0), m = (1.0, 2.5), so e = m / N = (2/3, 2.5) (Laplace smoothing moves it by under 1e-4)."""
+    cluster, sums = torch.tensor([1.0, 1.0]), torch.tensor([[0.0], [2.0]])
+    e = ema_codebook_update(cluster, sums, torch.tensor([[1.0], [1.0], [3.0]]), torch.tensor([0, 0, 1]), decay=0.5)
+    assert torch.allclose(cluster, torch.tensor([1.5, 1.0])) and torch.allclose(sums, torch.tensor([[1.0], [2.5]]))
+    assert torch.allclose(e, torch.tensor([[2 / 3], [2.5]]), atol=1e-4)
+
+
+def test_dead_code_revival_replaces_exactly_the_codes_under_the_threshold():
+    codebook = torch.arange(8.0).view(4, 2)
+    cluster = torch.tensor([0.5, 2.0, 0.99, 1.0])
+    sums = codebook * cluster.unsqueeze(1)
+    z = torch.full((5, 2), 100.0) + torch.arange(5.0).unsqueeze(1)
+    before = codebook.clone()
+    n = revive_dead_codes(codebook, cluster, sums, z, threshold=1.0)
+    assert int(n) == 2
+    assert torch.equal(codebook[[1, 3]], before[[1, 3]])  # at or over the threshold: kept
+    for i in (0, 2):  # under it: an encoder output from the batch, its use set to the threshold
+        assert any(torch.equal(codebook[i], row) for row in z) and float(cluster[i]) == 1.0
+        assert torch.equal(sums[i], codebook[i])
+    assert not torch.equal(codebook[0], codebook[2])  # two different outputs
+
+
+def test_the_codebook_counts_revivals_and_moves_only_in_training():
+    book = Codebook(4, 2, decay=0.9, dead_threshold=2.0)  # use 1 each; 4 vectors raise none to 2: all revived
+    z = torch.randn(1, 2, 2, 2)
+    book.train()(z)
+    assert int(book.revived) == 4
+    frozen = book.embed.clone()
+    book.eval()(z)
+    assert torch.equal(book.embed, frozen)
+
+
+@pytest.mark.parametrize("cond", [False, True])
+def test_the_pixelcnn_lets_no_position_see_itself_or_later_ones(cond):
+    """The gradient of the logits at (i, j) with respect to the input features is 0 at (i, j) and after it in
+    raster order, and non-zero at every position before it (no blind spot: the two stacks)."""
+    torch.manual_seed(0)
+    net = GatedPixelCNN(codes=5, channels=16, layers=4, cond_channels=3 if cond else 0)
+    h = w = 4
+    for i, j in [(0, 0), (1, 2), (3, 3), (2, 0)]:
+        # a batch of inputs and a random mix of the logits: the output head's ReLUs cannot zero every path
+        feats = torch.randn(8, 16, h, w, requires_grad=True)
+        c = torch.randn(8, 3, h, w) if cond else None
+        (net.logits_of_features(feats, c)[:, :, i, j] * torch.randn(8, 5)).sum().backward()
+        seen = feats.grad.abs().sum((0, 1)) > 0
+        for a in range(h):
+            for b in range(w):
+                assert bool(seen[a, b]) == ((a, b) < (i, j)), ((i, j), (a, b))
+
+
+
+def test_the_bound_is_log_p_x_given_z_plus_log_p_z():
+    """On a tiny model: the IW weights, the ELBO's estimate and the loss's stats all equal the likelihood of
+    the decoded codes plus each prior's log-probability of the codes, computed here by hand."""
+    from training.objectives import evaluate_elbo
+    model = tiny_model().eval()
+    x = torch.rand(5, 64).bernoulli(generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        h = model.encoder(model.images_in(x))
+        i_top = model.books[1].quantize(model.encoder_top(h))
+        top = model.books[1].embed[i_top].permute(0, 3, 1, 2)
+        z_e = model.pre_bottom(torch.cat([h, model._to_bottom(model.top_to_bottom(top))], 1))
+        i_bot = model.books[0].quantize(z_e)
+        bottom = model.books[0].embed[i_bot].permute(0, 3, 1, 2)
+        logits = model.decoder(torch.cat([bottom, model._to_bottom(top)], 1))
+        log_px = -torch.nn.functional.binary_cross_entropy_with_logits(logits, model.images_in(x), reduction="none").sum((1, 2, 3))
+        lp_top = torch.log_softmax(model.priors[1](i_top), 1).gather(1, i_top.unsqueeze(1)).sum((1, 2, 3))
+        cond = model.prior_cond(model._to_bottom(top))
+        lp_bot = torch.log_softmax(model.priors[0](i_bot, cond), 1).gather(1, i_bot.unsqueeze(1)).sum((1, 2, 3))
+        bound = log_px + lp_top + lp_bot
+        assert torch.allclose(model.log_weights(x, 3), bound.expand(3, -1), atol=1e-4)
+        assert math.isclose(float(evaluate_elbo(model, x).elbo), float(bound.sum()), rel_tol=1e-5)
+        stats = model.loss(x, 1.0)[1]
+        assert math.isclose(float(stats.elbo), float(bound.sum()), rel_tol=1e-5)
+        assert math.isclose(float(sum(k.sum() for k in stats.kl_per_unit)), float(-(lp_top + lp_bot).sum()), rel_tol=1e-5)
+
+
+def test_perplexity_is_the_number_of_codes_used_alike():
+    assert math.isclose(float(perplexity(torch.tensor([5.0, 5.0, 5.0, 5.0]))), 4.0, rel_tol=1e-6)
+    assert math.isclose(float(perplexity(torch.tensor([7.0, 0.0, 0.0]))), 1.0, rel_tol=1e-6)
+
+
+def test_a_vqvae_run_records_code_use_over_each_epoch_and_the_test_set(vq_run):
+    from training.evaluate import CODE_MEASURES, TEST_MEASURES
+    h = ckpt.read_history(vq_run)
+    assert [r["epoch"] for r in h] == [1, 2] and all(set(TEST_MEASURES + CODE_MEASURES) <= set(r) for r in h)
+    for r in h:
+        assert len(r["codes_used"]) == len(r["perplexity"]) == len(r["codes_revived"]) == 2
+        assert all(1 <= used <= k for used, k in zip(r["codes_used"], (16, 8)))
+        assert all(1 <= p <= used + 1e-6 for p, used in zip(r["perplexity"], r["codes_used"]))
+        assert all(1 <= used <= k for used, k in zip(r["test_codes_used"], (16, 8)))
+        assert math.isclose(r["test_elbo"], r["test_recon"] - sum(r["test_kl_per_layer"]), rel_tol=1e-6)
+        assert all(k > 0 for k in r["test_kl_per_layer"])  # -log p of the codes: nats, as a Gaussian layer's KL
+    assert h[0]["codes_revived"][0] >= 1  # the codes start under the threshold of use
+
+
+def test_a_killed_vqvae_run_resumes_exactly(vq_run, tmp_path):
+    """Stopped after epoch 1 and resumed: the same weights, codebooks (buffers) and Adam state as the straight run."""
+    assert any("cluster_size" in k for k in assert_resumes_exactly(vq_cfg, vq_run, tmp_path))
+
+
+def test_prior_samples_keep_fixed_codes_and_draw_the_rest(vq_run):
+    """generate() keeps a fixed top level (the hierarchy decomposition: the bottom resampled under it), draws the
+    same codes from the same seed, and at temperature 0 (or use_mean) takes the most likely codes."""
+    model, _, _ = ckpt.load_model(vq_run)
+    model.eval()
+    with torch.no_grad():
+        a = model.generate(4, generator=torch.Generator().manual_seed(3))
+        b = model.generate(4, generator=torch.Generator().manual_seed(3))
+        assert torch.equal(a.images, b.images) and a.images.shape == (4, 1, 8, 8)
+        top = a.codes[1][:1]
+        kept = model.generate(4, fixed={1: top}, generator=torch.Generator().manual_seed(4))
+        assert torch.equal(kept.codes[1], top.expand(4, -1, -1, -1))
+        partial = top.clone()
+        partial[:, :, 0, 0] = float("nan")  # one position drawn, the rest kept
+        mixed = model.generate(2, fixed={1: partial}, generator=torch.Generator().manual_seed(5))
+        assert torch.equal(mixed.codes[1][:, :, 1:], top.expand(2, -1, -1, -1)[:, :, 1:])
+        greedy = [model.generate(2, temperature=0.0, generator=torch.Generator().manual_seed(s)).images for s in (1, 2)]
+        assert torch.equal(greedy[0], greedy[1])
+        assert torch.equal(model.generate(2, use_mean=True).images, greedy[0])
+
+
+def test_bad_vqvae_options_are_refused_in_one_line():
+    from training.errors import UserError
+    for kw in (dict(codes=[16]), dict(levels=3), dict(decay=1.0), dict(code_dim=0)):
+        with pytest.raises(UserError):
+            vq_cfg(**kw)
+    assert vq_cfg(levels=1, codes=[16]).layers == 1
+    assert RunConfig.make(model="vqvae", dataset="mnist", epochs=1, levels=1).arch.codes == [128]
+
+
+def test_eval_reports_the_bound_and_the_codes_used(vq_run):
+    """`eval` on a VQ-VAE: its IW estimate is the bound itself (every weight alike), and the report gives codes used
+    out of each codebook and the priors' nats in place of active units and KL."""
+    from training.evaluate import evaluate_run, format_report
+    r = evaluate_run(vq_run, iw_samples=7, data_dir="unused", device="cpu")
+    assert math.isclose(r["iw_ll"], r["test_elbo"], rel_tol=1e-5) and r["codebook"] == [16, 8]
+    text = format_report(r)
+    assert "codes used" in text and "-log p(codes) per layer" in text and "active units" not in text
