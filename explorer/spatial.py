@@ -13,7 +13,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from training.distributions import gaussian_analytical_kl
 from training.evaluate import eval_mode
 from training.models import LatentHierarchy
 
@@ -44,9 +43,9 @@ def kl_maps(model: LatentHierarchy, image: np.ndarray) -> dict[int, np.ndarray]:
     layers = spatial_layers(model)
     with eval_mode(model):
         posterior = model.posterior(as_tensor(np.reshape(image, (1, -1)), model), mean_path=True)
-        return {i: gaussian_analytical_kl(posterior[i].mu, posterior[i].var, posterior[i].prior_mu,
-                                          posterior[i].prior_var)[0].sum(0).cpu().numpy().astype(np.float64)
-                for i in layers}
+        # each layer's rate per unit (training.models.layers: the analytic KL of a Gaussian layer given the
+        # layers above, -log p of a code spread over its numbers for a categorical one)
+        return {i: posterior[i].kl()[0].sum(0).cpu().numpy().astype(np.float64) for i in layers}
 
 
 def control_maps(model: LatentHierarchy, image: np.ndarray, n: int = 16, seed: int = 0) -> dict[int, np.ndarray]:

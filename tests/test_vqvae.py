@@ -190,3 +190,9 @@ def test_eval_reports_the_bound_and_the_codes_used(vq_run):
     assert math.isclose(r["iw_ll"], r["test_elbo"], rel_tol=1e-5) and r["codebook"] == [16, 8]
     text = format_report(r)
     assert "codes used" in text and "-log p(codes) per layer" in text and "active units" not in text
+
+
+def test_every_page_opens_on_a_vqvae_run(vq_run, monkeypatch, tmp_path):
+    from conftest import every_page_opens
+    at = every_page_opens(vq_run.parent, monkeypatch, tmp_path)
+    assert any("digits-vqvae" in str(o) for s in at.selectbox for o in s.options)

@@ -83,11 +83,24 @@ class CodePosterior:
     z: torch.Tensor
     index: torch.Tensor
     log_prior: torch.Tensor
+    # The codebook's mean and per-number variance (1, D, 1, 1): the spread of the codes, which the explorer's
+    # ranges (a traversal's +-3 sd) read where a Gaussian layer has its prior's variance.
+    prior_mu: torch.Tensor
+    prior_var: torch.Tensor
     analytic_kl_valid: bool = True
 
     @property
     def mu(self) -> torch.Tensor:  # the code is q's only value: its "mean" for active units and the mean path
         return self.z
+
+    @property
+    def var(self) -> torch.Tensor:  # a point mass
+        return torch.zeros_like(self.z)
+
+    def repeat(self, n: int) -> CodePosterior:
+        """n copies of every row, sample-major (as n posterior samples, all alike)."""
+        return CodePosterior(self.z.repeat(n, 1, 1, 1), self.index.repeat(n, 1, 1), self.log_prior.repeat(n, 1, 1),
+                             self.prior_mu, self.prior_var)
 
     def log_ratio(self) -> torch.Tensor:
         """log q - log p per unit: a position's -log p spread evenly over its D numbers (so that sums over a

@@ -95,6 +95,10 @@ class Codebook(nn.Module):
     def codes(self) -> int:
         return self.embed.shape[0]
 
+    def spread(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The codes' mean and variance per number, (1, D, 1, 1) each."""
+        return self.embed.mean(0).view(1, -1, 1, 1), self.embed.var(0).view(1, -1, 1, 1)
+
     def lookup(self, index: torch.Tensor) -> torch.Tensor:
         """(N, H, W) indices -> (N, D, H, W) code vectors."""
         return self.embed[index].permute(0, 3, 1, 2)

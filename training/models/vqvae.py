@@ -168,23 +168,19 @@ class VQVAE(LatentHierarchy):
     def _pass(self, x: torch.Tensor) -> tuple[list[CodePosterior], torch.Tensor, list[torch.Tensor]]:
         z_e, z_q, index = self._encode(x)
         log_p = self.log_prior(index, z_q)
-        layers = [CodePosterior(z, i, lp) for z, i, lp in zip(z_q, index, log_p)]
+        layers = [CodePosterior(z, i, lp, *book.spread()) for z, i, lp, book in zip(z_q, index, log_p, self.books)]
         return layers, self._logits(z_q), z_e
 
     def posterior(self, x, n_samples=1, mean_path=False, eps=None, generator=None) -> list[CodePosterior]:
         """The codes of x (deterministic: every sample is the same), n_samples times (sample-major)."""
         layers = self._pass(x)[0]
-        if n_samples == 1:
-            return layers
-        return [CodePosterior(q.z.repeat(n_samples, 1, 1, 1), q.index.repeat(n_samples, 1, 1),
-                              q.log_prior.repeat(n_samples, 1, 1)) for q in layers]
+        return layers if n_samples == 1 else [q.repeat(n_samples) for q in layers]
 
     def forward(self, x: torch.Tensor, n_samples: int = 1, eps=None, generator=None) -> ForwardPass:
         layers, logits, _ = self._pass(x)
         log_px = bernoulli_log_likelihood(self.images_in(x), logits).flatten(1).sum(1)
         if n_samples > 1:
-            layers = [CodePosterior(q.z.repeat(n_samples, 1, 1, 1), q.index.repeat(n_samples, 1, 1),
-                                    q.log_prior.repeat(n_samples, 1, 1)) for q in layers]
+            layers = [q.repeat(n_samples) for q in layers]
             log_px = log_px.repeat(n_samples)
         return ForwardPass(layers, log_px)
 
