@@ -33,6 +33,7 @@ PAGES = [
     st.Page("app_pages/curves.py", title="Curves", icon=":material/show_chart:", url_path="curves"),
     st.Page("app_pages/samples.py", title="Samples", icon=":material/grid_view:", url_path="samples"),
     st.Page("app_pages/depth.py", title="Depth", icon=":material/layers:", url_path="depth"),
+    st.Page("app_pages/codes.py", title="Codes", icon=":material/grid_on:", url_path="codes"),
     st.Page("app_pages/train.py", title="Train a model", icon=":material/model_training:", url_path="train"),
 ]
 

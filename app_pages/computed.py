@@ -281,3 +281,34 @@ def masked_png(path: str, stamp: float, idx: int, q: float, prior_mean: bool) ->
                             prior_mean=prior_mean, seed=0)
     png = common.grid_png(np.concatenate([image[None], decoded]), points.image_shape, ncols=1 + len(decoded), target=72)
     return png, kept.count, kept.total, kept.kl_share
+
+
+# ---- Codes ---------------------------------------------------------------------------------------
+
+@st.cache_resource(max_entries=64, show_spinner=False)
+def code_map_of(path: str, stamp: float, idx: int):
+    """One test image's codes and the prior at every cell (explorer.codemap.code_map), once for every session."""
+    from explorer.codemap import code_map
+    return code_map(common.model_of(path, stamp), common.points_of(path, stamp, common.TEST_POINTS).images[idx])
+
+
+@st.cache_resource(max_entries=256, show_spinner=False)
+def swapped_png(path: str, stamp: float, idx: int, layer: int, cell: tuple[int, int], code: int | None) -> bytes:
+    """The image decoded from its codes (code None) or with one cell's code swapped: one PNG, shared."""
+    from explorer.codemap import decode_codes, with_code
+    points = common.points_of(path, stamp, common.TEST_POINTS)
+    cm = code_map_of(path, stamp, idx)
+    index = cm.index if code is None else with_code(cm, layer, cell, code)
+    return common.grid_png(decode_codes(common.model_of(path, stamp), index)[None], points.image_shape, target=168)
+
+
+@st.cache_resource(max_entries=16, show_spinner="Counting every code's use over the test images…")
+def codebook_figure_of(path: str, stamp: float, n: int, layer: int):
+    """A layer's codebook in two principal components, sized by use over n test points, coloured by class."""
+    from explorer.class_names import CLASS_NAMES
+    from explorer.codemap import codebook_use
+    from explorer.figures import codebook_scatter
+    points, model = common.points_of(path, stamp, n), common.model_of(path, stamp)
+    use = codebook_use(model, layer, points.images, points.labels)
+    names = dict(enumerate(CLASS_NAMES.get(model.cfg.dataset) or []))
+    return freeze(codebook_scatter(use.xy, use.counts, use.top_class, use.share, layer, names))

@@ -6,7 +6,7 @@ import streamlit as st
 from app_pages import common
 from app_pages.glossary import notice
 from app_pages.computed import snapshots_of
-from explorer.figures import (active_units_curves, collapse_timeline, kl_balance_curves, kl_heatmap, kl_per_layer_curves,
+from explorer.figures import (CODE_USE, active_units_curves, code_use_curves, collapse_timeline, kl_balance_curves, kl_heatmap, kl_per_layer_curves,
                               rate_distortion_curves, snapshot_animation, snapshot_scatter, training_curves)
 from explorer.timeline import activity_over_epochs, kl_over_epochs, transitions
 from explorer.runs import default_pair
@@ -44,6 +44,16 @@ def curves(runs) -> dict:
                      "training-kl-balance")
         st.caption("NVAE's KL balancing (while β < 1): each layer's KL is weighted in proportion to its own KL "
                    "over its size, so a layer with little KL is pushed to use more; beside the KL per layer above.")
+    if any("codes_used" in h for h in histories.values()):  # a family with codebooks (VQ-VAE)
+        cols = st.columns(len(CODE_USE))
+        for col, column in zip(cols, CODE_USE):
+            with col:
+                common.chart(common.shared("code_use", (key, column), lambda c=column: code_use_curves(histories, c)),
+                             f"training_{column}", f"training-{column.replace('_', '-')}")
+        st.caption("A codebook's twin of active units: how many of its codes the encoder chose over each epoch, how "
+                   "evenly (perplexity: the number of codes used alike), and how many dead codes (an EMA use under "
+                   "the threshold) were replaced by encoder outputs. In a VQ-VAE the \"KL\" above is the prior's "
+                   "-log p of the codes.")
     common.chart(common.shared("rate_distortion", key, lambda: rate_distortion_curves(histories)),
                  "training_rate_distortion", "training-rate-distortion")
     st.caption("Rate (KL, the information the codes carry) against distortion (what the decoder misses), epoch by "

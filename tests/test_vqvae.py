@@ -196,3 +196,38 @@ def test_every_page_opens_on_a_vqvae_run(vq_run, monkeypatch, tmp_path):
     from conftest import every_page_opens
     at = every_page_opens(vq_run.parent, monkeypatch, tmp_path)
     assert any("digits-vqvae" in str(o) for s in at.selectbox for o in s.options)
+
+
+def test_the_codes_page_swaps_a_code_and_decodes_again(vq_run, monkeypatch, tmp_path):
+    """The discrete Traverse: the page opens on the chosen image's top codes; choosing another code for the chosen
+    cell decodes a different image; the codebook and the resampled bottom are shown."""
+    from conftest import every_page_opens
+    from test_app import image_url
+    at = every_page_opens(vq_run.parent, monkeypatch, tmp_path)  # ends on the Codes page
+    own = image_url(at, "decoded from its own codes")
+    swap = next(s for s in at.selectbox if s.key and s.key.startswith("codes_swap_"))
+    assert "the image's own" in swap.options[0]
+    before = image_url(at, "choose another code")
+    swap.select_index(1).run()
+    assert not at.exception and not at.error
+    after = image_url(at, "with code")
+    assert after != before and image_url(at, "decoded from its own codes") == own
+    assert any("resampled" in s.value for s in at.subheader) and any("codebook" in s.value for s in at.subheader)
+
+
+def test_a_code_swap_decodes_what_the_codes_say(vq_run):
+    """decode_codes of the image's own codes is its reconstruction; a swapped cell changes the image."""
+    import numpy as np
+
+    from explorer.codemap import code_map, decode_codes, with_code
+    from explorer.traverse import reconstruct
+    from training.data import load_dataset
+    model, _, _ = ckpt.load_model(vq_run)
+    image = load_dataset("digits").test_x[:1].round()
+    cm = code_map(model, image[0])
+    np.testing.assert_allclose(decode_codes(model, cm.index), reconstruct(model, image)[0], atol=1e-6)
+    assert cm.surprise(0).shape == cm.index[0].shape and (cm.surprise(0) > 0).all()
+    probs = [p for _, p in cm.top_choices(1, (0, 0), k=8)]
+    assert probs == sorted(probs, reverse=True) and sum(probs) <= 1 + 1e-6
+    other = (int(cm.index[1][0, 0]) + 1) % 8
+    assert np.abs(decode_codes(model, with_code(cm, 1, (0, 0), other)) - decode_codes(model, cm.index)).max() > 0

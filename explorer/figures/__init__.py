@@ -22,7 +22,8 @@ Conventions shared by every builder:
 from __future__ import annotations
 
 from .frozen import FrozenFigure, freeze, from_spec
-from .curves import active_units_curves, kl_balance_curves, kl_heatmap, kl_per_layer_curves, training_curves
+from .codes import codebook_scatter, code_grid
+from .curves import CODE_USE, active_units_curves, code_use_curves, kl_balance_curves, kl_heatmap, kl_per_layer_curves, training_curves
 from .information import (collapse_timeline, iw_bound_curve, mutual_information_bars, rate_distortion_bars,
                           rate_distortion_curves, unit_activity_vs_kl)
 from .latent import (explained_variance, layer_scatter, layer_scatter_grid, per_layer_bars, projection_grid,
@@ -36,7 +37,7 @@ from .table import FRAME_COLUMNS, figure_frame
 
 __all__ = ["FrozenFigure", "freeze", "from_spec", "collapse_timeline", "iw_bound_curve", "mutual_information_bars", "rate_distortion_bars",
            "rate_distortion_curves", "unit_activity_vs_kl", "CLASS_PALETTE", "FRAME_COLUMNS", "KL_FLOOR", "MAX_CLASS_TRACES", "METRICS", "RUN_PALETTE",
-           "active_units_curves", "class_colours", "kl_balance_curves", "explained_variance", "export_config", "figure_frame",
+           "CODE_USE", "active_units_curves", "class_colours", "code_grid", "code_use_curves", "codebook_scatter", "kl_balance_curves", "explained_variance", "export_config", "figure_frame",
            "kl_heatmap", "kl_per_layer_curves", "layer_maps", "layer_colours", "layer_name", "layer_scatter", "layer_scatter_grid",
            "per_layer_bars", "projection_grid", "projection_scatter3d", "run_colours", "snapshot_animation",
            "snapshot_scatter", "training_curves", "with_selection"]

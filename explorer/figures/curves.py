@@ -122,6 +122,19 @@ def active_units_curves(histories: Mapping[str, pd.DataFrame]) -> go.Figure:
                             "active units (A_u > 0.01)")
 
 
+CODE_USE = {"codes_used": ("Codes used per layer over each epoch (training)", "codes chosen at least once"),
+            "perplexity": ("Perplexity of the code use per layer over each epoch (training)",
+                           "exp(entropy of the code use)"),
+            "codes_revived": ("Dead codes revived per layer in each epoch", "codes replaced by encoder outputs")}
+
+
+def code_use_curves(histories: Mapping[str, pd.DataFrame], column: str) -> go.Figure:
+    """A codebook family's use of its codes per layer against epoch (training/train.py counts them over each
+    epoch's steps, not one batch): codes_used, perplexity or codes_revived."""
+    title, ylabel = CODE_USE[column]
+    return _per_layer_lines(histories, column, title, ylabel)
+
+
 def kl_heatmap(history: pd.DataFrame, zmax: float | None = None) -> go.Figure:
     """KL per unit (test set) over the evaluation epochs: rows "z{i} u{u}" layer-major (z1 on top),
     columns = epochs with kl_per_unit, colour = log10(max(KL, 1e-4)). Collapsed units stay dark

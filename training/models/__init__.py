@@ -16,7 +16,7 @@ from .vqvae import VQVAE
 
 
 __all__ = ["FAMILIES", "LatentHierarchy", "LayerPosterior", "LayerSpec", "arch_class", "build_model", "family_names",
-           "family_title", "register"]
+           "family_title", "has_codebooks", "register"]
 
 # name -> (class, the title forms show)
 FAMILIES: dict[str, tuple[type[LatentHierarchy], str]] = {
@@ -41,6 +41,11 @@ def family_names() -> tuple[str, ...]:
 
 def family_title(name: str) -> str:
     return FAMILIES[name][1] if name in FAMILIES else name
+
+
+def has_codebooks(name: str) -> bool:
+    """Whether the family's layers are codes from codebooks (the explorer's code map applies)."""
+    return name in FAMILIES and FAMILIES[name][0].has_codebooks
 
 
 def arch_class(name: str) -> type:

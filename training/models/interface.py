@@ -37,6 +37,9 @@ class LatentHierarchy(nn.Module):
     # (sample, image) rows in one forward pass of an IW estimate on a CPU, where a pass's activations should
     # stay in cache: 8192 for the MLP pair (2.7x faster than 100k, measured); a conv family's rows are larger.
     cpu_rows_per_pass: int = 8192
+    # True for a family whose layers are codes from codebooks (kind CATEGORICAL): the explorer's code map
+    # (codebook, code_log_probs below) applies to it.
+    has_codebooks: bool = False
 
     def __init__(self, cfg: RunSettings):
         super().__init__()
@@ -77,6 +80,18 @@ class LatentHierarchy(nn.Module):
         None) on the generator's device, then moves to the model's: a seed gives the same draws anywhere.
         """
         raise NotImplementedError
+
+    # ---- a family with codebooks (categorical layers, spec.kind == CATEGORICAL) also gives --------
+
+    def codebook(self, layer: int) -> torch.Tensor:
+        """(K, D) the code vectors of a categorical layer: code k of a position is codebook[k] in its D channels."""
+        raise NotImplementedError(f"the {self.family} family's layer {layer + 1} has no codebook")
+
+    def code_log_probs(self, layer: int, indices: Sequence[torch.Tensor]) -> torch.Tensor:
+        """(N, K, h, w) the prior's log p of every code at every position of a categorical layer, given the codes
+        before that position (the prior's order) and the layers above; indices: every layer's (N, h, w) codes,
+        z1 first (entries of Gaussian layers are ignored)."""
+        raise NotImplementedError(f"the {self.family} family's layer {layer + 1} has no prior over codes")
 
     # ---- what follows from those ----------------------------------------------------------
 

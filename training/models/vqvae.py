@@ -99,6 +99,7 @@ class VQVAE(LatentHierarchy):
     Arch = VQVAEArch
     eval_bn_stats = "running"  # no BN
     cpu_rows_per_pass = 128
+    has_codebooks = True
 
     def __init__(self, cfg: RunSettings):
         super().__init__(cfg)
@@ -215,6 +216,13 @@ class VQVAE(LatentHierarchy):
             revived=torch.stack([b.revived for b in self.books]) - revived_before)
         assert stats.elbo.shape == () and n > 0
         return loss, stats
+
+    def codebook(self, layer: int) -> torch.Tensor:
+        return self.books[layer].embed
+
+    def code_log_probs(self, layer: int, indices: Sequence[torch.Tensor]) -> torch.Tensor:
+        codes = [self.books[i].lookup(idx) for i, idx in enumerate(indices)]
+        return torch.log_softmax(self.priors[layer](indices[layer], self._cond(layer, codes)), dim=1)
 
     def _fixed_codes(self, level: int, code: torch.Tensor | None, n: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """A fixed layer's (vectors, indices with -1 where drawn): a NaN anywhere in a position's vector marks it
