@@ -60,7 +60,9 @@ def samples(run, model, shape, other=None) -> None:
     c1, c2, c3 = st.columns(3)
     temperature = c1.slider("Temperature", 0.0, 2.0, 1.0, 0.1, key="samples_temperature", disabled=per_layer,
                             help="one temperature per layer is on: its sliders below decide" if per_layer else
-                            "scales every sampled layer's standard deviation; 0 = the mean path")
+                            ("divides the prior's logits over the codes (softmax temperature); 0 = the likeliest "
+                             "code at every position" if model.has_codebooks else
+                             "scales every sampled layer's standard deviation; 0 = the mean path"))
     n = c2.select_slider("Samples", [16, 36, 64, 100], value=36, key="samples_n")
     seed = c3.number_input("Seed", 0, 1_000_000, 0, key="samples_seed")
     st.toggle("One temperature per layer", key="samples_per_layer",

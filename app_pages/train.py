@@ -79,9 +79,14 @@ def form() -> None:
         with st.expander("More architecture options"):
             arch.update({f.name: _arch_input(st, f, f.name.replace("_", " ").capitalize())
                          for f in arch_fields if f.name not in main})
-        warmup = c2.number_input("Warm-up epochs", 0, 5000, 50, key="train_warmup", help=RunConfig.help("warmup_epochs"))
+        # The family's own defaults where it has them (VQ-VAE: no warm-up, batch 128); keyed by family, so that
+        # choosing another family shows its defaults, not the last one's values.
+        own = getattr(arch_class(model), "RUN_DEFAULTS", {})
+        warmup = c2.number_input("Warm-up epochs", 0, 5000, int(own.get("warmup_epochs", 50)), key=f"train_warmup_{model}",
+                                 help=RunConfig.help("warmup_epochs"))
         epochs = c2.number_input("Epochs", 1, 5000, 150, key="train_epochs", help=RunConfig.help("epochs"))
-        batch_size = c2.number_input("Batch size", 2, 4096, 64, key="train_batch", help=RunConfig.help("batch_size"))
+        batch_size = c2.number_input("Batch size", 2, 4096, int(own.get("batch_size", 64)), key=f"train_batch_{model}",
+                                     help=RunConfig.help("batch_size"))
         dataset = c3.selectbox("Dataset", offered, key="train_dataset",
                                help="the datasets whose files are on this server (digits is built in: 8x8, trains in "
                                     "seconds); where to put the others is said under the form")

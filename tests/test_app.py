@@ -580,6 +580,21 @@ def test_the_train_form_starts_the_conv_families_with_their_number_and_text_opti
         assert cfg.arch.spectral_reg == 0.05
 
 
+def test_the_train_form_starts_a_vqvae(app, tmp_path):
+    """A VQ-VAE from the form: its codebook sizes and commitment weight as given, named after its levels."""
+    page(app, "train")
+    app.selectbox(key="train_dir").set_value(str((tmp_path / "runs").resolve()))
+    app.selectbox(key="train_model").set_value("vqvae").run()
+    no_exceptions(app)
+    app.number_input(key="train_epochs").set_value(1)
+    app.number_input(key="train_commitment").set_value(0.5)
+    app.button[0].click().run()
+    no_exceptions(app)
+    assert not app.error, [e.value for e in app.error]
+    cfg = jobs.submitted["digits-vqvae-2l-1"].cfg
+    assert (cfg.arch.commitment, cfg.arch.codes, cfg.warmup_epochs) == (0.5, [128, 128], 0)
+
+
 @pytest.mark.parametrize("field,value", [("bottleneck", "nan"), ("bottleneck", float("inf")), ("bottleneck", -1.0),
                                          ("bottleneck", True), ("bottleneck", "0.5; ls"), ("enc_blocks", "../etc"),
                                          ("enc_blocks", "16x1 $(id)"), ("enc_blocks", 5), ("dec_blocks", "x" * 201),
