@@ -98,6 +98,43 @@ def slider_rows(run: RunInfo, repeats: int) -> list[tuple[str, float, float, flo
     rows.append((f"traversal grid {pca.components.shape[0]}x7, {run.name} z{layer + 1} -> PNG", med, worst, float("nan")))
     rows += views_rows(run, model, cfg, max(3, repeats // 10))
     rows += depth_rows(run, model, cfg, max(5, repeats // 3))
+    if model.has_codebooks:
+        rows += codes_rows(run, model, cfg, repeats)
+    return rows
+
+
+def codes_rows(run: RunInfo, model, cfg, repeats: int) -> list[tuple[str, float, float, float]]:
+    """The Codes page (issue 31): one code swapped -> decoded -> PNG (under 50 ms); one prior sample of every level,
+    position by position (under 1 s on two cores); an image's code map; the codebook's use over 1,000 test points."""
+    from explorer.codemap import categorical_layers, code_map, codebook_use, decode_codes, with_code
+    pts = test_points(cfg, run.path, 1000, data_dir=str(MNIST_DIR) if cfg.dataset == "mnist" else None)
+    shape, top = image_shape(cfg), categorical_layers(model)[-1]
+    cm = code_map(model, pts.images[0])
+    h, w = cm.index[top].shape
+    k = model.layer_specs()[top].codebook
+    swaps = iter([((i // w) % h, i % w, c) for i, c in enumerate(np.random.default_rng(0).integers(0, k, 10_000))])
+
+    def swap() -> None:
+        r, c, code = next(swaps)
+        png_bytes(image_grid(decode_codes(model, with_code(cm, top, (r, c), int(code)))[None], shape, scale=6))
+
+    seeds = iter(range(10_000))
+
+    def sample() -> None:
+        from explorer.traverse import prior_samples
+        prior_samples(model, 1, 1.0, next(seeds))
+
+    nan = float("nan")
+    rows = []
+    med, worst = timed(swap, repeats)
+    rows.append((f"code swap in z{top + 1} -> decoded PNG ({run.name})", med, worst, 0.050))
+    med, worst = timed(sample, max(3, repeats // 5))
+    rows.append((f"one prior sample, every level position by position ({run.name})", med, worst, 1.0))
+    med, worst = timed(lambda: code_map(model, pts.images[1]), max(3, repeats // 5))
+    rows.append(("  an image's code map (codes and the prior at every cell)", med, worst, nan))
+    t0 = time.perf_counter()
+    codebook_use(model, top, pts.images, pts.labels)
+    rows.append(("  a codebook's use over 1,000 test points, PCA of its vectors", time.perf_counter() - t0, nan, nan))
     return rows
 
 

@@ -73,21 +73,28 @@ class LayerPosterior:
         return self.log_ratio()
 
 
-@dataclass
 class CodePosterior:
     """One categorical (vector-quantised) layer of a pass: q(z|x) puts all its mass on the nearest code at every
     position. z: (N, D, H, W) the chosen codes' vectors, what the decoder reads and the explorer plots; index:
     (N, H, W) the codes; log_prior: (N, H, W) log p(code | the codes before it and the level above) under the
     family's prior over codes, so that a layer's rate in nats is -log p (log q = 0), the currency of a Gaussian
-    layer's KL."""
-    z: torch.Tensor
-    index: torch.Tensor
-    log_prior: torch.Tensor
-    # The codebook's mean and per-number variance (1, D, 1, 1): the spread of the codes, which the explorer's
-    # ranges (a traversal's +-3 sd) read where a Gaussian layer has its prior's variance.
-    prior_mu: torch.Tensor
-    prior_var: torch.Tensor
-    analytic_kl_valid: bool = True
+    layer's KL. The prior is a network of its own, so log_prior is computed when first read (`rate`: a function
+    that returns it): encoding for the explorer's projections never pays for it."""
+
+    analytic_kl_valid = True
+
+    def __init__(self, z: torch.Tensor, index: torch.Tensor, rate: Callable[[], torch.Tensor],
+                 prior_mu: torch.Tensor, prior_var: torch.Tensor):
+        self.z, self.index, self._rate, self._log_prior = z, index, rate, None
+        # The codebook's mean and per-number variance (1, D, 1, 1): the spread of the codes, which the explorer's
+        # ranges (a traversal's +-3 sd) read where a Gaussian layer has its prior's variance.
+        self.prior_mu, self.prior_var = prior_mu, prior_var
+
+    @property
+    def log_prior(self) -> torch.Tensor:
+        if self._log_prior is None:
+            self._log_prior = self._rate()
+        return self._log_prior
 
     @property
     def mu(self) -> torch.Tensor:  # the code is q's only value: its "mean" for active units and the mean path
@@ -99,8 +106,8 @@ class CodePosterior:
 
     def repeat(self, n: int) -> CodePosterior:
         """n copies of every row, sample-major (as n posterior samples, all alike)."""
-        return CodePosterior(self.z.repeat(n, 1, 1, 1), self.index.repeat(n, 1, 1), self.log_prior.repeat(n, 1, 1),
-                             self.prior_mu, self.prior_var)
+        return CodePosterior(self.z.repeat(n, 1, 1, 1), self.index.repeat(n, 1, 1),
+                             lambda: self.log_prior.repeat(n, 1, 1), self.prior_mu, self.prior_var)
 
     def log_ratio(self) -> torch.Tensor:
         """log q - log p per unit: a position's -log p spread evenly over its D numbers (so that sums over a

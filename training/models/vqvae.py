@@ -166,15 +166,28 @@ class VQVAE(LatentHierarchy):
 
     # ---- the interface ----------------------------------------------------------------------------------
 
+    def _layers(self, z_q: list[torch.Tensor], index: list[torch.Tensor]) -> list[CodePosterior]:
+        """The levels as interface layers; every level's log p under the priors is computed once, when first read."""
+        rates: list[torch.Tensor] = []
+
+        def rate(level: int):
+            def log_p() -> torch.Tensor:
+                if not rates:
+                    rates.extend(self.log_prior(index, z_q))
+                return rates[level]
+            return log_p
+        return [CodePosterior(z, i, rate(level), *book.spread())
+                for level, (z, i, book) in enumerate(zip(z_q, index, self.books))]
+
     def _pass(self, x: torch.Tensor) -> tuple[list[CodePosterior], torch.Tensor, list[torch.Tensor]]:
+        """(layers, the decoder's logits, z_e per level)."""
         z_e, z_q, index = self._encode(x)
-        log_p = self.log_prior(index, z_q)
-        layers = [CodePosterior(z, i, lp, *book.spread()) for z, i, lp, book in zip(z_q, index, log_p, self.books)]
-        return layers, self._logits(z_q), z_e
+        return self._layers(z_q, index), self._logits(z_q), z_e
 
     def posterior(self, x, n_samples=1, mean_path=False, eps=None, generator=None) -> list[CodePosterior]:
         """The codes of x (deterministic: every sample is the same), n_samples times (sample-major)."""
-        layers = self._pass(x)[0]
+        _, z_q, index = self._encode(x)
+        layers = self._layers(z_q, index)
         return layers if n_samples == 1 else [q.repeat(n_samples) for q in layers]
 
     def forward(self, x: torch.Tensor, n_samples: int = 1, eps=None, generator=None) -> ForwardPass:
