@@ -88,8 +88,8 @@ def main() -> None:
         swap_key = f"codes_swap_{run.name}_{layer}_{idx}_{cell[0]}_{cell[1]}"  # a new cell starts at its own code
         labels = [label(c) for c in options]  # the widget's options (strings: its state is one of them)
         code = options[labels.index(st.session_state[swap_key])] if st.session_state.get(swap_key) in labels else own
-        changed = cell if code != own else None
-        st.plotly_chart(code_grid(index, surprise, layer, selected=cell, changed=changed), key=chart_key,
+        st.plotly_chart(code_grid(index, surprise, layer, selected=cell, swap=(cell, code) if code != own else None),
+                        key=chart_key,
                         on_select=lambda: on_click(chart_key, key, w), selection_mode="points", width="content",
                         config={"displayModeBar": False})
         st.caption(f"Click a cell to choose it (now row {cell[0]}, column {cell[1]}). Colour: the nats the prior pays "

@@ -558,3 +558,60 @@ def test_a_server_restart_loses_no_run_and_the_open_tab_reconnects(runs_dir, tmp
                 assert page.locator('[data-testid="stException"]').count() == 0
         finally:
             browser.close()
+
+
+@pytest.fixture
+def vq_server(tmp_path):
+    """The app on a runs folder with one tiny two-level VQ-VAE on digits (a few seconds of training)."""
+    missing = _browser_missing()
+    if missing:
+        pytest.skip(missing)
+    from conftest import train_on_one_thread
+    from training.config import RunConfig
+    runs = tmp_path / "vq-runs"
+    cfg = RunConfig.make(model="vqvae", dataset="digits", epochs=3, batch_size=64, device="cpu", channels=8, code_dim=4,
+                         codes=[16, 8], prior_channels=8, prior_layers=2, seed=0)
+    train_on_one_thread(cfg, runs / "digits-vqvae")
+    with streamlit_server(runs, tmp_path) as (url, _, _):
+        yield url
+
+
+# The screen position of a cell (row, column) of the first chart: the Codes page's grid.
+CELL_ON_SCREEN = """([row, col]) => { const gd = document.querySelectorAll('.js-plotly-plot')[0], L = gd._fullLayout;
+    const r = gd.getBoundingClientRect();
+    return [r.left + L._size.l + L.xaxis.l2p(col), r.top + L._size.t + L.yaxis.l2p(row)]; }"""
+
+
+def test_the_codes_page_in_a_real_browser(vq_server):
+    """Issue 31's discrete Traverse: click a cell of the code grid, pick another code for it, see the decoded
+    image change; the resampled row and the codebook are drawn."""
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM if os.path.exists(CHROMIUM) else shutil.which("chromium"),
+                                    args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(f"{vq_server}/codes", timeout=60_000)
+            _charts_drawn(page, 2)
+            _images_drawn(page)
+            page.get_by_text("z1: 2x2 codes of 16").click()  # digits: z1 2x2 codes under z2's 1x1
+            page.wait_for_function("() => document.body.innerText.includes(\"z1: the image's codes (2x2)\")", timeout=60_000)
+            _settled(page)
+            page.locator(".js-plotly-plot").first.scroll_into_view_if_needed()
+            x, y = page.evaluate(CELL_ON_SCREEN, [0, 1])
+            page.mouse.click(x, y)
+            page.wait_for_function("() => document.body.innerText.includes('now row 0, column 1')", timeout=60_000)
+            _settled(page)
+            swapped = page.locator('[data-testid="stImage"]').filter(has_text="choose another code").locator("img")
+            before = swapped.get_attribute("src")
+            page.locator('[data-testid="stSelectbox"]').nth(1).click()
+            page.get_by_role("option").nth(1).click()
+            page.wait_for_function("() => document.body.innerText.includes('at (0, 1)')", timeout=60_000)
+            _settled(page)
+            after = page.locator('[data-testid="stImage"]').filter(has_text="at (0, 1)").locator("img").get_attribute("src")
+            assert after != before, "the decoded image did not follow the code swap"
+            _images_drawn(page)
+            assert page.locator('[data-testid="stException"]').count() == 0
+            _shot(page, "vqvae-codes")
+        finally:
+            browser.close()

@@ -12,17 +12,17 @@ CELL_PX = 46  # a grid cell's side on screen: room for a three-digit code
 
 
 def code_grid(index: np.ndarray, surprise: np.ndarray, layer: int, selected: tuple[int, int] | None = None,
-              changed: tuple[int, int] | None = None) -> go.Figure:
+              swap: tuple[tuple[int, int], int] | None = None) -> go.Figure:
     """An image's codes in one layer as a grid of squares (rows top to bottom as the image's), each showing its code
     and coloured by the nats the prior pays for it there; a cell's customdata is its number row * w + column, so a
-    click selects it. `selected` is outlined; `changed` (a swapped code) is marked."""
+    click selects it. `selected` is outlined; `swap` ((row, column), code) shows that cell as "own→new"."""
     h, w = index.shape
     rows, cols = np.divmod(np.arange(h * w), w)
     nats = np.asarray(surprise, dtype=np.float64).ravel()
     line_w = np.zeros(h * w)
     if selected is not None:
         line_w[selected[0] * w + selected[1]] = 4
-    text = [str(int(c)) + ("*" if changed is not None and (r, k) == tuple(changed) else "")
+    text = [str(int(c)) + (f"→{swap[1]}" if swap is not None and (r, k) == tuple(swap[0]) else "")
             for c, r, k in zip(index.ravel(), rows, cols)]
     fig = go.Figure(go.Scatter(
         x=cols, y=rows, mode="markers+text", text=text, customdata=np.arange(h * w),
