@@ -35,10 +35,15 @@ def _browser_missing() -> str | None:
 @pytest.fixture
 def server(runs_dir, tmp_path):
     """The app on a free localhost port, pointed at the fixture runs, from an empty working folder."""
+    yield from _serve(runs_dir, tmp_path)
+
+
+def _serve(runs: Path, tmp_path: Path, env_changes: dict | None = None):
+    """A fixture's body: skip without a browser, else yield the URL of the app on `runs` until the test ends."""
     missing = _browser_missing()
     if missing:
         pytest.skip(missing)
-    with streamlit_server(runs_dir, tmp_path) as (url, _, _):
+    with streamlit_server(runs, tmp_path, env_changes=env_changes) as (url, _, _):
         yield url
 
 
@@ -152,13 +157,9 @@ SCREENSHOTS = Path(__file__).resolve().parent.parent / "results" / "tmp" / "scre
 @pytest.fixture
 def shipped_server(tmp_path):
     """The app as a fresh clone starts it: the pretrained/ pair only (no runs, no MNIST files at hand)."""
-    missing = _browser_missing()
-    if missing:
-        pytest.skip(missing)
     empty = tmp_path / "no-runs"
     empty.mkdir()
-    with streamlit_server(empty, tmp_path, env_changes={"LVAE_PRETRAINED_DIR": None}) as (url, _, _):
-        yield url
+    yield from _serve(empty, tmp_path, env_changes={"LVAE_PRETRAINED_DIR": None})
 
 
 def _charts_drawn(page, at_least: int) -> None:
@@ -563,17 +564,15 @@ def test_a_server_restart_loses_no_run_and_the_open_tab_reconnects(runs_dir, tmp
 @pytest.fixture
 def vq_server(tmp_path):
     """The app on a runs folder with one tiny two-level VQ-VAE on digits (a few seconds of training)."""
-    missing = _browser_missing()
-    if missing:
-        pytest.skip(missing)
+    if _browser_missing():
+        pytest.skip(_browser_missing())
     from conftest import train_on_one_thread
     from training.config import RunConfig
     runs = tmp_path / "vq-runs"
     cfg = RunConfig.make(model="vqvae", dataset="digits", epochs=3, batch_size=64, device="cpu", channels=8, code_dim=4,
                          codes=[16, 8], prior_channels=8, prior_layers=2, seed=0)
     train_on_one_thread(cfg, runs / "digits-vqvae")
-    with streamlit_server(runs, tmp_path) as (url, _, _):
-        yield url
+    yield from _serve(runs, tmp_path)
 
 
 # The screen position of a cell (row, column) of the first chart: the Codes page's grid.
