@@ -34,7 +34,15 @@ TERMS = {
     "test image N": "a test image by its position in the dataset's test set: the one number every page, hover "
                     "and file uses.",
     "temperature": "a factor on the prior's standard deviations when sampling: 0 takes the means, 1 the model's own "
-                   "spread.",
+                   "spread; for codes, the prior's logits are divided by it (0: the likeliest code).",
+    "codebook, code (VQ-VAE)": "a VQ-VAE's layer is a map of codes: each position holds the number of the nearest "
+                               "of K code vectors (its codebook), and the decoder reads those vectors.",
+    "codes used, perplexity": "how many of a codebook's codes the test images choose at least once, and exp(entropy) "
+                              "of their use (K when all are used alike): the codebook's twin of active units.",
+    "dead code": "a code no image chooses; training revives a code whose use falls under a threshold by moving it "
+                 "onto an encoder output.",
+    "-log p of the codes": "a VQ-VAE layer's rate: the nats its prior (a PixelCNN over the map) pays for the image's "
+                           "codes; with the reconstruction it makes the bound log p(x|z) + log p(z), the VQ-VAE's ELBO.",
 }
 
 
