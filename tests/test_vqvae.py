@@ -231,3 +231,17 @@ def test_a_code_swap_decodes_what_the_codes_say(vq_run):
     assert probs == sorted(probs, reverse=True) and sum(probs) <= 1 + 1e-6
     other = (int(cm.index[1][0, 0]) + 1) % 8
     assert np.abs(decode_codes(model, with_code(cm, 1, (0, 0), other)) - decode_codes(model, cm.index)).max() > 0
+
+
+def test_prior_only_epochs_train_the_priors_alone(tmp_path):
+    """With --prior-epochs 1 of 2, the second epoch changes the priors and nothing else: every other tensor (encoder,
+    decoder, codebooks and their EMA state) is as after a 1-epoch run, and no code is revived in it."""
+    a = train_on_one_thread(vq_cfg(epochs=2, prior_epochs=1), tmp_path / "a")
+    b = train_on_one_thread(vq_cfg(epochs=1), tmp_path / "b")
+    ta, _ = ckpt.read_tensors(a / ckpt.CHECKPOINT, "model.")
+    tb, _ = ckpt.read_tensors(b / ckpt.CHECKPOINT, "model.")
+    assert ta.keys() == tb.keys()
+    moved = {k for k in ta if not torch.equal(ta[k], tb[k])}
+    assert moved and all(k.startswith(("priors.", "prior_cond.")) for k in moved), sorted(moved)
+    h = ckpt.read_history(a)
+    assert h[1]["codes_revived"] == [0, 0]

@@ -193,6 +193,9 @@ class Trainer:
         self.beta = warmup_beta(epoch, cfg.warmup_epochs) if not cfg.warmup_per_step else \
             sum(self.beta_at(b) for b in range(self.n_batches)) / self.n_batches
         set_lr(self.optimizer, cfg.lr_at(epoch), self.graph)
+        for m in (self.model, self.ema):
+            if m is not None:
+                m.begin_epoch(epoch, cfg.epochs)
         self.order = torch.randperm(self.train_x.shape[0], generator=self.gen, device=self.device)
         # Dynamic binarization: a fresh Bernoulli(pixel) sample of every training image each epoch.
         self.xs = torch.bernoulli(self.train_x, generator=self.gen) if cfg.likelihood == "bernoulli" else self.train_x

@@ -93,6 +93,10 @@ class LatentHierarchy(nn.Module):
         z1 first (entries of Gaussian layers are ignored)."""
         raise NotImplementedError(f"the {self.family} family's layer {layer + 1} has no prior over codes")
 
+    def begin_epoch(self, epoch: int, epochs: int) -> None:
+        """Called by training before each epoch (0-based) of `epochs`, and on resume: a family whose objective
+        changes over training (VQ-VAE's prior-only epochs) sets it here; nothing by default."""
+
     # ---- what follows from those ----------------------------------------------------------
 
     @property
