@@ -11,6 +11,7 @@ import streamlit as st
 from app_pages import common
 from app_pages.computed import code_map_of, codebook_figure_of, decomposition_png, swapped_png
 from explorer.figures import code_grid
+from explorer.projections import METHODS
 from training.models import has_codebooks
 
 CELL = "codes_cell"  # session_state: (row, column) of the chosen cell, per (run, layer, image)
@@ -116,10 +117,14 @@ def main() -> None:
 
     st.subheader(f"{specs[layer].name}'s codebook")
     n = common.encoded_points(run)
-    common.chart(codebook_figure_of(path, stamp, n, layer), f"codes_book_{layer}", f"{run.name}-codebook-z{layer + 1}")
-    st.caption(f"Each code vector in two principal components of the codebook, sized by how often the first {n:,} "
-               "test images chose it and coloured by the class it appears in most; grey crosses were never chosen "
-               "(dead codes: the discrete twin of inactive units).")
+    method = st.radio("Projection of the code vectors", METHODS, horizontal=True, key="codes_projection",
+                      help="UMAP and t-SNE are computed on first use (UMAP compiles itself the first time: up to half "
+                           "a minute), then shared by every session")
+    common.chart(codebook_figure_of(path, stamp, n, layer, method), f"codes_book_{layer}",
+                 f"{run.name}-codebook-z{layer + 1}")
+    st.caption(f"Each code vector ({method} of the codebook), sized by how often the first {n:,} test images chose it "
+               "and coloured by the class it appears in most; grey crosses were never chosen (dead codes: the "
+               "discrete twin of inactive units).")
 
 
 main()

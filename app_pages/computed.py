@@ -303,12 +303,12 @@ def swapped_png(path: str, stamp: float, idx: int, layer: int, cell: tuple[int, 
 
 
 @st.cache_resource(max_entries=16, show_spinner="Counting every code's use over the test images…")
-def codebook_figure_of(path: str, stamp: float, n: int, layer: int):
-    """A layer's codebook in two principal components, sized by use over n test points, coloured by class."""
+def codebook_figure_of(path: str, stamp: float, n: int, layer: int, method: str = "PCA"):
+    """A layer's codebook projected by `method`, sized by use over n test points, coloured by class."""
     from explorer.class_names import CLASS_NAMES
     from explorer.codemap import codebook_use
     from explorer.figures import codebook_scatter
     points, model = common.points_of(path, stamp, n), common.model_of(path, stamp)
-    use = codebook_use(model, layer, points.images, points.labels)
+    use = codebook_use(model, layer, points.images, points.labels, method)
     names = dict(enumerate(CLASS_NAMES.get(model.cfg.dataset) or []))
-    return freeze(codebook_scatter(use.xy, use.counts, use.top_class, use.share, layer, names))
+    return freeze(codebook_scatter(use.xy, use.counts, use.top_class, use.share, layer, names, tuple(use.axes)))

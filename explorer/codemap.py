@@ -84,17 +84,20 @@ def decode_codes(model: LatentHierarchy, index: Sequence[np.ndarray | None]) -> 
 
 @dataclass
 class CodebookUse:
-    """One categorical layer's codebook over test images: its vectors in two principal components, how often each
-    code was chosen, and the class it most often appears in (-1: never chosen)."""
+    """One categorical layer's codebook over test images: its vectors projected to two axes, how often each code was
+    chosen, and the class it most often appears in (-1: never chosen)."""
     xy: np.ndarray        # (K, 2)
+    axes: list[str]       # the two axes' titles ("PC1", "UMAP 1", ...)
     counts: np.ndarray    # (K,)
     top_class: np.ndarray  # (K,)
     share: np.ndarray     # (K,) the fraction of the code's uses that fall in images of its top class
 
 
-def codebook_use(model: LatentHierarchy, layer: int, images: np.ndarray, labels: np.ndarray) -> CodebookUse:
-    """How the test images use one layer's codebook, and where its codes lie (PCA of the code vectors)."""
-    from sklearn.decomposition import PCA
+def codebook_use(model: LatentHierarchy, layer: int, images: np.ndarray, labels: np.ndarray,
+                 method: str = "PCA") -> CodebookUse:
+    """How the test images use one layer's codebook, and where its codes lie (the code vectors projected by
+    `method`, one of explorer.projections.METHODS)."""
+    from .projections import project
     k = model.layer_specs()[layer].codebook
     classes = int(labels.max()) + 1 if len(labels) else 1
     per_class = np.zeros((k, classes), np.int64)
@@ -108,5 +111,5 @@ def codebook_use(model: LatentHierarchy, layer: int, images: np.ndarray, labels:
     counts = per_class.sum(1)
     top = np.where(counts > 0, per_class.argmax(1), -1)
     share = np.where(counts > 0, per_class.max(1) / np.maximum(counts, 1), 0.0)
-    xy = PCA(2).fit_transform(vectors) if vectors.shape[1] >= 2 else np.c_[vectors, np.zeros(len(vectors))]
-    return CodebookUse(xy, counts, top, share)
+    projection = project(vectors, method, k=2)
+    return CodebookUse(projection.coords, projection.axes, counts, top, share)

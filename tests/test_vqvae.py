@@ -245,3 +245,18 @@ def test_prior_only_epochs_train_the_priors_alone(tmp_path):
     assert moved and all(k.startswith(("priors.", "prior_cond.")) for k in moved), sorted(moved)
     h = ckpt.read_history(a)
     assert h[1]["codes_revived"] == [0, 0]
+
+
+def test_codebook_use_counts_every_position_and_names_each_codes_class(vq_run):
+    import numpy as np
+
+    from explorer.codemap import codebook_use
+    from training.data import load_dataset
+    model, _, _ = ckpt.load_model(vq_run)
+    data = load_dataset("digits")
+    images, labels = data.test_x[:100].round().astype(np.float32), data.test_y[:100]
+    for method in ("PCA", "t-SNE"):
+        use = codebook_use(model, 0, images, labels, method)
+        assert use.xy.shape == (16, 2) and len(use.axes) == 2
+        assert use.counts.sum() == 100 * 2 * 2  # every position of the 2x2 bottom map of every image
+        assert ((use.top_class >= 0) == (use.counts > 0)).all() and (use.share[use.counts > 0] > 0).all()

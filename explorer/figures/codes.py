@@ -43,9 +43,9 @@ def code_grid(index: np.ndarray, surprise: np.ndarray, layer: int, selected: tup
 
 
 def codebook_scatter(xy: np.ndarray, counts: np.ndarray, top_class: np.ndarray, share: np.ndarray, layer: int,
-                     class_names: dict[int, str] | None = None) -> go.Figure:
-    """A layer's code vectors in two principal components, each sized by how often it was chosen and coloured by the
-    class it most often appears in; codes never chosen are grey crosses."""
+                     class_names: dict[int, str] | None = None, axes: tuple[str, str] = ("PC1", "PC2")) -> go.Figure:
+    """A layer's code vectors projected to two axes (PCA, UMAP, ...), each sized by how often it was chosen and
+    coloured by the class it most often appears in; codes never chosen are grey crosses."""
     fig = go.Figure()
     colours = class_colours(sorted(int(c) for c in set(top_class.tolist()) if c >= 0))
     size = 6 + 26 * np.sqrt(counts / max(int(counts.max()), 1))
@@ -58,8 +58,8 @@ def codebook_scatter(xy: np.ndarray, counts: np.ndarray, top_class: np.ndarray, 
                         symbol="x" if c < 0 else "circle", line=dict(width=0.5, color="#333")),
             hovertemplate="code %{customdata[0]}<br>chosen %{customdata[1]:,} times<br>"
                           f"{name}: %{{customdata[2]:.0%}} of its uses<extra></extra>"))
-    with_numbers(fig, pd.DataFrame({"code": np.arange(len(counts)), "pc1": xy[:, 0], "pc2": xy[:, 1],
+    with_numbers(fig, pd.DataFrame({"code": np.arange(len(counts)), axes[0]: xy[:, 0], axes[1]: xy[:, 1],
                                     "uses": counts, "top_class": top_class, "share": share}))
     used = int((counts > 0).sum())
     return _style(fig, f"{layer_name(layer)}: its codebook, {used} of {len(counts)} codes chosen by these images",
-                  height=420, xaxis="PC1 of the code vectors", yaxis="PC2")
+                  height=420, xaxis=f"{axes[0]} of the code vectors", yaxis=axes[1])
