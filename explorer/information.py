@@ -33,6 +33,7 @@ from scipy.special import logsumexp
 from training.evaluate import eval_mode, iw_estimate
 from training.objectives import ACTIVE_UNIT_THRESHOLD, evaluate_elbo, unit_activity
 from training.models import LatentHierarchy
+from training.models.interface import CATEGORICAL
 
 
 LOG_2PI = math.log(2 * math.pi)
@@ -93,6 +94,14 @@ def mutual_information(mu: np.ndarray, var: np.ndarray, batch: int = 200, seed: 
     return float(t.mean()), se
 
 
+def code_map_entropy(maps: np.ndarray) -> float:
+    """The plug-in entropy (nats) of the distinct code maps (N, positions) of N images: I(x; z) of a layer whose
+    q(z|x) is a point mass is H(z); like the Gaussian estimator it is at most log N (every image its own map)."""
+    _, counts = np.unique(np.asarray(maps), axis=0, return_counts=True)
+    p = counts / counts.sum()
+    return float(-(p * np.log(p)).sum())
+
+
 def posterior_draws(model: LatentHierarchy, x: torch.Tensor, queries: np.ndarray, draws: int,
                     generator: torch.Generator, batch: int = 1000) -> list[tuple]:
     """Per layer the arguments of mutual_information, as summary codes: (mu, var) of q(z_i | x, one draw of
@@ -151,10 +160,14 @@ def layer_information(model: LatentHierarchy, images: np.ndarray, seed: int = 0,
         queries = np.sort(np.random.default_rng(seed).choice(x.shape[0], min(MI_QUERIES, x.shape[0]), replace=False))
         per_layer = posterior_draws(model, x, queries, MI_DRAWS, g)
         done(0.5)
+        specs = model.layer_specs()
+        maps = {i: q.index.reshape(q.index.shape[0], -1).cpu().numpy() for i, q in enumerate(model.posterior(x))
+                if specs[i].kind == CATEGORICAL} if any(s.kind == CATEGORICAL for s in specs) else {}
     n = x.shape[0] * KL_SAMPLES
     mi = []
     for i, (m, v, draws) in enumerate(per_layer):
-        mi.append(mutual_information(m, v, seed=seed, draws=draws))
+        # a layer of codes has a point-mass q: I(x; z) = H(z), estimated from the code maps the images get
+        mi.append((code_map_entropy(maps[i]), float("nan")) if i in maps else mutual_information(m, v, seed=seed, draws=draws))
         done(0.5 + 0.5 * (i + 1) / len(per_layer))
     return LayerInformation(
         kl_per_unit=[(k / n).cpu().numpy().astype(np.float64) for k in stats.kl_per_unit],

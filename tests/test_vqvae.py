@@ -260,3 +260,18 @@ def test_codebook_use_counts_every_position_and_names_each_codes_class(vq_run):
         assert use.xy.shape == (16, 2) and len(use.axes) == 2
         assert use.counts.sum() == 100 * 2 * 2  # every position of the 2x2 bottom map of every image
         assert ((use.top_class >= 0) == (use.counts > 0)).all() and (use.share[use.counts > 0] > 0).all()
+
+
+def test_the_information_of_a_layer_of_codes_is_the_entropy_of_its_maps(vq_run):
+    """Compare's information per layer on a VQ-VAE: a point-mass q makes I(x; z) = H(z), the plug-in entropy of the
+    images' code maps (at most log N), finite where the Gaussian estimator would divide by a zero variance."""
+    import numpy as np
+
+    from explorer.information import code_map_entropy, layer_information
+    from training.data import load_dataset
+    assert code_map_entropy(np.array([[1, 2], [1, 2], [3, 4], [5, 6]])) == pytest.approx(-(0.5 * np.log(0.5) + 0.5 * np.log(0.25)))
+    model, _, _ = ckpt.load_model(vq_run)
+    images = load_dataset("digits").test_x[:60].round().astype(np.float32)
+    info = layer_information(model, images)
+    assert all(0 <= m <= np.log(60) + 1e-9 and np.isnan(se) for m, se in info.mi)  # finite: no zero variance used
+    assert np.isfinite(info.elbo) and len(info.kl_per_unit) == 2
