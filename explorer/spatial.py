@@ -32,10 +32,14 @@ def pooling_note(model: LatentHierarchy) -> str:
     for spec in model.layer_specs():
         if spec.pool > 1:
             by_form.setdefault((spec.shape, spec.pool, spec.summary_units), []).append(spec.name)
-    return "; ".join(f"{', '.join(names)}: {'x'.join(map(str, shape))} = {np.prod(shape):,} variates"
+    note = "; ".join(f"{', '.join(names)}: {'x'.join(map(str, shape))} = {np.prod(shape):,} variates"
                      f"{' each' if len(names) > 1 else ''}, shown as the {units:,} means of their {p}x{p} cells "
                      "(active counts here are of those means)"
                      for (shape, p, units), names in by_form.items())
+    if model.has_codebooks:  # the codes themselves are on their own page
+        note += ("; " if note else "") + ("a layer of codes is plotted as its code vectors (averaged as said); each "
+                                          "image's code map, its codebook and code swaps are on the Codes page")
+    return note
 
 
 def kl_maps(model: LatentHierarchy, image: np.ndarray) -> dict[int, np.ndarray]:

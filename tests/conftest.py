@@ -58,7 +58,7 @@ def every_page_opens(runs: Path, monkeypatch, tmp_path) -> object:
     monkeypatch.chdir(tmp_path)
     at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app.py"), default_timeout=120)
     at.run()
-    for name in ("compare", "layers", "traverse", "paths", "curves", "samples", "depth", "codes"):
+    for name in ("compare", "layers", "traverse", "paths", "curves", "samples", "codes", "depth"):
         at.switch_page(f"app_pages/{name}.py").run()
         problems = [str(e.value) for e in at.exception] + [str(e.value) for e in at.error]
         assert not problems, (name, problems)

@@ -203,7 +203,8 @@ def test_the_codes_page_swaps_a_code_and_decodes_again(vq_run, monkeypatch, tmp_
     cell decodes a different image; the codebook and the resampled bottom are shown."""
     from conftest import every_page_opens
     from test_app import image_url
-    at = every_page_opens(vq_run.parent, monkeypatch, tmp_path)  # ends on the Codes page
+    at = every_page_opens(vq_run.parent, monkeypatch, tmp_path)
+    at.switch_page("app_pages/codes.py").run()
     own = image_url(at, "decoded from its own codes")
     swap = next(s for s in at.selectbox if s.key and s.key.startswith("codes_swap_"))
     assert "the image's own" in swap.options[0]
