@@ -247,14 +247,12 @@ class VQVAE(LatentHierarchy):
         else:
             commit = sum(commitment_loss(e, q.z) for e, q in zip(z_e, layers))
             loss = (-log_px + self.cfg.arch.commitment * commit + prior_nll).mean()
-        n = x.shape[0]
         stats = BatchStats(
             elbo=(log_px - prior_nll).detach().sum(), recon=log_px.detach().sum(),
             kl_per_unit=[q.kl().detach().flatten(1).sum(0) for q in layers],
             code_counts=[torch.bincount(q.index.flatten(), minlength=b.codes).to(log_px.dtype)
                          for q, b in zip(layers, self.books)],
             revived=torch.stack([b.revived for b in self.books]) - revived_before)
-        assert stats.elbo.shape == () and n > 0
         return loss, stats
 
     def codebook(self, layer: int) -> torch.Tensor:
@@ -264,7 +262,7 @@ class VQVAE(LatentHierarchy):
         codes = [self.books[i].lookup(idx) for i, idx in enumerate(indices)]
         return torch.log_softmax(self.priors[layer](indices[layer], self._cond(layer, codes)), dim=1)
 
-    def _fixed_codes(self, level: int, code: torch.Tensor | None, n: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    def _fixed_codes(self, level: int, code: torch.Tensor | None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """A fixed layer's (vectors, indices with -1 where drawn): a NaN anywhere in a position's vector marks it
         to be drawn; the others keep their vectors as given (decoded as they are) and, for the prior, the index of
         the nearest code."""
@@ -285,7 +283,7 @@ class VQVAE(LatentHierarchy):
             raise ValueError(f"{len(temps)} temperatures for {len(self.books)} layers")
         codes: list[torch.Tensor] = [torch.empty(0)] * len(self.books)
         for level in reversed(range(len(self.books))):
-            vectors, index = self._fixed_codes(level, fixed.get(level), n)
+            vectors, index = self._fixed_codes(level, fixed.get(level))
             if index is not None and bool((index >= 0).all()):
                 codes[level] = vectors.expand(n, *vectors.shape[1:])
                 continue
