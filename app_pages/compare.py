@@ -123,17 +123,18 @@ def compare(a: RunInfo, b: RunInfo) -> None:
     discrete = any(codes.values())
     c1, c2 = st.columns(2)
     with c1:
-        common.chart(bars(units, "Used per layer: active units (A_u > 0.01), or codes used of a codebook" if discrete
+        common.chart(bars(units, "Used per layer: active units or codes used" if discrete
                           else "Active units per layer (A_u > 0.01)", "units or codes used" if discrete
                           else "active units"), "compare_units", "active-units")
     with c2:
-        common.chart(bars(kl, "Nats per layer (test set): the KL, or the prior's -log p of the codes" if discrete
+        common.chart(bars(kl, "Nats per layer (test set): KL or -log p(codes)" if discrete
                           else "KL divergence per layer (test set)", "nats per image" if discrete
                           else "KL (nats per image)"), "compare_kl", "kl-per-layer")
     if discrete:
         st.caption("A VQ-VAE's layers are maps of codes: its \"used\" bars count the codes chosen over the test set "
-                   "(of each codebook's size), and its nats are what its PixelCNN prior pays for the codes, so that "
-                   "its bound log p(x|z) + log p(z) adds up as a Gaussian model's ELBO does.")
+                   "(of each codebook's size) where a Gaussian layer counts its active units (A_u > 0.01), and its "
+                   "nats are what its PixelCNN prior pays for the codes, so that its bound log p(x|z) + log p(z) adds "
+                   "up as a Gaussian model's ELBO does.")
     channels = {n: final_per_layer(r, h, "active_channels") for n, r, h in zip(names, (a, b), hists)}
     if any(channels.values()):  # runs evaluated since the count exists
         common.chart(bars(channels, "Active channels per layer, NVAE's rule (KL > 0.1 nats per image, summed over "

@@ -122,10 +122,9 @@ def active_units_curves(histories: Mapping[str, pd.DataFrame]) -> go.Figure:
                             "active units (A_u > 0.01)")
 
 
-CODE_USE = {"codes_used": ("Codes used per layer over each epoch (training)", "codes chosen at least once"),
-            "perplexity": ("Perplexity of the code use per layer over each epoch (training)",
-                           "exp(entropy of the code use)"),
-            "codes_revived": ("Dead codes revived per layer in each epoch", "codes replaced by encoder outputs")}
+CODE_USE = {"codes_used": ("Codes used in each epoch", "codes chosen at least once"),
+            "perplexity": ("Perplexity of the code use", "exp(entropy of each epoch's code use)"),
+            "codes_revived": ("Dead codes revived", "codes moved onto encoder outputs")}
 
 
 def code_use_curves(histories: Mapping[str, pd.DataFrame], column: str) -> go.Figure:
