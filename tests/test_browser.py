@@ -6,6 +6,7 @@ chromium or playwright is not installed.
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -16,6 +17,7 @@ import pytest
 
 from benchmarks.load_test import streamlit_server
 
+ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--headless=new", "--disable-gpu", "--use-gl=swiftshader",
                  "--enable-unsafe-swiftshader", "--disable-background-networking", "--disable-component-update",
@@ -377,9 +379,17 @@ def _choose_run(page, name: str, box: int = 0) -> None:
     _settled(page)
 
 
-def test_every_page_on_the_shipped_nvae_in_a_real_browser(shipped_server):
-    """Issue 29: the shipped NVAE (spatial groups, no MNIST files) on every page, picked in the browser; each
-    page is shot at both screen sizes."""
+# The shipped conv families: each run's Layers page names its first layer's summary units and says how it pools.
+SHIPPED_CONV = {"mnist-nvae": ("z1 (196 units)", "784 variates each, shown as the 196 means of their 2x2 cells"),
+                "mnist-vdvae": ("z1 (128 units)", "2,048 variates each, shown as the 128 means of their 4x4 cells")}
+
+
+@pytest.mark.parametrize("name", list(SHIPPED_CONV))
+def test_every_page_on_a_shipped_conv_family_in_a_real_browser(shipped_server, name):
+    """Issues 29 and 30: the shipped NVAE and VDVAE (spatial layers, no MNIST files) on every page, picked in the
+    browser; each page is shot at both screen sizes."""
+    short = name.removeprefix("mnist-")
+    units, pooled = SHIPPED_CONV[name]
     from playwright.sync_api import sync_playwright
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM if os.path.exists(CHROMIUM) else shutil.which("chromium"),
@@ -388,58 +398,60 @@ def test_every_page_on_the_shipped_nvae_in_a_real_browser(shipped_server):
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.goto(shipped_server, timeout=60_000)
             _charts_drawn(page, 2)
-            _choose_run(page, "mnist-nvae", box=1)  # Compare: the NVAE as run B, beside the LVAE
-            body = page.locator("body").inner_text()
-            assert "mnist-nvae" in body and "NVAE" in body, body[:2000]
-            _shot(page, "nvae-compare")
+            _choose_run(page, name, box=1)  # Compare: the run as run B, beside the VAE
+            _settled(page)
+            # run B's stored evaluation: its IW-K metric beside the VAE's IW-5000
+            k = json.loads((ROOT / "pretrained" / name / "eval.json").read_text())["iw_samples"]
+            page.wait_for_function("(t) => document.body.innerText.includes(t)", arg=f"log p(x), IW-{k}\n", timeout=60_000)
+            _shot(page, f"{short}-compare")
 
             page.goto(f"{shipped_server}/layers", timeout=60_000)
             _charts_drawn(page, 1)
-            _choose_run(page, "mnist-nvae")
-            # z1: 4 channels x 14 x 14 = 784 variates, plotted as the 196 means of 2x2 cells, and the page says so
-            page.wait_for_function("() => document.body.innerText.includes('z1 (196 units)')", timeout=60_000)
-            assert "784 variates each, shown as the 196 means of their 2x2 cells" in page.locator("body").inner_text()
+            _choose_run(page, name)
+            # z1's variates plotted as the means of their cells, and the page says so
+            page.wait_for_function("(u) => document.body.innerText.includes(u)", arg=units, timeout=60_000)
+            assert pooled in page.locator("body").inner_text()
             _images_drawn(page)
-            _shot(page, "nvae-layers")
+            _shot(page, f"{short}-layers")
 
             page.goto(f"{shipped_server}/traverse", timeout=60_000)
             page.locator('[data-testid="stImage"]').first.wait_for(timeout=60_000)
-            _choose_run(page, "mnist-nvae")
-            _decoded_follows_the_slider(page, "the NVAE's decoded image did not follow the slider")
-            _shot(page, "nvae-traverse")
+            _choose_run(page, name)
+            _decoded_follows_the_slider(page, f"{name}'s decoded image did not follow the slider")
+            _shot(page, f"{short}-traverse")
 
             page.goto(f"{shipped_server}/paths", timeout=60_000)
             page.get_by_text("all layers: A → B").wait_for(timeout=60_000)
-            _choose_run(page, "mnist-nvae")
+            _choose_run(page, name)
             page.get_by_text("all layers: A → B").wait_for(timeout=60_000)
             _images_drawn(page)
-            _shot(page, "nvae-paths")
+            _shot(page, f"{short}-paths")
 
             page.goto(f"{shipped_server}/curves", timeout=60_000)
             _charts_drawn(page, 2)
-            page.locator('[data-testid="stMultiSelect"] input').first.click()  # the NVAE joins the pair's curves
-            page.get_by_role("option").filter(has_text="mnist-nvae").first.click()
+            page.locator('[data-testid="stMultiSelect"] input').first.click()  # the run joins the pair's curves
+            page.get_by_role("option").filter(has_text=name).first.click()
             page.keyboard.press("Escape")
             page.wait_for_timeout(300)
             _settled(page)
-            page.wait_for_function("() => [...document.querySelectorAll('.js-plotly-plot .legendtext')]"
-                                   ".some(t => t.textContent.includes('mnist-nvae'))", timeout=60_000)
-            _shot(page, "nvae-curves")
+            page.wait_for_function("(n) => [...document.querySelectorAll('.js-plotly-plot .legendtext')]"
+                                   ".some(t => t.textContent.includes(n))", arg=name, timeout=60_000)
+            _shot(page, f"{short}-curves")
 
             page.goto(f"{shipped_server}/samples", timeout=60_000)
             page.locator('[data-testid="stImage"]').first.wait_for(timeout=60_000)
-            _choose_run(page, "mnist-nvae")
+            _choose_run(page, name)
             _images_drawn(page)
-            _shot(page, "nvae-samples")
+            _shot(page, f"{short}-samples")
 
             page.goto(f"{shipped_server}/depth", timeout=60_000)
             _charts_drawn(page, 2)
-            _choose_run(page, "mnist-nvae")
+            _choose_run(page, name)
             masked = page.locator('[data-testid="stImage"]').filter(has_text="decoded keeping").locator("img")
             masked.wait_for(timeout=60_000)
             _slide(page.get_by_role("slider").first, 2, masked, "the masked reconstruction did not follow the slider")
             _images_drawn(page)
-            _shot(page, "nvae-depth")
+            _shot(page, f"{short}-depth")
         finally:
             browser.close()
 

@@ -106,6 +106,7 @@ def test_every_page_works_on_the_pair_without_the_mnist_files(fresh):
 # ---- the shipped NVAE (issue 29) ------------------------------------------------------------------
 
 NVAE = "mnist-nvae"
+VDVAE = "mnist-vdvae"
 
 
 def test_the_shipped_nvae_is_weights_only_small_and_evaluated_as_nvae_does():
@@ -124,25 +125,47 @@ def test_the_shipped_nvae_is_weights_only_small_and_evaluated_as_nvae_does():
     assert size < 10e6, f"{NVAE}: {size / 1e6:.1f} MB"
 
 
-def test_every_page_works_on_the_shipped_nvae_without_the_mnist_files(fresh):
-    """The NVAE picked on each page (the choice carries from page to page); its groups' codes, decoding with
-    groups fixed, samples and the spatial views, with no MNIST files at hand."""
+def test_the_shipped_vdvae_is_deep_weights_only_small_and_evaluated():
+    """Issue 30: at least 20 layers over at least three resolutions, the moving average's weights alone, evaluated
+    with the layers in use and A_u per layer."""
+    cfg = ckpt.load_config(SHIPPED_DIR / VDVAE)
+    assert (cfg.model, cfg.dataset, cfg.likelihood, cfg.pixel_scale) == ("vdvae", "mnist", "bernoulli", 256)
+    assert cfg.layers >= 20 and cfg.ema_rate > 0 and cfg.warmup_per_step and cfg.arch.kl_balance
+    from training.models.vdvae import parse_blocks
+    assert len({res for res, _ in parse_blocks(cfg.arch.dec_blocks)}) >= 3
+    tensors, meta = ckpt.read_tensors(SHIPPED_DIR / VDVAE / ckpt.CHECKPOINT)
+    assert meta[ckpt.WEIGHTS_ONLY] == "true" and all(k.startswith("model.") for k in tensors)  # the average, no train.*
+    ev = stored(VDVAE)
+    assert ev["bn_stats"] == "running" and ev["epochs"] == cfg.epochs and ev["pixel_scale"] == 256
+    assert ev["test_images"] >= 1000 and ev["iw_ll"] > ev["test_elbo"] and ev["iw_samples"] >= 100
+    assert len(ev["active_units"]) == len(ev["test_kl_per_layer"]) == cfg.layers and 1 <= ev["active_layers"] <= cfg.layers
+    size = sum(p.stat().st_size for p in (SHIPPED_DIR / VDVAE).rglob("*") if p.is_file())
+    assert size < 10e6, f"{VDVAE}: {size / 1e6:.1f} MB"
+
+
+@pytest.mark.parametrize("name", [NVAE, VDVAE])
+def test_every_page_works_on_a_shipped_conv_family_without_the_mnist_files(fresh, name):
+    """The NVAE or the VDVAE picked on each page (the choice carries from page to page); its layers' codes (a deep
+    model's a resolution at a time), decoding with layers fixed, samples, the spatial views and the Depth page's
+    masked decoding, with no MNIST files at hand."""
     from test_app import select_run
     at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
     no_exceptions(at)
-    select_run(at, "compare_run_b", NVAE)
+    select_run(at, "compare_run_b", name)
     units = by_title(at, "Active units")
-    assert [t["name"] for t in units["data"]] == [PAIR[0], NVAE]
-    assert [m.value for m in at.metric if m.label == f"log p(x), IW-{stored(NVAE)['iw_samples']}"][-1] \
-        == f"{stored(NVAE)['iw_ll']:.2f}"
+    assert [t["name"] for t in units["data"]] == [PAIR[0], name]
+    assert [m.value for m in at.metric if m.label == f"log p(x), IW-{stored(name)['iw_samples']}"][-1] \
+        == f"{stored(name)['iw_ll']:.2f}"
 
-    select_run(page(at, "layers"), "layers_run", NVAE)
+    select_run(page(at, "layers"), "layers_run", name)
     grid = by_title(at, "every latent layer")
-    assert {t["meta"] for t in grid["data"]} == {f"z{i}" for i in range(1, ckpt.load_config(SHIPPED_DIR / NVAE).layers + 1)}
+    layers = {f"z{i}" for i in range(1, ckpt.load_config(SHIPPED_DIR / name).layers + 1)}
+    shown = {t["meta"] for t in grid["data"]}
+    assert shown == layers if len(layers) <= 8 else (shown < layers and 1 <= len(shown) <= 8)
     assert image_url(at, "reconstruction")
 
     page(at, "traverse")
-    assert at.selectbox(key="traverse_run").value.endswith(NVAE)  # remembered from the Layers page
+    assert at.selectbox(key="traverse_run").value.endswith(name)  # remembered from the Layers page
     before = image_url(at, "decoded")
     next(s for s in at.slider if s.label.startswith("PC")).set_value(2.0).run()
     no_exceptions(at)
@@ -152,3 +175,5 @@ def test_every_page_works_on_the_shipped_nvae_without_the_mnist_files(fresh):
     page(at, "samples")
     assert image_url(at, "samples z_L") and image_url(at, "reconstructions")
     assert by_title(at, "Where each layer spends its nats") and by_title(at, "What each layer controls")
+    page(at, "depth")
+    assert image_url(at, "decoded keeping the top")
