@@ -3,7 +3,7 @@
     streamlit run app.py [-- --runs-dir DIR [--runs-dir DIR2]]
 
 Runs come from ./runs, every --runs-dir, the folders in $LVAE_RUNS_DIR and the shipped pretrained/
-(the paper's 5-layer VAE+BN+WU and LVAE+BN+WU on MNIST, which the Compare page opens on, an NVAE and a VDVAE). Nothing
+(the paper's 5-layer VAE+BN+WU and LVAE+BN+WU on MNIST, which the Compare page opens on, an NVAE, a VDVAE and a VQ-VAE). Nothing
 trains by itself: the digits demo pair trains from the "Train a model" page, or `python -m training demo`.
 """
 from __future__ import annotations

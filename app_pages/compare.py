@@ -17,6 +17,7 @@ from explorer.figures import iw_bound_curve, per_layer_bars
 from explorer.information import IW_KS, NIL_KL
 from explorer.paper import PAPER, PAPER_MNIST, paper_reference, reproductions, scale_note
 from explorer.runs import RunInfo, default_pair
+from training.models import has_codebooks
 
 
 def default_k(run: RunInfo) -> int:
@@ -56,11 +57,17 @@ def run_column(run: RunInfo, col) -> None:
     if not isinstance(elbo, (int, float)):
         elbo = common.last_with(hist, "test_elbo")
     m1, m2 = col.columns(2)
-    m1.metric("Test ELBO (nats)", "–" if elbo is None else f"{elbo:.2f}",
-              help="single-sample ELBO on the test set (higher is better): from eval.json for a shipped run, "
+    codes = run.config is not None and has_codebooks(run.config.model)
+    m1.metric("Test bound log p(x|z) + log p(z)" if codes else "Test ELBO (nats)", "–" if elbo is None else f"{elbo:.2f}",
+              help=("a deterministic encoder's bound on log p(x), in the ELBO's nats (higher is better): the "
+                    "reconstruction plus the prior's log p of the image's codes" if codes else
+                    "single-sample ELBO on the test set (higher is better)") + ": from eval.json for a shipped run, "
                    "else at the last evaluation during training")
     iw = st.session_state.get("compare_iw", {}).get((str(run.path), run.stamp))
-    if iw:
+    if codes:  # one code map per image: importance weights over a point mass are all 1, the estimate is the bound
+        m2.metric("log p(x), IW", "= the bound", help="the encoder gives each image one code map, so importance "
+                  "sampling has nothing to average: log p(x) >= the bound, and the IW estimate is the bound itself")
+    elif iw:
         m2.metric(f"log p(x), IW-{iw['k']}", f"{iw['iw_ll']:.2f}",
                   help="importance-weighted estimate (Burda et al. 2016) on the test points, computed below")
         col.caption(f"IW over {iw['n']} points: {iw['source']}; BN statistics: training's running averages (an "
@@ -73,7 +80,10 @@ def run_column(run: RunInfo, col) -> None:
     if stored:
         col.caption(evaluation_note(stored))
     ref = paper_reference(run.config) if run.config is not None else None
-    if ref is not None:
+    if codes:
+        col.caption("A VQ-VAE's numbers are not the Ladder VAE paper's: a model of codes has no KL rate to keep small, "
+                    "so its codes carry more nats than a VAE's layers, and its bound is looser than their ELBO.")
+    elif ref is not None:
         ours = f" This run: **{stored['iw_ll']:.2f}** after {stored.get('epochs', '?')} epochs" if stored else " This run:"
         col.info(f"Paper: log p(x) = **{ref:.2f}** nats (LVAE+BN+WU, 5 layers, IW-5000, MNIST, 2000 epochs; "
                  f"{PAPER}).{ours}; {scale_note(run.config)}.")
@@ -135,7 +145,9 @@ def compare(a: RunInfo, b: RunInfo) -> None:
                    "(of each codebook's size) where a Gaussian layer counts its active units (A_u > 0.01), and its "
                    "nats are what its PixelCNN prior pays for the codes, so that its bound log p(x|z) + log p(z) adds "
                    "up as a Gaussian model's ELBO does.")
-    channels = {n: final_per_layer(r, h, "active_channels") for n, r, h in zip(names, (a, b), hists)}
+    # NVAE's rule is about Gaussian channels: a code layer's nats are spread evenly over its code vector's numbers,
+    # so every one of them would pass or fail together. A run with codebooks is left out of this chart.
+    channels = {n: final_per_layer(r, h, "active_channels") for n, r, h in zip(names, (a, b), hists) if not codes[n]}
     if any(channels.values()):  # runs evaluated since the count exists
         common.chart(bars(channels, "Active channels per layer, NVAE's rule (KL > 0.1 nats per image, summed over "
                                     "positions)", "active channels"), "compare_channels", "active-channels")

@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -49,17 +50,23 @@ def _serve(runs: Path, tmp_path: Path, env_changes: dict | None = None):
         yield url
 
 
-@pytest.fixture
-def page(server):
-    """A page of headless Debian Chromium (Playwright drives it; it never downloads a browser)."""
+@contextmanager
+def _browser_page(width: int = 1400, height: int = 1000):
+    """A page of headless Debian Chromium at this viewport (Playwright drives it; it never downloads a browser)."""
     from playwright.sync_api import sync_playwright
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM if os.path.exists(CHROMIUM) else shutil.which("chromium"),
                                     args=CHROMIUM_ARGS)
         try:
-            yield browser.new_page(viewport={"width": 1400, "height": 1000})
+            yield browser.new_page(viewport={"width": width, "height": height})
         finally:
             browser.close()
+
+
+@pytest.fixture
+def page(server):
+    with _browser_page() as page:
+        yield page
 
 
 def test_traverse_slider_in_a_real_browser(server, page, tmp_path):
@@ -266,100 +273,93 @@ def _shot(page, name: str, focus=None) -> Path:
 
 
 def test_every_page_on_the_shipped_mnist_pair_in_a_real_browser(shipped_server, tmp_path):
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM if os.path.exists(CHROMIUM) else shutil.which("chromium"),
-                                    args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            # Nothing the app shows may need the network (issue 27, item 5: the tab icon came from a font server).
-            elsewhere: list[str] = []
-            page.on("request", lambda r: None if r.url.startswith((shipped_server, "data:", "blob:"))
-                    else elsewhere.append(r.url))
-            page.goto(shipped_server, timeout=60_000)
-            # Streamlit's static page says "Streamlit"; st.set_page_config, the script's first command,
-            # renames the tab before any import or chart (index.html itself is the installed package's).
-            page.wait_for_function("() => document.title === 'LVAE explorer'", timeout=30_000)
-            _charts_drawn(page, 2)
-            body = page.locator("body").inner_text()
-            assert "mnist-lvae-bn-wu" in body and "mnist-vae-bn-wu" in body and "-82.12" in body
-            _shot(page, "compare")
-            # Information per layer: rate beside distortion, MI, each unit's activity against its own KL.
-            page.get_by_text("Information per layer: rate").click()
-            page.locator(".gtitle").filter(has_text="Mutual information").wait_for(timeout=120_000)
-            page.locator(".gtitle").filter(has_text="its own KL").wait_for(timeout=60_000)
-            page.get_by_text("only through the layer above (KL").wait_for(timeout=60_000)
-            _shot(page, "compare-information", page.locator(".gtitle").filter(has_text="Mutual information"))
-            page.get_by_text("Neighbourhoods per layer").click()
-            page.get_by_text("Where do neighbourhoods change most?").wait_for(timeout=120_000)
-            _images_drawn(page)
-            _shot(page, "compare-neighbourhoods", page.get_by_text("Where do neighbourhoods change most?"))
+    with _browser_page(1400, 1000) as page:
+        # Nothing the app shows may need the network (issue 27, item 5: the tab icon came from a font server).
+        elsewhere: list[str] = []
+        page.on("request", lambda r: None if r.url.startswith((shipped_server, "data:", "blob:"))
+                else elsewhere.append(r.url))
+        page.goto(shipped_server, timeout=60_000)
+        # Streamlit's static page says "Streamlit"; st.set_page_config, the script's first command,
+        # renames the tab before any import or chart (index.html itself is the installed package's).
+        page.wait_for_function("() => document.title === 'LVAE explorer'", timeout=30_000)
+        _charts_drawn(page, 2)
+        body = page.locator("body").inner_text()
+        assert "mnist-lvae-bn-wu" in body and "mnist-vae-bn-wu" in body and "-82.12" in body
+        _shot(page, "compare")
+        # Information per layer: rate beside distortion, MI, each unit's activity against its own KL.
+        page.get_by_text("Information per layer: rate").click()
+        page.locator(".gtitle").filter(has_text="Mutual information").wait_for(timeout=120_000)
+        page.locator(".gtitle").filter(has_text="its own KL").wait_for(timeout=60_000)
+        page.get_by_text("only through the layer above (KL").wait_for(timeout=60_000)
+        _shot(page, "compare-information", page.locator(".gtitle").filter(has_text="Mutual information"))
+        page.get_by_text("Neighbourhoods per layer").click()
+        page.get_by_text("Where do neighbourhoods change most?").wait_for(timeout=120_000)
+        _images_drawn(page)
+        _shot(page, "compare-neighbourhoods", page.get_by_text("Where do neighbourhoods change most?"))
 
-            page.goto(f"{shipped_server}/layers", timeout=60_000)
-            _charts_drawn(page, 1)
-            _images_drawn(page)
-            _shot(page, "layers")
-            # Downloads are made on click (deferred callables): the codes of the 1,000 points, every layer.
-            with page.expect_download(timeout=60_000) as download:
-                page.get_by_role("button", name="Codes (CSV)").click()
-            lines = Path(download.value.path()).read_text().splitlines()
-            assert lines[0] == "run,selection,point,class,layer,unit,mean,variance"
-            assert len(lines) == 1 + 1000 * (64 + 32 + 16 + 8 + 4)
-            page.get_by_text("Nearest neighbours of the point in every layer").click()
-            page.get_by_text("z5: label agreement").wait_for(timeout=60_000)
-            _images_drawn(page)
-            _shot(page, "layers-neighbours", page.get_by_text("z1: label agreement").first)
-            # A box drawn in z1 selects points in every layer, and in the linked second run.
-            page.get_by_text("Link a second run").click()
-            _charts_drawn(page, 3)
-            _box_select(page)
-            page.get_by_text("Selection:").wait_for(timeout=60_000)
-            page.locator(".gtitle").filter(has_text="the same points").wait_for(timeout=60_000)
-            # Linked in the browser: every subplot of both runs' grids colours the same test points.
-            page.wait_for_function(f"() => {{ const r = ({LINKED_ROWS})(); return r.length === 10 && "
-                                   "r.every(x => x.length && x === r[0]); }", timeout=60_000)
-            linked_rows = page.evaluate(LINKED_ROWS)[0].split(",")
-            shown = page.get_by_text("Selection:").first.inner_text()
-            assert f"Selection: {len(linked_rows)} of" in shown, (shown, len(linked_rows))
-            _images_drawn(page)
-            _shot(page, "layers-selection", page.locator(".gtitle").filter(has_text="the same points"))
-            page.get_by_text("Link a second run").click()
-            # UMAP of every layer: computed on first use (numba compiles), a progress bar meanwhile.
-            page.get_by_text("UMAP", exact=True).click()
-            page.locator(".gtitle").filter(has_text="(UMAP)").wait_for(timeout=240_000)
-            _shot(page, "layers-umap")
+        page.goto(f"{shipped_server}/layers", timeout=60_000)
+        _charts_drawn(page, 1)
+        _images_drawn(page)
+        _shot(page, "layers")
+        # Downloads are made on click (deferred callables): the codes of the 1,000 points, every layer.
+        with page.expect_download(timeout=60_000) as download:
+            page.get_by_role("button", name="Codes (CSV)").click()
+        lines = Path(download.value.path()).read_text().splitlines()
+        assert lines[0] == "run,selection,point,class,layer,unit,mean,variance"
+        assert len(lines) == 1 + 1000 * (64 + 32 + 16 + 8 + 4)
+        page.get_by_text("Nearest neighbours of the point in every layer").click()
+        page.get_by_text("z5: label agreement").wait_for(timeout=60_000)
+        _images_drawn(page)
+        _shot(page, "layers-neighbours", page.get_by_text("z1: label agreement").first)
+        # A box drawn in z1 selects points in every layer, and in the linked second run.
+        page.get_by_text("Link a second run").click()
+        _charts_drawn(page, 3)
+        _box_select(page)
+        page.get_by_text("Selection:").wait_for(timeout=60_000)
+        page.locator(".gtitle").filter(has_text="the same points").wait_for(timeout=60_000)
+        # Linked in the browser: every subplot of both runs' grids colours the same test points.
+        page.wait_for_function(f"() => {{ const r = ({LINKED_ROWS})(); return r.length === 10 && "
+                               "r.every(x => x.length && x === r[0]); }", timeout=60_000)
+        linked_rows = page.evaluate(LINKED_ROWS)[0].split(",")
+        shown = page.get_by_text("Selection:").first.inner_text()
+        assert f"Selection: {len(linked_rows)} of" in shown, (shown, len(linked_rows))
+        _images_drawn(page)
+        _shot(page, "layers-selection", page.locator(".gtitle").filter(has_text="the same points"))
+        page.get_by_text("Link a second run").click()
+        # UMAP of every layer: computed on first use (numba compiles), a progress bar meanwhile.
+        page.get_by_text("UMAP", exact=True).click()
+        page.locator(".gtitle").filter(has_text="(UMAP)").wait_for(timeout=240_000)
+        _shot(page, "layers-umap")
 
-            page.goto(f"{shipped_server}/traverse", timeout=60_000)
-            _decoded_follows_the_slider(page, "the decoded image did not follow the slider")
-            _shot(page, "traverse")
+        page.goto(f"{shipped_server}/traverse", timeout=60_000)
+        _decoded_follows_the_slider(page, "the decoded image did not follow the slider")
+        _shot(page, "traverse")
 
-            page.goto(f"{shipped_server}/paths", timeout=60_000)
-            page.get_by_text("all layers: A → B").wait_for(timeout=60_000)
-            _images_drawn(page)
-            with page.expect_download(timeout=60_000) as download:
-                page.get_by_role("button", name="Path (GIF)").click()
-            assert Path(download.value.path()).read_bytes()[:6] in (b"GIF87a", b"GIF89a")
-            walked = page.locator('[data-testid="stImage"]').filter(has_text="decoded at t").locator("img")
-            _slide(page.get_by_role("slider").last, 10, walked, "the direction's image did not follow the slider")
-            _images_drawn(page)
-            _shot(page, "paths")
+        page.goto(f"{shipped_server}/paths", timeout=60_000)
+        page.get_by_text("all layers: A → B").wait_for(timeout=60_000)
+        _images_drawn(page)
+        with page.expect_download(timeout=60_000) as download:
+            page.get_by_role("button", name="Path (GIF)").click()
+        assert Path(download.value.path()).read_bytes()[:6] in (b"GIF87a", b"GIF89a")
+        walked = page.locator('[data-testid="stImage"]').filter(has_text="decoded at t").locator("img")
+        _slide(page.get_by_role("slider").last, 10, walked, "the direction's image did not follow the slider")
+        _images_drawn(page)
+        _shot(page, "paths")
 
-            page.goto(f"{shipped_server}/curves", timeout=60_000)
-            _charts_drawn(page, 6)
-            page.locator(".gtitle").filter(has_text="Collapse timeline").wait_for(timeout=60_000)
-            _shot(page, "curves", page.locator(".gtitle").filter(has_text="Collapse timeline"))
+        page.goto(f"{shipped_server}/curves", timeout=60_000)
+        _charts_drawn(page, 6)
+        page.locator(".gtitle").filter(has_text="Collapse timeline").wait_for(timeout=60_000)
+        _shot(page, "curves", page.locator(".gtitle").filter(has_text="Collapse timeline"))
 
-            page.goto(f"{shipped_server}/samples", timeout=60_000)
-            page.locator('[data-testid="stImage"]').first.wait_for(timeout=60_000)
-            _images_drawn(page)
-            _shot(page, "samples")
+        page.goto(f"{shipped_server}/samples", timeout=60_000)
+        page.locator('[data-testid="stImage"]').first.wait_for(timeout=60_000)
+        _images_drawn(page)
+        _shot(page, "samples")
 
-            page.goto(f"{shipped_server}/train", timeout=60_000)
-            page.get_by_text("Train the digits demo pair").wait_for(timeout=60_000)
-            _shot(page, "train")
-            assert not elsewhere, f"the app asked the network for {sorted(set(elsewhere))}"
-        finally:
-            browser.close()
+        page.goto(f"{shipped_server}/train", timeout=60_000)
+        page.get_by_text("Train the digits demo pair").wait_for(timeout=60_000)
+        _shot(page, "train")
+        assert not elsewhere, f"the app asked the network for {sorted(set(elsewhere))}"
 
 
 def _settled(page) -> None:
@@ -381,79 +381,82 @@ def _choose_run(page, name: str, box: int = 0) -> None:
 
 # The shipped conv families: each run's Layers page names its first layer's summary units and says how it pools.
 SHIPPED_CONV = {"mnist-nvae": ("z1 (196 units)", "784 variates each, shown as the 196 means of their 2x2 cells"),
-                "mnist-vdvae": ("z1 (128 units)", "2,048 variates each, shown as the 128 means of their 4x4 cells")}
+                "mnist-vdvae": ("z1 (128 units)", "2,048 variates each, shown as the 128 means of their 4x4 cells"),
+                "mnist-vqvae": ("z1 (16 units)", "16x7x7 = 784 variates, shown as the 16 means of their 7x7 cells")}
 
 
 @pytest.mark.parametrize("name", list(SHIPPED_CONV))
 def test_every_page_on_a_shipped_conv_family_in_a_real_browser(shipped_server, name):
-    """Issues 29 and 30: the shipped NVAE and VDVAE (spatial layers, no MNIST files) on every page, picked in the
-    browser; each page is shot at both screen sizes."""
+    """Issues 29, 30 and 31: the shipped NVAE, VDVAE and VQ-VAE (spatial layers, no MNIST files) on every page,
+    picked in the browser (the VQ-VAE's Codes page too); each page is shot at both screen sizes."""
     short = name.removeprefix("mnist-")
     units, pooled = SHIPPED_CONV[name]
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM if os.path.exists(CHROMIUM) else shutil.which("chromium"),
-                                    args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(shipped_server, timeout=60_000)
+    with _browser_page(1400, 1000) as page:
+        page.goto(shipped_server, timeout=60_000)
+        _charts_drawn(page, 2)
+        _choose_run(page, name, box=1)  # Compare: the run as run B, beside the VAE
+        _settled(page)
+        # run B's stored evaluation: its IW-K metric beside the VAE's IW-5000 (a VQ-VAE's bound is its number)
+        ev = json.loads((ROOT / "pretrained" / name / "eval.json").read_text())
+        shown = f"{ev['test_elbo']:.2f}" if name == "mnist-vqvae" else f"log p(x), IW-{ev['iw_samples']}\n"
+        page.wait_for_function("(t) => document.body.innerText.includes(t)", arg=shown, timeout=60_000)
+        _shot(page, f"{short}-compare")
+
+        page.goto(f"{shipped_server}/layers", timeout=60_000)
+        _charts_drawn(page, 1)
+        _choose_run(page, name)
+        # z1's variates plotted as the means of their cells, and the page says so
+        page.wait_for_function("(u) => document.body.innerText.includes(u)", arg=units, timeout=60_000)
+        assert pooled in page.locator("body").inner_text()
+        _images_drawn(page)
+        _shot(page, f"{short}-layers")
+
+        page.goto(f"{shipped_server}/traverse", timeout=60_000)
+        page.locator('[data-testid="stImage"]').first.wait_for(timeout=60_000)
+        _choose_run(page, name)
+        _decoded_follows_the_slider(page, f"{name}'s decoded image did not follow the slider")
+        _shot(page, f"{short}-traverse")
+
+        page.goto(f"{shipped_server}/paths", timeout=60_000)
+        page.get_by_text("all layers: A → B").wait_for(timeout=60_000)
+        _choose_run(page, name)
+        page.get_by_text("all layers: A → B").wait_for(timeout=60_000)
+        _images_drawn(page)
+        _shot(page, f"{short}-paths")
+
+        page.goto(f"{shipped_server}/curves", timeout=60_000)
+        _charts_drawn(page, 2)
+        page.locator('[data-testid="stMultiSelect"] input').first.click()  # the run joins the pair's curves
+        page.get_by_role("option").filter(has_text=name).first.click()
+        page.keyboard.press("Escape")
+        page.wait_for_timeout(300)
+        _settled(page)
+        page.wait_for_function("(n) => [...document.querySelectorAll('.js-plotly-plot .legendtext')]"
+                               ".some(t => t.textContent.includes(n))", arg=name, timeout=60_000)
+        _shot(page, f"{short}-curves")
+
+        page.goto(f"{shipped_server}/samples", timeout=60_000)
+        page.locator('[data-testid="stImage"]').first.wait_for(timeout=60_000)
+        _choose_run(page, name)
+        _images_drawn(page)
+        _shot(page, f"{short}-samples")
+
+        page.goto(f"{shipped_server}/depth", timeout=60_000)
+        _charts_drawn(page, 2)
+        _choose_run(page, name)
+        masked = page.locator('[data-testid="stImage"]').filter(has_text="decoded keeping").locator("img")
+        masked.wait_for(timeout=60_000)
+        _slide(page.get_by_role("slider").first, 2, masked, "the masked reconstruction did not follow the slider")
+        _images_drawn(page)
+        _shot(page, f"{short}-depth")
+
+        if name == "mnist-vqvae":  # issue 31: the discrete Traverse on the shipped codes
+            page.goto(f"{shipped_server}/codes", timeout=60_000)
             _charts_drawn(page, 2)
-            _choose_run(page, name, box=1)  # Compare: the run as run B, beside the VAE
-            _settled(page)
-            # run B's stored evaluation: its IW-K metric beside the VAE's IW-5000
-            k = json.loads((ROOT / "pretrained" / name / "eval.json").read_text())["iw_samples"]
-            page.wait_for_function("(t) => document.body.innerText.includes(t)", arg=f"log p(x), IW-{k}\n", timeout=60_000)
-            _shot(page, f"{short}-compare")
-
-            page.goto(f"{shipped_server}/layers", timeout=60_000)
-            _charts_drawn(page, 1)
             _choose_run(page, name)
-            # z1's variates plotted as the means of their cells, and the page says so
-            page.wait_for_function("(u) => document.body.innerText.includes(u)", arg=units, timeout=60_000)
-            assert pooled in page.locator("body").inner_text()
-            _images_drawn(page)
-            _shot(page, f"{short}-layers")
-
-            page.goto(f"{shipped_server}/traverse", timeout=60_000)
-            page.locator('[data-testid="stImage"]').first.wait_for(timeout=60_000)
-            _choose_run(page, name)
-            _decoded_follows_the_slider(page, f"{name}'s decoded image did not follow the slider")
-            _shot(page, f"{short}-traverse")
-
-            page.goto(f"{shipped_server}/paths", timeout=60_000)
-            page.get_by_text("all layers: A → B").wait_for(timeout=60_000)
-            _choose_run(page, name)
-            page.get_by_text("all layers: A → B").wait_for(timeout=60_000)
-            _images_drawn(page)
-            _shot(page, f"{short}-paths")
-
-            page.goto(f"{shipped_server}/curves", timeout=60_000)
             _charts_drawn(page, 2)
-            page.locator('[data-testid="stMultiSelect"] input').first.click()  # the run joins the pair's curves
-            page.get_by_role("option").filter(has_text=name).first.click()
-            page.keyboard.press("Escape")
-            page.wait_for_timeout(300)
-            _settled(page)
-            page.wait_for_function("(n) => [...document.querySelectorAll('.js-plotly-plot .legendtext')]"
-                                   ".some(t => t.textContent.includes(n))", arg=name, timeout=60_000)
-            _shot(page, f"{short}-curves")
-
-            page.goto(f"{shipped_server}/samples", timeout=60_000)
-            page.locator('[data-testid="stImage"]').first.wait_for(timeout=60_000)
-            _choose_run(page, name)
-            _images_drawn(page)
-            _shot(page, f"{short}-samples")
-
-            page.goto(f"{shipped_server}/depth", timeout=60_000)
-            _charts_drawn(page, 2)
-            _choose_run(page, name)
-            masked = page.locator('[data-testid="stImage"]').filter(has_text="decoded keeping").locator("img")
-            masked.wait_for(timeout=60_000)
-            _slide(page.get_by_role("slider").first, 2, masked, "the masked reconstruction did not follow the slider")
-            _images_drawn(page)
-            _shot(page, f"{short}-depth")
-        finally:
-            browser.close()
+            _swap_a_code(page, "z1: 7x7 codes of 128", (3, 3))
+            _shot(page, f"{short}-codes")
 
 
 POINT_ON_SCREEN = """(k) => { const gd = document.querySelector('.js-plotly-plot');
@@ -494,44 +497,37 @@ def test_layers_selection_replaces_adds_clears_and_clicks_in_a_real_browser(ship
     """Issue 27, item 1: a new box replaces the selection (Shift adds), every subplot of both runs colours
     exactly the server's selection, Clear and a double-click clear it everywhere, a click picks a point in
     box-select mode."""
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM if os.path.exists(CHROMIUM) else shutil.which("chromium"),
-                                    args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 720})
-            page.goto(f"{shipped_server}/layers", timeout=60_000)
-            _charts_drawn(page, 1)
-            page.get_by_text("Link a second run").click()
-            _charts_drawn(page, 3)
-            _box_select(page, subplot=0)
-            first = _selection_everywhere(page, 2)
-            assert first > 0
-            _box_select(page, subplot=1, corners=(0.3, 0.8))  # z2, no Shift: a new selection
-            second = _selection_everywhere(page, 2)
-            assert second != first
-            _box_select(page, chart=1, subplot=0, corners=(0.05, 0.35), shift=True)  # the linked run's z1, Shift: added
-            third = _selection_everywhere(page, 2)
-            assert third > second, (first, second, third)
-            page.get_by_role("button", name="Clear the selection").click()
-            _selection_everywhere(page, 2, 0)
-            assert page.evaluate("() => [...document.querySelectorAll('.js-plotly-plot')].slice(0, 2)"
-                                 ".every(gd => !(gd.layout.selections || []).length)"), "a box outline is left"
-            # A click in the default box-select mode picks the point, without selecting anything.
-            _click_point(page, 7)
-            _box_select(page, subplot=2)
-            assert _selection_everywhere(page, 2) > 0
-            _click_point(page, 11)
-            assert _selection_everywhere(page, 2) > 0, "a click after a box became a one-point selection"
-            # A double-click on the linked run's grid clears the selection everywhere, the server's too.
-            plot = page.locator(".js-plotly-plot").nth(1)
-            plot.scroll_into_view_if_needed()
-            box = plot.locator(".nsewdrag").nth(1).bounding_box()
-            page.mouse.dblclick(box["x"] + 5, box["y"] + 5)
-            _selection_everywhere(page, 2, 0)
-            _shot(page, "layers-selection-cleared")
-        finally:
-            browser.close()
+    with _browser_page(1280, 720) as page:
+        page.goto(f"{shipped_server}/layers", timeout=60_000)
+        _charts_drawn(page, 1)
+        page.get_by_text("Link a second run").click()
+        _charts_drawn(page, 3)
+        _box_select(page, subplot=0)
+        first = _selection_everywhere(page, 2)
+        assert first > 0
+        _box_select(page, subplot=1, corners=(0.3, 0.8))  # z2, no Shift: a new selection
+        second = _selection_everywhere(page, 2)
+        assert second != first
+        _box_select(page, chart=1, subplot=0, corners=(0.05, 0.35), shift=True)  # the linked run's z1, Shift: added
+        third = _selection_everywhere(page, 2)
+        assert third > second, (first, second, third)
+        page.get_by_role("button", name="Clear the selection").click()
+        _selection_everywhere(page, 2, 0)
+        assert page.evaluate("() => [...document.querySelectorAll('.js-plotly-plot')].slice(0, 2)"
+                             ".every(gd => !(gd.layout.selections || []).length)"), "a box outline is left"
+        # A click in the default box-select mode picks the point, without selecting anything.
+        _click_point(page, 7)
+        _box_select(page, subplot=2)
+        assert _selection_everywhere(page, 2) > 0
+        _click_point(page, 11)
+        assert _selection_everywhere(page, 2) > 0, "a click after a box became a one-point selection"
+        # A double-click on the linked run's grid clears the selection everywhere, the server's too.
+        plot = page.locator(".js-plotly-plot").nth(1)
+        plot.scroll_into_view_if_needed()
+        box = plot.locator(".nsewdrag").nth(1).bounding_box()
+        page.mouse.dblclick(box["x"] + 5, box["y"] + 5)
+        _selection_everywhere(page, 2, 0)
+        _shot(page, "layers-selection-cleared")
 
 
 def test_a_server_restart_loses_no_run_and_the_open_tab_reconnects(runs_dir, tmp_path):
@@ -540,37 +536,29 @@ def test_a_server_restart_loses_no_run_and_the_open_tab_reconnects(runs_dir, tmp
     missing = _browser_missing()
     if missing:
         pytest.skip(missing)
-    from playwright.sync_api import sync_playwright
-
     from benchmarks.load_test import free_port
     port = free_port()
     header = "Traverse a latent layer"
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM if os.path.exists(CHROMIUM) else shutil.which("chromium"),
-                                    args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            with streamlit_server(runs_dir, tmp_path, port=port) as (url, _, _):
-                page.goto(f"{url}/traverse", timeout=60_000)
-                page.get_by_text(header).wait_for(timeout=60_000)
-                counted = page.get_by_test_id("stSidebar").get_by_text(re.compile(r"^\d+ runs?")).first
-                counted.wait_for(timeout=60_000)
-                runs_seen = counted.inner_text()  # "N runs (k broken) in ..."
-                # a page drawn to the end, as the class's are: a restart while its element code still loads
-                # leaves those elements as "Failed to fetch dynamically imported module" until a reload
-                _images_drawn(page)
-            # the server is gone: the tab's frontend keeps retrying its websocket
-            page.evaluate("() => { window.__beforeRestart = true; }")  # a reload would clear this
-            with streamlit_server(runs_dir, tmp_path, port=port):
-                page.wait_for_function("""() => [...document.querySelectorAll('[data-testid="stImage"]')]
-                    .some(e => e.innerText.includes('decoded') && e.querySelector('img').complete)""", timeout=90_000)
-                assert page.evaluate("() => window.__beforeRestart === true"), "the tab was reloaded, not reconnected"
-                page.get_by_text(header).wait_for(timeout=30_000)
-                counted.wait_for(timeout=30_000)
-                assert counted.inner_text() == runs_seen
-                assert page.locator('[data-testid="stException"]').count() == 0
-        finally:
-            browser.close()
+    with _browser_page(1400, 1000) as page:
+        with streamlit_server(runs_dir, tmp_path, port=port) as (url, _, _):
+            page.goto(f"{url}/traverse", timeout=60_000)
+            page.get_by_text(header).wait_for(timeout=60_000)
+            counted = page.get_by_test_id("stSidebar").get_by_text(re.compile(r"^\d+ runs?")).first
+            counted.wait_for(timeout=60_000)
+            runs_seen = counted.inner_text()  # "N runs (k broken) in ..."
+            # a page drawn to the end, as the class's are: a restart while its element code still loads
+            # leaves those elements as "Failed to fetch dynamically imported module" until a reload
+            _images_drawn(page)
+        # the server is gone: the tab's frontend keeps retrying its websocket
+        page.evaluate("() => { window.__beforeRestart = true; }")  # a reload would clear this
+        with streamlit_server(runs_dir, tmp_path, port=port):
+            page.wait_for_function("""() => [...document.querySelectorAll('[data-testid="stImage"]')]
+                .some(e => e.innerText.includes('decoded') && e.querySelector('img').complete)""", timeout=90_000)
+            assert page.evaluate("() => window.__beforeRestart === true"), "the tab was reloaded, not reconnected"
+            page.get_by_text(header).wait_for(timeout=30_000)
+            counted.wait_for(timeout=30_000)
+            assert counted.inner_text() == runs_seen
+            assert page.locator('[data-testid="stException"]').count() == 0
 
 
 @pytest.fixture
@@ -593,36 +581,39 @@ CELL_ON_SCREEN = """([row, col]) => { const gd = document.querySelectorAll('.js-
     return [r.left + L._size.l + L.xaxis.l2p(col), r.top + L._size.t + L.yaxis.l2p(row)]; }"""
 
 
+def _swap_a_code(page, codes: str, cell: tuple[int, int]) -> None:
+    """On an open Codes page: choose z1 (its control reads `codes`, e.g. "z1: 2x2 codes of 16"), click `cell` of its
+    grid, pick another code for it and see the decoded image change."""
+    page.get_by_text(codes).click()
+    size = codes.split(": ")[1].split(" ")[0]
+    page.wait_for_function("(t) => document.body.innerText.includes(t)", arg=f"z1: the image's codes ({size})",
+                           timeout=60_000)
+    _settled(page)
+    page.locator(".js-plotly-plot").first.scroll_into_view_if_needed()
+    x, y = page.evaluate(CELL_ON_SCREEN, list(cell))
+    page.mouse.click(x, y)
+    page.wait_for_function("(t) => document.body.innerText.includes(t)", arg=f"now row {cell[0]}, column {cell[1]}",
+                           timeout=60_000)
+    _settled(page)
+    swapped = page.locator('[data-testid="stImage"]').filter(has_text="choose another code").locator("img")
+    before = swapped.get_attribute("src")
+    page.locator('[data-testid="stSelectbox"]').nth(1).click()  # box 0 is the run
+    page.get_by_role("option").nth(1).click()
+    at = f"at ({cell[0]}, {cell[1]})"
+    page.wait_for_function("(t) => document.body.innerText.includes(t)", arg=at, timeout=60_000)
+    _settled(page)
+    after = page.locator('[data-testid="stImage"]').filter(has_text=at).locator("img").get_attribute("src")
+    assert after != before, "the decoded image did not follow the code swap"
+    _images_drawn(page)
+    assert page.locator('[data-testid="stException"]').count() == 0
+
+
 def test_the_codes_page_in_a_real_browser(vq_server):
     """Issue 31's discrete Traverse: click a cell of the code grid, pick another code for it, see the decoded
     image change; the resampled row and the codebook are drawn."""
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM if os.path.exists(CHROMIUM) else shutil.which("chromium"),
-                                    args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(f"{vq_server}/codes", timeout=60_000)
-            _charts_drawn(page, 2)
-            _images_drawn(page)
-            page.get_by_text("z1: 2x2 codes of 16").click()  # digits: z1 2x2 codes under z2's 1x1
-            page.wait_for_function("() => document.body.innerText.includes(\"z1: the image's codes (2x2)\")", timeout=60_000)
-            _settled(page)
-            page.locator(".js-plotly-plot").first.scroll_into_view_if_needed()
-            x, y = page.evaluate(CELL_ON_SCREEN, [0, 1])
-            page.mouse.click(x, y)
-            page.wait_for_function("() => document.body.innerText.includes('now row 0, column 1')", timeout=60_000)
-            _settled(page)
-            swapped = page.locator('[data-testid="stImage"]').filter(has_text="choose another code").locator("img")
-            before = swapped.get_attribute("src")
-            page.locator('[data-testid="stSelectbox"]').nth(1).click()
-            page.get_by_role("option").nth(1).click()
-            page.wait_for_function("() => document.body.innerText.includes('at (0, 1)')", timeout=60_000)
-            _settled(page)
-            after = page.locator('[data-testid="stImage"]').filter(has_text="at (0, 1)").locator("img").get_attribute("src")
-            assert after != before, "the decoded image did not follow the code swap"
-            _images_drawn(page)
-            assert page.locator('[data-testid="stException"]').count() == 0
-            _shot(page, "vqvae-codes")
-        finally:
-            browser.close()
+    with _browser_page(1400, 1000) as page:
+        page.goto(f"{vq_server}/codes", timeout=60_000)
+        _charts_drawn(page, 2)
+        _images_drawn(page)
+        _swap_a_code(page, "z1: 2x2 codes of 16", (0, 1))  # digits: z1 2x2 codes under z2's 1x1
+        _shot(page, "digits-vqvae-codes")

@@ -107,6 +107,7 @@ def test_every_page_works_on_the_pair_without_the_mnist_files(fresh):
 
 NVAE = "mnist-nvae"
 VDVAE = "mnist-vdvae"
+VQVAE = "mnist-vqvae"
 
 
 def test_the_shipped_nvae_is_weights_only_small_and_evaluated_as_nvae_does():
@@ -143,7 +144,28 @@ def test_the_shipped_vdvae_is_deep_weights_only_small_and_evaluated():
     assert size < 10e6, f"{VDVAE}: {size / 1e6:.1f} MB"
 
 
-@pytest.mark.parametrize("name", [NVAE, VDVAE])
+def test_the_shipped_vqvae_uses_its_codebooks_and_is_evaluated_over_the_whole_test_set():
+    """Issue 31: two levels of codes with their PixelCNN priors in one weights-only file of at most 10 MB; eval.json
+    over all 10,000 test images with the bound, the reconstruction and, per level, codes used (target: at least 90%)
+    and perplexity. The bound is log p(x|z) + log p(z): the IW estimate is the bound itself."""
+    cfg = ckpt.load_config(SHIPPED_DIR / VQVAE)
+    assert (cfg.model, cfg.dataset, cfg.likelihood, cfg.pixel_scale, cfg.layers) == ("vqvae", "mnist", "bernoulli", 256, 2)
+    assert cfg.arch.commitment == 0.25 and cfg.arch.decay == 0.99 and cfg.arch.prior_epochs > 0
+    tensors, meta = ckpt.read_tensors(SHIPPED_DIR / VQVAE / ckpt.CHECKPOINT)
+    assert meta[ckpt.WEIGHTS_ONLY] == "true" and all(k.startswith("model.") for k in tensors)
+    assert any("prior" in k for k in tensors), "the priors over codes were not shipped"
+    ev = stored(VQVAE)
+    assert ev["test_images"] == 10000 and ev["epochs"] == cfg.epochs and ev["pixel_scale"] == 256
+    assert ev["codebook"] == list(cfg.arch.codes)
+    for used, size, perplexity in zip(ev["test_codes_used"], ev["codebook"], ev["test_perplexity"]):
+        assert used >= 0.9 * size and 1 < perplexity <= used
+    assert abs(ev["test_elbo"] - (ev["test_recon"] - sum(ev["test_kl_per_layer"]))) < 1e-3
+    assert abs(ev["iw_ll"] - ev["test_elbo"]) < 1e-3
+    size = sum(p.stat().st_size for p in (SHIPPED_DIR / VQVAE).rglob("*") if p.is_file())
+    assert size < 10e6, f"{VQVAE}: {size / 1e6:.1f} MB"
+
+
+@pytest.mark.parametrize("name", [NVAE, VDVAE, VQVAE])
 def test_every_page_works_on_a_shipped_conv_family_without_the_mnist_files(fresh, name):
     """The NVAE or the VDVAE picked on each page (the choice carries from page to page); its layers' codes (a deep
     model's a resolution at a time), decoding with layers fixed, samples, the spatial views and the Depth page's
@@ -152,10 +174,14 @@ def test_every_page_works_on_a_shipped_conv_family_without_the_mnist_files(fresh
     at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
     no_exceptions(at)
     select_run(at, "compare_run_b", name)
-    units = by_title(at, "Active units")
+    units = by_title(at, "Used per layer" if name == VQVAE else "Active units")
     assert [t["name"] for t in units["data"]] == [PAIR[0], name]
-    assert [m.value for m in at.metric if m.label == f"log p(x), IW-{stored(name)['iw_samples']}"][-1] \
-        == f"{stored(name)['iw_ll']:.2f}"
+    if name == VQVAE:  # one code map per image: the bound is the number, and IW says it adds nothing
+        assert [m.value for m in at.metric if m.label.startswith("Test bound")] == [f"{stored(name)['test_elbo']:.2f}"]
+        assert [m.value for m in at.metric if m.label == "log p(x), IW"] == ["= the bound"]
+    else:
+        assert [m.value for m in at.metric if m.label == f"log p(x), IW-{stored(name)['iw_samples']}"][-1] \
+            == f"{stored(name)['iw_ll']:.2f}"
 
     select_run(page(at, "layers"), "layers_run", name)
     grid = by_title(at, "every latent layer")
@@ -177,3 +203,12 @@ def test_every_page_works_on_a_shipped_conv_family_without_the_mnist_files(fresh
     assert by_title(at, "Where each layer spends its nats") and by_title(at, "What each layer controls")
     page(at, "depth")
     assert image_url(at, "decoded keeping the top")
+    if name == VQVAE:  # the discrete Traverse: another code in a cell of the shipped model's map decodes anew
+        page(at, "codes")
+        assert at.selectbox(key="codes_run").value.endswith(name)
+        swap = next(s for s in at.selectbox if s.key and s.key.startswith("codes_swap_"))
+        before = image_url(at, "choose another code")
+        swap.select_index(1).run()
+        no_exceptions(at)
+        assert image_url(at, "with code") != before
+        assert by_title(at, "codebook")
