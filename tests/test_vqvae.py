@@ -101,6 +101,27 @@ def test_the_pixelcnn_lets_no_position_see_itself_or_later_ones(cond):
                 assert bool(seen[a, b]) == ((a, b) < (i, j)), ((i, j), (a, b))
 
 
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_sampling_row_by_row_draws_what_the_whole_map_gives(temperature):
+    """The sampler passes only the rows down to the drawn one; drawing from the logits of the whole map, with the
+    same generator and fixed cells, gives the same codes."""
+    torch.manual_seed(0)
+    net = GatedPixelCNN(codes=6, channels=8, layers=3, cond_channels=2).eval()
+    cond, h, w = torch.randn(3, 2, 5, 4), 5, 4
+    fixed = torch.full((1, h, w), -1)
+    fixed[0, 1, 2] = 4
+    drawn = net.sample(3, (h, w), cond, temperature, fixed=fixed, generator=torch.Generator().manual_seed(7))
+    index, gen = fixed.expand(3, h, w).clamp(min=0).clone(), torch.Generator().manual_seed(7)
+    with torch.no_grad():
+        for i in range(h):
+            for j in range(w):
+                if (i, j) == (1, 2):
+                    continue
+                logits = net(index, cond)[:, :, i, j]
+                index[:, i, j] = logits.argmax(1) if temperature == 0 else \
+                    torch.multinomial(torch.softmax(logits / temperature, 1), 1, generator=gen).view(-1)
+    assert torch.equal(drawn, index) and bool((drawn[:, 1, 2] == 4).all())
+
 
 def test_the_bound_is_log_p_x_given_z_plus_log_p_z():
     """On a tiny model: the IW weights, the ELBO's estimate and the loss's stats all equal the likelihood of
