@@ -140,30 +140,30 @@ def decomposition_png(path: str, stamp: float, idx: int, keep: int | None, tempe
 
 @st.cache_resource(max_entries=512, show_spinner=False)
 def decoded_png(path: str, stamp: float, layer: int, start_digest: str, offsets: tuple[float, ...], _pca, _base,
-                shape: tuple[int, int], _above=None) -> tuple[bytes, str]:
+                shape: tuple[int, int], _whole=None) -> tuple[bytes, str]:
     """The image decoded `offsets` sd along the layer's principal directions from one start (named by its codes'
     digest), as a PNG, and the image's digest; once for every session: a class starts from the same prior sample
-    and moves the same sliders by the same steps, so most moves ask for an image someone already has. _above: the
-    start's codes of the layers above (the digest covers them), which the image depends on in some families."""
+    and moves the same sliders by the same steps, so most moves ask for an image someone already has. _whole: the
+    start's whole codes of the layer and those above (the digest covers them; explorer.traverse.decode_layer)."""
     z = along_directions(_pca, _base, list(offsets))
-    image = decode_layer(common.model_of(path, stamp), layer, z[None], _above)
+    image = decode_layer(common.model_of(path, stamp), layer, z[None], whole=_whole)
     return common.grid_png(image, shape, target=224), hashlib.sha1(image.tobytes()).hexdigest()
 
 
 @st.cache_resource(max_entries=128, show_spinner=False)
 def traversal_png(path: str, stamp: float, layer: int, n_dirs: int, start_digest: str, _pca, _base,
-                  shape: tuple[int, int], _above=None) -> bytes:
+                  shape: tuple[int, int], _whole=None) -> bytes:
     """The -3..+3 sd grid of one start (named by its codes' digest), once for every session."""
-    grid = traversal_grid(common.model_of(path, stamp), layer, _pca, _base, STEPS, _above)[:n_dirs]
+    grid = traversal_grid(common.model_of(path, stamp), layer, _pca, _base, STEPS, whole=_whole)[:n_dirs]
     return common.grid_png(grid, shape, target=64)
 
 
 @st.cache_resource(max_entries=32, show_spinner=False)
 def traversal_gif(path: str, stamp: float, layer: int, start_digest: str, _pca, _base, shape: tuple[int, int],
-                  _above=None) -> bytes:
+                  _whole=None) -> bytes:
     """A GIF walking PC1 of the layer from -3 to +3 sd and back, from one start (made on a download's click)."""
     from explorer.images import gif_bytes
-    frames = traversal_grid(common.model_of(path, stamp), layer, _pca, _base, np.linspace(-3, 3, 25), _above)[0]
+    frames = traversal_grid(common.model_of(path, stamp), layer, _pca, _base, np.linspace(-3, 3, 25), whole=_whole)[0]
     return gif_bytes(frames, shape, scale=max(1, 112 // shape[0]), frame_ms=80)
 
 

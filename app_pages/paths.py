@@ -17,7 +17,7 @@ from app_pages.computed import strips_of
 from app_pages.glossary import notice
 from explorer.class_names import class_name
 from explorer.images import gif_bytes
-from explorer.traverse import along_mean_difference, decode_layer, encode_one
+from explorer.traverse import along_mean_difference, decode_layer, encode_full, summaries
 
 SETS = "direction_sets"            # session_state: kept by the Layers page ("Keep as set A/B")
 DECODED = "paths_decoded_sha1"     # session_state: digest of the last direction image (tests)
@@ -102,14 +102,15 @@ def directions(run, model, points) -> None:
     start_on = st.radio("Start from", ["A's mean code", "a test image"], horizontal=True, key="paths_start")
     if start_on == "a test image":
         idx = common.test_image_input("Test image", points, "paths_start_image")
-        codes = encode_one(model, points.images[idx])
-        start, above, start_what = codes[layer], codes[layer + 1:], f"test image {int(points.index[idx])}"
+        whole = encode_full(model, points.images[idx])  # a step moves the image's whole code: its detail stays
+        start, above, start_what = summaries(model, whole)[layer], whole[layer:], f"test image {int(points.index[idx])}"
         common.show_images(points.images[[idx]], points.image_shape, target=96, caption=f"the start: {start_what}")
     else:
         start, above, start_what = mean_a, None, "A's mean code"
     distance = float(np.linalg.norm(mean_b - mean_a))
     st.caption(f"z{layer + 1}: start + t·(B − A), {what}; |B − A| = {distance:.2f}. Start: {start_what}; "
-               "layers below at p's mean" + (", those above at the test image's codes" if above else "")
+               "layers below at p's mean" + (", those above at the test image's codes"
+                                           if above is not None and layer + 1 < model.n_layers else "")
                + ". t = 1 from A's mean reaches B's mean.")
     ctx = hashlib.sha1(f"{run.path}|{run.stamp}|{layer}|{what}|{start_what}".encode()).hexdigest()[:8]
 
@@ -117,11 +118,12 @@ def directions(run, model, points) -> None:
     def live() -> None:
         left, right = st.columns([3, 2])
         t = left.slider("t along the direction", -1.0, 2.0, 0.0, 0.05, key=f"paths_t_{ctx}")
-        image = decode_layer(model, layer, along_mean_difference(start, mean_a, mean_b, t)[None], above)
+        image = decode_layer(model, layer, along_mean_difference(start, mean_a, mean_b, t)[None], whole=above)
         st.session_state[DECODED] = hashlib.sha1(image.tobytes()).hexdigest()
         with right:
             common.show_images(image, points.image_shape, target=160, caption=f"decoded at t = {t:.2f}")
-        strip = decode_layer(model, layer, along_mean_difference(start, mean_a, mean_b, np.linspace(-0.5, 1.5, 9)), above)
+        strip = decode_layer(model, layer, along_mean_difference(start, mean_a, mean_b, np.linspace(-0.5, 1.5, 9)),
+                             whole=above)
         with left:
             common.show_images(strip, points.image_shape, ncols=9, target=48, caption="t = -0.5 … 1.5 in 9 steps")
 

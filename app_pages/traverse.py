@@ -16,7 +16,7 @@ from app_pages.glossary import notice
 from app_pages.computed import STEPS, decoded_png, traversal_gif, traversal_png
 from explorer.images import read_upload
 from explorer.encode import prior_sd_along
-from explorer.traverse import encode_one, prior_start
+from explorer.traverse import encode_full, prior_whole, summaries
 
 MAX_DIRECTIONS = 6
 MIN_EXPLAINED = 0.01  # directions with less of the layer's variance decode to the same image: no slider for them
@@ -56,32 +56,32 @@ def beside(other, layer: int, start_image, shape):
         st.info(f"{other.name} works on {points.image_shape[0]}x{points.image_shape[1]} images: it cannot start from "
                 "this one. Start from a prior sample to see both.")
         return None
-    codes = prior_start(model, int(st.session_state.get(SEED, 0))) if start_image is None else \
-        encode_one(model, start_image)
-    base = codes[layer_b]
+    whole = prior_whole(model, int(st.session_state.get(SEED, 0))) if start_image is None else \
+        encode_full(model, start_image)
+    base = summaries(model, whole)[layer_b]
     n_dirs = used_directions(pca)
-    return other, layer_b, pca, base, start_digest(codes, layer_b), n_dirs, points.image_shape, codes[layer_b + 1:]
+    return other, layer_b, pca, base, start_digest(whole, layer_b), n_dirs, points.image_shape, whole[layer_b:]
 
 
-def start_digest(codes, layer: int) -> str:
-    """The start's codes in the layer and those above (the decoded image depends on them), as one digest."""
-    return hashlib.sha1(b"".join(np.ascontiguousarray(c).tobytes() for c in codes[layer:])).hexdigest()
+def start_digest(whole, layer: int) -> str:
+    """The start's whole codes in the layer and those above (the decoded image depends on them), as one digest."""
+    return hashlib.sha1(b"".join(np.ascontiguousarray(c.cpu().numpy()).tobytes() for c in whole[layer:])).hexdigest()
 
 
 def start_codes(run, model, points):
-    """Per-layer codes to start from, a description and the start's image (None for a prior sample); None
-    (after a message) if there is none."""
+    """Per-layer whole codes to start from (explorer.traverse.encode_full or prior_whole), a description and the
+    start's image (None for a prior sample); None (after a message) if there is none."""
     c1, c2 = st.columns([2, 1])
     start = c1.radio("Start from", ["prior sample", "test image", "uploaded image"], horizontal=True,
                      key="traverse_start")
     if start == "prior sample":
         seed = int(c2.number_input("Seed", 0, 1_000_000, 0, key="traverse_seed"))
         st.session_state[SEED] = seed
-        return prior_start(model, seed), f"prior sample, seed {seed}", None
+        return prior_whole(model, seed), f"prior sample, seed {seed}", None
     if start == "test image":
         with c2:
             idx = common.test_image_input("Test image", points, "traverse_index")
-        return (encode_one(model, points.images[idx]), f"test image {int(points.index[idx])} "
+        return (encode_full(model, points.images[idx]), f"test image {int(points.index[idx])} "
                 f"(class {int(points.labels[idx])})", points.images[idx])
     upload = c2.file_uploader("Image (PNG or JPEG)", type=["png", "jpg", "jpeg"], key="traverse_upload")
     if upload is None:
@@ -92,7 +92,7 @@ def start_codes(run, model, points):
     except ValueError as e:  # UploadError: not an image, damaged, too large
         st.error(f"Cannot use {upload.name}: {e}")
         return None, "", None
-    return encode_one(model, image), f"uploaded {upload.name}", image
+    return encode_full(model, image), f"uploaded {upload.name}", image
 
 
 def main() -> None:
@@ -113,9 +113,10 @@ def main() -> None:
     if found is None:
         return
     points, pca = found
-    codes, what, start_image = start_codes(run, model, points)
-    if codes is None:
+    whole, what, start_image = start_codes(run, model, points)
+    if whole is None:
         return
+    codes = summaries(model, whole)
     other = common.second_run(run, "traverse", "Beside a second run (the same start, the same moves)",
                               "a second run's decoding beside the first: the same seed or image, the same layer "
                               "(or its top one), each slider moving the same principal component of its own layer")
@@ -135,8 +136,8 @@ def main() -> None:
                   "(unused by the data) not shown." if hidden else ""))
     # Slider keys carry the context, so a new run/layer/start begins at 0 again.
     ctx = hashlib.sha1(f"{run.path}|{run.stamp}|{layer}|{what}".encode()).hexdigest()[:8]
-    digest = start_digest(codes, layer)  # the start, for the shared images
-    above = codes[layer + 1:]
+    digest = start_digest(whole, layer)  # the start, for the shared images
+    above = whole[layer:]  # the start's whole codes from this layer up: what a step moves from
     keys = [f"traverse_pc{j}_{ctx}" for j in range(n_dirs)]
 
     @st.fragment

@@ -41,7 +41,7 @@ from explorer.encode import (POINT_SIZES, THREADS, encode, encode_seconds_per_im
                             layer_pca, limit_threads, points_within_budget, test_points)
 from explorer.images import image_grid, png_bytes  # noqa: E402
 from explorer.runs import RunInfo, discover_runs, load_model  # noqa: E402
-from explorer.traverse import (along_directions, decode_layer, hierarchy_decomposition, prior_start,  # noqa: E402
+from explorer.traverse import (along_directions, decode_layer, hierarchy_decomposition, prior_whole, summaries,  # noqa: E402
                                traversal_grid)
 
 MNIST_DIR = ROOT.parent / "shared" / "data" / "mnist"
@@ -82,15 +82,16 @@ def slider_rows(run: RunInfo, repeats: int) -> list[tuple[str, float, float, flo
     layer = model.n_layers - 1                  # the top layer: the longest path down to the image
     units = model.layer_specs()[layer].summary_units
     pca = layer_pca(rng.normal(size=(500, units)).astype(np.float32))
-    start = prior_start(model, 0)
-    base, above = start[layer], start[layer + 1:]
+    whole = prior_whole(model, 0)  # as the Traverse page: a step moves the start's whole code
+    base = summaries(model, whole)[layer]
 
     def move() -> None:
         z = along_directions(pca, base, rng.uniform(-3, 3, size=pca.components.shape[0]))
-        png_bytes(image_grid(decode_layer(model, layer, z[None], above), shape, scale=max(1, 224 // shape[-1])))
+        png_bytes(image_grid(decode_layer(model, layer, z[None], whole=whole[layer:]), shape,
+                             scale=max(1, 224 // shape[-1])))
 
     def grid() -> None:
-        png_bytes(image_grid(traversal_grid(model, layer, pca, base, above=above), shape, scale=4))
+        png_bytes(image_grid(traversal_grid(model, layer, pca, base, whole=whole[layer:]), shape, scale=4))
 
     med, worst = timed(move, repeats)
     rows.append((f"slider move, {run.name} z{layer + 1} -> PNG", med, worst, 0.050))

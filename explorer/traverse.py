@@ -28,11 +28,16 @@ def _n_pixels(model: LatentHierarchy) -> int:
     return c * h * w
 
 
-def decode_layer(model: LatentHierarchy, layer: int, z: np.ndarray, above: Sequence[np.ndarray] | None = None) -> np.ndarray:
+def decode_layer(model: LatentHierarchy, layer: int, z: np.ndarray, above: Sequence[np.ndarray] | None = None,
+                 whole: Sequence[torch.Tensor] | None = None) -> np.ndarray:
     """Images (n, D) in [0, 1] from summary codes z (n, d) at `layer`, the layers below at p's mean.
 
-    above: the layers above's codes (one row each, z_{layer+2} first) where the family's image depends on
-    them beyond z (NVAE, VDVAE); without them those layers take p's mean too. Deterministic.
+    whole: the start's whole codes of this layer and those above ((1, *shape) each, encode_full or prior_whole).
+    A step then moves the start's code by the change of its summary, so a pooled layer keeps the start's detail
+    within each cell (offset 0 decodes the start itself), and the layers above keep the start's codes.
+    Without it, above: the layers above's summary codes (one row each, z_{layer+2} first) where the family's
+    image depends on them beyond z (NVAE, VDVAE), each spread over its cells; without either, p's mean.
+    Deterministic.
     """
     z = np.atleast_2d(np.asarray(z, dtype=np.float32))
     _check_layer(model, layer)
@@ -43,10 +48,16 @@ def decode_layer(model: LatentHierarchy, layer: int, z: np.ndarray, above: Seque
         return np.zeros((0, _n_pixels(model)), np.float32)
     parts = []
     with eval_mode(model):
-        fixed_above = {layer + 1 + j: model.from_summary(layer + 1 + j, as_tensor(np.atleast_2d(a), model))
-                       for j, a in enumerate(above or [])}
+        if whole is not None:
+            own = whole[0].to(device_of(model))
+            fixed_above = {layer + 1 + j: w.to(device_of(model)) for j, w in enumerate(whole[1:])}
+        else:
+            fixed_above = {layer + 1 + j: model.from_summary(layer + 1 + j, as_tensor(np.atleast_2d(a), model))
+                           for j, a in enumerate(above or [])}
         for s in range(0, len(z), rows := batch_rows(model)):
-            codes = model.from_summary(layer, as_tensor(z[s:s + rows], model))
+            step = as_tensor(z[s:s + rows], model)
+            codes = model.from_summary(layer, step) if whole is None else \
+                own + model.from_summary(layer, step - model.summary_codes(layer, own))
             parts.append(_flat(model.decode({**fixed_above, layer: codes}, codes.shape[0], below="mean")))
     return np.concatenate(parts)
 
@@ -69,31 +80,47 @@ def along_directions(pca: LayerPCA, base: np.ndarray, offsets: Sequence[float] |
 
 def traversal_grid(model: LatentHierarchy, layer: int, pca: LayerPCA, base: np.ndarray,
                    steps: Sequence[float] | np.ndarray = (-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0),
-                   above: Sequence[np.ndarray] | None = None) -> np.ndarray:
-    """(k, len(steps), D): row j walks from base along principal direction j, one decode for all."""
+                   above: Sequence[np.ndarray] | None = None, whole: Sequence[torch.Tensor] | None = None) -> np.ndarray:
+    """(k, len(steps), D): row j walks from base along principal direction j, one decode for all (decode_layer's
+    above and whole)."""
     steps = np.asarray(steps, dtype=np.float32)
     k = pca.components.shape[0]
     offsets = np.zeros((k, len(steps), k), np.float32)
     for j in range(k):
         offsets[j, :, j] = steps
     codes = along_directions(pca, base, offsets.reshape(-1, k))
-    return decode_layer(model, layer, codes, above).reshape(k, len(steps), -1)
+    return decode_layer(model, layer, codes, above, whole).reshape(k, len(steps), -1)
+
+
+def summaries(model: LatentHierarchy, whole: Sequence[torch.Tensor]) -> list[np.ndarray]:
+    """Per-layer summary codes (d_i,) of one start's whole codes: what the pages plot and step along."""
+    with torch.no_grad():
+        return [model.summary_codes(i, z)[0].cpu().numpy() for i, z in enumerate(whole)]
+
+
+def encode_full(model: LatentHierarchy, image: np.ndarray) -> list[torch.Tensor]:
+    """Per-layer posterior means of one image along the mean path, each of its layer's whole shape (1, *shape):
+    not the summary codes, whose pooled cells would decode as flat maps."""
+    with eval_mode(model):
+        return [q.z for q in model.posterior(as_tensor(np.reshape(image, (1, -1)), model), mean_path=True)]
 
 
 def encode_one(model: LatentHierarchy, image: np.ndarray) -> list[np.ndarray]:
     """Per-layer posterior means (d_i,) of one image (mean path, summary codes): where a traversal starts."""
-    with eval_mode(model):
-        layers = model.posterior(as_tensor(np.reshape(image, (1, -1)), model), mean_path=True)
-        return [model.summary_codes(i, q.z)[0].cpu().numpy() for i, q in enumerate(layers)]
+    return summaries(model, encode_full(model, image))
 
 
-def prior_start(model: LatentHierarchy, seed: int) -> list[np.ndarray]:
-    """Per-layer codes of one prior sample: the top layer ~ N(0, I) (seeded), p's means below it."""
+def prior_whole(model: LatentHierarchy, seed: int) -> list[torch.Tensor]:
+    """Per-layer whole codes (1, *shape) of one prior sample: the top layer ~ N(0, I) (seeded), p's means below."""
     top_layer = model.n_layers - 1
     top = torch.randn(1, *model.layer_specs()[top_layer].shape, generator=torch.Generator().manual_seed(seed))
     with eval_mode(model):
-        codes = model.generate(1, fixed={top_layer: top.to(device_of(model))}, use_mean=True).codes
-        return [model.summary_codes(i, z)[0].cpu().numpy() for i, z in enumerate(codes)]
+        return list(model.generate(1, fixed={top_layer: top.to(device_of(model))}, use_mean=True).codes)
+
+
+def prior_start(model: LatentHierarchy, seed: int) -> list[np.ndarray]:
+    """Per-layer summary codes of one prior sample (prior_whole)."""
+    return summaries(model, prior_whole(model, seed))
 
 
 def interpolate(model: LatentHierarchy, image_a: np.ndarray, image_b: np.ndarray, layer: int | None = None,
@@ -101,18 +128,23 @@ def interpolate(model: LatentHierarchy, image_a: np.ndarray, image_b: np.ndarray
     """(steps, D): images along the straight path between two images' posterior means.
 
     layer None: every layer's code moves at once, and the ends are the two reconstructions. layer i: only
-    z_i moves, the layers above stay at image a's codes and those below take p's mean, as a traversal.
+    z_i moves, the layers above stay at image a's codes and those below take p's mean, as a traversal. The path
+    runs between the whole codes, so a pooled layer keeps each image's detail within its cells (the summary codes
+    the pages plot move along the same straight line: pooling is linear).
     """
     if steps < 2:
         raise ValueError("an interpolation needs at least 2 steps")
-    t = np.linspace(0.0, 1.0, steps, dtype=np.float32)[:, None]
-    a, b = encode_one(model, image_a), encode_one(model, image_b)
-    if layer is None:
-        with eval_mode(model):
-            fixed = {i: model.from_summary(i, as_tensor((1 - t) * a[i] + t * b[i], model)) for i in range(len(a))}
-            return _flat(model.decode(fixed, steps))
-    _check_layer(model, layer)
-    return decode_layer(model, layer, (1 - t) * a[layer] + t * b[layer], a[layer + 1:])
+    if layer is not None:
+        _check_layer(model, layer)
+    a, b = encode_full(model, image_a), encode_full(model, image_b)
+    moving = range(len(a)) if layer is None else [layer]
+    with eval_mode(model):
+        t = torch.linspace(0.0, 1.0, steps, device=a[0].device)
+        fixed = {i: (1 - t.view(-1, *[1] * (a[i].dim() - 1))) * a[i] + t.view(-1, *[1] * (a[i].dim() - 1)) * b[i]
+                 for i in moving}
+        if layer is not None:
+            fixed.update({i: a[i] for i in range(layer + 1, len(a))})
+        return _flat(model.decode(fixed, steps, below="mean"))
 
 
 def interpolation_strips(model: LatentHierarchy, image_a: np.ndarray, image_b: np.ndarray,

@@ -344,7 +344,7 @@ def test_traverse_sessions_moving_to_the_same_place_share_one_decode(app, monkey
     computed.decoded_png.clear()  # shared by the whole test process: other tests' images are in it
     decodes = []
     real = computed.decode_layer
-    monkeypatch.setattr(computed, "decode_layer", lambda *a: decodes.append(a[1]) or real(*a))
+    monkeypatch.setattr(computed, "decode_layer", lambda *a, **kw: decodes.append(a[1]) or real(*a, **kw))
     images, counts = [], []
     for session in (app, AppTest.from_file(str(APP), default_timeout=TIMEOUT)):  # two students, one start
         session.run()

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 import pytest
 import torch
 from conftest import assert_resumes_exactly, train_on_one_thread
@@ -192,6 +194,49 @@ def test_prior_samples_keep_fixed_codes_and_draw_the_rest(vq_run):
         greedy = [model.generate(2, temperature=0.0, generator=torch.Generator().manual_seed(s)).images for s in (1, 2)]
         assert torch.equal(greedy[0], greedy[1])
         assert torch.equal(model.generate(2, use_mean=True).images, greedy[0])
+
+
+def test_a_fixed_vector_between_codes_is_decoded_as_its_nearest_code(vq_run):
+    """The decoder only ever saw codes: a Traverse step or a path point off the codebook is snapped to the nearest
+    code at each position, so it decodes exactly as that code map does (and NaN positions are still drawn)."""
+    model, _, _ = ckpt.load_model(vq_run)
+    model.eval()
+    with torch.no_grad():
+        a = model.generate(3, generator=torch.Generator().manual_seed(3))
+        moved = [z + 0.3 * torch.randn_like(z) * z.std() for z in a.codes]
+        snapped = [book.lookup(book.quantize(z)) for book, z in zip(model.books, moved)]
+        assert any(not torch.equal(m, z) for m, z in zip(moved, snapped))
+        out = model.generate(3, fixed=dict(enumerate(moved)))
+        assert all(torch.equal(c, z) for c, z in zip(out.codes, snapped))
+        assert torch.equal(out.images, model.generate(3, fixed=dict(enumerate(snapped))).images)
+        partial = moved[0].clone()
+        partial[:, :, 0, 0] = float("nan")
+        mixed = model.generate(3, fixed={0: partial, 1: moved[1]}, generator=torch.Generator().manual_seed(5))
+        assert torch.equal(mixed.codes[0][:, :, 1:], snapped[0][:, :, 1:]) and not mixed.codes[0].isnan().any()
+
+
+def test_a_path_between_two_images_ends_at_their_reconstructions_in_a_pooled_layer():
+    """z1 of 80-number codes on a 2x2 map has 320 numbers: its summary is pooled to the map's mean. The Paths page's
+    straight line runs between the whole code maps all the same, so its ends are the two reconstructions and each
+    layer's row starts at image a's own codes (it used to spread the pooled mean over every cell: a flat map)."""
+    from explorer.traverse import decode_layer, encode_full, interpolate, reconstruct, summaries
+    model = tiny_model(code_dim=80, dead_threshold=2.0).train()
+    x = torch.rand(64, 64, generator=torch.Generator().manual_seed(1)).round()
+    with torch.no_grad():
+        model._pass(x)  # every code revived from the batch's encoder outputs: the cells get different codes
+    model.eval()
+    assert model.layer_specs()[0].pool == 2
+    a, b = x[:2].numpy()
+    assert len(set(model.posterior(x[:1], mean_path=True)[0].index.flatten().tolist())) > 1
+    ends = reconstruct(model, np.stack([a, b]))
+    np.testing.assert_allclose(interpolate(model, a, b, steps=5)[[0, -1]], ends, atol=1e-6)
+    np.testing.assert_allclose(interpolate(model, a, b, layer=0, steps=5)[0], ends[0], atol=1e-6)
+    # the Traverse: a step from the image's whole codes; at offset 0 it decodes the image's reconstruction
+    whole = encode_full(model, a)
+    start = summaries(model, whole)[0]
+    np.testing.assert_allclose(decode_layer(model, 0, start[None], whole=whole)[0], ends[0], atol=1e-6)
+    moved = decode_layer(model, 0, start[None] + 3 * np.random.default_rng(0).standard_normal(start.shape), whole=whole)
+    assert not np.allclose(moved[0], ends[0])
 
 
 def test_bad_vqvae_options_are_refused_in_one_line():

@@ -263,20 +263,23 @@ class VQVAE(LatentHierarchy):
         return torch.log_softmax(self.priors[layer](indices[layer], self._cond(layer, codes)), dim=1)
 
     def _fixed_codes(self, level: int, code: torch.Tensor | None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """A fixed layer's (vectors, indices with -1 where drawn): a NaN anywhere in a position's vector marks it
-        to be drawn; the others keep their vectors as given (decoded as they are) and, for the prior, the index of
-        the nearest code."""
+        """A fixed layer's (code vectors, indices with -1 where drawn): a NaN anywhere in a position's vector marks
+        it to be drawn (its vector stays NaN); every other position is snapped to its nearest code. The decoder and
+        the priors only ever saw codes: a vector between codes (a Traverse step, a point on a path) decodes to
+        noise, so a discrete layer is walked through code maps, a cell changing when it crosses to another code."""
         if code is None:
             return None, None
         code = code.to(self.books[level].embed)
         free = torch.isnan(code).any(1)
         index = self.books[level].quantize(torch.nan_to_num(code))
-        return code, torch.where(free, torch.full_like(index, -1), index)
+        vectors = torch.where(free.unsqueeze(1), torch.full_like(code, float("nan")), self.books[level].lookup(index))
+        return vectors, torch.where(free, torch.full_like(index, -1), index)
 
     def generate(self, n, fixed=None, temperature: float | Sequence[float] = 1.0, use_mean=False,
                  generator=None) -> Generated:
         """Codes drawn from the priors, the top level first, position by position at a softmax temperature per level
-        (0 or use_mean: the most likely code); fixed layers keep their vectors (NaN positions drawn)."""
+        (0 or use_mean: the most likely code); fixed layers keep their codes, each position snapped to its nearest
+        code (NaN positions drawn)."""
         fixed = fixed or {}
         temps = [float(temperature)] * len(self.books) if isinstance(temperature, (int, float)) else [float(t) for t in temperature]
         if len(temps) != len(self.books):
@@ -290,8 +293,5 @@ class VQVAE(LatentHierarchy):
             side = self.sides[level]
             drawn = self.priors[level].sample(n, (side, side), self._cond(level, codes), 0.0 if use_mean else temps[level],
                                               fixed=index, generator=generator)
-            z = self.books[level].lookup(drawn)
-            if vectors is not None:  # keep the given vectors where they were given
-                z = torch.where(torch.isnan(vectors).any(1, keepdim=True), z, vectors.expand(n, *vectors.shape[1:]))
-            codes[level] = z
+            codes[level] = self.books[level].lookup(drawn)  # the fixed positions' codes were kept by the sampler
         return Generated(codes, torch.sigmoid(self._logits(codes)))
