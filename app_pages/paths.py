@@ -103,14 +103,14 @@ def directions(run, model, points) -> None:
     if start_on == "a test image":
         idx = common.test_image_input("Test image", points, "paths_start_image")
         whole = encode_full(model, points.images[idx])  # a step moves the image's whole code: its detail stays
-        start, above, start_what = summaries(model, whole)[layer], whole[layer:], f"test image {int(points.index[idx])}"
+        start, whole, start_what = summaries(model, whole)[layer], whole[layer:], f"test image {int(points.index[idx])}"
         common.show_images(points.images[[idx]], points.image_shape, target=96, caption=f"the start: {start_what}")
     else:
-        start, above, start_what = mean_a, None, "A's mean code"
+        start, whole, start_what = mean_a, None, "A's mean code"
     distance = float(np.linalg.norm(mean_b - mean_a))
     st.caption(f"z{layer + 1}: start + t·(B − A), {what}; |B − A| = {distance:.2f}. Start: {start_what}; "
                "layers below at p's mean" + (", those above at the test image's codes"
-                                           if above is not None and layer + 1 < model.n_layers else "")
+                                           if whole is not None and layer + 1 < model.n_layers else "")
                + ". t = 1 from A's mean reaches B's mean.")
     ctx = hashlib.sha1(f"{run.path}|{run.stamp}|{layer}|{what}|{start_what}".encode()).hexdigest()[:8]
 
@@ -118,12 +118,12 @@ def directions(run, model, points) -> None:
     def live() -> None:
         left, right = st.columns([3, 2])
         t = left.slider("t along the direction", -1.0, 2.0, 0.0, 0.05, key=f"paths_t_{ctx}")
-        image = decode_layer(model, layer, along_mean_difference(start, mean_a, mean_b, t)[None], whole=above)
+        image = decode_layer(model, layer, along_mean_difference(start, mean_a, mean_b, t)[None], whole=whole)
         st.session_state[DECODED] = hashlib.sha1(image.tobytes()).hexdigest()
         with right:
             common.show_images(image, points.image_shape, target=160, caption=f"decoded at t = {t:.2f}")
         strip = decode_layer(model, layer, along_mean_difference(start, mean_a, mean_b, np.linspace(-0.5, 1.5, 9)),
-                             whole=above)
+                             whole=whole)
         with left:
             common.show_images(strip, points.image_shape, ncols=9, target=48, caption="t = -0.5 … 1.5 in 9 steps")
 

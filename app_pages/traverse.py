@@ -137,7 +137,7 @@ def main() -> None:
     # Slider keys carry the context, so a new run/layer/start begins at 0 again.
     ctx = hashlib.sha1(f"{run.path}|{run.stamp}|{layer}|{what}".encode()).hexdigest()[:8]
     digest = start_digest(whole, layer)  # the start, for the shared images
-    above = whole[layer:]  # the start's whole codes from this layer up: what a step moves from
+    moved = whole[layer:]  # the start's whole codes from this layer up: what a step moves from
     keys = [f"traverse_pc{j}_{ctx}" for j in range(n_dirs)]
 
     @st.fragment
@@ -155,16 +155,16 @@ def main() -> None:
                     st.session_state[key] = 0.0
             st.button("Back to the start", key=f"traverse_reset_{ctx}", on_click=reset, icon=":material/restart_alt:")
         png, st.session_state[DECODED] = decoded_png(str(run.path), run.stamp, layer, digest, tuple(offsets), pca,
-                                                     base, shape, above)
+                                                     base, shape, moved)
         with right:
             if start_image is not None:  # the start beside its decoding: what the traversal starts from
                 common.show_images(start_image[None], shape, target=112, caption="the start")
             common.show_png(png, caption="decoded E[x|z]" if second is None else f"{run.name}: decoded E[x|z]")
             if second is not None:
-                run_b, layer_b, pca_b, base_b, digest_b, n_b, shape_b, above_b = second
+                run_b, layer_b, pca_b, base_b, digest_b, n_b, shape_b, whole_b = second
                 moves = (tuple(offsets) + (0.0,) * n_b)[:n_b]  # its own first PCs; the ones it lacks stay at 0
                 png_b, _ = decoded_png(str(run_b.path), run_b.stamp, layer_b, digest_b, moves, pca_b, base_b, shape_b,
-                                       above_b)
+                                       whole_b)
                 common.show_png(png_b, caption=f"{run_b.name}, z{layer_b + 1}: the same start and moves")
 
     sliders, grid_col = st.columns([3, 2], gap="large")
@@ -173,7 +173,7 @@ def main() -> None:
     with grid_col:
         st.markdown("**Traversal grid**")
         notice("in the higher layers a step changes the digit's kind or style; in the lowest, stroke details.")
-        grid = traversal_png(str(run.path), run.stamp, layer, n_dirs, digest, pca, base, shape, above)
+        grid = traversal_png(str(run.path), run.stamp, layer, n_dirs, digest, pca, base, shape, moved)
         common.show_png(grid, caption=f"rows: PC1..PC{n_dirs} of z{layer + 1}; columns: "
                                       + ", ".join(f"{v:+g}" for v in STEPS) + " sd of the data along it, from the start; "
                                       "one sd is " + ", ".join(f"{v:.2g}" for v in step_in_prior)
@@ -183,7 +183,7 @@ def main() -> None:
         d1.download_button("Grid (PNG)", lambda: grid, file_name=f"{name}.png", mime="image/png", key="traverse_grid_png",
                            on_click="ignore", icon=":material/download:")
         d2.download_button("PC1 walk (GIF)", lambda: traversal_gif(str(run.path), run.stamp, layer, digest, pca, base,
-                                                                   shape, above),
+                                                                   shape, moved),
                            file_name=f"{name}-pc1.gif", mime="image/gif", key="traverse_gif", on_click="ignore",
                            icon=":material/download:")
 

@@ -28,16 +28,15 @@ def _n_pixels(model: LatentHierarchy) -> int:
     return c * h * w
 
 
-def decode_layer(model: LatentHierarchy, layer: int, z: np.ndarray, above: Sequence[np.ndarray] | None = None,
+def decode_layer(model: LatentHierarchy, layer: int, z: np.ndarray,
                  whole: Sequence[torch.Tensor] | None = None) -> np.ndarray:
     """Images (n, D) in [0, 1] from summary codes z (n, d) at `layer`, the layers below at p's mean.
 
     whole: the start's whole codes of this layer and those above ((1, *shape) each, encode_full or prior_whole).
     A step then moves the start's code by the change of its summary, so a pooled layer keeps the start's detail
-    within each cell (offset 0 decodes the start itself), and the layers above keep the start's codes.
-    Without it, above: the layers above's summary codes (one row each, z_{layer+2} first) where the family's
-    image depends on them beyond z (NVAE, VDVAE), each spread over its cells; without either, p's mean.
-    Deterministic.
+    within each cell (offset 0 decodes the start itself), and the layers above keep the start's codes (in NVAE and
+    VDVAE the image depends on them beyond z). Without it, z is spread over its cells and the layers above take
+    p's mean. Deterministic.
     """
     z = np.atleast_2d(np.asarray(z, dtype=np.float32))
     _check_layer(model, layer)
@@ -48,15 +47,11 @@ def decode_layer(model: LatentHierarchy, layer: int, z: np.ndarray, above: Seque
         return np.zeros((0, _n_pixels(model)), np.float32)
     parts = []
     with eval_mode(model):
-        if whole is not None:
-            own = whole[0].to(device_of(model))
-            fixed_above = {layer + 1 + j: w.to(device_of(model)) for j, w in enumerate(whole[1:])}
-        else:
-            fixed_above = {layer + 1 + j: model.from_summary(layer + 1 + j, as_tensor(np.atleast_2d(a), model))
-                           for j, a in enumerate(above or [])}
+        own = whole[0].to(device_of(model)) if whole is not None else None
+        fixed_above = {layer + 1 + j: w.to(device_of(model)) for j, w in enumerate(whole[1:] if whole is not None else [])}
         for s in range(0, len(z), rows := batch_rows(model)):
             step = as_tensor(z[s:s + rows], model)
-            codes = model.from_summary(layer, step) if whole is None else \
+            codes = model.from_summary(layer, step) if own is None else \
                 own + model.from_summary(layer, step - model.summary_codes(layer, own))
             parts.append(_flat(model.decode({**fixed_above, layer: codes}, codes.shape[0], below="mean")))
     return np.concatenate(parts)
@@ -80,16 +75,16 @@ def along_directions(pca: LayerPCA, base: np.ndarray, offsets: Sequence[float] |
 
 def traversal_grid(model: LatentHierarchy, layer: int, pca: LayerPCA, base: np.ndarray,
                    steps: Sequence[float] | np.ndarray = (-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0),
-                   above: Sequence[np.ndarray] | None = None, whole: Sequence[torch.Tensor] | None = None) -> np.ndarray:
-    """(k, len(steps), D): row j walks from base along principal direction j, one decode for all (decode_layer's
-    above and whole)."""
+                   whole: Sequence[torch.Tensor] | None = None) -> np.ndarray:
+    """(k, len(steps), D): row j walks from base along principal direction j, one decode for all (from the start's
+    whole codes: decode_layer)."""
     steps = np.asarray(steps, dtype=np.float32)
     k = pca.components.shape[0]
     offsets = np.zeros((k, len(steps), k), np.float32)
     for j in range(k):
         offsets[j, :, j] = steps
     codes = along_directions(pca, base, offsets.reshape(-1, k))
-    return decode_layer(model, layer, codes, above, whole).reshape(k, len(steps), -1)
+    return decode_layer(model, layer, codes, whole).reshape(k, len(steps), -1)
 
 
 def summaries(model: LatentHierarchy, whole: Sequence[torch.Tensor]) -> list[np.ndarray]:

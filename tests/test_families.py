@@ -143,11 +143,11 @@ def test_decoding_from_a_layer_keeps_the_codes_above_where_the_image_depends_on_
     """In the conv family the image depends on z2 as well as z1 (as in NVAE and VDVAE): a traversal's start
     (offset 0) reproduces the image's reconstruction only with the start's z2 kept, which the pages pass."""
     from explorer.encode import test_points
-    from explorer.traverse import decode_layer, encode_one, reconstruct
+    from explorer.traverse import decode_layer, encode_full, encode_one, reconstruct
     model, cfg, _ = ckpt.load_model(conv_runs / "tiny-conv")
     image = test_points(cfg, conv_runs / "tiny-conv", n=20).images[3]
     codes = encode_one(model, image)
-    again = decode_layer(model, 0, codes[0][None], above=codes[1:])
+    again = decode_layer(model, 0, codes[0][None], whole=encode_full(model, image))
     np.testing.assert_allclose(again, reconstruct(model, image[None]), atol=1e-5)
     assert np.abs(decode_layer(model, 0, codes[0][None]) - again).max() > 1e-3  # z2 at p's mean instead
 
